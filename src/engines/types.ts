@@ -31,7 +31,6 @@ export interface ModelInfo {
   isEmbeddingModel: boolean;
   sizeBytes: number;
   quantization: string | undefined;
-  parameterCount?: number;
 }
 
 export interface MemoryEstimate {

@@ -1,0 +1,67 @@
+import { openapi } from "@elysiajs/openapi";
+import { toJsonSchema } from "@valibot/to-json-schema";
+import { Elysia } from "elysia";
+import type { InferenceService } from "../inference/service.ts";
+import { log } from "../log.ts";
+import type { Scheduler } from "../scheduler/scheduler.ts";
+import { VERSION } from "../version.ts";
+import { mapError } from "./errors.ts";
+import { chatRoutes } from "./routes/chat.ts";
+import { completionRoutes } from "./routes/completions.ts";
+import { embeddingRoutes } from "./routes/embeddings.ts";
+import { modelRoutes } from "./routes/models.ts";
+import type { Security } from "./security.ts";
+
+export interface AppDeps {
+  scheduler: Scheduler;
+  inference: InferenceService;
+  security: Security;
+}
+
+const json = (status: number, body: unknown, headers?: Record<string, string>) =>
+  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
+
+export function createApp({ scheduler, inference, security }: AppDeps) {
+  return new Elysia()
+    .onRequest(({ request }) => {
+      const url = new URL(request.url);
+      try {
+        security.checkHost(request.headers.get("host"));
+        const cors = security.corsHeaders(request.headers.get("origin"), request.headers.get("access-control-request-headers"));
+        if (request.method === "OPTIONS") {
+          return cors ? new Response(null, { status: 204, headers: cors }) : json(403, mapError(new Error("CORS is not enabled for this origin; see --cors-origin")).body);
+        }
+        if (url.pathname !== "/health") security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"));
+      } catch (err) {
+        const { status, body } = mapError(err);
+        return json(status, body);
+      }
+    })
+    .onAfterHandle(({ request, set }) => {
+      const cors = security.corsHeaders(request.headers.get("origin"));
+      if (cors) Object.assign(set.headers, cors);
+    })
+    .onError(({ code, error, request, set }) => {
+      const { status, body } = mapError(error, code);
+      if (status >= 500) log.warn("request failed", { path: new URL(request.url).pathname, status, error: body.error.message });
+      set.status = status;
+      const cors = security.corsHeaders(request.headers.get("origin"));
+      if (cors) Object.assign(set.headers, cors);
+      set.headers["content-type"] = "application/json";
+      return body;
+    })
+    .use(openapi({
+      path: "/docs",
+      mapJsonSchema: { valibot: toJsonSchema },
+      documentation: {
+        info: { title: "LMX API", version: VERSION, description: "OpenAI-compatible local LLM server. Errors use OpenAI's {error: {message, type, param, code}} shape." },
+      },
+    }))
+    .get("/health", () => ({ status: "ok", version: VERSION }), { detail: { summary: "Liveness check (no API key needed)", tags: ["LMX"] } })
+    .use(modelRoutes(scheduler))
+    .use(chatRoutes(inference))
+    .use(completionRoutes(inference))
+    .use(embeddingRoutes(inference));
+}
+
+export type App = ReturnType<typeof createApp>;

@@ -1,0 +1,58 @@
+import * as v from "valibot";
+import { LmxError } from "../errors.ts";
+import { log } from "../log.ts";
+import { AbortedWhileQueuedError } from "../scheduler/slots.ts";
+
+export interface ErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+interface Mapped {
+  status: number;
+  body: ErrorBody;
+}
+
+const body = (message: string, type: string, param: string | null, code: string | null): ErrorBody => ({ error: { message, type, param, code } });
+
+/** valibot's issue path as OpenAI names fields: messages[0].content. */
+function issuePath(issue: v.BaseIssue<unknown> | undefined): string | null {
+  if (!issue?.path) return null;
+  let out = "";
+  for (const item of issue.path) {
+    const key = (item as { key?: unknown }).key;
+    if (typeof key === "number") out += `[${key}]`;
+    else if (key !== undefined) out += (out ? "." : "") + String(key);
+  }
+  return out || null;
+}
+
+/** The one mapping from any thrown value to an HTTP status and OpenAI's error shape. */
+export function mapError(err: unknown, code?: string | number): Mapped {
+  if (err instanceof LmxError) return { status: err.status, body: body(err.message, err.type, err.param, err.code) };
+  if (err instanceof AbortedWhileQueuedError) return { status: 499, body: body("client closed the request", "invalid_request_error", null, "client_closed") };
+  switch (code) {
+    case "VALIDATION": {
+      const issue = (err as { valueError?: v.BaseIssue<unknown> }).valueError;
+      const param = issuePath(issue);
+      const message = issue?.message ?? "invalid request body";
+      return { status: 400, body: body(param ? `${param}: ${message}` : message, "invalid_request_error", param, "invalid_value") };
+    }
+    case "PARSE":
+      return { status: 400, body: body("request body is not valid JSON", "invalid_request_error", null, "invalid_json") };
+    case "NOT_FOUND":
+      return { status: 404, body: body("no such route", "invalid_request_error", null, "unknown_route") };
+    case "INVALID_COOKIE_SIGNATURE":
+    case "INVALID_FILE_TYPE":
+      return { status: 400, body: body(String((err as Error).message), "invalid_request_error", null, null) };
+  }
+  const status = typeof (err as { status?: unknown })?.status === "number" ? (err as { status: number }).status : 500;
+  if (status >= 400 && status < 500) {
+    return { status, body: body((err as Error).message || "bad request", "invalid_request_error", null, null) };
+  }
+  log.error("unhandled error", { error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  return { status: 500, body: body("internal server error: " + (err instanceof Error ? err.message : String(err)), "server_error", null, "internal_error") };
+}
+
+export function errorBody(err: unknown): ErrorBody {
+  return mapError(err).body;
+}

@@ -1,0 +1,43 @@
+import { statSync } from "node:fs";
+import { Elysia } from "elysia";
+import { ModelNotFoundError } from "../../errors.ts";
+import type { ModelStatus, Scheduler } from "../../scheduler/scheduler.ts";
+
+function created(path: string): number {
+  try {
+    return Math.floor(statSync(path).mtimeMs / 1000);
+  } catch {
+    return 0;
+  }
+}
+
+function modelObject(s: ModelStatus) {
+  return {
+    id: s.descriptor.id,
+    object: "model" as const,
+    created: created(s.descriptor.path),
+    owned_by: "lmx",
+    format: s.descriptor.format,
+    state: s.state,
+    architecture: s.info?.architecture ?? null,
+    quantization: s.info?.quantization ?? null,
+    size_bytes: s.info?.sizeBytes ?? null,
+    max_context_length: s.info?.declaredContextLength ?? null,
+    loaded_context_length: s.loadedContextLength ?? null,
+    ...(s.infoError ? { error: s.infoError } : {}),
+  };
+}
+
+export function modelRoutes(scheduler: Scheduler) {
+  return new Elysia()
+    .get("/v1/models", async () => ({ object: "list" as const, data: (await scheduler.list()).map(modelObject) }), {
+      detail: { summary: "List models", tags: ["OpenAI"], description: "Every servable model, with LMX fields: max_context_length (declared), loaded_context_length, format, state." },
+    })
+    // Wildcard: ids of models in subfolders contain slashes.
+    .get("/v1/models/*", async ({ params }) => {
+      const id = decodeURIComponent(params["*"]);
+      const hit = (await scheduler.list()).find((s) => s.descriptor.id === id);
+      if (!hit) throw new ModelNotFoundError(id);
+      return modelObject(hit);
+    }, { detail: { summary: "Retrieve a model", tags: ["OpenAI"] } });
+}

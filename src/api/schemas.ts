@@ -1,0 +1,110 @@
+// Request shapes of the OpenAI-compatible API. These valibot schemas are the validator, the
+// TypeScript types and (through @elysiajs/openapi) the published docs at once.
+import * as v from "valibot";
+
+const MAX_TOKENS_LIMIT = 1_048_576;
+
+const TextPart = v.object({ type: v.literal("text"), text: v.string() });
+const OtherPart = v.looseObject({ type: v.string() });
+/** Message content: a string or an array of parts; only text parts can be served by a text model. */
+const Content = v.union([v.string(), v.array(v.union([TextPart, OtherPart]))]);
+
+const ToolCallSchema = v.object({
+  id: v.pipe(v.string(), v.minLength(1)),
+  type: v.optional(v.literal("function")),
+  function: v.object({ name: v.pipe(v.string(), v.minLength(1)), arguments: v.string() }),
+});
+
+export const ChatMessageSchema = v.variant("role", [
+  v.looseObject({ role: v.picklist(["system", "developer"]), content: Content, name: v.optional(v.string()) }),
+  v.looseObject({ role: v.literal("user"), content: Content, name: v.optional(v.string()) }),
+  v.looseObject({
+    role: v.literal("assistant"),
+    content: v.optional(v.nullable(Content)),
+    tool_calls: v.optional(v.nullable(v.array(ToolCallSchema))),
+    name: v.optional(v.string()),
+  }),
+  v.looseObject({ role: v.literal("tool"), content: Content, tool_call_id: v.pipe(v.string(), v.minLength(1)) }),
+]);
+export type ChatMessageBody = v.InferOutput<typeof ChatMessageSchema>;
+
+const JsonSchemaObject = v.record(v.string(), v.unknown());
+
+const FunctionTool = v.object({
+  type: v.literal("function"),
+  function: v.object({
+    name: v.pipe(v.string(), v.regex(/^[a-zA-Z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'")),
+    description: v.optional(v.string()),
+    parameters: v.optional(JsonSchemaObject),
+    strict: v.optional(v.nullable(v.boolean())),
+  }),
+});
+
+const ToolChoiceSchema = v.union([
+  v.picklist(["none", "auto", "required"]),
+  v.object({ type: v.literal("function"), function: v.object({ name: v.string() }) }),
+]);
+
+const ResponseFormatSchema = v.variant("type", [
+  v.object({ type: v.literal("text") }),
+  v.object({ type: v.literal("json_object") }),
+  v.object({
+    type: v.literal("json_schema"),
+    json_schema: v.object({
+      name: v.optional(v.string()),
+      description: v.optional(v.string()),
+      schema: v.optional(JsonSchemaObject),
+      strict: v.optional(v.nullable(v.boolean())),
+    }),
+  }),
+]);
+
+const Stop = v.optional(v.nullable(v.union([v.string(), v.pipe(v.array(v.string()), v.maxLength(16))])));
+const count = (max: number) => v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(max))));
+const range = (min: number, max: number) => v.optional(v.nullable(v.pipe(v.number(), v.minValue(min), v.maxValue(max))));
+
+/** Sampling fields shared by chat and text completions. */
+const SamplingFields = {
+  model: v.pipe(v.string(), v.minLength(1)),
+  max_tokens: count(MAX_TOKENS_LIMIT),
+  temperature: range(0, 2),
+  top_p: range(0, 1),
+  top_k: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100_000)))),
+  min_p: range(0, 1),
+  seed: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(-(2 ** 53)), v.maxValue(2 ** 53)))),
+  stop: Stop,
+  presence_penalty: range(-2, 2),
+  frequency_penalty: range(-2, 2),
+  repeat_penalty: range(0, 10),
+  stream: v.optional(v.nullable(v.boolean())),
+  stream_options: v.optional(v.nullable(v.object({ include_usage: v.optional(v.boolean()) }))),
+  n: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1, "only n=1 is supported")))),
+  user: v.optional(v.string()),
+};
+
+export const ChatCompletionBody = v.looseObject({
+  ...SamplingFields,
+  messages: v.pipe(v.array(ChatMessageSchema), v.minLength(1, "must contain at least one message")),
+  max_completion_tokens: count(MAX_TOKENS_LIMIT),
+  tools: v.optional(v.nullable(v.array(FunctionTool))),
+  tool_choice: v.optional(v.nullable(ToolChoiceSchema)),
+  parallel_tool_calls: v.optional(v.nullable(v.boolean())),
+  response_format: v.optional(v.nullable(ResponseFormatSchema)),
+});
+export type ChatCompletionBody = v.InferOutput<typeof ChatCompletionBody>;
+
+export const CompletionBody = v.looseObject({
+  ...SamplingFields,
+  prompt: v.union([v.string(), v.pipe(v.array(v.string()), v.minLength(1), v.maxLength(64))]),
+  echo: v.optional(v.nullable(v.boolean())),
+});
+export type CompletionBody = v.InferOutput<typeof CompletionBody>;
+
+export const EmbeddingBody = v.looseObject({
+  model: v.pipe(v.string(), v.minLength(1)),
+  input: v.union([v.string(), v.pipe(v.array(v.string()), v.minLength(1), v.maxLength(2048))]),
+  encoding_format: v.optional(v.nullable(v.picklist(["float", "base64"]))),
+  dimensions: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1)))),
+  user: v.optional(v.string()),
+});
+export type EmbeddingBody = v.InferOutput<typeof EmbeddingBody>;

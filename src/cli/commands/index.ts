@@ -1,0 +1,27 @@
+import { serve } from "./serve.ts";
+
+export interface Command {
+  summary: string;
+  /** Returns the exit code, or -1 for a long-running command that exits on its own. */
+  run(args: string[]): Promise<number>;
+}
+
+export const commands: Record<string, Command> = { serve };
+
+export function printHelp(): void {
+  const lines = [
+    "lmx — a headless local LLM server with an OpenAI-compatible API",
+    "",
+    "Usage: lmx <command> [options]",
+    "",
+    "Commands:",
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`),
+    `  ${"help".padEnd(10)} Show help for a command (lmx help serve)`,
+    "",
+    "Options:",
+    "  --version  Print the version",
+    "",
+    "Settings come from flags, then LMX_* environment variables, then $LMX_HOME/config.json ($LMX_HOME defaults to ~/.lmx).",
+  ];
+  console.log(lines.join("\n"));
+}

@@ -1,0 +1,38 @@
+import { lmxHome, parseFlags, readConfigFile, resolveSettings } from "../../config/resolve.ts";
+import { serveSettings } from "../../config/settings.ts";
+import { configureLog, log } from "../../log.ts";
+import { startServer } from "../../server.ts";
+import { settingsHelp } from "../help.ts";
+import type { Command } from "./index.ts";
+
+export const serve: Command = {
+  summary: "Start the OpenAI-compatible server",
+  async run(args) {
+    if (args.includes("--help") || args.includes("-h")) {
+      console.log(["Usage: lmx serve [options]", "", "Serve GGUF models over an OpenAI-compatible HTTP API.", "", settingsHelp(serveSettings)].join("\n"));
+      return 0;
+    }
+    const flags = parseFlags(args, serveSettings);
+    if (flags.positionals.length > 0) {
+      throw new (await import("../../errors.ts")).UsageError(`unexpected argument '${flags.positionals[0]}' (models are given with --model PATH)`);
+    }
+    const home = lmxHome();
+    const file = readConfigFile(home);
+    const config = resolveSettings(serveSettings, flags, process.env, file);
+    configureLog({ level: config.logLevel, format: config.logFormat });
+    const server = await startServer(config, home, file.models);
+    const shutdown = (signal: string) => {
+      log.info("shutting down", { signal });
+      server.stop().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error("shutdown failed", { error: String(err) });
+          process.exit(1);
+        },
+      );
+    };
+    process.once("SIGINT", () => shutdown("SIGINT"));
+    process.once("SIGTERM", () => shutdown("SIGTERM"));
+    return -1;
+  },
+};

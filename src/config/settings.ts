@@ -1,0 +1,72 @@
+// Every setting LMX reads, declared once: its flag, its LMX_* variable, its config-file key, its
+// default and the description `--help` prints. Nothing else in the code base reads process.env for
+// settings.
+
+export type SettingKind = "string" | "int" | "bool" | "list";
+
+interface SettingBase {
+  /** camelCase key, also the key in $LMX_HOME/config.json. */
+  key: string;
+  kind: SettingKind;
+  description: string;
+  /** Shown in help instead of the default when the default is computed at run time. */
+  defaultText?: string;
+  placeholder?: string;
+  /** Settings that only make sense at the command line (never in config.json). */
+  flagOnly?: boolean;
+  min?: number;
+  max?: number;
+}
+
+export interface StringSetting extends SettingBase { kind: "string"; default?: string }
+export interface IntSetting extends SettingBase { kind: "int"; default?: number }
+export interface BoolSetting extends SettingBase { kind: "bool"; default: boolean }
+export interface ListSetting extends SettingBase { kind: "list"; default: string[] }
+export type Setting = StringSetting | IntSetting | BoolSetting | ListSetting;
+
+export const serveSettings = [
+  { key: "host", kind: "string", default: "127.0.0.1", placeholder: "ADDR",
+    description: "Address to bind. Binding anything but loopback requires an API key or --insecure-no-auth." },
+  { key: "port", kind: "int", default: 1234, min: 0, max: 65535, placeholder: "N",
+    description: "Port to listen on (1234 is LM Studio's, so clients configured for it work unchanged)." },
+  { key: "model", kind: "list", default: [], placeholder: "[ID=]PATH.gguf",
+    description: "A GGUF file to serve, in addition to the models directory; repeatable. ID defaults to the file name without .gguf." },
+  { key: "modelsDir", kind: "string", defaultText: "$LMX_HOME/models", placeholder: "DIR",
+    description: "Directory scanned (recursively) for .gguf files to serve." },
+  { key: "threads", kind: "int", min: 0, max: 1024, defaultText: "physical performance cores available", placeholder: "N",
+    description: "CPU threads per loaded model. 0 means auto. Can be overridden per model in config.json." },
+  { key: "parallel", kind: "int", default: 4, min: 1, max: 64, placeholder: "N",
+    description: "Requests one loaded model generates at once (parallel sequences of one context, batched together)." },
+  { key: "ctx", kind: "int", min: 0, max: 1048576, defaultText: "4096, capped at the model's declared context", placeholder: "N",
+    description: "Context length (tokens) of each parallel sequence. 0 means the model's declared context." },
+  { key: "queue", kind: "int", default: 64, min: 0, max: 100000, placeholder: "N",
+    description: "Requests that may wait for a free sequence per model; beyond this they get 503 at once." },
+  { key: "batchSize", kind: "int", min: 1, max: 65536, defaultText: "512", placeholder: "N",
+    description: "Tokens evaluated per batch during prompt processing." },
+  { key: "apiKey", kind: "list", default: [], placeholder: "KEY",
+    description: "Require 'Authorization: Bearer KEY' on every route but /health; repeatable. Env: comma-separated list." },
+  { key: "insecureNoAuth", kind: "bool", default: false,
+    description: "Allow binding a non-loopback address without an API key." },
+  { key: "corsOrigin", kind: "list", default: [], placeholder: "ORIGIN",
+    description: "Origin allowed by CORS (repeatable; '*' allows any). CORS is off by default." },
+  { key: "allowedHost", kind: "list", default: [], placeholder: "NAME",
+    description: "Extra Host header names accepted besides the bound address and localhost (DNS-rebinding defence)." },
+  { key: "logLevel", kind: "string", default: "info", placeholder: "LEVEL",
+    description: "debug, info, warn or error." },
+  { key: "logFormat", kind: "string", default: "text", placeholder: "FORMAT",
+    description: "text or json (one JSON object per line)." },
+] as const satisfies readonly Setting[];
+
+export type ServeSettingKey = (typeof serveSettings)[number]["key"];
+
+export function flagName(key: string): string {
+  return "--" + key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+}
+
+export function envName(key: string): string {
+  const base = "LMX_" + key.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase();
+  // Plural env names read better for list settings given as comma-separated values.
+  if (key === "apiKey") return "LMX_API_KEYS";
+  if (key === "model") return "LMX_MODELS";
+  return base;
+}

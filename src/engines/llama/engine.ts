@@ -1,0 +1,138 @@
+import type { GgufFileInfo, Llama } from "node-llama-cpp";
+import { EngineError, errorMessage, ModelLoadError } from "../../errors.ts";
+import { log } from "../../log.ts";
+import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
+import { LlamaLoadedModel } from "./loaded-model.ts";
+import { loadNodeLlamaCpp } from "./loader.ts";
+
+type NodeLlamaCpp = typeof import("node-llama-cpp");
+
+/** node-llama-cpp's file-type names, minus the prefixes nobody uses when naming a quant. */
+function quantName(nlc: NodeLlamaCpp, fileType: number | undefined): string | undefined {
+  if (fileType === undefined) return undefined;
+  const name = nlc.GgufFileType[fileType];
+  return typeof name === "string" ? name.replace(/^(MOSTLY|ALL)_/, "") : undefined;
+}
+
+export class LlamaCppEngine implements Engine {
+  readonly name = "llama.cpp";
+  readonly format = "gguf" as const;
+  private runtime: Promise<{ nlc: NodeLlamaCpp; llama: Llama }> | undefined;
+  private readonly infoCache = new Map<string, Promise<GgufFileInfo>>();
+
+  constructor(private readonly lmxHome: string) {}
+
+  private get(): Promise<{ nlc: NodeLlamaCpp; llama: Llama }> {
+    this.runtime ??= (async () => {
+      const nlc = await loadNodeLlamaCpp(this.lmxHome);
+      const llama = await nlc.getLlama({
+        // Metal on Macs; CPU elsewhere (the bundle ships no CUDA/Vulkan binaries).
+        gpu: process.platform === "darwin" ? "auto" : false,
+        build: "never",
+        // 0 lets each context use exactly the threads it asks for instead of sharing a global pool.
+        maxThreads: 0,
+        logLevel: nlc.LlamaLogLevel.error,
+        logger: (level: unknown, message: string) => {
+          const text = message.trim();
+          if (text) log.warn("llama.cpp: " + text, { level });
+        },
+      });
+      return { nlc, llama };
+    })();
+    this.runtime.catch(() => { this.runtime = undefined; });
+    return this.runtime;
+  }
+
+  async version(): Promise<string> {
+    const { nlc, llama } = await this.get();
+    return `node-llama-cpp ${await nlc.getModuleVersion()}, llama.cpp ${llama.llamaCppRelease.release}`;
+  }
+
+  private async fileInfo(path: string): Promise<GgufFileInfo> {
+    let hit = this.infoCache.get(path);
+    if (!hit) {
+      hit = this.get().then(({ nlc }) => nlc.readGgufFileInfo(path, { readTensorInfo: true }));
+      this.infoCache.set(path, hit);
+      hit.catch(() => this.infoCache.delete(path));
+    }
+    try {
+      return await hit;
+    } catch (err) {
+      throw new ModelLoadError(`cannot read GGUF file ${path}: ${errorMessage(err)}`, "invalid_model_file");
+    }
+  }
+
+  async inspect(descriptor: ModelDescriptor): Promise<ModelInfo> {
+    const { nlc } = await this.get();
+    const info = await this.fileInfo(descriptor.path);
+    const meta = info.metadata as unknown as Record<string, Record<string, unknown> | undefined>;
+    const general = meta.general as { architecture?: string; file_type?: number; size_label?: string } | undefined;
+    const arch = general?.architecture;
+    const archMeta = arch ? meta[arch] : undefined;
+    const ctx = archMeta?.context_length;
+    const tokenizer = meta.tokenizer as { chat_template?: string } | undefined;
+    const insights = await nlc.GgufInsights.from(info);
+    return {
+      architecture: arch,
+      declaredContextLength: typeof ctx === "number" ? ctx : undefined,
+      hasChatTemplate: typeof tokenizer?.chat_template === "string",
+      isEmbeddingModel: archMeta?.pooling_type !== undefined && archMeta.pooling_type !== 0
+        || (archMeta?.attention as { causal?: boolean } | undefined)?.causal === false,
+      sizeBytes: insights.modelSize,
+      quantization: quantName(nlc, general?.file_type),
+    };
+  }
+
+  async estimateMemory(descriptor: ModelDescriptor, options: LoadOptions): Promise<MemoryEstimate> {
+    const { nlc, llama } = await this.get();
+    const insights = await nlc.GgufInsights.from(await this.fileInfo(descriptor.path), llama);
+    const gpuLayers = options.gpuLayers ?? 0;
+    const model = await insights.estimateModelResourceRequirementsV2({ gpuLayers });
+    const ctx = await insights.estimateContextResourceRequirementsV2({
+      contextSize: options.contextLength,
+      modelGpuLayers: gpuLayers,
+      sequences: options.parallel,
+      batchSize: options.batchSize,
+    });
+    return { modelBytes: model.cpuRam, contextBytes: ctx.cpuRam, gpuBytes: model.gpuVram + ctx.gpuVram };
+  }
+
+  async load(descriptor: ModelDescriptor, options: LoadOptions): Promise<LoadedModel> {
+    const { nlc, llama } = await this.get();
+    const estimate = await this.estimateMemory(descriptor, options);
+    let model;
+    try {
+      model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers: options.gpuLayers ?? (llama.gpu ? "auto" : 0) });
+    } catch (err) {
+      throw new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
+    }
+    try {
+      const context = await model.createContext({
+        contextSize: options.contextLength,
+        sequences: options.parallel,
+        threads: { ideal: options.threads, min: options.threads },
+        batchSize: options.batchSize,
+        // A request never takes a sequence another one holds, so no evaluation waits on a global thread budget.
+        batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: "maximumParallelism" },
+      });
+      const chatWrapper = nlc.resolveChatWrapper(model);
+      log.debug("chat wrapper resolved", { model: descriptor.id, wrapper: chatWrapper.wrapperName });
+      return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate);
+    } catch (err) {
+      await model.dispose();
+      throw new ModelLoadError(`cannot create a ${options.contextLength}-token context for ${descriptor.id}: ${errorMessage(err)}`);
+    }
+  }
+
+  async dispose(): Promise<void> {
+    if (!this.runtime) return;
+    try {
+      const { llama } = await this.runtime;
+      await llama.dispose();
+    } catch (err) {
+      throw new EngineError(`disposing llama.cpp failed: ${errorMessage(err)}`);
+    } finally {
+      this.runtime = undefined;
+    }
+  }
+}

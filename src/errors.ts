@@ -1,0 +1,82 @@
+// Typed errors. Each carries what the HTTP layer needs to answer in OpenAI's error shape; the
+// mapping to a response happens once, in src/api/errors.ts.
+
+export type ErrorType = "invalid_request_error" | "authentication_error" | "permission_error" | "not_found_error" | "server_error" | "overloaded_error";
+
+export class LmxError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly type: ErrorType,
+    readonly code: string | null = null,
+    readonly param: string | null = null,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidRequestError extends LmxError {
+  constructor(message: string, param: string | null = null, code: string | null = null) {
+    super(message, 400, "invalid_request_error", code, param);
+  }
+}
+
+export class ContextLengthExceededError extends LmxError {
+  constructor(readonly needed: number, readonly available: number, detail: string, param = "messages") {
+    super(
+      `This model's maximum context length is ${available} tokens. However, ${detail} (${needed} in total). Shorten the input or lower max_tokens.`,
+      400, "invalid_request_error", "context_length_exceeded", param);
+  }
+}
+
+export class ModelNotFoundError extends LmxError {
+  constructor(model: string) {
+    super(`The model '${model}' does not exist. GET /v1/models lists the models this server can load.`, 404, "invalid_request_error", "model_not_found", "model");
+  }
+}
+
+export class NotFoundError extends LmxError {
+  constructor(message: string) {
+    super(message, 404, "invalid_request_error", "not_found");
+  }
+}
+
+export class AuthenticationError extends LmxError {
+  constructor(message = "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'.") {
+    super(message, 401, "invalid_request_error", "invalid_api_key");
+  }
+}
+
+export class ForbiddenError extends LmxError {
+  constructor(message: string, code = "forbidden") {
+    super(message, 403, "invalid_request_error", code);
+  }
+}
+
+export class OverloadedError extends LmxError {
+  constructor(message: string) {
+    super(message, 503, "server_error", "server_overloaded");
+  }
+}
+
+export class EngineError extends LmxError {
+  constructor(message: string, code = "engine_error") {
+    super(message, 500, "server_error", code);
+  }
+}
+
+export class ModelLoadError extends LmxError {
+  constructor(message: string, code = "model_load_failed") {
+    super(message, 500, "server_error", code);
+  }
+}
+
+/** A mistake in how the command line or config was written; the CLI prints it without a stack. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

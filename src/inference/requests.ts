@@ -1,0 +1,103 @@
+// OpenAI request bodies → the engine's request types. Everything a model cannot serve is refused
+// here with the offending field named, before a model is loaded or a slot taken.
+import type { ChatCompletionBody, ChatMessageBody, CompletionBody } from "../api/schemas.ts";
+import type { ChatMessage, ChatRequest, CompletionRequest, SamplingOptions, ToolChoice } from "../engines/types.ts";
+import { InvalidRequestError } from "../errors.ts";
+
+type Content = ChatMessageBody["content"];
+
+function textOf(content: Content | null | undefined, param: string): string {
+  if (content === null || content === undefined) return "";
+  if (typeof content === "string") return content;
+  return content.map((part, i) => {
+    if (part.type === "text" && typeof part.text === "string") return part.text;
+    throw new InvalidRequestError(`content part type '${part.type}' is not supported: this server's models take text only`, `${param}[${i}].type`);
+  }).join("");
+}
+
+export function toChatMessages(messages: ChatMessageBody[]): ChatMessage[] {
+  return messages.map((m, i): ChatMessage => {
+    const param = `messages[${i}].content`;
+    switch (m.role) {
+      case "system":
+      case "developer":
+        return { role: "system", content: textOf(m.content, param) };
+      case "user":
+        return { role: "user", content: textOf(m.content, param) };
+      case "assistant":
+        return {
+          role: "assistant",
+          content: textOf(m.content, param),
+          toolCalls: m.tool_calls?.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments })),
+        };
+      case "tool":
+        return { role: "tool", content: textOf(m.content, param), toolCallId: m.tool_call_id };
+    }
+  });
+}
+
+function stopList(stop: string | string[] | null | undefined): string[] | undefined {
+  if (stop === null || stop === undefined) return undefined;
+  const list = (typeof stop === "string" ? [stop] : stop).filter((s) => s.length > 0);
+  return list.length > 0 ? list : undefined;
+}
+
+const opt = <T>(x: T | null | undefined): T | undefined => (x === null ? undefined : x);
+
+function sampling(body: ChatCompletionBody | CompletionBody, maxTokens: number | null | undefined): SamplingOptions {
+  return {
+    maxTokens: opt(maxTokens),
+    temperature: opt(body.temperature),
+    topP: opt(body.top_p),
+    topK: opt(body.top_k),
+    minP: opt(body.min_p),
+    seed: opt(body.seed),
+    presencePenalty: opt(body.presence_penalty),
+    frequencyPenalty: opt(body.frequency_penalty),
+    repeatPenalty: opt(body.repeat_penalty),
+    stop: stopList(body.stop),
+  };
+}
+
+export function toChatRequest(body: ChatCompletionBody): ChatRequest {
+  const tools = body.tools?.map((t) => ({ name: t.function.name, description: t.function.description, parameters: t.function.parameters }));
+  const names = new Set<string>();
+  tools?.forEach((t, i) => {
+    if (names.has(t.name)) throw new InvalidRequestError(`duplicate tool name '${t.name}'`, `tools[${i}].function.name`);
+    names.add(t.name);
+  });
+  let toolChoice: ToolChoice | undefined;
+  const tc = body.tool_choice;
+  if (tc !== undefined && tc !== null) {
+    toolChoice = typeof tc === "string" ? tc : { name: tc.function.name };
+    if (toolChoice !== "none" && toolChoice !== "auto" && (!tools || tools.length === 0)) {
+      throw new InvalidRequestError("tool_choice requires tools", "tool_choice");
+    }
+    if (typeof toolChoice === "object" && !names.has(toolChoice.name)) {
+      throw new InvalidRequestError(`tool_choice names '${toolChoice.name}', which is not in tools`, "tool_choice.function.name");
+    }
+  }
+  let responseFormat: ChatRequest["responseFormat"];
+  const rf = body.response_format;
+  if (rf?.type === "json_object") responseFormat = { type: "json_object" };
+  else if (rf?.type === "json_schema") {
+    if (!rf.json_schema.schema) throw new InvalidRequestError("response_format.json_schema.schema is required", "response_format.json_schema.schema");
+    responseFormat = { type: "json_schema", schema: rf.json_schema.schema, name: rf.json_schema.name };
+  }
+  return {
+    ...sampling(body, body.max_completion_tokens ?? body.max_tokens),
+    messages: toChatMessages(body.messages),
+    tools,
+    toolChoice,
+    responseFormat,
+  };
+}
+
+/** OpenAI's legacy completions default to 16 tokens; keep that so clients see what they expect. */
+export const DEFAULT_COMPLETION_TOKENS = 16;
+
+export function toCompletionRequests(body: CompletionBody): CompletionRequest[] {
+  const prompts = typeof body.prompt === "string" ? [body.prompt] : body.prompt;
+  const base = sampling(body, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS);
+  return prompts.map((prompt) => ({ ...base, prompt }));
+}
