@@ -1,6 +1,7 @@
 import { openapi } from "@elysiajs/openapi";
 import { toJsonSchema } from "@valibot/to-json-schema";
 import { Elysia } from "elysia";
+import { ForbiddenError } from "../errors.ts";
 import type { InferenceService } from "../inference/service.ts";
 import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
@@ -29,7 +30,8 @@ export function createApp({ scheduler, inference, security }: AppDeps) {
         security.checkHost(request.headers.get("host"));
         const cors = security.corsHeaders(request.headers.get("origin"), request.headers.get("access-control-request-headers"));
         if (request.method === "OPTIONS") {
-          return cors ? new Response(null, { status: 204, headers: cors }) : json(403, mapError(new Error("CORS is not enabled for this origin; see --cors-origin")).body);
+          if (!cors) throw new ForbiddenError("CORS is not enabled for this origin; see --cors-origin", "cors_forbidden");
+          return new Response(null, { status: 204, headers: cors });
         }
         if (url.pathname !== "/health") security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"));
       } catch (err) {

@@ -3,7 +3,7 @@ import type {
   LlamaContextSequence, LlamaEmbeddingContext, LlamaGrammar, LlamaModel, Token,
 } from "node-llama-cpp";
 import { randomBytes } from "node:crypto";
-import { ContextLengthExceededError, EngineError, errorMessage, InvalidRequestError } from "../../errors.ts";
+import { ContextLengthExceededError, EngineError, errorMessage, InvalidRequestError, LmxError } from "../../errors.ts";
 import type {
   ChatRequest, CompletionRequest, EmbeddingResult, FinishReason, GenerationHooks, GenerationResult, JsonSchema, LoadedModel,
   LoadOptions, MemoryEstimate, ModelDescriptor, SamplingOptions, ToolCall,
@@ -11,9 +11,10 @@ import type {
 import { forcedToolPreamble, toChatHistory } from "./chat-history.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
-export class GenerationAbortedError extends EngineError {
+/** The client went away; 499 is what proxies log for that, and nobody is left to read the body. */
+export class GenerationAbortedError extends LmxError {
   constructor() {
-    super("generation aborted", "aborted");
+    super("generation aborted: the client closed the request", 499, "invalid_request_error", "client_closed");
   }
 }
 
@@ -353,7 +354,7 @@ export class LlamaLoadedModel implements LoadedModel {
     try {
       return await run;
     } catch (err) {
-      if (err instanceof EngineError || err instanceof InvalidRequestError) throw err;
+      if (err instanceof LmxError) throw err;
       throw new EngineError(`embedding failed: ${errorMessage(err)}`);
     }
   }
