@@ -21,7 +21,11 @@ export const serve: Command = {
     const config = resolveSettings(serveSettings, flags, process.env, file);
     configureLog({ level: config.logLevel, format: config.logFormat });
     const server = await startServer(config, home, file.models);
+    let shuttingDown = false;
     const shutdown = (signal: string) => {
+      // A second signal means "now": skip the graceful unload.
+      if (shuttingDown) process.exit(1);
+      shuttingDown = true;
       log.info("shutting down", { signal });
       server.stop().then(
         () => process.exit(0),
@@ -31,8 +35,10 @@ export const serve: Command = {
         },
       );
     };
-    process.once("SIGINT", () => shutdown("SIGINT"));
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
+    // `on`, not `once`: with `once` Bun restores the default action while the graceful stop is
+    // still running and the process dies with 143 before models are unloaded.
+    process.on("SIGINT", () => shutdown("SIGINT"));
+    process.on("SIGTERM", () => shutdown("SIGTERM"));
     return -1;
   },
 };

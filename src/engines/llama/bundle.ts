@@ -9,7 +9,7 @@
 // processes starting at once both end up using whichever rename won.
 
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { EngineError, errorMessage } from "../../errors.ts";
 import { log } from "../../log.ts";
@@ -129,6 +129,9 @@ export interface ExtractEngineOptions {
 export async function extractEngineArchive(options: ExtractEngineOptions): Promise<string> {
   const { dest } = options;
   const expected = options.sha256.toLowerCase();
+  const parent = dirname(dest);
+  const name = basename(dest);
+  await removeStaleLeftovers(parent, name);
   if (await markerMatches(dest, expected)) return dest;
 
   const archive = typeof options.archive === "string" ? Bun.file(options.archive) : options.archive;
@@ -140,10 +143,7 @@ export async function extractEngineArchive(options: ExtractEngineOptions): Promi
     );
   }
 
-  const parent = dirname(dest);
-  const name = basename(dest);
   await mkdir(parent, { recursive: true });
-  await removeStaleLeftovers(parent, name);
 
   const started = performance.now();
   log.info("extracting llama.cpp engine", { dest });
@@ -206,7 +206,11 @@ async function markerMatches(dest: string, sha256: string): Promise<boolean> {
   }
 }
 
-/** Deletes temp and moved-aside folders left by processes that no longer exist. */
+// A leftover must also be this old before it is deleted: when LMX_HOME is shared between
+// containers, a pid that is dead here may be a live extraction in another PID namespace.
+const STALE_AFTER_MS = 10 * 60 * 1000;
+
+/** Deletes temp and moved-aside folders left by crashed processes; they never block a start. */
 async function removeStaleLeftovers(parent: string, name: string): Promise<void> {
   let entries: string[];
   try {
@@ -218,7 +222,13 @@ async function removeStaleLeftovers(parent: string, name: string): Promise<void>
   for (const entry of entries) {
     const pid = Number(pattern.exec(entry)?.[1]);
     if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue;
-    await rm(join(parent, entry), { recursive: true, force: true }).catch(() => undefined);
+    const path = join(parent, entry);
+    try {
+      if (Date.now() - (await stat(path)).mtimeMs < STALE_AFTER_MS) continue;
+      await rm(path, { recursive: true, force: true });
+    } catch {
+      // Best effort: another process may be removing it at the same moment.
+    }
   }
 }
 

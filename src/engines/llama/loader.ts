@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { EngineError, errorMessage } from "../../errors.ts";
 import { EMBEDDED_ENGINE, ENGINE_MARKER_FILE, engineDir, ensureEngineExtracted } from "./bundle.ts";
 import { hostTarget } from "./platform.ts";
 
@@ -30,7 +31,15 @@ export function loadNodeLlamaCpp(lmxHome: string): Promise<NodeLlamaCpp> {
 async function loadFromBundle(lmxHome: string): Promise<NodeLlamaCpp> {
   const dir = await ensureEngineExtracted(lmxHome);
   const entry = join(dir, "node_modules", "node-llama-cpp", "dist", "index.js");
-  return (await import(pathToFileURL(entry).href)) as NodeLlamaCpp;
+  try {
+    return (await import(pathToFileURL(entry).href)) as NodeLlamaCpp;
+  } catch (err) {
+    // The marker says the folder was complete once; if files went missing since, a fresh copy helps.
+    throw new EngineError(
+      `cannot load node-llama-cpp from ${dir}: ${errorMessage(err)} (delete that folder to have lmx unpack it again)`,
+      "engine_load_failed",
+    );
+  }
 }
 
 async function loadFromNodeModules(): Promise<NodeLlamaCpp> {
