@@ -82,6 +82,19 @@ describe("openai npm client", () => {
     expect(next.choices[0]!.finish_reason).not.toBeNull();
   });
 
+  test("tool_choice 'auto' renders the tools into the template and lets the model choose", async () => {
+    const res = await client.chat.completions.create({
+      model: "qwen2-tiny", messages: [{ role: "user", content: "Weather in Lima?" }], tools: [weatherTool], max_tokens: 16, seed: 1,
+    });
+    const choice = res.choices[0]!;
+    // A random-weight model rarely decides to call; either outcome must be well-formed.
+    if (choice.finish_reason === "tool_calls") expect(choice.message.tool_calls!.length).toBeGreaterThan(0);
+    else expect(choice.message.tool_calls ?? []).toEqual([]);
+    const plain = await client.chat.completions.create({ model: "qwen2-tiny", messages: [{ role: "user", content: "Weather in Lima?" }], max_tokens: 16, seed: 1 });
+    // The tool definitions are part of the prompt.
+    expect(res.usage!.prompt_tokens).toBeGreaterThan(plain.usage!.prompt_tokens + 20);
+  });
+
   test("a named tool_choice calls that tool, streamed", async () => {
     const other = { type: "function" as const, function: { name: "get_time", parameters: { type: "object", properties: { tz: { type: "string", enum: ["UTC"] } }, required: ["tz"] } } };
     const stream = await client.chat.completions.create({
