@@ -192,6 +192,8 @@ async function installFolder(temp: string, dest: string, sha256: string): Promis
       if (!isFsError(err, "ENOENT")) throw err;
       continue;
     }
+    // A process still running the old build keeps the libraries it already loaded (unlinked files
+    // stay alive on Linux and macOS); only modules it has not imported yet would be gone.
     await rm(aside, { recursive: true, force: true }).catch(() => undefined);
   }
   throw new Error(`${dest} kept changing while installing the engine; giving up`);

@@ -1,0 +1,284 @@
+// Builds the single `lmx` executable.
+//
+//   bun run scripts/build.ts [--outfile dist/lmx] [--version X] [--entry src/cli/main.ts]
+//
+// node-llama-cpp cannot be compiled into the executable (it reads its own files and dlopens native
+// libraries), so it travels as an "engine bundle": node-llama-cpp, its production dependency
+// closure and this host's prebuilt binary package, tarred in a node_modules layout and embedded
+// in the executable. src/engines/llama/bundle.ts unpacks it on first use.
+
+import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { parseArgs } from "node:util";
+import { engineBundleFileName } from "../src/engines/llama/bundle.ts";
+import { llamaPlatform, type LlamaPlatform } from "../src/engines/llama/platform.ts";
+import { packTarGz, type TarEntry } from "../src/util/tar.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+
+interface PackageJson {
+  name?: string;
+  version?: string;
+  dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
+}
+
+export interface BundlePackage {
+  name: string;
+  version: string;
+  /** Absolute folder of the installed package. */
+  dir: string;
+}
+
+function readPackageJson(dir: string): PackageJson {
+  return JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as PackageJson;
+}
+
+/**
+ * Finds the folder `name` resolves to from `fromDir`, the way Node does: `node_modules/<name>` in
+ * `fromDir` and each ancestor. Only folders inside `root` count, since the bundle mirrors `root`.
+ */
+export function resolvePackageDir(root: string, fromDir: string, name: string): string | undefined {
+  let dir = fromDir;
+  for (;;) {
+    if (basename(dir) !== "node_modules") {
+      const candidate = join(dir, "node_modules", name);
+      try {
+        if (statSync(join(candidate, "package.json")).isFile()) return candidate;
+      } catch {
+        // not installed at this level; keep walking up
+      }
+    }
+    if (dir === root) return undefined;
+    const parent = dirname(dir);
+    if (parent === dir || !parent.startsWith(root)) return undefined;
+    dir = parent;
+  }
+}
+
+/**
+ * node-llama-cpp plus the transitive closure of `dependencies`, and the one prebuilt binary package
+ * for `platform`. Other optionalDependencies, devDependencies and (optional) peers are left out.
+ */
+export function collectBundlePackages(root: string, platform: LlamaPlatform): BundlePackage[] {
+  const nlcDir = resolvePackageDir(root, root, "node-llama-cpp");
+  if (nlcDir === undefined) throw new Error("node-llama-cpp is not installed in node_modules (run bun install)");
+  const found = new Map<string, BundlePackage>();
+  const queue = [nlcDir];
+  while (queue.length > 0) {
+    const dir = queue.shift() as string;
+    if (found.has(dir)) continue;
+    const pkg = readPackageJson(dir);
+    if (pkg.name === undefined || pkg.version === undefined) throw new Error(`${dir}/package.json has no name or version`);
+    found.set(dir, { name: pkg.name, version: pkg.version, dir });
+    const wanted = Object.keys(pkg.dependencies ?? {});
+    if (dir === nlcDir) {
+      if (pkg.optionalDependencies?.[platform.packageName] === undefined) {
+        throw new Error(`node-llama-cpp ${pkg.version} does not list ${platform.packageName} as a prebuilt binary package`);
+      }
+      wanted.push(platform.packageName);
+    }
+    for (const name of wanted) {
+      const depDir = resolvePackageDir(root, dir, name);
+      if (depDir === undefined) {
+        const hint = name === platform.packageName ? ` (install it for ${platform.target} before building)` : "";
+        throw new Error(`cannot resolve ${name} from ${relative(root, dir)}${hint}`);
+      }
+      queue.push(depDir);
+    }
+  }
+  return [...found.values()].sort((a, b) => a.dir.localeCompare(b.dir));
+}
+
+// node-llama-cpp's llama/ folder is the llama.cpp source checkout and build tooling (the 34 MB
+// gitRelease.bundle, CMake files, addon sources); with `build: "never"` only these are read.
+// Traced with strace over getLlama/loadModel/chat/completion/grammars/embeddings.
+const NLC_LLAMA_RUNTIME_FILES = ["llama/llama.cpp.info.json", "llama/binariesGithubRelease.json"];
+const NLC_LLAMA_RUNTIME_DIRS = ["llama/grammars/"];
+// templates/ feeds `node-llama-cpp init`; bins/ only holds "moved to a package" placeholders.
+const NLC_UNUSED_DIRS = ["templates/", "bins/"];
+
+/** Files that are never read when running prebuilt binaries: docs, typings, source maps, build inputs. */
+export function isExcludedFromBundle(packageName: string, relPath: string): boolean {
+  const file = basename(relPath);
+  if (/\.(map|tsbuildinfo)$/.test(file) || /\.d\.[cm]?ts$/.test(file)) return true;
+  if (/\.(md|markdown)$/i.test(file) && !/^(licen[cs]e|notice|copying)/i.test(file)) return true;
+  if (packageName === "node-llama-cpp") {
+    if (NLC_UNUSED_DIRS.some((dir) => relPath.startsWith(dir))) return true;
+    if (relPath.startsWith("llama/")) {
+      return !NLC_LLAMA_RUNTIME_FILES.includes(relPath) && !NLC_LLAMA_RUNTIME_DIRS.some((dir) => relPath.startsWith(dir));
+    }
+  }
+  return false;
+}
+
+export interface BundleFile {
+  /** Path inside the archive, e.g. "node_modules/node-llama-cpp/dist/index.js". */
+  archivePath: string;
+  absPath: string;
+  kind: "file" | "symlink";
+  size: number;
+}
+
+/** Every file of the bundle packages, minus exclusions; nested node_modules are packages of their own. */
+export function collectBundleFiles(root: string, packages: BundlePackage[]): { files: BundleFile[]; excludedBytes: number } {
+  const files: BundleFile[] = [];
+  let excludedBytes = 0;
+  for (const pkg of packages) {
+    const walk = (dir: string): void => {
+      for (const dirent of readdirSync(dir, { withFileTypes: true })) {
+        const absPath = join(dir, dirent.name);
+        const relPath = relative(pkg.dir, absPath).split(sep).join("/");
+        if (dirent.isDirectory()) {
+          if (dirent.name !== "node_modules") walk(absPath);
+          continue;
+        }
+        const stat = lstatSync(absPath);
+        if (isExcludedFromBundle(pkg.name, relPath)) {
+          excludedBytes += stat.size;
+          continue;
+        }
+        if (!stat.isFile() && !stat.isSymbolicLink()) continue;
+        files.push({
+          archivePath: relative(root, absPath).split(sep).join("/"),
+          absPath,
+          kind: stat.isSymbolicLink() ? "symlink" : "file",
+          size: stat.size,
+        });
+      }
+    };
+    walk(pkg.dir);
+  }
+  files.sort((a, b) => (a.archivePath < b.archivePath ? -1 : a.archivePath > b.archivePath ? 1 : 0));
+  return { files, excludedBytes };
+}
+
+function* tarEntries(files: BundleFile[]): Generator<TarEntry> {
+  for (const file of files) {
+    if (file.kind === "symlink") {
+      yield { type: "symlink", path: file.archivePath, target: readlinkSync(file.absPath) };
+      continue;
+    }
+    // Normalized modes and a zero mtime keep the archive (and its sha256) reproducible.
+    const executable = (statSync(file.absPath).mode & 0o111) !== 0;
+    yield { type: "file", path: file.archivePath, data: readFileSync(file.absPath), mode: executable ? 0o755 : 0o644 };
+  }
+}
+
+export interface EngineBundle {
+  path: string;
+  sha256: string;
+  nodeLlamaCppVersion: string;
+  target: string;
+  packages: number;
+  files: number;
+  uncompressedBytes: number;
+  excludedBytes: number;
+}
+
+/** Packs the engine bundle for `platform` into `outDir`. */
+export async function buildEngineBundle(root: string, outDir: string, platform: LlamaPlatform): Promise<EngineBundle> {
+  const packages = collectBundlePackages(root, platform);
+  const nlc = packages.find((pkg) => pkg.name === "node-llama-cpp");
+  const prebuilt = packages.find((pkg) => pkg.name === platform.packageName);
+  if (nlc === undefined || prebuilt === undefined) throw new Error("engine bundle is missing node-llama-cpp or its prebuilt binaries");
+  if (prebuilt.version !== nlc.version) {
+    throw new Error(`${platform.packageName} ${prebuilt.version} does not match node-llama-cpp ${nlc.version}; reinstall dependencies`);
+  }
+  const { files, excludedBytes } = collectBundleFiles(root, packages);
+  const archive = packTarGz(tarEntries(files), 9);
+  const path = join(outDir, engineBundleFileName(nlc.version, platform.target));
+  await mkdir(outDir, { recursive: true });
+  await Bun.write(path, archive);
+  return {
+    path,
+    sha256: new Bun.CryptoHasher("sha256").update(archive).digest("hex"),
+    nodeLlamaCppVersion: nlc.version,
+    target: platform.target,
+    packages: packages.length,
+    files: files.length,
+    uncompressedBytes: files.reduce((sum, file) => sum + file.size, 0),
+    excludedBytes,
+  };
+}
+
+export interface CompileOptions {
+  entry: string;
+  outfile: string;
+  version: string;
+  bundle: EngineBundle;
+}
+
+/** Runs `bun build --compile`, embedding the bundle and telling the code where to find it. */
+export async function compileExecutable(options: CompileOptions): Promise<void> {
+  const { bundle } = options;
+  const define = (name: string, value: string): string[] => ["--define", `${name}=${JSON.stringify(value)}`];
+  const args = [
+    process.execPath,
+    "build",
+    "--compile",
+    // Lets the executable's import() of the unpacked bundle read package.json "exports"/"type".
+    "--compile-autoload-package-json",
+    // A server must not pick up whatever .env or bunfig.toml sits in the directory it starts from.
+    "--no-compile-autoload-dotenv",
+    "--no-compile-autoload-bunfig",
+    "--external",
+    "node-llama-cpp",
+    ...define("LMX_BUILD_VERSION", options.version),
+    ...define("LMX_ENGINE_LLAMA_ARCHIVE", basename(bundle.path)),
+    ...define("LMX_ENGINE_LLAMA_SHA256", bundle.sha256),
+    ...define("LMX_ENGINE_LLAMA_VERSION", bundle.nodeLlamaCppVersion),
+    ...define("LMX_ENGINE_LLAMA_TARGET", bundle.target),
+    options.entry,
+    // An extra entrypoint that is not code is embedded as-is and shows up in Bun.embeddedFiles.
+    bundle.path,
+    "--outfile",
+    options.outfile,
+  ];
+  const proc = Bun.spawn(args, { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
+  const code = await proc.exited;
+  if (code !== 0) throw new Error(`bun build --compile failed with exit code ${code}`);
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Bun.argv.slice(2),
+    options: {
+      outfile: { type: "string", default: "dist/lmx" },
+      version: { type: "string" },
+      entry: { type: "string", default: "src/cli/main.ts" },
+    },
+    strict: true,
+  });
+  const started = performance.now();
+  const outfile = resolve(ROOT, values.outfile);
+  const entry = resolve(ROOT, values.entry);
+  const version = values.version ?? `${readPackageJson(ROOT).version ?? "0.0.0"}-dev`;
+  const platform = llamaPlatform();
+
+  const bundle = await buildEngineBundle(ROOT, dirname(outfile), platform);
+  const bundleSeconds = (performance.now() - started) / 1000;
+  console.log(
+    `engine bundle ${relative(ROOT, bundle.path)}: ${mb(Bun.file(bundle.path).size)} gzipped, ` +
+      `${mb(bundle.uncompressedBytes)} in ${bundle.files} files from ${bundle.packages} packages ` +
+      `(${mb(bundle.excludedBytes)} excluded), sha256 ${bundle.sha256}, ${bundleSeconds.toFixed(1)} s`,
+  );
+
+  await compileExecutable({ entry, outfile, version, bundle });
+  const seconds = (performance.now() - started) / 1000;
+  console.log(`${relative(ROOT, outfile)} ${version}: ${mb(statSync(outfile).size)}, built in ${seconds.toFixed(1)} s`);
+}
+
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (err) {
+    console.error(`build failed: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  }
+}
