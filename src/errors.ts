@@ -80,3 +80,65 @@ export class UsageError extends Error {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+// ---- Hugging Face hub downloads (src/hub/) ----
+
+/** A repo id, file path or revision that could escape the hub cache, or a symlink planted inside it. */
+export class UnsafePathError extends LmxError {
+  constructor(message: string, param: string | null = null) {
+    super(message, 400, "invalid_request_error", "unsafe_path", param);
+  }
+}
+
+/**
+ * The hub refused this server's credentials (gated or private repo, or a repo that does not exist:
+ * the hub answers 401 for those too). 403 rather than 401 because a 401 from LMX means the
+ * caller's own API key was wrong, and here it was not.
+ */
+export class HubAuthError extends LmxError {
+  constructor(message: string) {
+    super(message, 403, "permission_error", "hub_auth_required");
+  }
+}
+
+/** The repo, revision or file is not on the hub. */
+export class HubNotFoundError extends LmxError {
+  constructor(message: string) {
+    super(message, 404, "invalid_request_error", "hub_not_found");
+  }
+}
+
+/** The hub kept failing (5xx, network) after retries. */
+export class HubUnavailableError extends LmxError {
+  constructor(message: string) {
+    super(message, 502, "server_error", "hub_unavailable");
+  }
+}
+
+/** Downloaded bytes do not hash to what the hub says they should. */
+export class ChecksumMismatchError extends LmxError {
+  constructor(readonly path: string, readonly want: string, readonly got: string) {
+    super(`checksum mismatch for ${path}, want ${want} got ${got}`, 502, "server_error", "checksum_mismatch");
+  }
+}
+
+/** Not enough free space in the cache's file system for the bytes still to download. */
+export class InsufficientDiskSpaceError extends LmxError {
+  constructor(readonly needed: number, readonly available: number, message: string) {
+    super(message, 507, "server_error", "insufficient_storage");
+  }
+}
+
+/** Nothing in the repo matches what was asked for (quant, file, format). */
+export class NoMatchingFileError extends LmxError {
+  constructor(message: string) {
+    super(message, 404, "invalid_request_error", "no_matching_file");
+  }
+}
+
+/** Loading would exceed the memory budget even after evicting idle models. */
+export class InsufficientMemoryError extends LmxError {
+  constructor(message: string) {
+    super(message, 503, "server_error", "insufficient_memory");
+  }
+}

@@ -1,16 +1,23 @@
+import type { Elysia } from "elysia";
 import { join } from "node:path";
 import { createApp } from "./api/app.ts";
 import { isLoopback, Security } from "./api/security.ts";
-import type { ModelOverrides } from "./config/resolve.ts";
-import type { Resolved } from "./config/resolve.ts";
+import { KeyStore } from "./auth/keys.ts";
+import type { ModelOverrides, Resolved } from "./config/resolve.ts";
 import type { serveSettings } from "./config/settings.ts";
 import { LlamaCppEngine } from "./engines/llama/engine.ts";
 import { UsageError } from "./errors.ts";
+import { EventBus } from "./events/bus.ts";
 import { InferenceService } from "./inference/service.ts";
 import { log } from "./log.ts";
 import { ModelCatalog } from "./models/catalog.ts";
+import { LoadHistory } from "./models/history.ts";
+import { type FileRemover, ModelManager } from "./models/manager.ts";
+import { ModelRegistry } from "./models/registry.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
+import { type Db, openDb } from "./store/db.ts";
 import { cpuInfo } from "./util/cpu.ts";
+import { parseMemorySize } from "./util/size.ts";
 
 export type ServeConfig = Resolved<typeof serveSettings>;
 
@@ -18,20 +25,40 @@ export interface RunningServer {
   url: string;
   port: number;
   scheduler: Scheduler;
+  db: Db;
+  events: EventBus;
   stop(): Promise<void>;
 }
 
-/** Wires catalog, engine, scheduler and HTTP app together and starts listening. */
-export async function startServer(config: ServeConfig, home: string, modelOverrides: Record<string, ModelOverrides> = {}): Promise<RunningServer> {
+/** Capabilities layered on the core server (downloads, hub search, import) get the core services. */
+export interface ServerPlugin {
+  routes(core: { db: Db; registry: ModelRegistry; events: EventBus; scheduler: Scheduler; home: string; config: ServeConfig }): { routes: Elysia; fileRemover?: FileRemover; stop?: () => Promise<void> };
+}
+
+/** Wires store, catalog, engine, scheduler and HTTP app together and starts listening. */
+export async function startServer(config: ServeConfig, home: string, modelOverrides: Record<string, ModelOverrides> = {}, plugins: ServerPlugin[] = []): Promise<RunningServer> {
   if (!isLoopback(config.host) && config.apiKey.length === 0 && !config.insecureNoAuth) {
     throw new UsageError(
       `refusing to listen on ${config.host} without an API key: anyone on the network could use this machine. ` +
       "Pass --api-key KEY (or LMX_API_KEYS), or --insecure-no-auth if that is really what you want.");
   }
+  let memoryBudget: number;
+  try {
+    memoryBudget = parseMemorySize(config.memoryBudget);
+  } catch (err) {
+    throw new UsageError(`--memory-budget: ${(err as Error).message}`);
+  }
+  const db = openDb(join(home, "lmx.db"));
+  const events = new EventBus();
+  const registry = new ModelRegistry(db);
+  const history = new LoadHistory(db, events);
+  const keys = new KeyStore(db, config.apiKey);
   const catalog = new ModelCatalog({
     modelsDir: config.modelsDir ?? join(home, "models"),
     explicit: config.model,
     configured: Object.fromEntries(Object.entries(modelOverrides).flatMap(([id, o]) => (o.path ? [[id, o.path]] : []))),
+    registered: () => registry.descriptors(),
+    aliases: () => registry.aliases(),
   });
   const engine = new LlamaCppEngine(home);
   const threads = config.threads || cpuInfo().defaultThreads;
@@ -41,30 +68,43 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
     threads,
     batchSize: config.batchSize,
     queueLimit: config.queue ?? 64,
-  }, modelOverrides);
+    memoryBudget,
+    ttlSeconds: config.ttl ?? 0,
+  }, modelOverrides, { savedDefaults: (id) => registry.savedDefaults(id), events });
+  const extras = plugins.map((p) => p.routes({ db, registry, events, scheduler, home, config }));
+  const fileRemover = extras.find((x) => x.fileRemover)?.fileRemover;
+  const manager = new ModelManager(scheduler, registry, history, fileRemover);
   const inference = new InferenceService(scheduler);
-  const security = new Security({ boundHost: config.host, apiKeys: config.apiKey, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
-  const app = createApp({ scheduler, inference, security });
+  const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
+  const app = createApp({ scheduler, inference, security, manager, events, keys, home, extra: extras.map((x) => x.routes) });
+  const shutdownCore = async () => {
+    for (const x of extras) await x.stop?.();
+    await scheduler.shutdown();
+    history.close();
+    db.$client.close();
+  };
   try {
     // idleTimeout 0: a non-streamed generation may run for minutes before its first byte.
     app.listen({ hostname: config.host, port: config.port ?? 1234, idleTimeout: 0 });
   } catch (err) {
-    await scheduler.shutdown();
+    await shutdownCore();
     throw new UsageError(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
   }
   const port = app.server!.port!;
   const shownHost = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${shownHost}:${port}`;
-  log.info("lmx listening", { url, models: catalog.list().length, threads, parallel: config.parallel, auth: security.authRequired });
+  log.info("lmx listening", { url, models: catalog.list().length, threads, parallel: config.parallel, budget: config.memoryBudget, auth: security.authRequired });
   let stopping: Promise<void> | undefined;
   return {
     url,
     port,
     scheduler,
+    db,
+    events,
     stop() {
       stopping ??= (async () => {
         await app.stop(true);
-        await scheduler.shutdown();
+        await shutdownCore();
       })();
       return stopping;
     },

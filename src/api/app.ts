@@ -2,11 +2,16 @@ import { openapi } from "@elysiajs/openapi";
 import { toJsonSchema } from "@valibot/to-json-schema";
 import { Elysia } from "elysia";
 import { ForbiddenError } from "../errors.ts";
+import type { KeyStore } from "../auth/keys.ts";
+import type { EventBus } from "../events/bus.ts";
 import type { InferenceService } from "../inference/service.ts";
+import type { ModelManager } from "../models/manager.ts";
 import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import { VERSION } from "../version.ts";
 import { mapError } from "./errors.ts";
+import { adminModelRoutes } from "./routes/admin-models.ts";
+import { adminSystemRoutes } from "./routes/admin-system.ts";
 import { chatRoutes } from "./routes/chat.ts";
 import { completionRoutes } from "./routes/completions.ts";
 import { embeddingRoutes } from "./routes/embeddings.ts";
@@ -17,13 +22,19 @@ export interface AppDeps {
   scheduler: Scheduler;
   inference: InferenceService;
   security: Security;
+  manager: ModelManager;
+  events: EventBus;
+  keys: KeyStore;
+  home: string;
+  /** Routes of capabilities wired by the server (downloads, hub search, import). */
+  extra?: Elysia[];
 }
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 
-export function createApp({ scheduler, inference, security }: AppDeps) {
-  return new Elysia()
+export function createApp({ scheduler, inference, security, manager, events, keys, home, extra = [] }: AppDeps) {
+  let app = new Elysia()
     .onRequest(({ request }) => {
       const url = new URL(request.url);
       try {
@@ -33,7 +44,9 @@ export function createApp({ scheduler, inference, security }: AppDeps) {
           if (!cors) throw new ForbiddenError("CORS is not enabled for this origin; see --cors-origin", "cors_forbidden");
           return new Response(null, { status: 204, headers: cors });
         }
-        if (url.pathname !== "/health") security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"));
+        if (url.pathname !== "/health") {
+          security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), url.pathname.startsWith("/admin") ? "admin" : "inference");
+        }
       } catch (err) {
         const { status, body } = mapError(err);
         return json(status, body);
@@ -63,7 +76,11 @@ export function createApp({ scheduler, inference, security }: AppDeps) {
     .use(modelRoutes(scheduler))
     .use(chatRoutes(inference))
     .use(completionRoutes(inference))
-    .use(embeddingRoutes(inference));
+    .use(embeddingRoutes(inference))
+    .use(adminModelRoutes(manager))
+    .use(adminSystemRoutes({ scheduler, events, keys, home }));
+  for (const routes of extra) app = app.use(routes) as typeof app;
+  return app;
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -1,10 +1,15 @@
-import { timingSafeEqual, createHash } from "node:crypto";
 import { hostname } from "node:os";
+import type { KeyScope } from "../auth/keys.ts";
 import { AuthenticationError, ForbiddenError } from "../errors.ts";
+
+export interface KeyVerifier {
+  hasKeys(): boolean;
+  verify(presented: string): KeyScope | undefined;
+}
 
 export interface SecurityOptions {
   boundHost: string;
-  apiKeys: string[];
+  keys: KeyVerifier;
   corsOrigins: string[];
   allowedHosts: string[];
 }
@@ -24,11 +29,8 @@ function hostOnly(header: string): string {
   return colon === -1 ? h : h.slice(0, colon);
 }
 
-const digest = (s: string) => createHash("sha256").update(s).digest();
-
 export class Security {
   private readonly names: Set<string>;
-  private readonly keyDigests: Buffer[];
 
   constructor(private readonly opts: SecurityOptions) {
     const own = hostname().toLowerCase();
@@ -38,11 +40,11 @@ export class Security {
       this.names.add(own);
       this.names.add(own + ".local");
     }
-    this.keyDigests = opts.apiKeys.map(digest);
   }
 
+  /** Keys are required as soon as any exists (flag, env or created through the API). */
   get authRequired(): boolean {
-    return this.keyDigests.length > 0;
+    return this.opts.keys.hasKeys();
   }
 
   /**
@@ -56,13 +58,14 @@ export class Security {
     throw new ForbiddenError(`Host '${host}' is not allowed. Add it with --allowed-host if this server is meant to be reached by that name.`, "invalid_host");
   }
 
-  checkAuth(authorization: string | null, xApiKey: string | null): void {
+  /** Admin routes need an admin-scoped key; inference keys reach everything else. */
+  checkAuth(authorization: string | null, xApiKey: string | null, needs: KeyScope): void {
     if (!this.authRequired) return;
     const presented = authorization?.match(/^Bearer\s+(.+)$/i)?.[1]?.trim() ?? xApiKey?.trim();
     if (!presented) throw new AuthenticationError();
-    const d = digest(presented);
-    // Compare digests in constant time so the key cannot be guessed byte by byte from timings.
-    if (!this.keyDigests.some((k) => timingSafeEqual(k, d))) throw new AuthenticationError("Invalid API key.");
+    const scope = this.opts.keys.verify(presented);
+    if (!scope) throw new AuthenticationError("Invalid API key.");
+    if (needs === "admin" && scope !== "admin") throw new ForbiddenError("this key has inference scope; /admin routes need an admin key", "insufficient_scope");
   }
 
   /** CORS headers for an allowed origin, or undefined (CORS is off unless origins are configured). */

@@ -5,7 +5,7 @@ export function settingsHelp(settings: readonly Setting[]): string {
   const rows = settings.map((s) => {
     const flag = flagName(s.key) + (s.kind === "bool" ? "" : ` ${s.placeholder ?? "VALUE"}`);
     const def = s.defaultText ?? (s.kind === "list" ? (s.default.length ? s.default.join(",") : "none") : s.default === undefined ? "none" : String(s.default));
-    return { flag, text: `${s.description}\n${" ".repeat(4)}env ${envName(s.key)}${s.flagOnly ? "" : `, config.json "${s.key}"`}; default: ${def}` };
+    return { flag, text: `${s.description}\n${" ".repeat(4)}env ${[envName(s.key), ...(s.envAliases ?? [])].join(" or ")}${s.flagOnly ? "" : `, config.json "${s.key}"`}; default: ${def}` };
   });
   const width = Math.max(...rows.map((r) => r.flag.length)) + 2;
   const body = rows.map((r) => {

@@ -130,7 +130,7 @@ export function resolveSettings<const T extends readonly Setting[]>(
   const out: Record<string, unknown> = {};
   for (const s of settings) {
     const fromFlags = flags.values.get(s.key);
-    const fromEnv = env[envName(s.key)];
+    const fromEnv = [envName(s.key), ...(s.envAliases ?? [])].map((n) => env[n]).find((x) => x !== undefined && x !== "");
     const fromFile = s.flagOnly ? undefined : file.values[s.key];
     let value: unknown;
     if (fromFlags) {

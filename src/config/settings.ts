@@ -14,6 +14,8 @@ interface SettingBase {
   placeholder?: string;
   /** Settings that only make sense at the command line (never in config.json). */
   flagOnly?: boolean;
+  /** Other environment variables honoured after LMX_*, e.g. the Hugging Face tools' own. */
+  envAliases?: readonly string[];
   min?: number;
   max?: number;
 }
@@ -51,6 +53,14 @@ export const serveSettings = [
     description: "Origin allowed by CORS (repeatable; '*' allows any). CORS is off by default." },
   { key: "allowedHost", kind: "list", default: [], placeholder: "NAME",
     description: "Extra Host header names accepted besides the bound address and localhost (DNS-rebinding defence)." },
+  { key: "memoryBudget", kind: "string", default: "75%", placeholder: "SIZE",
+    description: "RAM all loaded models may use together: 24GB, 512MB or a share of physical RAM like 75%. Idle models are evicted to stay under it." },
+  { key: "ttl", kind: "int", default: 0, min: 0, max: 31_536_000, placeholder: "SECONDS",
+    description: "Unload a model after it has been idle this long; 0 keeps models loaded. Per model: the load request's ttl." },
+  { key: "hubUrl", kind: "string", default: "https://huggingface.co", placeholder: "URL", envAliases: ["HF_ENDPOINT"],
+    description: "Hugging Face Hub endpoint (a mirror works)." },
+  { key: "hfToken", kind: "string", placeholder: "TOKEN", envAliases: ["HF_TOKEN"],
+    description: "Hugging Face access token for gated and private repos. Prefer the env var to a flag." },
   { key: "logLevel", kind: "string", default: "info", placeholder: "LEVEL",
     description: "debug, info, warn or error." },
   { key: "logFormat", kind: "string", default: "text", placeholder: "FORMAT",

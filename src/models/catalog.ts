@@ -13,6 +13,9 @@ export interface CatalogSource {
   explicit: string[];
   /** Paths by id from config.json's models section. */
   configured: Record<string, string>;
+  /** Downloaded and imported models from the registry, and their aliases. */
+  registered?: () => ModelDescriptor[];
+  aliases?: () => Map<string, string>;
 }
 
 function idFromFile(path: string): string {
@@ -72,6 +75,7 @@ export class ModelCatalog {
       add(id, path);
     }
     for (const [id, path] of Object.entries(this.source.configured)) add(id, resolve(path));
+    for (const d of this.source.registered?.() ?? []) if (!next.has(d.id)) next.set(d.id, d);
     if (existsSync(this.source.modelsDir)) {
       const found = [...walkGguf(this.source.modelsDir)];
       const counts = new Map<string, number>();
@@ -90,10 +94,11 @@ export class ModelCatalog {
   }
 
   get(id: string): ModelDescriptor | undefined {
-    let hit = this.models.get(id);
+    const lookup = () => this.models.get(id) ?? this.models.get(this.source.aliases?.().get(id) ?? "");
+    let hit = lookup();
     if (!hit) {
       this.refresh();
-      hit = this.models.get(id);
+      hit = lookup();
     }
     return hit;
   }

@@ -1,7 +1,9 @@
-import { errorMessage, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
-import type { Engine, LoadedModel, LoadOptions, ModelDescriptor, ModelInfo } from "../engines/types.ts";
+import { errorMessage, InsufficientMemoryError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
+import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../engines/types.ts";
+import type { EventBus } from "../events/bus.ts";
 import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
+import { formatBytes } from "../util/size.ts";
 import { Lifecycle, type ModelState } from "./lifecycle.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 
@@ -15,12 +17,19 @@ export interface LoadDefaults {
   threads: number;
   batchSize?: number;
   queueLimit: number;
+  /** Bytes of RAM all loaded models together may use. */
+  memoryBudget: number;
+  /** Idle seconds before a model unloads itself; 0 keeps it loaded. */
+  ttlSeconds: number;
 }
 
+/** Per-model settings: config.json overrides, saved defaults in the registry, or one load request. */
 export interface ModelOverride {
   ctx?: number;
   parallel?: number;
   threads?: number;
+  gpuLayers?: number;
+  ttl?: number;
 }
 
 export interface Lease {
@@ -34,8 +43,20 @@ export interface ModelStatus {
   infoError?: string;
   state: ModelState;
   loadedContextLength?: number;
+  options?: LoadOptions;
+  memory?: MemoryEstimate;
   running: number;
   queued: number;
+  lastUsed?: number;
+  loadedAt?: number;
+  ttlSeconds?: number;
+}
+
+export interface SchedulerSeams {
+  /** Saved per-model defaults (registry) layered under explicit load options. */
+  savedDefaults?: (id: string) => ModelOverride | undefined;
+  events?: EventBus;
+  now?: () => number;
 }
 
 class Entry {
@@ -43,25 +64,47 @@ class Entry {
   loaded: LoadedModel | undefined;
   loading: Promise<LoadedModel> | undefined;
   slots: Slots | undefined;
+  memory: MemoryEstimate | undefined;
+  ttlSeconds = 0;
   lastUsed = 0;
+  loadedAt = 0;
   /** Serialises load and unload of this model. */
   op: Promise<unknown> = Promise.resolve();
 
   constructor(readonly id: string) {
     this.lifecycle = new Lifecycle((from, to) => log.debug("model state", { model: id, from, to }));
   }
+
+  get busy(): boolean {
+    return (this.slots?.running ?? 0) > 0 || (this.slots?.queued ?? 0) > 0;
+  }
 }
+
+const totalBytes = (m: MemoryEstimate | undefined) => (m ? m.modelBytes + m.contextBytes : 0);
 
 export class Scheduler {
   private readonly entries = new Map<string, Entry>();
+  /** Loads run one at a time so two models cannot both pass the memory check and then overflow together. */
+  private loadLock: Promise<unknown> = Promise.resolve();
+  private sweeper: ReturnType<typeof setInterval> | undefined;
   private closed = false;
+  private readonly now: () => number;
 
   constructor(
     private readonly catalog: ModelCatalog,
     private readonly engine: Engine,
     private readonly defaults: LoadDefaults,
     private readonly overrides: Record<string, ModelOverride> = {},
-  ) {}
+    private readonly seams: SchedulerSeams = {},
+  ) {
+    this.now = seams.now ?? Date.now;
+    this.sweeper = setInterval(() => void this.expireIdle(), 1000);
+    this.sweeper.unref?.();
+  }
+
+  get memoryBudget(): number {
+    return this.defaults.memoryBudget;
+  }
 
   private entry(id: string): Entry {
     let e = this.entries.get(id);
@@ -82,10 +125,13 @@ export class Scheduler {
     return this.engine.inspect(this.descriptor(id));
   }
 
-  /** The options a model loads with: its override in config.json, then server settings, then the model's own metadata. */
-  async loadOptions(descriptor: ModelDescriptor, info?: ModelInfo): Promise<LoadOptions> {
-    const o = this.overrides[descriptor.id] ?? {};
-    const declared = (info ?? (await this.engine.inspect(descriptor))).declaredContextLength;
+  /**
+   * The options a model loads with, most specific first: this load request, the model's saved
+   * defaults, config.json, server settings, then the model's own metadata.
+   */
+  async loadOptions(descriptor: ModelDescriptor, request: ModelOverride = {}): Promise<LoadOptions & { ttlSeconds: number }> {
+    const o = { ...this.overrides[descriptor.id], ...this.seams.savedDefaults?.(descriptor.id), ...stripUndefined(request) };
+    const declared = (await this.engine.inspect(descriptor)).declaredContextLength;
     const requested = o.ctx ?? this.defaults.contextLength;
     let contextLength: number;
     if (requested === undefined) contextLength = Math.min(DEFAULT_CONTEXT, declared ?? DEFAULT_CONTEXT);
@@ -95,104 +141,216 @@ export class Scheduler {
       contextLength,
       parallel: o.parallel ?? this.defaults.parallel,
       threads: o.threads || this.defaults.threads,
+      gpuLayers: o.gpuLayers,
       batchSize: this.defaults.batchSize,
+      ttlSeconds: o.ttl ?? this.defaults.ttlSeconds,
     };
+  }
+
+  private sameOptions(a: LoadOptions, b: LoadOptions): boolean {
+    return a.contextLength === b.contextLength && a.parallel === b.parallel && a.threads === b.threads && (a.gpuLayers ?? null) === (b.gpuLayers ?? null);
+  }
+
+  /** Frees memory for `needed` bytes by unloading idle models, least recently used first. */
+  private async makeRoom(forId: string, needed: number): Promise<void> {
+    const used = () => [...this.entries.values()].filter((e) => e.loaded).reduce((a, e) => a + totalBytes(e.memory), 0);
+    const budget = this.defaults.memoryBudget;
+    if (used() + needed <= budget) return;
+    const idle = [...this.entries.values()].filter((e) => e.loaded && e.id !== forId && !e.busy).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const victim of idle) {
+      if (used() + needed <= budget) break;
+      if (victim.busy) continue;
+      log.info("evicting idle model to make room", { model: victim.id, for: forId, frees: formatBytes(totalBytes(victim.memory)) });
+      await this.unloadEntry(victim, "evict");
+    }
+    if (used() + needed > budget) {
+      const loaded = [...this.entries.values()].filter((e) => e.loaded)
+        .map((e) => `${e.id} (${formatBytes(totalBytes(e.memory))}${e.busy ? ", busy" : ""})`);
+      throw new InsufficientMemoryError(
+        `cannot load ${forId}: needs ${formatBytes(needed)}, budget ${formatBytes(budget)}, loaded: ${loaded.length ? loaded.join(", ") : "nothing"}. ` +
+        "Unload a model, lower context_length or parallel, or raise --memory-budget.");
+    }
+  }
+
+  private withLoadLock<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.loadLock.then(fn);
+    this.loadLock = run.catch(() => undefined);
+    return run;
+  }
+
+  private load(e: Entry, descriptor: ModelDescriptor, request?: ModelOverride): Promise<LoadedModel> {
+    const loading: Promise<LoadedModel> = e.op.then(() => this.withLoadLock(async () => {
+      if (this.closed) throw new OverloadedError("server is shutting down");
+      const options = await this.loadOptions(descriptor, request);
+      if (e.loaded) {
+        if (!request || this.sameOptions(e.loaded.options, options)) {
+          e.ttlSeconds = options.ttlSeconds;
+          return e.loaded;
+        }
+        await this.unloadEntry(e, "request");
+      }
+      const estimate = await this.engine.estimateMemory(descriptor, options);
+      await this.makeRoom(descriptor.id, totalBytes(estimate));
+      e.lifecycle.transition("loading");
+      this.seams.events?.publish({ type: "model.loading", model: descriptor.id, contextLength: options.contextLength, parallel: options.parallel, threads: options.threads });
+      const started = performance.now();
+      try {
+        log.info("loading model", { model: descriptor.id, path: descriptor.path, ctx: options.contextLength, parallel: options.parallel, threads: options.threads, estimate: formatBytes(totalBytes(estimate)) });
+        const model = await this.engine.load(descriptor, options);
+        e.loaded = model;
+        e.memory = model.memoryInUse();
+        e.slots = new Slots(options.parallel, this.defaults.queueLimit, `model '${descriptor.id}'`);
+        e.ttlSeconds = options.ttlSeconds;
+        e.lastUsed = e.loadedAt = this.now();
+        e.lifecycle.transition("ready");
+        const ms = Math.round(performance.now() - started);
+        log.info("model ready", { model: descriptor.id, ms, ctx: model.contextLength });
+        this.seams.events?.publish({ type: "model.loaded", model: descriptor.id, contextLength: model.contextLength, memoryBytes: totalBytes(e.memory), ms });
+        return model;
+      } catch (err) {
+        e.lifecycle.transition("failed");
+        log.error("model load failed", { model: descriptor.id, error: errorMessage(err) });
+        this.seams.events?.publish({ type: "model.load_failed", model: descriptor.id, error: errorMessage(err) });
+        throw err instanceof ModelLoadError ? err : new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
+      }
+    }));
+    e.op = loading.catch(() => undefined);
+    return loading;
   }
 
   private ensureLoaded(e: Entry, descriptor: ModelDescriptor): Promise<LoadedModel> {
     if (e.loaded && e.lifecycle.state === "ready") return Promise.resolve(e.loaded);
     // Concurrent requests for a cold model share one load.
     if (e.loading) return e.loading;
-    const loading: Promise<LoadedModel> = e.op.then(async () => {
-      if (e.loaded && e.lifecycle.state === "ready") return e.loaded;
-      if (this.closed) throw new OverloadedError("server is shutting down");
-      e.lifecycle.transition("loading");
-      const started = performance.now();
-      try {
-        const options = await this.loadOptions(descriptor);
-        log.info("loading model", { model: descriptor.id, path: descriptor.path, ctx: options.contextLength, parallel: options.parallel, threads: options.threads });
-        const model = await this.engine.load(descriptor, options);
-        e.loaded = model;
-        e.slots = new Slots(options.parallel, this.defaults.queueLimit, `model '${descriptor.id}'`);
-        e.lifecycle.transition("ready");
-        log.info("model ready", { model: descriptor.id, ms: Math.round(performance.now() - started), ctx: model.contextLength });
-        return model;
-      } catch (err) {
-        e.lifecycle.transition("failed");
-        log.error("model load failed", { model: descriptor.id, error: errorMessage(err) });
-        throw err instanceof ModelLoadError ? err : new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
-      }
-    });
-    e.op = loading.catch(() => undefined);
+    const loading = this.load(e, descriptor);
     e.loading = loading;
     const clear = () => { if (e.loading === loading) e.loading = undefined; };
     loading.then(clear, clear);
     return loading;
   }
 
+  /** Explicit load (admin API). Reloads when the model is loaded with different options. */
+  async loadModel(id: string, request: ModelOverride = {}): Promise<ModelStatus> {
+    const descriptor = this.descriptor(id);
+    await this.load(this.entry(descriptor.id), descriptor, request);
+    return this.status(descriptor);
+  }
+
   /** A loaded model and one of its parallel sequences, waiting in its queue if all are busy. */
   async acquire(id: string, signal?: AbortSignal): Promise<Lease> {
     const descriptor = this.descriptor(id);
     const e = this.entry(descriptor.id);
-    const model = await this.ensureLoaded(e, descriptor);
-    const release = await e.slots!.acquire(signal);
-    e.lastUsed = Date.now();
+    for (;;) {
+      const model = await this.ensureLoaded(e, descriptor);
+      const slots = e.slots;
+      // Unloaded between the load and here (evicted, or unloaded by a bot): load again.
+      if (!slots || e.loaded !== model) continue;
+      const release = await slots.acquire(signal);
+      e.lastUsed = this.now();
+      return {
+        model,
+        release: () => {
+          e.lastUsed = this.now();
+          release();
+        },
+      };
+    }
+  }
+
+  private async unloadEntry(e: Entry, reason: "request" | "evict" | "ttl" | "shutdown"): Promise<void> {
+    if (!e.loaded) return;
+    e.lifecycle.transition("unloading");
+    e.slots?.rejectAll(new OverloadedError(`model '${e.id}' was unloaded while the request waited`));
+    const model = e.loaded;
+    e.loaded = undefined;
+    e.slots = undefined;
+    e.memory = undefined;
+    try {
+      await model.unload();
+    } finally {
+      e.lifecycle.transition("unloaded");
+      log.info("model unloaded", { model: e.id, reason });
+      this.seams.events?.publish({ type: "model.unloaded", model: e.id, reason });
+    }
+  }
+
+  /** Unloads a model (waits for nothing: running generations end with an error). Serialised with loads. */
+  async unload(id: string, reason: "request" | "ttl" | "shutdown" = "request"): Promise<boolean> {
+    const e = this.entries.get(this.catalog.get(id)?.id ?? id);
+    if (!e) return false;
+    let did = false;
+    const run = e.op.then(async () => {
+      if (!e.loaded) return;
+      did = true;
+      await this.unloadEntry(e, reason);
+    });
+    e.op = run.catch((err: unknown) => log.error("unload failed", { model: id, error: errorMessage(err) }));
+    await run;
+    return did;
+  }
+
+  private async expireIdle(): Promise<void> {
+    const now = this.now();
+    for (const e of this.entries.values()) {
+      if (!e.loaded || e.busy || e.ttlSeconds <= 0) continue;
+      if (now - e.lastUsed >= e.ttlSeconds * 1000) await this.unload(e.id, "ttl");
+    }
+  }
+
+  private async status(descriptor: ModelDescriptor): Promise<ModelStatus> {
+    const e = this.entries.get(descriptor.id);
+    let info: ModelInfo | undefined;
+    let infoError: string | undefined;
+    try {
+      info = await this.engine.inspect(descriptor);
+    } catch (err) {
+      infoError = errorMessage(err);
+    }
     return {
-      model,
-      release: () => {
-        e.lastUsed = Date.now();
-        release();
-      },
+      descriptor,
+      info,
+      infoError,
+      state: e?.lifecycle.state ?? "unloaded",
+      loadedContextLength: e?.loaded?.contextLength,
+      options: e?.loaded?.options,
+      memory: e?.memory,
+      running: e?.slots?.running ?? 0,
+      queued: e?.slots?.queued ?? 0,
+      lastUsed: e?.loaded ? e.lastUsed : undefined,
+      loadedAt: e?.loaded ? e.loadedAt : undefined,
+      ttlSeconds: e?.loaded ? e.ttlSeconds : undefined,
     };
   }
 
-  async unload(id: string): Promise<void> {
-    const e = this.entries.get(id);
-    if (!e) return;
-    await (e.op = e.op.then(async () => {
-      if (!e.loaded) return;
-      e.lifecycle.transition("unloading");
-      e.slots?.rejectAll(new OverloadedError(`model '${id}' was unloaded while the request waited`));
-      const model = e.loaded;
-      e.loaded = undefined;
-      e.slots = undefined;
-      try {
-        await model.unload();
-      } finally {
-        e.lifecycle.transition("unloaded");
-        log.info("model unloaded", { model: id });
-      }
-    }).catch((err) => log.error("unload failed", { model: id, error: errorMessage(err) })));
+  async get(id: string): Promise<ModelStatus> {
+    return this.status(this.descriptor(id));
   }
 
   async list(): Promise<ModelStatus[]> {
     this.catalog.refresh();
-    return Promise.all(this.catalog.list().map(async (descriptor) => {
-      const e = this.entries.get(descriptor.id);
-      let info: ModelInfo | undefined;
-      let infoError: string | undefined;
-      try {
-        info = await this.engine.inspect(descriptor);
-      } catch (err) {
-        infoError = errorMessage(err);
-      }
-      return {
-        descriptor,
-        info,
-        infoError,
-        state: e?.lifecycle.state ?? "unloaded",
-        loadedContextLength: e?.loaded?.contextLength,
-        running: e?.slots?.running ?? 0,
-        queued: e?.slots?.queued ?? 0,
-      };
-    }));
+    return Promise.all(this.catalog.list().map((d) => this.status(d)));
+  }
+
+  /** Loaded models only. */
+  async loaded(): Promise<ModelStatus[]> {
+    const ids = [...this.entries.values()].filter((e) => e.loaded).map((e) => e.id);
+    return Promise.all(ids.map((id) => this.status(this.catalog.get(id) ?? { id, format: "gguf", path: "" })));
+  }
+
+  memoryInUse(): number {
+    return [...this.entries.values()].filter((e) => e.loaded).reduce((a, e) => a + totalBytes(e.memory), 0);
   }
 
   async shutdown(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.entries.keys()].map((id) => this.unload(id)));
+    if (this.sweeper) clearInterval(this.sweeper);
+    await Promise.all([...this.entries.keys()].map((id) => this.unload(id, "shutdown")));
     await this.engine.dispose();
   }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export { AbortedWhileQueuedError };

@@ -1,0 +1,49 @@
+// Request shapes of the admin API (/admin/v1), for bots that manage the machine's models.
+import * as v from "valibot";
+
+const positiveInt = (max: number) => v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(max)));
+
+export const LoadBody = v.object({
+  context_length: positiveInt(1_048_576),
+  parallel: positiveInt(64),
+  threads: positiveInt(1024),
+  gpu_layers: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(10_000))),
+  /** Idle seconds before unloading; 0 keeps it loaded. */
+  ttl: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(31_536_000))),
+  /** Also remember these settings as the model's defaults (used by JIT loads). */
+  save: v.optional(v.boolean()),
+});
+export type LoadBody = v.InferOutput<typeof LoadBody>;
+
+export const PatchModelBody = v.object({
+  load_defaults: v.optional(v.object({
+    context_length: positiveInt(1_048_576),
+    parallel: positiveInt(64),
+    threads: positiveInt(1024),
+    gpu_layers: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+    ttl: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  })),
+  aliases: v.optional(v.array(v.pipe(v.string(), v.regex(/^[\w.:/-]{1,200}$/, "aliases use letters, digits and . _ : / -")))),
+});
+
+export const DownloadBody = v.object({
+  /** org/repo, org/repo:QUANT or org/repo:file.gguf */
+  model: v.pipe(v.string(), v.minLength(3), v.maxLength(300)),
+  revision: v.optional(v.pipe(v.string(), v.regex(/^[\w.\-/]{1,200}$/, "not a valid revision"))),
+});
+
+export const SearchQuery = v.object({
+  q: v.pipe(v.string(), v.minLength(1), v.maxLength(200)),
+  limit: v.optional(v.pipe(v.string(), v.transform(Number), v.number(), v.integer(), v.minValue(1), v.maxValue(100))),
+});
+
+export const ImportBody = v.object({
+  paths: v.optional(v.array(v.pipe(v.string(), v.minLength(1)))),
+  lmstudio: v.optional(v.boolean()),
+  ollama: v.optional(v.boolean()),
+});
+
+export const KeyBody = v.object({
+  scope: v.picklist(["admin", "inference"]),
+  name: v.optional(v.pipe(v.string(), v.maxLength(100))),
+});

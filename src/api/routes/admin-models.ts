@@ -1,0 +1,73 @@
+import { Elysia } from "elysia";
+import * as v from "valibot";
+import { NotFoundError } from "../../errors.ts";
+import type { ModelManager } from "../../models/manager.ts";
+import type { ModelStatus } from "../../scheduler/scheduler.ts";
+import { LoadBody, PatchModelBody } from "../admin-schemas.ts";
+
+export function modelStatusJson(s: ModelStatus, now = Date.now()) {
+  const memory = s.memory ? s.memory.modelBytes + s.memory.contextBytes : null;
+  return {
+    id: s.descriptor.id,
+    format: s.descriptor.format,
+    path: s.descriptor.path,
+    state: s.state,
+    architecture: s.info?.architecture ?? null,
+    quantization: s.info?.quantization ?? null,
+    size_bytes: s.info?.sizeBytes ?? null,
+    max_context_length: s.info?.declaredContextLength ?? null,
+    loaded_context_length: s.loadedContextLength ?? null,
+    parallel: s.options?.parallel ?? null,
+    threads: s.options?.threads ?? null,
+    memory_bytes: memory,
+    active_requests: s.running,
+    queued_requests: s.queued,
+    idle_seconds: s.lastUsed !== undefined && s.running === 0 ? Math.round((now - s.lastUsed) / 1000) : null,
+    loaded_at: s.loadedAt ? new Date(s.loadedAt).toISOString() : null,
+    ttl_seconds: s.ttlSeconds ?? null,
+    expires_at: s.ttlSeconds && s.lastUsed !== undefined ? new Date(s.lastUsed + s.ttlSeconds * 1000).toISOString() : null,
+    ...(s.infoError ? { error: s.infoError } : {}),
+  };
+}
+
+/** `/admin/v1/models/<id>[/load|/unload]`: ids may contain slashes (org/repo), so the tail is parsed here. */
+function splitTail(tail: string): { id: string; action?: string } {
+  const decoded = decodeURIComponent(tail);
+  const m = /^(.+)\/(load|unload)$/.exec(decoded);
+  return m ? { id: m[1]!, action: m[2] } : { id: decoded };
+}
+
+export function adminModelRoutes(manager: ModelManager) {
+  return new Elysia({ prefix: "/admin/v1" })
+    .get("/models", async () => ({ object: "list", data: await manager.list() }), {
+      detail: { summary: "Every local model with its state and registry data", tags: ["Admin"] },
+    })
+    .get("/ps", async () => ({ object: "list", ...(await manager.ps()) }), {
+      detail: { summary: "Loaded models: memory, context, idle time, active requests", tags: ["Admin"] },
+    })
+    .get("/models/*", async ({ params }) => {
+      const { id, action } = splitTail(params["*"]);
+      if (action) throw new NotFoundError(`use POST for /${action}`);
+      return manager.show(id);
+    }, { detail: { summary: "One model, with GGUF metadata, files, defaults and load history", tags: ["Admin"] } })
+    .post("/models/*", async ({ params, body }) => {
+      const { id, action } = splitTail(params["*"]);
+      if (action === "load") return manager.load(id, body ?? {});
+      if (action === "unload") return manager.unload(id);
+      throw new NotFoundError("POST /admin/v1/models/{id}/load or /unload");
+    }, {
+      body: v.optional(LoadBody),
+      detail: {
+        summary: "Load (body: context_length, parallel, threads, gpu_layers, ttl, save) or unload a model",
+        description: "POST /admin/v1/models/{id}/load and POST /admin/v1/models/{id}/unload. Loading checks the memory budget first and evicts idle models if needed.",
+        tags: ["Admin"],
+      },
+    })
+    .patch("/models/*", ({ params, body }) => manager.update(splitTail(params["*"]).id, body), {
+      body: PatchModelBody,
+      detail: { summary: "Set a model's saved load defaults or aliases", tags: ["Admin"] },
+    })
+    .delete("/models/*", ({ params }) => manager.remove(splitTail(params["*"]).id), {
+      detail: { summary: "Unload and delete a downloaded model (files LMX downloaded; imported models are only forgotten)", tags: ["Admin"] },
+    });
+}

@@ -1,0 +1,77 @@
+import { and, eq, isNull } from "drizzle-orm";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { NotFoundError } from "../errors.ts";
+import type { Db } from "../store/db.ts";
+import { apiKeys } from "../store/schema.ts";
+
+export type KeyScope = "admin" | "inference";
+
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+export interface KeyInfo {
+  id: string;
+  name: string | null;
+  scope: KeyScope;
+  prefix: string;
+  createdAt: number;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+}
+
+const toInfo = (r: typeof apiKeys.$inferSelect): KeyInfo => ({
+  id: r.id, name: r.name, scope: r.scope, prefix: r.prefix, createdAt: r.createdAt, lastUsedAt: r.lastUsedAt, revokedAt: r.revokedAt,
+});
+
+/**
+ * API keys: keys from flags/env (admin scope, never stored) and keys created through the API
+ * (stored as SHA-256 only; the key is shown once at creation).
+ */
+export class KeyStore {
+  private readonly staticDigests: Buffer[];
+  private lastUsedWrites = new Map<string, number>();
+
+  constructor(private readonly db: Db, staticKeys: string[]) {
+    this.staticDigests = staticKeys.map((k) => Buffer.from(sha256(k), "hex"));
+  }
+
+  hasKeys(): boolean {
+    if (this.staticDigests.length > 0) return true;
+    return this.db.select({ id: apiKeys.id }).from(apiKeys).where(isNull(apiKeys.revokedAt)).limit(1).all().length > 0;
+  }
+
+  create(scope: KeyScope, name?: string): { key: string; info: KeyInfo } {
+    const key = "lmx-" + randomBytes(24).toString("base64url");
+    const row = { id: "key_" + randomBytes(6).toString("hex"), name: name ?? null, scope, hash: sha256(key), prefix: key.slice(0, 10), createdAt: Date.now() };
+    this.db.insert(apiKeys).values(row).run();
+    return { key, info: toInfo({ ...row, lastUsedAt: null, revokedAt: null }) };
+  }
+
+  list(): KeyInfo[] {
+    return this.db.select().from(apiKeys).all().map(toInfo);
+  }
+
+  /** Revokes by id, name or prefix (exactly one match). */
+  revoke(ref: string): KeyInfo {
+    const matches = this.list().filter((k) => !k.revokedAt && (k.id === ref || k.name === ref || k.prefix === ref));
+    if (matches.length !== 1) throw new NotFoundError(matches.length ? `'${ref}' matches ${matches.length} keys; use the id` : `no active key '${ref}'`);
+    const now = Date.now();
+    this.db.update(apiKeys).set({ revokedAt: now }).where(eq(apiKeys.id, matches[0]!.id)).run();
+    return { ...matches[0]!, revokedAt: now };
+  }
+
+  /** The scope of a presented key, or undefined. */
+  verify(presented: string): KeyScope | undefined {
+    const digest = Buffer.from(sha256(presented), "hex");
+    if (this.staticDigests.some((d) => timingSafeEqual(d, digest))) return "admin";
+    // The lookup is by the digest, which reveals nothing about the key through timing.
+    const row = this.db.select().from(apiKeys).where(and(eq(apiKeys.hash, digest.toString("hex")), isNull(apiKeys.revokedAt))).get();
+    if (!row) return undefined;
+    const now = Date.now();
+    // last_used_at is informational: write it at most once a minute per key.
+    if (now - (this.lastUsedWrites.get(row.id) ?? 0) > 60_000) {
+      this.lastUsedWrites.set(row.id, now);
+      this.db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, row.id)).run();
+    }
+    return row.scope;
+  }
+}

@@ -1,0 +1,36 @@
+// In-process event bus: the scheduler and download jobs publish, the /admin/v1/events stream and
+// the load-history recorder subscribe. Publishers never wait on subscribers.
+import { log } from "../log.ts";
+
+export type LmxEvent =
+  | { type: "model.loading"; model: string; contextLength: number; parallel: number; threads: number }
+  | { type: "model.loaded"; model: string; contextLength: number; memoryBytes: number; ms: number }
+  | { type: "model.load_failed"; model: string; error: string }
+  | { type: "model.unloaded"; model: string; reason: "request" | "evict" | "ttl" | "shutdown" }
+  | { type: "download.queued" | "download.started" | "download.done" | "download.cancelled"; id: string; spec: string; model?: string }
+  | { type: "download.failed"; id: string; spec: string; error: string }
+  | { type: "download.progress"; id: string; spec: string; file: string; bytesDone: number; bytesTotal: number; rate: number; etaSeconds: number | null }
+  | { type: "error"; message: string };
+
+export type Stamped = LmxEvent & { time: string; seq: number };
+
+export class EventBus {
+  private readonly listeners = new Set<(e: Stamped) => void>();
+  private seq = 0;
+
+  publish(event: LmxEvent): void {
+    const stamped: Stamped = { ...event, time: new Date().toISOString(), seq: ++this.seq };
+    for (const l of this.listeners) {
+      try {
+        l(stamped);
+      } catch (err) {
+        log.warn("event listener failed", { error: String(err) });
+      }
+    }
+  }
+
+  subscribe(listener: (e: Stamped) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

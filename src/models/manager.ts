@@ -1,0 +1,113 @@
+import { modelStatusJson } from "../api/routes/admin-models.ts";
+import { InvalidRequestError, ModelNotFoundError } from "../errors.ts";
+import type { Scheduler } from "../scheduler/scheduler.ts";
+import type { LoadDefaults } from "../store/schema.ts";
+import type { LoadHistory } from "./history.ts";
+import type { ModelRegistry } from "./registry.ts";
+
+export interface LoadRequest {
+  context_length?: number;
+  parallel?: number;
+  threads?: number;
+  gpu_layers?: number;
+  ttl?: number;
+  save?: boolean;
+}
+
+/** Hooks for deleting a downloaded model's files from the hub cache (set by the download layer). */
+export interface FileRemover {
+  removeModelFiles(model: { sourceRepo: string | null; revision: string | null; files: { path: string }[]; path: string }): void;
+}
+
+/** What the admin API does with models: list, inspect, load, unload, set defaults, delete. */
+export class ModelManager {
+  constructor(
+    private readonly scheduler: Scheduler,
+    private readonly registry: ModelRegistry,
+    private readonly history: LoadHistory,
+    private readonly files?: FileRemover,
+  ) {}
+
+  private withRegistry(status: Awaited<ReturnType<Scheduler["get"]>>) {
+    const r = this.registry.get(status.descriptor.id);
+    return {
+      ...modelStatusJson(status),
+      source_repo: r?.sourceRepo ?? null,
+      revision: r?.revision ?? null,
+      origin: r?.origin ?? "local",
+      aliases: r?.aliases ?? [],
+      load_defaults: r?.loadDefaults ?? {},
+    };
+  }
+
+  async list() {
+    return (await this.scheduler.list()).map((s) => this.withRegistry(s));
+  }
+
+  async ps() {
+    const loaded = await this.scheduler.loaded();
+    return {
+      memory_budget_bytes: this.scheduler.memoryBudget,
+      memory_in_use_bytes: this.scheduler.memoryInUse(),
+      data: loaded.map((s) => modelStatusJson(s)),
+    };
+  }
+
+  async show(id: string) {
+    const status = await this.scheduler.get(id);
+    const r = this.registry.get(status.descriptor.id);
+    return {
+      ...this.withRegistry(status),
+      files: r?.files ?? [],
+      has_chat_template: status.info?.hasChatTemplate ?? null,
+      embedding_model: status.info?.isEmbeddingModel ?? null,
+      history: this.history.recent(status.descriptor.id).map((h) => ({
+        event: h.event, at: new Date(h.at).toISOString(), context_length: h.contextLength, memory_bytes: h.memoryBytes, duration_ms: h.durationMs, error: h.error,
+      })),
+    };
+  }
+
+  async load(id: string, req: LoadRequest) {
+    const status = await this.scheduler.loadModel(id, { ctx: req.context_length, parallel: req.parallel, threads: req.threads, gpuLayers: req.gpu_layers, ttl: req.ttl });
+    if (req.save) {
+      if (!this.registry.get(status.descriptor.id)) {
+        throw new InvalidRequestError(`'${id}' is not in the registry (it is a file in the models directory); save defaults in config.json instead`, "save");
+      }
+      this.registry.setLoadDefaults(status.descriptor.id, { contextLength: req.context_length, parallel: req.parallel, threads: req.threads, gpuLayers: req.gpu_layers, ttl: req.ttl });
+    }
+    return modelStatusJson(status);
+  }
+
+  async unload(id: string) {
+    const status = await this.scheduler.get(id);
+    const unloaded = await this.scheduler.unload(status.descriptor.id);
+    return { id: status.descriptor.id, unloaded };
+  }
+
+  async update(id: string, body: { load_defaults?: { context_length?: number; parallel?: number; threads?: number; gpu_layers?: number; ttl?: number }; aliases?: string[] }) {
+    const status = await this.scheduler.get(id);
+    const model = this.registry.get(status.descriptor.id);
+    if (!model) throw new InvalidRequestError(`'${id}' is not in the registry; configure it in config.json instead`, "id");
+    if (body.load_defaults) {
+      const d = body.load_defaults;
+      const defaults: LoadDefaults = { contextLength: d.context_length, parallel: d.parallel, threads: d.threads, gpuLayers: d.gpu_layers, ttl: d.ttl };
+      this.registry.setLoadDefaults(model.id, defaults);
+    }
+    if (body.aliases) this.registry.setAliases(model.id, body.aliases);
+    return this.show(model.id);
+  }
+
+  async remove(id: string) {
+    const model = this.registry.get(id);
+    if (!model) {
+      throw (await this.scheduler.list()).some((s) => s.descriptor.id === id)
+        ? new InvalidRequestError(`'${id}' is a file LMX did not download; delete it yourself`, "id")
+        : new ModelNotFoundError(id);
+    }
+    await this.scheduler.unload(model.id);
+    if (model.origin === "download") this.files?.removeModelFiles(model);
+    this.registry.remove(model.id);
+    return { id: model.id, deleted: true, files_deleted: model.origin === "download" };
+  }
+}
+

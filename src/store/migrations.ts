@@ -1,0 +1,80 @@
+// Versioned schema migrations, embedded in the executable (no migration files to ship). Each runs
+// once, in a transaction, in order; PRAGMA user_version records the last one applied, so a newer
+// binary upgrades an older database on start and an older binary refuses a newer database.
+
+export interface Migration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+export const migrations: Migration[] = [
+  {
+    version: 1,
+    description: "models, downloads, load history, api keys",
+    sql: `
+      CREATE TABLE models (
+        id TEXT PRIMARY KEY,
+        format TEXT NOT NULL CHECK (format IN ('gguf', 'mlx')),
+        path TEXT NOT NULL,
+        source_repo TEXT,
+        revision TEXT,
+        files TEXT NOT NULL DEFAULT '[]',
+        size_bytes INTEGER NOT NULL DEFAULT 0,
+        architecture TEXT,
+        quantization TEXT,
+        declared_context INTEGER,
+        load_defaults TEXT NOT NULL DEFAULT '{}',
+        origin TEXT NOT NULL CHECK (origin IN ('download', 'import')),
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE TABLE downloads (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        repo TEXT NOT NULL,
+        revision TEXT NOT NULL,
+        files TEXT NOT NULL DEFAULT '[]',
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        bytes_done INTEGER NOT NULL DEFAULT 0,
+        bytes_total INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        model_id TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE INDEX downloads_state ON downloads(state);
+      CREATE TABLE load_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        model_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        context_length INTEGER,
+        parallel INTEGER,
+        threads INTEGER,
+        memory_bytes INTEGER,
+        duration_ms INTEGER,
+        error TEXT,
+        at INTEGER NOT NULL
+      );
+      CREATE INDEX load_history_model ON load_history(model_id, at);
+      CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        scope TEXT NOT NULL CHECK (scope IN ('admin', 'inference')),
+        hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER
+      );
+    `,
+  },
+  {
+    version: 2,
+    description: "model aliases; a note on downloads (which quant was chosen and why)",
+    sql: `
+      ALTER TABLE models ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]';
+      ALTER TABLE downloads ADD COLUMN note TEXT;
+    `,
+  },
+];

@@ -1,0 +1,74 @@
+// Drizzle table definitions. They mirror migrations.ts, which is what actually creates the tables:
+// migrations are the history, this file is the current shape the code queries.
+import { integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+
+export interface LoadDefaults {
+  contextLength?: number;
+  parallel?: number;
+  threads?: number;
+  gpuLayers?: number;
+  ttl?: number;
+}
+
+export const models = sqliteTable("models", {
+  id: text("id").primaryKey(),
+  format: text("format", { enum: ["gguf", "mlx"] }).notNull(),
+  /** GGUF file (first shard) or MLX folder. */
+  path: text("path").notNull(),
+  sourceRepo: text("source_repo"),
+  revision: text("revision"),
+  files: text("files", { mode: "json" }).$type<{ path: string; size: number; sha256?: string }[]>().notNull().default([]),
+  sizeBytes: integer("size_bytes").notNull().default(0),
+  architecture: text("architecture"),
+  quantization: text("quantization"),
+  declaredContext: integer("declared_context"),
+  aliases: text("aliases", { mode: "json" }).$type<string[]>().notNull().default([]),
+  loadDefaults: text("load_defaults", { mode: "json" }).$type<LoadDefaults>().notNull().default({}),
+  /** "imported" entries point at files LMX does not own (LM Studio, Ollama, a user folder) and are never deleted by rm. */
+  origin: text("origin", { enum: ["download", "import"] }).notNull(),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export type DownloadState = "queued" | "running" | "done" | "failed" | "cancelled";
+
+export const downloads = sqliteTable("downloads", {
+  id: text("id").primaryKey(),
+  spec: text("spec").notNull(),
+  repo: text("repo").notNull(),
+  revision: text("revision").notNull(),
+  files: text("files", { mode: "json" }).$type<{ path: string; size: number; sha256?: string }[]>().notNull().default([]),
+  state: text("state", { enum: ["queued", "running", "done", "failed", "cancelled"] }).notNull(),
+  bytesDone: integer("bytes_done").notNull().default(0),
+  bytesTotal: integer("bytes_total").notNull().default(0),
+  note: text("note"),
+  error: text("error"),
+  modelId: text("model_id"),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export const loadHistory = sqliteTable("load_history", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  modelId: text("model_id").notNull(),
+  event: text("event", { enum: ["load", "unload", "evict", "fail", "expire"] }).notNull(),
+  contextLength: integer("context_length"),
+  parallel: integer("parallel"),
+  threads: integer("threads"),
+  memoryBytes: integer("memory_bytes"),
+  durationMs: integer("duration_ms"),
+  error: text("error"),
+  at: integer("at").notNull(),
+});
+
+export const apiKeys = sqliteTable("api_keys", {
+  id: text("id").primaryKey(),
+  name: text("name"),
+  scope: text("scope", { enum: ["admin", "inference"] }).notNull(),
+  /** sha256 of the key; the key itself is shown once and never stored. */
+  hash: text("hash").notNull().unique(),
+  prefix: text("prefix").notNull(),
+  createdAt: integer("created_at").notNull(),
+  lastUsedAt: integer("last_used_at"),
+  revokedAt: integer("revoked_at"),
+});
