@@ -34,6 +34,8 @@ export interface ModelOverride {
 
 export interface Lease {
   model: LoadedModel;
+  /** Aborted when the client goes away or the model is unloaded under the request. */
+  signal: AbortSignal;
   release: () => void;
 }
 
@@ -66,6 +68,8 @@ class Entry {
   slots: Slots | undefined;
   memory: MemoryEstimate | undefined;
   ttlSeconds = 0;
+  /** One controller per running request, so an unload can stop them before freeing the model. */
+  readonly inflight = new Set<AbortController>();
   lastUsed = 0;
   loadedAt = 0;
   /** Serialises load and unload of this model. */
@@ -247,9 +251,16 @@ export class Scheduler {
       if (!slots || e.loaded !== model) continue;
       const release = await slots.acquire(signal);
       e.lastUsed = this.now();
+      const ac = new AbortController();
+      const onAbort = () => ac.abort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      e.inflight.add(ac);
       return {
         model,
+        signal: ac.signal,
         release: () => {
+          signal?.removeEventListener("abort", onAbort);
+          e.inflight.delete(ac);
           e.lastUsed = this.now();
           release();
         },
@@ -261,6 +272,9 @@ export class Scheduler {
     if (!e.loaded) return;
     e.lifecycle.transition("unloading");
     e.slots?.rejectAll(new OverloadedError(`model '${e.id}' was unloaded while the request waited`));
+    // Running generations end before their model is freed under them.
+    for (const ac of e.inflight) ac.abort();
+    if (e.slots && !(await e.slots.waitIdle(10_000))) log.warn("requests still running after abort; unloading anyway", { model: e.id });
     const model = e.loaded;
     e.loaded = undefined;
     e.slots = undefined;

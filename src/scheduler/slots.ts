@@ -19,6 +19,7 @@ interface Waiter {
 export class Slots {
   private active = 0;
   private readonly waiting: Waiter[] = [];
+  private idleWaiters: (() => void)[] = [];
 
   constructor(readonly capacity: number, readonly queueLimit: number, private readonly label: string) {}
 
@@ -66,8 +67,21 @@ export class Slots {
         next.resolve(this.releaser());
       } else {
         this.active--;
+        if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
       }
     };
+  }
+
+  /** Resolves once nothing runs (true), or after `timeoutMs` (false). */
+  waitIdle(timeoutMs: number): Promise<boolean> {
+    if (this.active === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
   }
 
   /** Fails everyone still waiting (the model is being unloaded). */
