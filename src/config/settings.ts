@@ -80,3 +80,14 @@ export function envName(key: string): string {
   if (key === "model") return "LMX_MODELS";
   return base;
 }
+
+/** Settings of the client commands (ls, ps, pull, …), which talk to a running server. */
+export const clientSettings = [
+  { key: "url", kind: "string", placeholder: "URL", defaultText: "http://<host>:<port> from the serve settings",
+    description: "Base URL of the LMX server to talk to." },
+  { key: "host", kind: "string", default: "127.0.0.1", placeholder: "ADDR", description: "Server address when --url is not given (same setting as serve)." },
+  { key: "port", kind: "int", default: 1234, min: 1, max: 65535, placeholder: "N", description: "Server port when --url is not given (same setting as serve)." },
+  { key: "token", kind: "string", placeholder: "KEY", envAliases: ["LMX_API_KEY"], flagOnly: true,
+    description: "API key to send (needs admin scope for most commands). Prefer the env var LMX_API_KEY to the flag." },
+  { key: "json", kind: "bool", default: false, flagOnly: true, description: "Print machine-readable JSON instead of tables." },
+] as const satisfies readonly Setting[];

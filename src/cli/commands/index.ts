@@ -1,4 +1,11 @@
+import { keys } from "./keys.ts";
+import { load } from "./load.ts";
+import { ls } from "./ls.ts";
+import { ps } from "./ps.ts";
+import { rm } from "./rm.ts";
 import { serve } from "./serve.ts";
+import { show } from "./show.ts";
+import { unload } from "./unload.ts";
 
 export interface Command {
   summary: string;
@@ -6,7 +13,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Record<string, Command> = { serve };
+export const commands: Record<string, Command> = { serve, ls, ps, load, unload, show, rm, keys };
 
 export function printHelp(): void {
   const lines = [
