@@ -1,5 +1,7 @@
-import type { Elysia } from "elysia";
+import type { AnyElysia } from "elysia";
+import { homedir } from "node:os";
 import { join } from "node:path";
+import { adminImportRoutes } from "./api/routes/admin-import.ts";
 import { createApp } from "./api/app.ts";
 import { isLoopback, Security } from "./api/security.ts";
 import { KeyStore } from "./auth/keys.ts";
@@ -12,6 +14,7 @@ import { InferenceService } from "./inference/service.ts";
 import { log } from "./log.ts";
 import { ModelCatalog } from "./models/catalog.ts";
 import { LoadHistory } from "./models/history.ts";
+import { ModelImporter } from "./models/importer.ts";
 import { type FileRemover, ModelManager } from "./models/manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
@@ -32,7 +35,7 @@ export interface RunningServer {
 
 /** Capabilities layered on the core server (downloads, hub search, import) get the core services. */
 export interface ServerPlugin {
-  routes(core: { db: Db; registry: ModelRegistry; events: EventBus; scheduler: Scheduler; home: string; config: ServeConfig }): { routes: Elysia; fileRemover?: FileRemover; stop?: () => Promise<void> };
+  routes(core: { db: Db; registry: ModelRegistry; events: EventBus; scheduler: Scheduler; home: string; config: ServeConfig }): { routes: AnyElysia; fileRemover?: FileRemover; stop?: () => Promise<void> };
 }
 
 /** Wires store, catalog, engine, scheduler and HTTP app together and starts listening. */
@@ -62,7 +65,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   });
   const engine = new LlamaCppEngine(home);
   const threads = config.threads || cpuInfo().defaultThreads;
-  const scheduler = new Scheduler(catalog, engine, {
+  const scheduler = new Scheduler(catalog, { gguf: engine }, {
     contextLength: config.ctx,
     parallel: config.parallel ?? 4,
     threads,
@@ -74,9 +77,13 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   const extras = plugins.map((p) => p.routes({ db, registry, events, scheduler, home, config }));
   const fileRemover = extras.find((x) => x.fileRemover)?.fileRemover;
   const manager = new ModelManager(scheduler, registry, history, fileRemover);
+  const importer = new ModelImporter(registry, {
+    lmstudioDir: config.lmstudioDir ?? join(homedir(), ".lmstudio", "models"),
+    ollamaDir: config.ollamaDir ?? join(homedir(), ".ollama", "models"),
+  }, (d) => engine.inspect(d));
   const inference = new InferenceService(scheduler);
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
-  const app = createApp({ scheduler, inference, security, manager, events, keys, home, extra: extras.map((x) => x.routes) });
+  const app = createApp({ scheduler, inference, security, manager, events, keys, home, extra: [adminImportRoutes(importer), ...extras.map((x) => x.routes)] });
   const shutdownCore = async () => {
     for (const x of extras) await x.stop?.();
     await scheduler.shutdown();

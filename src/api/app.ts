@@ -1,6 +1,6 @@
 import { openapi } from "@elysiajs/openapi";
 import { toJsonSchema } from "@valibot/to-json-schema";
-import { Elysia } from "elysia";
+import { type AnyElysia, Elysia } from "elysia";
 import { ForbiddenError } from "../errors.ts";
 import type { KeyStore } from "../auth/keys.ts";
 import type { EventBus } from "../events/bus.ts";
@@ -27,7 +27,7 @@ export interface AppDeps {
   keys: KeyStore;
   home: string;
   /** Routes of capabilities wired by the server (downloads, hub search, import). */
-  extra?: Elysia[];
+  extra?: AnyElysia[];
 }
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>

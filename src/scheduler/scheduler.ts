@@ -1,5 +1,5 @@
-import { errorMessage, InsufficientMemoryError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
-import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../engines/types.ts";
+import { errorMessage, InsufficientMemoryError, InvalidRequestError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
+import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelFormat, ModelInfo } from "../engines/types.ts";
 import type { EventBus } from "../events/bus.ts";
 import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
@@ -96,7 +96,7 @@ export class Scheduler {
 
   constructor(
     private readonly catalog: ModelCatalog,
-    private readonly engine: Engine,
+    private readonly engines: Partial<Record<ModelFormat, Engine>>,
     private readonly defaults: LoadDefaults,
     private readonly overrides: Record<string, ModelOverride> = {},
     private readonly seams: SchedulerSeams = {},
@@ -119,6 +119,16 @@ export class Scheduler {
     return e;
   }
 
+  /** The engine for a model's format, or a clear error when this server has none. */
+  engineFor(descriptor: ModelDescriptor): Engine {
+    const engine = this.engines[descriptor.format];
+    if (!engine) {
+      throw new InvalidRequestError(
+        `'${descriptor.id}' is a ${descriptor.format.toUpperCase()} model and this server has no ${descriptor.format} engine.`, "model", "engine_unavailable");
+    }
+    return engine;
+  }
+
   private descriptor(id: string): ModelDescriptor {
     const d = this.catalog.get(id);
     if (!d) throw new ModelNotFoundError(id);
@@ -126,7 +136,8 @@ export class Scheduler {
   }
 
   async inspect(id: string): Promise<ModelInfo> {
-    return this.engine.inspect(this.descriptor(id));
+    const d = this.descriptor(id);
+    return this.engineFor(d).inspect(d);
   }
 
   /**
@@ -135,7 +146,7 @@ export class Scheduler {
    */
   async loadOptions(descriptor: ModelDescriptor, request: ModelOverride = {}): Promise<LoadOptions & { ttlSeconds: number }> {
     const o = { ...this.overrides[descriptor.id], ...this.seams.savedDefaults?.(descriptor.id), ...stripUndefined(request) };
-    const declared = (await this.engine.inspect(descriptor)).declaredContextLength;
+    const declared = (await this.engineFor(descriptor).inspect(descriptor)).declaredContextLength;
     const requested = o.ctx ?? this.defaults.contextLength;
     let contextLength: number;
     if (requested === undefined) contextLength = Math.min(DEFAULT_CONTEXT, declared ?? DEFAULT_CONTEXT);
@@ -193,14 +204,15 @@ export class Scheduler {
         }
         await this.unloadEntry(e, "request");
       }
-      const estimate = await this.engine.estimateMemory(descriptor, options);
+      const engine = this.engineFor(descriptor);
+      const estimate = await engine.estimateMemory(descriptor, options);
       await this.makeRoom(descriptor.id, totalBytes(estimate));
       e.lifecycle.transition("loading");
       this.seams.events?.publish({ type: "model.loading", model: descriptor.id, contextLength: options.contextLength, parallel: options.parallel, threads: options.threads });
       const started = performance.now();
       try {
         log.info("loading model", { model: descriptor.id, path: descriptor.path, ctx: options.contextLength, parallel: options.parallel, threads: options.threads, estimate: formatBytes(totalBytes(estimate)) });
-        const model = await this.engine.load(descriptor, options);
+        const model = await engine.load(descriptor, options);
         e.loaded = model;
         e.memory = model.memoryInUse();
         e.slots = new Slots(options.parallel, this.defaults.queueLimit, `model '${descriptor.id}'`);
@@ -316,7 +328,7 @@ export class Scheduler {
     let info: ModelInfo | undefined;
     let infoError: string | undefined;
     try {
-      info = await this.engine.inspect(descriptor);
+      info = await this.engineFor(descriptor).inspect(descriptor);
     } catch (err) {
       infoError = errorMessage(err);
     }
@@ -359,7 +371,7 @@ export class Scheduler {
     this.closed = true;
     if (this.sweeper) clearInterval(this.sweeper);
     await Promise.all([...this.entries.keys()].map((id) => this.unload(id, "shutdown")));
-    await this.engine.dispose();
+    for (const engine of Object.values(this.engines)) await engine?.dispose();
   }
 }
 

@@ -1,3 +1,4 @@
+import { importCmd } from "./import.ts";
 import { keys } from "./keys.ts";
 import { load } from "./load.ts";
 import { ls } from "./ls.ts";
@@ -13,7 +14,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Record<string, Command> = { serve, ls, ps, load, unload, show, rm, keys };
+export const commands: Record<string, Command> = { serve, ls, ps, load, unload, show, rm, import: importCmd, keys };
 
 export function printHelp(): void {
   const lines = [
