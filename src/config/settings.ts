@@ -61,6 +61,8 @@ export const serveSettings = [
     description: "Hugging Face Hub endpoint (a mirror works)." },
   { key: "hfToken", kind: "string", placeholder: "TOKEN", envAliases: ["HF_TOKEN"],
     description: "Hugging Face access token for gated and private repos. Prefer the env var to a flag." },
+  { key: "hubCache", kind: "string", defaultText: "$HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub", placeholder: "DIR", envAliases: ["HF_HUB_CACHE"],
+    description: "Hugging Face hub cache where pulls are stored (shared with huggingface-cli, mlx-lm and llama.cpp)." },
   { key: "lmstudioDir", kind: "string", defaultText: "~/.lmstudio/models", placeholder: "DIR",
     description: "LM Studio's model folder, scanned by 'lmx import'." },
   { key: "ollamaDir", kind: "string", defaultText: "~/.ollama/models", placeholder: "DIR", envAliases: ["OLLAMA_MODELS"],

@@ -11,10 +11,10 @@
 //     an idle timeout for stalled transfers, clean cancellation through an AbortSignal;
 //   - the token is only ever sent to the hub's own origin, never to the CDN it redirects to.
 
-import { HubApiError, fileDownloadInfo, modelInfo, pathsInfo } from "@huggingface/hub";
+import { HubApiError, InvalidApiResponseFormatError, fileDownloadInfo, modelInfo, pathsInfo } from "@huggingface/hub";
 import { createHash, type Hash } from "node:crypto";
-import { open, mkdir, rename, rm, stat, statfs } from "node:fs/promises";
-import { dirname } from "node:path";
+import { open, mkdir, realpath, rename, rm, stat, statfs } from "node:fs/promises";
+import { basename, dirname } from "node:path";
 import {
   ChecksumMismatchError,
   HubAuthError,
@@ -38,6 +38,7 @@ import {
   readRef,
   repoCacheDir,
   snapshotDir,
+  snapshotPath,
   writeRef,
 } from "./cache.ts";
 import { assertInsideCache, validateRepoId, validateRepoPath, validateRevision } from "./names.ts";
@@ -155,6 +156,9 @@ class HttpStatusError extends Error {
 /** Retry-worthy conditions of a transfer that are not HTTP errors: short bodies, wrong ranges, stalls. */
 class TransferError extends Error {}
 
+/** The hub could not be reached at all (as opposed to answering with an error): the cache may serve. */
+class HubUnreachableError extends HubUnavailableError {}
+
 // ---- errors ----
 
 function hubMessage(err: HubApiError): string {
@@ -196,7 +200,7 @@ function classify(err: unknown, ctx: Context, what: string): { error: Error; ret
   // fetch reports the network (refused, reset, DNS, TLS) as TypeErrors. File system errors
   // (ENOSPC, EACCES...) carry a syscall and are not helped by retrying.
   if ((err instanceof TypeError && !("syscall" in err)) || isAbort(err)) {
-    return { error: new HubUnavailableError(`${what}: cannot reach ${ctx.hubUrl}: ${errorMessage(err)}`), retriable: true };
+    return { error: new HubUnreachableError(`${what}: cannot reach ${ctx.hubUrl}: ${errorMessage(err)}`), retriable: true };
   }
   return { error: new HubUnavailableError(`${what}: ${errorMessage(err)}`), retriable: false };
 }
@@ -260,13 +264,13 @@ function makeHubFetch(hubOrigin: string): typeof fetch {
     let url = new URL(input);
     const headers = headerRecord(init?.headers);
     for (let hop = 0; hop < 10; hop++) {
+      // Checked on every hop, the first included: the library may hand back a CDN URL directly.
+      if (url.origin !== hubOrigin) delete headers.authorization;
       const res = await fetch(url, { ...init, headers, redirect: "manual" });
       const location = res.headers.get("location");
       if (![301, 302, 303, 307, 308].includes(res.status) || !location) return res;
       await res.body?.cancel();
-      const next = new URL(location, url);
-      if (next.origin !== hubOrigin) delete headers.authorization;
-      url = next;
+      url = new URL(location, url);
     }
     throw new TypeError(`too many redirects from ${String(input)}`);
   };
@@ -558,19 +562,30 @@ async function downloadOne(ctx: Context, commit: string, f: RemoteFile, progress
     state.current = { hash: newHasher(f), bytes: 0 };
   } else {
     await withRetry(ctx, `download ${ctx.repo}/${f.file}`, async () => {
-      const info = await fileDownloadInfo({
-        repo: ctx.repo,
-        path: f.file,
-        revision: commit,
-        hubUrl: ctx.hubUrl,
-        fetch: ctx.fetch,
-        ...(ctx.token ? { accessToken: ctx.token } : {}),
-      });
-      if (!info) throw new HubNotFoundError(`${ctx.repo}: file ${f.file} not found at ${commit}`);
-      if (info.size !== f.size) {
-        throw new HubUnavailableError(`${ctx.repo}/${f.file}: the hub reports two sizes (${f.size} in the listing, ${info.size} for the download)`);
+      let url: string;
+      try {
+        const info = await fileDownloadInfo({
+          repo: ctx.repo,
+          path: f.file,
+          revision: commit,
+          hubUrl: ctx.hubUrl,
+          fetch: ctx.fetch,
+          ...(ctx.token ? { accessToken: ctx.token } : {}),
+        });
+        if (!info) throw new HubNotFoundError(`${ctx.repo}: file ${f.file} not found at ${commit}`);
+        if (info.size !== f.size) {
+          throw new HubUnavailableError(`${ctx.repo}/${f.file}: the hub reports two sizes (${f.size} in the listing, ${info.size} for the download)`);
+        }
+        url = info.url;
+      } catch (err) {
+        // fileDownloadInfo learns the size from a 1-byte Range probe; a mirror or proxy that
+        // ignores Range answers it with the whole file and no size. The listing already gave the
+        // size, so download from the resolve URL and let the transfer cope with the 200.
+        if (!(err instanceof InvalidApiResponseFormatError)) throw err;
+        log.debug("file info probe failed; using the resolve URL", { repo: ctx.repo, file: f.file, error: err.message });
+        url = `${ctx.hubUrl}/${ctx.repo}/resolve/${commit}/${f.file.split("/").map(encodeURIComponent).join("/")}`;
       }
-      await transferOnce(ctx, f, info.url, incomplete, state, progress);
+      await transferOnce(ctx, f, url, incomplete, state, progress);
     });
   }
 
@@ -626,7 +641,13 @@ async function fromCacheOnly(ctx: Context, files: readonly string[], why: string
     revision: ctx.revision,
     commit,
     snapshotDir: commit ? snapshotDir(ctx.cacheDir, ctx.repo, commit) : "",
-    files: found.map((c) => ({ file: c.file, path: c.path, size: c.size, etag: "", sha256: null, fromCache: true })),
+    files: await Promise.all(
+      found.map(async (c) => {
+        // The blob's name is its etag; a sha256-sized one is the LFS content hash.
+        const etag = basename(await realpath(c.path));
+        return { file: c.file, path: c.path, size: c.size, etag, sha256: /^[0-9a-f]{64}$/.test(etag) ? etag : null, fromCache: true };
+      }),
+    ),
     bytesDownloaded: 0,
     offline: true,
   };
@@ -684,7 +705,7 @@ export async function downloadFiles(opts: DownloadOptions): Promise<DownloadResu
     ({ commit, remote } = await remoteFiles(ctx, files));
   } catch (err) {
     // Hub unreachable (not a refusal): whatever this revision had when last downloaded still serves.
-    if (err instanceof HubUnavailableError && / cannot reach /.test(err.message)) {
+    if (err instanceof HubUnreachableError) {
       try {
         const cached = await fromCacheOnly(ctx, files, err.message);
         log.warn("hub unreachable; using the cached snapshot", { repo, revision, commit: cached.commit });
@@ -700,6 +721,10 @@ export async function downloadFiles(opts: DownloadOptions): Promise<DownloadResu
   // Which files need bytes, and how many.
   const plan: { f: RemoteFile; cached: boolean; partial: number }[] = [];
   for (const f of remote) {
+    // Every path this file will touch, checked before any byte of it is fetched.
+    for (const path of [blobPath(cacheDir, repo, f.etag), incompletePath(cacheDir, repo, f.etag), snapshotPath(cacheDir, repo, commit, f.file)]) {
+      await assertInsideCache(cacheDir, path);
+    }
     const cached = (await cachedBlobSize(cacheDir, repo, f.etag, f.size)) !== null;
     const partial = cached ? 0 : Math.min(await sizeOf(incompletePath(cacheDir, repo, f.etag)), f.size);
     plan.push({ f, cached, partial });

@@ -1,6 +1,7 @@
 import { lmxHome, parseFlags, readConfigFile, resolveSettings } from "../../config/resolve.ts";
 import { serveSettings } from "../../config/settings.ts";
 import { configureLog, log } from "../../log.ts";
+import { downloadsPlugin } from "../../downloads/plugin.ts";
 import { startServer } from "../../server.ts";
 import { settingsHelp } from "../help.ts";
 import type { Command } from "./index.ts";
@@ -20,7 +21,7 @@ export const serve: Command = {
     const file = readConfigFile(home);
     const config = resolveSettings(serveSettings, flags, process.env, file);
     configureLog({ level: config.logLevel, format: config.logFormat });
-    const server = await startServer(config, home, file.models);
+    const server = await startServer(config, home, file.models, [await downloadsPlugin()]);
     let shuttingDown = false;
     const shutdown = (signal: string) => {
       // A second signal means "now": skip the graceful unload.
