@@ -59,3 +59,26 @@ describe("client commands against a live server", () => {
     expect((await lmx(srv.url, ["keys", "revoke", inf.id], env)).stdout).toContain(`revoked ${inf.id}`);
   });
 });
+
+describe("pull and search", () => {
+  test("pull shows progress and ends with the model id; search lists repos with fit", async () => {
+    const { startFakeHub, demoRepos } = await import("./hub/fake-hub.ts");
+    const { mkdtempSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    await using hub = await startFakeHub({ repos: demoRepos() });
+    await using srv = await startTestServer(["--hub-url", hub.url, "--hub-cache", mkdtempSync(join(tmpdir(), "hf-"))]);
+    const pulled = await lmx(srv.url, ["pull", "lmx-test/tiny-quants-GGUF:Q8_0"]);
+    expect(pulled.code).toBe(0);
+    expect(pulled.stdout).toContain("model 'tiny-Q8_0'");
+    const again = await lmx(srv.url, ["pull", "nobody/nothing"]);
+    expect(again.code).toBe(1);
+    expect(again.stdout + again.stderr).toContain("not found");
+    const found = await lmx(srv.url, ["search", "tiny"]);
+    expect(found.code).toBe(0);
+    expect(found.stdout).toMatch(/^REPO\s+FORMAT/);
+    expect(found.stdout).toContain("ggml-org/tiny-llamas");
+    expect(found.stdout).toContain("mlx-community/tiny-mlx-4bit");
+    const ls = await lmx(srv.url, ["ls"]);
+    expect(ls.stdout).toContain("lmx-test/tiny-quants-GGUF");
+  });
+});

@@ -3,7 +3,9 @@ import { keys } from "./keys.ts";
 import { load } from "./load.ts";
 import { ls } from "./ls.ts";
 import { ps } from "./ps.ts";
+import { pull } from "./pull.ts";
 import { rm } from "./rm.ts";
+import { search } from "./search.ts";
 import { serve } from "./serve.ts";
 import { show } from "./show.ts";
 import { unload } from "./unload.ts";
@@ -14,7 +16,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Record<string, Command> = { serve, ls, ps, load, unload, show, rm, import: importCmd, keys };
+export const commands: Record<string, Command> = { serve, pull, search, ls, ps, load, unload, show, rm, import: importCmd, keys };
 
 export function printHelp(): void {
   const lines = [
