@@ -77,4 +77,27 @@ export const migrations: Migration[] = [
       ALTER TABLE downloads ADD COLUMN note TEXT;
     `,
   },
+  {
+    version: 3,
+    description: "context probe results",
+    sql: `
+      CREATE TABLE context_probes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        model_id TEXT NOT NULL,
+        model_digest TEXT NOT NULL,
+        engine_version TEXT NOT NULL,
+        kv_cache_type TEXT NOT NULL,
+        machine TEXT NOT NULL,
+        declared_context INTEGER,
+        tested_context INTEGER NOT NULL,
+        memory_bytes INTEGER,
+        decided_by TEXT,
+        reason TEXT,
+        steps TEXT NOT NULL DEFAULT '[]',
+        duration_ms INTEGER NOT NULL,
+        tested_at INTEGER NOT NULL
+      );
+      CREATE INDEX context_probes_key ON context_probes(model_digest, kv_cache_type, machine, tested_at);
+    `,
+  },
 ];

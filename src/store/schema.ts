@@ -72,3 +72,31 @@ export const apiKeys = sqliteTable("api_keys", {
   lastUsedAt: integer("last_used_at"),
   revokedAt: integer("revoked_at"),
 });
+
+export interface ProbeStep {
+  contextLength: number;
+  loads: boolean;
+  works: boolean;
+  decidedBy: "copy" | "needle" | "load" | null;
+  detail: string;
+  ms: number;
+}
+
+export const contextProbes = sqliteTable("context_probes", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  modelId: text("model_id").notNull(),
+  modelDigest: text("model_digest").notNull(),
+  engineVersion: text("engine_version").notNull(),
+  /** KV cache element type: it changes memory per token, so results are kept per type. */
+  kvCacheType: text("kv_cache_type").notNull(),
+  machine: text("machine").notNull(),
+  declaredContext: integer("declared_context"),
+  /** 0 when the model works at no tested length. */
+  testedContext: integer("tested_context").notNull(),
+  memoryBytes: integer("memory_bytes"),
+  decidedBy: text("decided_by"),
+  reason: text("reason"),
+  steps: text("steps", { mode: "json" }).$type<ProbeStep[]>().notNull().default([]),
+  durationMs: integer("duration_ms").notNull(),
+  testedAt: integer("tested_at").notNull(),
+});
