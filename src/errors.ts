@@ -142,3 +142,34 @@ export class InsufficientMemoryError extends LmxError {
     super(message, 503, "server_error", "insufficient_memory");
   }
 }
+
+// ---- Releases: self-update, engine bundles, service (src/release/) ----
+
+/** Updating lmx or an engine failed; whatever was installed before is left as it was. */
+export class UpdateError extends Error {
+  override name = "UpdateError";
+}
+
+/** A manifest or checksum list is unsigned, signed by a key this build does not trust, or altered. */
+export class SignatureError extends UpdateError {
+  override name = "SignatureError";
+}
+
+/** Installing, starting or inspecting the background service failed. */
+export class ServiceError extends Error {
+  override name = "ServiceError";
+}
+
+/** The GGUF's `general.architecture` is one the active llama.cpp engine cannot load. */
+export class UnsupportedArchitectureError extends ModelLoadError {
+  constructor(readonly architecture: string, message: string) {
+    super(message, "unsupported_architecture");
+  }
+}
+
+/** Another engine was selected; the server restarts into it once in-flight requests finish. */
+export class EngineRestartingError extends LmxError {
+  constructor(message: string) {
+    super(message, 503, "server_error", "engine_restarting");
+  }
+}

@@ -17,6 +17,7 @@ import { LoadHistory } from "./models/history.ts";
 import { ModelImporter } from "./models/importer.ts";
 import { type FileRemover, ModelManager } from "./models/manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
+import { ProbeService } from "./probe/service.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
 import { type Db, openDb } from "./store/db.ts";
 import { cpuInfo } from "./util/cpu.ts";
@@ -73,17 +74,23 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
     queueLimit: config.queue ?? 64,
     memoryBudget,
     ttlSeconds: config.ttl ?? 0,
-  }, modelOverrides, { savedDefaults: (id) => registry.savedDefaults(id), events });
+  }, modelOverrides, {
+    savedDefaults: (id) => registry.savedDefaults(id),
+    events,
+    // Bound late: the probe service needs the scheduler it informs.
+    testedContext: (d) => probes.testedDefault(d),
+  });
+  const probes: ProbeService = new ProbeService(db, scheduler, registry, events);
   const extras = plugins.map((p) => p.routes({ db, registry, events, scheduler, home, config }));
   const fileRemover = extras.find((x) => x.fileRemover)?.fileRemover;
-  const manager = new ModelManager(scheduler, registry, history, fileRemover);
+  const manager = new ModelManager(scheduler, registry, history, probes, fileRemover);
   const importer = new ModelImporter(registry, {
     lmstudioDir: config.lmstudioDir ?? join(homedir(), ".lmstudio", "models"),
     ollamaDir: config.ollamaDir ?? join(homedir(), ".ollama", "models"),
   }, (d) => engine.inspect(d));
   const inference = new InferenceService(scheduler);
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
-  const app = createApp({ scheduler, inference, security, manager, events, keys, home, extra: [adminImportRoutes(importer), ...extras.map((x) => x.routes)] });
+  const app = createApp({ scheduler, inference, security, manager, events, keys, probes, home, extra: [adminImportRoutes(importer), ...extras.map((x) => x.routes)] });
   const shutdownCore = async () => {
     for (const x of extras) await x.stop?.();
     await scheduler.shutdown();

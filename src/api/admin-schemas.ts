@@ -15,6 +15,17 @@ export const LoadBody = v.object({
 });
 export type LoadBody = v.InferOutput<typeof LoadBody>;
 
+/** Body of POST /admin/v1/models/{id}/{load|unload|probe}: the load fields, or the probe fields. */
+export const ModelActionBody = v.object({
+  ...LoadBody.entries,
+  /** probe: largest context to try (default: the declared context). */
+  max: positiveInt(1_048_576),
+  /** probe: smallest context to try first (default 128). */
+  min: positiveInt(1_048_576),
+  /** probe: time budget in minutes (default 30). */
+  budget_minutes: v.optional(v.pipe(v.number(), v.minValue(0.1), v.maxValue(24 * 60))),
+});
+
 export const PatchModelBody = v.object({
   load_defaults: v.optional(v.object({
     context_length: positiveInt(1_048_576),

@@ -6,6 +6,7 @@ import type { KeyStore } from "../auth/keys.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { InferenceService } from "../inference/service.ts";
 import type { ModelManager } from "../models/manager.ts";
+import type { ProbeService } from "../probe/service.ts";
 import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import { VERSION } from "../version.ts";
@@ -25,6 +26,7 @@ export interface AppDeps {
   manager: ModelManager;
   events: EventBus;
   keys: KeyStore;
+  probes: ProbeService;
   home: string;
   /** Routes of capabilities wired by the server (downloads, hub search, import). */
   extra?: AnyElysia[];
@@ -33,7 +35,7 @@ export interface AppDeps {
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 
-export function createApp({ scheduler, inference, security, manager, events, keys, home, extra = [] }: AppDeps) {
+export function createApp({ scheduler, inference, security, manager, events, keys, probes, home, extra = [] }: AppDeps) {
   let app = new Elysia()
     .onRequest(({ request }) => {
       const url = new URL(request.url);
@@ -73,11 +75,11 @@ export function createApp({ scheduler, inference, security, manager, events, key
       },
     }))
     .get("/health", () => ({ status: "ok", version: VERSION }), { detail: { summary: "Liveness check (no API key needed)", tags: ["LMX"] } })
-    .use(modelRoutes(scheduler))
+    .use(modelRoutes(scheduler, probes))
     .use(chatRoutes(inference))
     .use(completionRoutes(inference))
     .use(embeddingRoutes(inference))
-    .use(adminModelRoutes(manager))
+    .use(adminModelRoutes(manager, probes))
     .use(adminSystemRoutes({ scheduler, events, keys, home }));
   for (const routes of extra) app = app.use(routes) as typeof app;
   return app;

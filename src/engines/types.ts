@@ -143,6 +143,12 @@ export interface LoadedModel {
   chat(request: ChatRequest, hooks: GenerationHooks): Promise<GenerationResult>;
   complete(request: CompletionRequest, hooks: GenerationHooks): Promise<GenerationResult>;
   embed(inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult>;
+  /**
+   * Natural-log probabilities of each `continuation` token given everything before it
+   * (teacher forcing), on a fresh sequence; the engine adds BOS when the model expects one.
+   * Used by the context probe; counts as one running request.
+   */
+  logprobs(prefix: number[], continuation: number[], signal?: AbortSignal): Promise<number[]>;
   /** Bytes of RAM this model holds now, as far as the engine can tell. */
   memoryInUse(): MemoryEstimate;
   unload(): Promise<void>;

@@ -10,6 +10,10 @@ export type LmxEvent =
   | { type: "download.queued" | "download.started" | "download.done" | "download.cancelled"; id: string; spec: string; model?: string }
   | { type: "download.failed"; id: string; spec: string; error: string }
   | { type: "download.progress"; id: string; spec: string; file: string; bytesDone: number; bytesTotal: number; rate: number; etaSeconds: number | null }
+  | { type: "probe.started"; id: string; model: string }
+  | { type: "probe.step"; id: string; model: string; contextLength: number; loads: boolean; works: boolean; decidedBy: string | null; detail: string; ms: number }
+  | { type: "probe.done"; id: string; model: string; testedContextLength: number; reason: string }
+  | { type: "probe.failed"; id: string; model: string; error: string }
   | { type: "error"; message: string };
 
 export type Stamped = LmxEvent & { time: string; seq: number };

@@ -1,5 +1,7 @@
 import { modelStatusJson } from "../api/routes/admin-models.ts";
 import { InvalidRequestError, ModelNotFoundError } from "../errors.ts";
+import { probeFields } from "../probe/fields.ts";
+import type { ProbeService } from "../probe/service.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import type { LoadDefaults } from "../store/schema.ts";
 import type { LoadHistory } from "./history.ts";
@@ -25,13 +27,15 @@ export class ModelManager {
     private readonly scheduler: Scheduler,
     private readonly registry: ModelRegistry,
     private readonly history: LoadHistory,
+    private readonly probes: ProbeService,
     private readonly files?: FileRemover,
   ) {}
 
-  private withRegistry(status: Awaited<ReturnType<Scheduler["get"]>>) {
+  private async withRegistry(status: Awaited<ReturnType<Scheduler["get"]>>) {
     const r = this.registry.get(status.descriptor.id);
     return {
       ...modelStatusJson(status),
+      ...probeFields(await this.probes.latest(status.descriptor)),
       source_repo: r?.sourceRepo ?? null,
       revision: r?.revision ?? null,
       origin: r?.origin ?? "local",
@@ -41,7 +45,7 @@ export class ModelManager {
   }
 
   async list() {
-    return (await this.scheduler.list()).map((s) => this.withRegistry(s));
+    return Promise.all((await this.scheduler.list()).map((s) => this.withRegistry(s)));
   }
 
   async ps() {
@@ -57,7 +61,7 @@ export class ModelManager {
     const status = await this.scheduler.get(id);
     const r = this.registry.get(status.descriptor.id);
     return {
-      ...this.withRegistry(status),
+      ...(await this.withRegistry(status)),
       files: r?.files ?? [],
       has_chat_template: status.info?.hasChatTemplate ?? null,
       embedding_model: status.info?.isEmbeddingModel ?? null,

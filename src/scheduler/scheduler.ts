@@ -58,6 +58,8 @@ export interface SchedulerSeams {
   /** Saved per-model defaults (registry) layered under explicit load options. */
   savedDefaults?: (id: string) => ModelOverride | undefined;
   events?: EventBus;
+  /** The measured working context (context probe), used when a load names no context length. */
+  testedContext?: (descriptor: ModelDescriptor) => Promise<number | undefined>;
   now?: () => number;
 }
 
@@ -146,20 +148,30 @@ export class Scheduler {
    */
   async loadOptions(descriptor: ModelDescriptor, request: ModelOverride = {}): Promise<LoadOptions & { ttlSeconds: number }> {
     const o = { ...this.overrides[descriptor.id], ...this.seams.savedDefaults?.(descriptor.id), ...stripUndefined(request) };
-    const declared = (await this.engineFor(descriptor).inspect(descriptor)).declaredContextLength;
+    const engine = this.engineFor(descriptor);
+    const declared = (await engine.inspect(descriptor)).declaredContextLength;
     const requested = o.ctx ?? this.defaults.contextLength;
-    let contextLength: number;
-    if (requested === undefined) contextLength = Math.min(DEFAULT_CONTEXT, declared ?? DEFAULT_CONTEXT);
-    else if (requested === 0) contextLength = declared ?? DEFAULT_CONTEXT;
-    else contextLength = requested;
-    return {
-      contextLength,
+    const options = {
+      contextLength: 0,
       parallel: o.parallel ?? this.defaults.parallel,
       threads: o.threads || this.defaults.threads,
       gpuLayers: o.gpuLayers,
       batchSize: this.defaults.batchSize,
       ttlSeconds: o.ttl ?? this.defaults.ttlSeconds,
     };
+    const tested = requested === undefined ? await this.seams.testedContext?.(descriptor) : undefined;
+    if (tested !== undefined) {
+      // The measured context, shrunk until it fits the memory budget.
+      options.contextLength = tested;
+      while (options.contextLength > 256) {
+        const est = await engine.estimateMemory(descriptor, options);
+        if (totalBytes(est) <= this.defaults.memoryBudget) break;
+        options.contextLength = Math.floor((options.contextLength * 3) / 4);
+      }
+    } else if (requested === undefined) options.contextLength = Math.min(DEFAULT_CONTEXT, declared ?? DEFAULT_CONTEXT);
+    else if (requested === 0) options.contextLength = declared ?? DEFAULT_CONTEXT;
+    else options.contextLength = requested;
+    return options;
   }
 
   private sameOptions(a: LoadOptions, b: LoadOptions): boolean {

@@ -1,6 +1,8 @@
 import { statSync } from "node:fs";
 import { Elysia } from "elysia";
 import { ModelNotFoundError } from "../../errors.ts";
+import { probeFields } from "../../probe/fields.ts";
+import type { ProbeService, StoredProbe } from "../../probe/service.ts";
 import type { ModelStatus, Scheduler } from "../../scheduler/scheduler.ts";
 
 function created(path: string): number {
@@ -11,7 +13,7 @@ function created(path: string): number {
   }
 }
 
-function modelObject(s: ModelStatus) {
+function modelObject(s: ModelStatus, probe: StoredProbe | undefined) {
   return {
     id: s.descriptor.id,
     object: "model" as const,
@@ -24,13 +26,15 @@ function modelObject(s: ModelStatus) {
     size_bytes: s.info?.sizeBytes ?? null,
     max_context_length: s.info?.declaredContextLength ?? null,
     loaded_context_length: s.loadedContextLength ?? null,
+    ...probeFields(probe),
     ...(s.infoError ? { error: s.infoError } : {}),
   };
 }
 
-export function modelRoutes(scheduler: Scheduler) {
+export function modelRoutes(scheduler: Scheduler, probes: ProbeService) {
+  const withProbe = async (s: ModelStatus) => modelObject(s, await probes.latest(s.descriptor));
   return new Elysia()
-    .get("/v1/models", async () => ({ object: "list" as const, data: (await scheduler.list()).map(modelObject) }), {
+    .get("/v1/models", async () => ({ object: "list" as const, data: await Promise.all((await scheduler.list()).map(withProbe)) }), {
       detail: { summary: "List models", tags: ["OpenAI"], description: "Every servable model, with LMX fields: max_context_length (declared), loaded_context_length, format, state." },
     })
     // Wildcard: ids of models in subfolders contain slashes.
@@ -38,6 +42,6 @@ export function modelRoutes(scheduler: Scheduler) {
       const id = decodeURIComponent(params["*"]);
       const hit = (await scheduler.list()).find((s) => s.descriptor.id === id);
       if (!hit) throw new ModelNotFoundError(id);
-      return modelObject(hit);
+      return withProbe(hit);
     }, { detail: { summary: "Retrieve a model", tags: ["OpenAI"] } });
 }

@@ -2,6 +2,7 @@ import { importCmd } from "./import.ts";
 import { keys } from "./keys.ts";
 import { load } from "./load.ts";
 import { ls } from "./ls.ts";
+import { probe } from "./probe.ts";
 import { ps } from "./ps.ts";
 import { pull } from "./pull.ts";
 import { rm } from "./rm.ts";
@@ -16,7 +17,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Record<string, Command> = { serve, pull, search, ls, ps, load, unload, show, rm, import: importCmd, keys };
+export const commands: Record<string, Command> = { serve, pull, search, ls, ps, load, unload, show, rm, probe, import: importCmd, keys };
 
 export function printHelp(): void {
   const lines = [

@@ -359,6 +359,36 @@ export class LlamaLoadedModel implements LoadedModel {
     }
   }
 
+  async logprobs(prefix: number[], continuation: number[], signal?: AbortSignal): Promise<number[]> {
+    const bos = this.model.tokens.shouldPrependBosToken && this.model.tokens.bos !== null ? [this.model.tokens.bos] : [];
+    const tokens = [...bos, ...prefix, ...continuation] as Token[];
+    if (tokens.length > this.contextLength) {
+      throw new ContextLengthExceededError(tokens.length, this.contextLength, `the scored text has ${tokens.length} tokens`, "prompt");
+    }
+    const firstScored = bos.length + prefix.length;
+    const seq = this.acquire();
+    try {
+      await seq.clearHistory();
+      if (signal?.aborted) throw new GenerationAbortedError();
+      // The distribution after token i predicts token i + 1; ask for it only where it is scored.
+      const input = tokens.map((t, i) => (i >= firstScored - 1 && i < tokens.length - 1 ? ([t, { generateNext: { probabilities: true } }] as const) : t));
+      const out = await seq.controlledEvaluate(input as Parameters<LlamaContextSequence["controlledEvaluate"]>[0]);
+      if (signal?.aborted) throw new GenerationAbortedError();
+      return continuation.map((token, k) => {
+        const p = out[firstScored - 1 + k]?.next.probabilities?.get(token as Token) ?? 0;
+        // Floor at the smallest float so a zero probability stays finite in averages.
+        return Math.log(Math.max(p, Number.MIN_VALUE));
+      });
+    } catch (err) {
+      if (err instanceof LmxError) throw err;
+      throw new EngineError(`scoring failed: ${errorMessage(err)}`);
+    } finally {
+      // The sequence holds the scored text; the next request starts from a clean slate.
+      await seq.clearHistory().catch(() => undefined);
+      this.release(seq);
+    }
+  }
+
   private embeddingContextSize(): number {
     return Math.min(this.contextLength, this.model.trainContextSize || this.contextLength);
   }

@@ -1,0 +1,187 @@
+// The message format between LMX and its MLX worker (native/mlx_worker.py), version 1.
+//
+// Newline-delimited JSON over the worker's stdin (LMX → worker) and stdout (worker → LMX); stderr
+// is log text. The worker speaks first with `hello`, naming the protocol version; LMX refuses a
+// worker whose version differs (an old runtime folder with a new lmx, say). Requests carry an `id`
+// chosen by LMX and every reply or event about a request repeats it. docs/mlx.md has the full
+// table; the schemas below are the definition, and every message received is validated against
+// them (the worker validates what it receives the same way).
+
+import * as v from "valibot";
+
+export const PROTOCOL_VERSION = 1;
+
+const id = v.pipe(v.string(), v.minLength(1), v.maxLength(200));
+const count = v.pipe(v.number(), v.integer(), v.minValue(0));
+const ms = v.pipe(v.number(), v.minValue(0));
+
+// ---- LMX → worker ----
+
+const WireMessage = v.object({
+  role: v.picklist(["system", "user", "assistant", "tool"]),
+  content: v.string(),
+  tool_call_id: v.optional(v.string()),
+  tool_calls: v.optional(v.array(v.object({ id: v.string(), name: v.string(), arguments: v.string() }))),
+});
+export type WireMessage = v.InferOutput<typeof WireMessage>;
+
+const WireTool = v.object({
+  name: v.string(),
+  description: v.optional(v.string()),
+  parameters: v.optional(v.record(v.string(), v.unknown())),
+});
+export type WireTool = v.InferOutput<typeof WireTool>;
+
+const finite = v.pipe(v.number(), v.finite());
+
+export const ToWorker = v.variant("type", [
+  v.object({
+    type: v.literal("load"),
+    id,
+    path: v.pipe(v.string(), v.minLength(1)),
+    context_length: v.pipe(v.number(), v.integer(), v.minValue(1)),
+    parallel: v.pipe(v.number(), v.integer(), v.minValue(1)),
+    prefill_step_size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+    prompt_cache_bytes: v.optional(count),
+  }),
+  v.object({
+    type: v.literal("generate"),
+    id,
+    prompt: v.variant("kind", [
+      v.object({ kind: v.literal("chat"), messages: v.pipe(v.array(WireMessage), v.minLength(1)), tools: v.optional(v.array(WireTool)) }),
+      v.object({ kind: v.literal("text"), text: v.string() }),
+    ]),
+    max_tokens: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+    sampling: v.object({
+      temperature: v.optional(finite),
+      top_k: v.optional(count),
+      top_p: v.optional(finite),
+      min_p: v.optional(finite),
+      seed: v.optional(v.pipe(v.number(), v.integer())),
+      repeat_penalty: v.optional(finite),
+      presence_penalty: v.optional(finite),
+      frequency_penalty: v.optional(finite),
+    }),
+    stop: v.array(v.pipe(v.string(), v.minLength(1))),
+    /** Pull tool calls out of the text with the model's own tool-call format. */
+    parse_tools: v.boolean(),
+  }),
+  v.object({ type: v.literal("cancel"), id }),
+  v.object({ type: v.literal("tokenize"), id, text: v.string(), add_special_tokens: v.boolean() }),
+  v.object({ type: v.literal("detokenize"), id, tokens: v.array(count) }),
+  v.object({ type: v.literal("chat_tokens"), id, messages: v.pipe(v.array(WireMessage), v.minLength(1)), tools: v.optional(v.array(WireTool)) }),
+  v.object({ type: v.literal("memory"), id }),
+  v.object({ type: v.literal("shutdown") }),
+]);
+export type ToWorker = v.InferOutput<typeof ToWorker>;
+
+// ---- worker → LMX ----
+
+const Memory = {
+  active_bytes: count,
+  peak_bytes: count,
+  cache_bytes: count,
+  prompt_cache_bytes: count,
+};
+
+export const FromWorker = v.variant("type", [
+  v.object({
+    type: v.literal("hello"),
+    protocol: v.pipe(v.number(), v.integer()),
+    pid: v.pipe(v.number(), v.integer()),
+    python: v.string(),
+    mlx: v.nullable(v.string()),
+    mlx_lm: v.nullable(v.string()),
+  }),
+  v.object({ type: v.literal("heartbeat"), steps: count }),
+  v.object({
+    type: v.literal("loaded"),
+    id,
+    model_type: v.string(),
+    vocab_size: count,
+    has_chat_template: v.boolean(),
+    has_tool_calling: v.boolean(),
+    eos_token_ids: v.array(count),
+    load_ms: ms,
+    memory: v.object(Memory),
+  }),
+  v.object({ type: v.literal("started"), id, prompt_tokens: count, cached_tokens: count, max_tokens: count }),
+  v.object({ type: v.literal("progress"), id, processed: count, total: count }),
+  v.object({ type: v.literal("text"), id, text: v.string() }),
+  v.object({
+    type: v.literal("done"),
+    id,
+    finish_reason: v.picklist(["stop", "length"]),
+    tool_calls: v.array(v.object({ name: v.string(), arguments: v.string() })),
+    unparsed_tool_calls: v.array(v.string()),
+    prompt_tokens: count,
+    cached_tokens: count,
+    completion_tokens: count,
+    prefill_ms: ms,
+    decode_ms: ms,
+    peak_memory_bytes: count,
+  }),
+  v.object({
+    type: v.literal("error"),
+    id,
+    code: v.string(),
+    message: v.string(),
+    prompt_tokens: v.optional(count),
+    context_length: v.optional(count),
+  }),
+  v.object({ type: v.literal("tokens"), id, tokens: v.array(count) }),
+  v.object({ type: v.literal("text_of"), id, text: v.string() }),
+  v.object({ type: v.literal("memory"), id, ...Memory }),
+  v.object({ type: v.literal("fatal"), message: v.string() }),
+]);
+export type FromWorker = v.InferOutput<typeof FromWorker>;
+export type WorkerReply = Extract<FromWorker, { id: string }>;
+export type Hello = Extract<FromWorker, { type: "hello" }>;
+export type Loaded = Extract<FromWorker, { type: "loaded" }>;
+export type Done = Extract<FromWorker, { type: "done" }>;
+
+/** The `--self-test` line the worker prints when the runtime is checked after an install. */
+export const SelfTest = v.object({
+  type: v.literal("self_test"),
+  ok: v.boolean(),
+  tokens: v.array(count),
+  device: v.string(),
+  ms,
+  python: v.string(),
+  mlx: v.nullable(v.string()),
+  mlx_lm: v.nullable(v.string()),
+});
+export type SelfTest = v.InferOutput<typeof SelfTest>;
+
+/** Longest line accepted from the worker; anything longer is garbage, not a message. */
+export const MAX_LINE_BYTES = 64 * 1024 * 1024;
+
+export class ProtocolViolation extends Error {
+  override name = "ProtocolViolation";
+}
+
+/** Parses and validates one line from the worker. */
+export function parseWorkerLine(line: string): FromWorker {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    throw new ProtocolViolation(`not JSON: ${JSON.stringify(line.slice(0, 200))}`);
+  }
+  const parsed = v.safeParse(FromWorker, raw);
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    throw new ProtocolViolation(`${v.getDotPath(issue) ?? "(message)"}: ${issue.message} in ${JSON.stringify(line.slice(0, 200))}`);
+  }
+  return parsed.output;
+}
+
+/** Serialises a request after checking it against the schema, so a bug here never reaches the worker as a protocol error. */
+export function encodeRequest(msg: ToWorker): string {
+  const parsed = v.safeParse(ToWorker, msg);
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    throw new ProtocolViolation(`refusing to send an invalid ${msg.type} message: ${v.getDotPath(issue) ?? "(message)"}: ${issue.message}`);
+  }
+  return JSON.stringify(msg) + "\n";
+}
