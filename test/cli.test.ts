@@ -62,3 +62,10 @@ describe("lmx CLI", () => {
     expect(await proc.exited).toBe(0);
   });
 });
+
+describe("docs stay true", () => {
+  test("README's configuration table lists every serve setting", async () => {
+    const readme = await Bun.file(join(import.meta.dir, "..", "README.md")).text();
+    for (const s of serveSettings) expect(readme).toContain(`\`${flagName(s.key)}`);
+  });
+});
