@@ -103,3 +103,34 @@ describe("context length", () => {
     expect(body.choices[0]!.message.content.length).toBeGreaterThan(0);
   });
 });
+
+describe("garbage never gets a 5xx", () => {
+  const bodies: unknown[] = [
+    null, [], "text", 42, true, {}, { model: null }, { model: "stories260K", messages: null },
+    { model: "stories260K", messages: [null] }, { model: "stories260K", messages: [{}] }, { model: "stories260K", messages: [{ role: "user" }] },
+    { model: "stories260K", messages: [{ role: "user", content: [{}] }] }, { model: "stories260K", messages: "hi" },
+    { model: "stories260K", prompt: null }, { model: "stories260K", prompt: [1, 2, 3] }, { model: "stories260K", input: [[1, 2]] },
+    { model: "stories260K", messages: [{ role: "user", content: "hi" }], stop: [1] }, { model: "stories260K", messages: [{ role: "user", content: "hi" }], tools: "x" },
+    { model: "stories260K", messages: [{ role: "user", content: "hi" }], tools: [{ type: "function", function: { name: "bad name!" } }] },
+    { model: "stories260K", messages: [{ role: "user", content: "hi" }], response_format: { type: "json_schema", json_schema: {} } },
+    { model: "stories260K", messages: [{ role: "user", content: "hi" }], response_format: { type: "yaml" } },
+    { model: "stories260K", messages: [{ role: "user", content: "hi" }], stream_options: "yes" },
+    { model: "x".repeat(100_000), messages: [{ role: "user", content: "hi" }] },
+    { model: "stories260K", messages: [{ role: "user", content: "hi" }], seed: Number.MAX_VALUE },
+    { model: "stories260K", messages: [{ role: "user", content: "hi" }], logit_bias: { a: 1 }, extra: { deep: [1, { x: null }] } },
+  ];
+  for (const path of ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/admin/v1/downloads", "/admin/v1/import", "/admin/v1/keys", "/admin/v1/models/stories260K/load"]) {
+    test(`POST ${path}`, async () => {
+      for (const body of bodies) {
+        const res = await srv.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+        if (res.status >= 500) throw new Error(`${path} ${JSON.stringify(body).slice(0, 80)} → ${res.status} ${await res.text()}`);
+        await res.arrayBuffer();
+      }
+      // Wrong content types and empty bodies too.
+      for (const [type, raw] of [["text/plain", "hello"], ["application/x-www-form-urlencoded", "a=1"], ["application/json", ""]] as const) {
+        const res = await srv.request(path, { method: "POST", headers: { "content-type": type }, body: raw });
+        expect(res.status).toBeLessThan(500);
+      }
+    });
+  }
+});
