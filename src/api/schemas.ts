@@ -76,6 +76,8 @@ const SamplingFields = {
   presence_penalty: range(-2, 2),
   frequency_penalty: range(-2, 2),
   repeat_penalty: range(0, 10),
+  /** LMX extension as in llama-server: never sample an end-of-generation token (benchmarks). */
+  ignore_eos: v.optional(v.nullable(v.boolean())),
   stream: v.optional(v.nullable(v.boolean())),
   stream_options: v.optional(v.nullable(v.object({ include_usage: v.optional(v.boolean()) }))),
   n: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1, "only n=1 is supported")))),

@@ -1,4 +1,4 @@
-import { modelStatusJson } from "../api/routes/admin-models.ts";
+import { modelStatusJson } from "../api/model-json.ts";
 import { InvalidRequestError, ModelNotFoundError } from "../errors.ts";
 import { probeFields } from "../probe/fields.ts";
 import type { ProbeService } from "../probe/service.ts";

@@ -2,7 +2,6 @@ import { Elysia } from "elysia";
 import * as v from "valibot";
 import { NotFoundError } from "../../errors.ts";
 import type { ModelManager } from "../../models/manager.ts";
-import type { ModelStatus } from "../../scheduler/scheduler.ts";
 import type { ProbeJob, ProbeService } from "../../probe/service.ts";
 import { probeFields } from "../../probe/fields.ts";
 import { ModelActionBody, PatchModelBody } from "../admin-schemas.ts";
@@ -15,30 +14,6 @@ export function probeJobJson(j: ProbeJob) {
   };
 }
 
-export function modelStatusJson(s: ModelStatus, now = Date.now()) {
-  const memory = s.memory ? s.memory.modelBytes + s.memory.contextBytes : null;
-  return {
-    id: s.descriptor.id,
-    format: s.descriptor.format,
-    path: s.descriptor.path,
-    state: s.state,
-    architecture: s.info?.architecture ?? null,
-    quantization: s.info?.quantization ?? null,
-    size_bytes: s.info?.sizeBytes ?? null,
-    max_context_length: s.info?.declaredContextLength ?? null,
-    loaded_context_length: s.loadedContextLength ?? null,
-    parallel: s.options?.parallel ?? null,
-    threads: s.options?.threads ?? null,
-    memory_bytes: memory,
-    active_requests: s.running,
-    queued_requests: s.queued,
-    idle_seconds: s.lastUsed !== undefined && s.running === 0 ? Math.round((now - s.lastUsed) / 1000) : null,
-    loaded_at: s.loadedAt ? new Date(s.loadedAt).toISOString() : null,
-    ttl_seconds: s.ttlSeconds ?? null,
-    expires_at: s.ttlSeconds && s.lastUsed !== undefined ? new Date(s.lastUsed + s.ttlSeconds * 1000).toISOString() : null,
-    ...(s.infoError ? { error: s.infoError } : {}),
-  };
-}
 
 /** `/admin/v1/models/<id>[/load|/unload]`: ids may contain slashes (org/repo), so the tail is parsed here. */
 function splitTail(tail: string): { id: string; action?: string } {

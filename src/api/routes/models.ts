@@ -2,6 +2,7 @@ import { statSync } from "node:fs";
 import { Elysia } from "elysia";
 import { ModelNotFoundError } from "../../errors.ts";
 import { probeFields } from "../../probe/fields.ts";
+import { modelFacts } from "../model-json.ts";
 import type { ProbeService, StoredProbe } from "../../probe/service.ts";
 import type { ModelStatus, Scheduler } from "../../scheduler/scheduler.ts";
 
@@ -19,15 +20,8 @@ function modelObject(s: ModelStatus, probe: StoredProbe | undefined) {
     object: "model" as const,
     created: created(s.descriptor.path),
     owned_by: "lmx",
-    format: s.descriptor.format,
-    state: s.state,
-    architecture: s.info?.architecture ?? null,
-    quantization: s.info?.quantization ?? null,
-    size_bytes: s.info?.sizeBytes ?? null,
-    max_context_length: s.info?.declaredContextLength ?? null,
-    loaded_context_length: s.loadedContextLength ?? null,
+    ...modelFacts(s),
     ...probeFields(probe),
-    ...(s.infoError ? { error: s.infoError } : {}),
   };
 }
 
