@@ -7,13 +7,15 @@
 // closure and this host's prebuilt binary package, tarred in a node_modules layout and embedded
 // in the executable. src/engines/llama/bundle.ts unpacks it on first use.
 
-import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 import { engineBundleFileName } from "../src/engines/llama/bundle.ts";
 import { llamaPlatform, type LlamaPlatform } from "../src/engines/llama/platform.ts";
 import { packTarGz, type TarEntry } from "../src/util/tar.ts";
+import { downloadUv } from "../src/runtimes/uv.ts";
+import { UV_VERSION } from "../src/runtimes/versions.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 
@@ -29,6 +31,8 @@ export interface BundlePackage {
   version: string;
   /** Absolute folder of the installed package. */
   dir: string;
+  /** Where the package goes in the archive, e.g. "node_modules/@node-llama-cpp/mac-arm64-metal". */
+  archiveDir: string;
 }
 
 function readPackageJson(dir: string): PackageJson {
@@ -60,8 +64,10 @@ export function resolvePackageDir(root: string, fromDir: string, name: string): 
 /**
  * node-llama-cpp plus the transitive closure of `dependencies`, and the one prebuilt binary package
  * for `platform`. Other optionalDependencies, devDependencies and (optional) peers are left out.
+ * `prebuiltDir` supplies the prebuilt package from elsewhere (another platform's package fetched
+ * from npm for a cross build); it is archived where node-llama-cpp looks for it.
  */
-export function collectBundlePackages(root: string, platform: LlamaPlatform): BundlePackage[] {
+export function collectBundlePackages(root: string, platform: LlamaPlatform, prebuiltDir?: string): BundlePackage[] {
   const nlcDir = resolvePackageDir(root, root, "node-llama-cpp");
   if (nlcDir === undefined) throw new Error("node-llama-cpp is not installed in node_modules (run bun install)");
   const found = new Map<string, BundlePackage>();
@@ -71,7 +77,8 @@ export function collectBundlePackages(root: string, platform: LlamaPlatform): Bu
     if (found.has(dir)) continue;
     const pkg = readPackageJson(dir);
     if (pkg.name === undefined || pkg.version === undefined) throw new Error(`${dir}/package.json has no name or version`);
-    found.set(dir, { name: pkg.name, version: pkg.version, dir });
+    const archiveDir = dir === prebuiltDir ? `node_modules/${pkg.name}` : relative(root, dir).split(sep).join("/");
+    found.set(dir, { name: pkg.name, version: pkg.version, dir, archiveDir });
     const wanted = Object.keys(pkg.dependencies ?? {});
     if (dir === nlcDir) {
       if (pkg.optionalDependencies?.[platform.packageName] === undefined) {
@@ -80,7 +87,7 @@ export function collectBundlePackages(root: string, platform: LlamaPlatform): Bu
       wanted.push(platform.packageName);
     }
     for (const name of wanted) {
-      const depDir = resolvePackageDir(root, dir, name);
+      const depDir = name === platform.packageName && prebuiltDir !== undefined ? prebuiltDir : resolvePackageDir(root, dir, name);
       if (depDir === undefined) {
         const hint = name === platform.packageName ? ` (install it for ${platform.target} before building)` : "";
         throw new Error(`cannot resolve ${name} from ${relative(root, dir)}${hint}`);
@@ -141,7 +148,7 @@ export function collectBundleFiles(root: string, packages: BundlePackage[]): { f
         }
         if (!stat.isFile() && !stat.isSymbolicLink()) continue;
         files.push({
-          archivePath: relative(root, absPath).split(sep).join("/"),
+          archivePath: `${pkg.archiveDir}/${relPath}`,
           absPath,
           kind: stat.isSymbolicLink() ? "symlink" : "file",
           size: stat.size,
@@ -154,7 +161,10 @@ export function collectBundleFiles(root: string, packages: BundlePackage[]): { f
   return { files, excludedBytes };
 }
 
-function* tarEntries(files: BundleFile[]): Generator<TarEntry> {
+/** Rewrites a file's bytes on their way into the archive (the release build signs Mac binaries). */
+export type BundleFileTransform = (file: BundleFile, data: Uint8Array) => Uint8Array;
+
+function* tarEntries(files: BundleFile[], transform?: BundleFileTransform): Generator<TarEntry> {
   for (const file of files) {
     if (file.kind === "symlink") {
       yield { type: "symlink", path: file.archivePath, target: readlinkSync(file.absPath) };
@@ -162,7 +172,8 @@ function* tarEntries(files: BundleFile[]): Generator<TarEntry> {
     }
     // Normalized modes and a zero mtime keep the archive (and its sha256) reproducible.
     const executable = (statSync(file.absPath).mode & 0o111) !== 0;
-    yield { type: "file", path: file.archivePath, data: readFileSync(file.absPath), mode: executable ? 0o755 : 0o644 };
+    const data = readFileSync(file.absPath);
+    yield { type: "file", path: file.archivePath, data: transform ? transform(file, data) : data, mode: executable ? 0o755 : 0o644 };
   }
 }
 
@@ -170,6 +181,10 @@ export interface EngineBundle {
   path: string;
   sha256: string;
   nodeLlamaCppVersion: string;
+  /** node-llama-cpp's folder among the inputs (holds the llama.cpp release info and source bundle). */
+  nodeLlamaCppDir: string;
+  /** llama.cpp release the prebuilt binaries come from, e.g. "b6000". */
+  llamaCppRelease: string;
   target: string;
   packages: number;
   files: number;
@@ -177,9 +192,15 @@ export interface EngineBundle {
   excludedBytes: number;
 }
 
+export interface EngineBundleOptions {
+  /** The platform's prebuilt package folder, when it is not installed under `root`. */
+  prebuiltDir?: string;
+  transform?: BundleFileTransform;
+}
+
 /** Packs the engine bundle for `platform` into `outDir`. */
-export async function buildEngineBundle(root: string, outDir: string, platform: LlamaPlatform): Promise<EngineBundle> {
-  const packages = collectBundlePackages(root, platform);
+export async function buildEngineBundle(root: string, outDir: string, platform: LlamaPlatform, options: EngineBundleOptions = {}): Promise<EngineBundle> {
+  const packages = collectBundlePackages(root, platform, options.prebuiltDir);
   const nlc = packages.find((pkg) => pkg.name === "node-llama-cpp");
   const prebuilt = packages.find((pkg) => pkg.name === platform.packageName);
   if (nlc === undefined || prebuilt === undefined) throw new Error("engine bundle is missing node-llama-cpp or its prebuilt binaries");
@@ -187,7 +208,7 @@ export async function buildEngineBundle(root: string, outDir: string, platform: 
     throw new Error(`${platform.packageName} ${prebuilt.version} does not match node-llama-cpp ${nlc.version}; reinstall dependencies`);
   }
   const { files, excludedBytes } = collectBundleFiles(root, packages);
-  const archive = packTarGz(tarEntries(files), 9);
+  const archive = packTarGz(tarEntries(files, options.transform), 9);
   const path = join(outDir, engineBundleFileName(nlc.version, platform.target));
   await mkdir(outDir, { recursive: true });
   await Bun.write(path, archive);
@@ -195,6 +216,8 @@ export async function buildEngineBundle(root: string, outDir: string, platform: 
     path,
     sha256: new Bun.CryptoHasher("sha256").update(archive).digest("hex"),
     nodeLlamaCppVersion: nlc.version,
+    nodeLlamaCppDir: nlc.dir,
+    llamaCppRelease: readLlamaCppRelease(nlc.dir),
     target: platform.target,
     packages: packages.length,
     files: files.length,
@@ -203,11 +226,25 @@ export async function buildEngineBundle(root: string, outDir: string, platform: 
   };
 }
 
+function readLlamaCppRelease(nodeLlamaCppDir: string): string {
+  const info = JSON.parse(readFileSync(join(nodeLlamaCppDir, "llama", "llama.cpp.info.json"), "utf8")) as { tag?: unknown };
+  if (typeof info.tag !== "string") throw new Error(`${nodeLlamaCppDir}/llama/llama.cpp.info.json names no llama.cpp release`);
+  return info.tag;
+}
+
 export interface CompileOptions {
   entry: string;
   outfile: string;
   version: string;
   bundle: EngineBundle;
+  /** Bun's cross-compilation target ("bun-darwin-arm64"); the host when absent. */
+  target?: string;
+  /** That target's Bun runtime (from the npm package @oven/bun-<os>-<arch>), so nothing is downloaded. */
+  executablePath?: string;
+  /** More `--define NAME="value"` pairs (release channel, keys, update URL). */
+  defines?: Record<string, string>;
+  /** More files to embed as-is (the uv binary, see embedUv). */
+  embed?: string[];
 }
 
 /** Runs `bun build --compile`, embedding the bundle and telling the code where to find it. */
@@ -230,15 +267,36 @@ export async function compileExecutable(options: CompileOptions): Promise<void> 
     ...define("LMX_ENGINE_LLAMA_SHA256", bundle.sha256),
     ...define("LMX_ENGINE_LLAMA_VERSION", bundle.nodeLlamaCppVersion),
     ...define("LMX_ENGINE_LLAMA_TARGET", bundle.target),
+    ...define("LMX_ENGINE_LLAMA_CPP_RELEASE", bundle.llamaCppRelease),
+    ...Object.entries(options.defines ?? {}).flatMap(([name, value]) => define(name, value)),
+    ...(options.target === undefined ? [] : [`--target=${options.target}`]),
+    ...(options.executablePath === undefined ? [] : ["--compile-executable-path", options.executablePath]),
     options.entry,
     // An extra entrypoint that is not code is embedded as-is and shows up in Bun.embeddedFiles.
     bundle.path,
+    ...(options.embed ?? []),
     "--outfile",
     options.outfile,
   ];
   const proc = Bun.spawn(args, { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
   const code = await proc.exited;
   if (code !== 0) throw new Error(`bun build --compile failed with exit code ${code}`);
+}
+
+// ---- uv for the MLX runtime (owned with src/runtimes/; keep this block self-contained) ----
+
+/**
+ * The uv binary for a platform, taken from the pinned `uv` wheel on PyPI (sha256 checked against
+ * the index) and cached in .cache/uv/bin/, plus the defines that tell src/runtimes/uv.ts its name.
+ * Pass `file` in CompileOptions.embed and merge `defines` into CompileOptions.defines.
+ */
+export async function embedUv(outDir: string, platform: string = process.platform, arch: string = process.arch): Promise<{ file: string; defines: Record<string, string> }> {
+  const cached = join(ROOT, ".cache", "uv", "bin", `uv-${UV_VERSION}-${platform}-${arch}`);
+  if (!existsSync(cached)) await downloadUv(cached, { version: UV_VERSION, platform, arch });
+  const file = join(outDir, `uv-${UV_VERSION}-${platform}-${arch}.bin`);
+  await mkdir(outDir, { recursive: true });
+  copyFileSync(cached, file);
+  return { file, defines: { LMX_UV_BINARY: basename(file), LMX_UV_VERSION: UV_VERSION } };
 }
 
 function mb(bytes: number): string {
@@ -269,7 +327,8 @@ async function main(): Promise<void> {
       `(${mb(bundle.excludedBytes)} excluded), sha256 ${bundle.sha256}, ${bundleSeconds.toFixed(1)} s`,
   );
 
-  await compileExecutable({ entry, outfile, version, bundle });
+  const uv = await embedUv(dirname(outfile));
+  await compileExecutable({ entry, outfile, version, bundle, embed: [uv.file], defines: uv.defines });
   const seconds = (performance.now() - started) / 1000;
   console.log(`${relative(ROOT, outfile)} ${version}: ${mb(statSync(outfile).size)}, built in ${seconds.toFixed(1)} s`);
 }

@@ -1,9 +1,11 @@
 import type { GgufFileInfo, Llama } from "node-llama-cpp";
-import { EngineError, errorMessage, ModelLoadError } from "../../errors.ts";
+import { EngineError, EngineRestartingError, errorMessage, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
 import { log } from "../../log.ts";
 import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
+import { DecodeGate } from "./batching.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
-import { loadNodeLlamaCpp } from "./loader.ts";
+import { unsupportedArchitectureMessage } from "../../release/engines.ts";
+import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -19,6 +21,8 @@ export class LlamaCppEngine implements Engine {
   readonly format = "gguf" as const;
   private runtime: Promise<{ nlc: NodeLlamaCpp; llama: Llama }> | undefined;
   private readonly infoCache = new Map<string, Promise<GgufFileInfo>>();
+  /** Architectures llama.cpp has reported as unknown; it says so only in its log, not in the error. */
+  private readonly unknownArchitectures = new Set<string>();
 
   constructor(private readonly lmxHome: string) {}
 
@@ -34,6 +38,8 @@ export class LlamaCppEngine implements Engine {
         logLevel: nlc.LlamaLogLevel.error,
         logger: (level: unknown, message: string) => {
           const text = message.trim();
+          const unknown = /unknown model architecture: '([^']+)'/.exec(text)?.[1];
+          if (unknown !== undefined) this.unknownArchitectures.add(unknown);
           if (text) log.warn("llama.cpp: " + text, { level });
         },
       });
@@ -98,26 +104,37 @@ export class LlamaCppEngine implements Engine {
   }
 
   async load(descriptor: ModelDescriptor, options: LoadOptions): Promise<LoadedModel> {
+    const next = pendingEngineSwitch(this.lmxHome);
+    if (next !== undefined && requestEngineSwitch(next)) {
+      throw new EngineRestartingError(
+        `llama.cpp engine ${next.nodeLlamaCppVersion} was selected; the server is restarting into it once running requests finish. Retry in a few seconds.`);
+    }
     const { nlc, llama } = await this.get();
     const estimate = await this.estimateMemory(descriptor, options);
     let model;
     try {
       model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers: options.gpuLayers ?? (llama.gpu ? "auto" : 0) });
     } catch (err) {
+      const architecture = await this.inspect(descriptor).then((info) => info.architecture, () => undefined);
+      if (architecture !== undefined && this.unknownArchitectures.has(architecture)) {
+        throw new UnsupportedArchitectureError(architecture, await unsupportedArchitectureMessage(this.lmxHome, descriptor.id, architecture));
+      }
       throw new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
     }
     try {
+      // Keeps every generating sequence in each batch (see batching.ts).
+      const gate = new DecodeGate();
       const context = await model.createContext({
         contextSize: options.contextLength,
         sequences: options.parallel,
         threads: { ideal: options.threads, min: options.threads },
         batchSize: options.batchSize,
         // A request never takes a sequence another one holds, so no evaluation waits on a global thread budget.
-        batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: "maximumParallelism" },
+        batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: gate.strategy },
       });
       const chatWrapper = nlc.resolveChatWrapper(model);
       log.debug("chat wrapper resolved", { model: descriptor.id, wrapper: chatWrapper.wrapperName });
-      return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate);
+      return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate, gate);
     } catch (err) {
       await model.dispose();
       throw new ModelLoadError(`cannot create a ${options.contextLength}-token context for ${descriptor.id}: ${errorMessage(err)}`);
