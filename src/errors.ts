@@ -67,8 +67,8 @@ export class EngineError extends LmxError {
 }
 
 export class ModelLoadError extends LmxError {
-  constructor(message: string, code = "model_load_failed") {
-    super(message, 500, "server_error", code);
+  constructor(message: string, code = "model_load_failed", status = 500) {
+    super(message, status, "server_error", code);
   }
 }
 
@@ -167,9 +167,45 @@ export class UnsupportedArchitectureError extends ModelLoadError {
   }
 }
 
-/** Another engine was selected; the server restarts into it once in-flight requests finish. */
-export class EngineRestartingError extends LmxError {
+/**
+ * Another engine was selected; the server restarts into it once in-flight requests finish. A
+ * ModelLoadError so the scheduler passes it through unchanged, with 503 so clients retry.
+ */
+export class EngineRestartingError extends ModelLoadError {
   constructor(message: string) {
-    super(message, 503, "server_error", "engine_restarting");
+    super(message, "engine_restarting", 503);
+  }
+}
+
+// ---- MLX runtime and engine (src/runtimes/, src/engines/mlx/) ----
+
+/** An MLX model was asked for and no MLX runtime is installed (or the configured Python is unusable). */
+export class RuntimeNotInstalledError extends LmxError {
+  constructor(message: string) {
+    super(message, 503, "server_error", "runtime_not_installed");
+  }
+}
+
+/** Installing, updating or checking a runtime failed; what was installed before is unchanged. */
+export class RuntimeInstallError extends LmxError {
+  constructor(message: string) {
+    super(message, 500, "server_error", "runtime_install_failed");
+  }
+}
+
+/** The runtime cannot be removed or replaced right now (models use it, or another operation runs). */
+export class RuntimeBusyError extends LmxError {
+  constructor(message: string) {
+    super(message, 409, "invalid_request_error", "runtime_busy");
+  }
+}
+
+/**
+ * The engine could not enforce the requested output format and the model's reply does not match
+ * it; LMX says so instead of returning the invalid reply.
+ */
+export class OutputFormatError extends LmxError {
+  constructor(message: string) {
+    super(message, 500, "server_error", "output_format_not_enforced");
   }
 }

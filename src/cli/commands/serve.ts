@@ -2,6 +2,7 @@ import { lmxHome, parseFlags, readConfigFile, resolveSettings } from "../../conf
 import { serveSettings } from "../../config/settings.ts";
 import { configureLog, log } from "../../log.ts";
 import { downloadsPlugin } from "../../downloads/plugin.ts";
+import { restartOnEngineSwitch } from "../../release/restart.ts";
 import { startServer } from "../../server.ts";
 import { settingsHelp } from "../help.ts";
 import type { Command } from "./index.ts";
@@ -22,6 +23,7 @@ export const serve: Command = {
     const config = resolveSettings(serveSettings, flags, process.env, file);
     configureLog({ level: config.logLevel, format: config.logFormat });
     const server = await startServer(config, home, file.models, [await downloadsPlugin()]);
+    restartOnEngineSwitch(server);
     let shuttingDown = false;
     const shutdown = (signal: string) => {
       // A second signal means "now": skip the graceful unload.
