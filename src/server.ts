@@ -2,12 +2,14 @@ import type { AnyElysia } from "elysia";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { adminImportRoutes } from "./api/routes/admin-import.ts";
+import { adminRuntimeRoutes } from "./api/routes/admin-runtimes.ts";
 import { createApp } from "./api/app.ts";
 import { isLoopback, Security } from "./api/security.ts";
 import { KeyStore } from "./auth/keys.ts";
 import type { ModelOverrides, Resolved } from "./config/resolve.ts";
 import type { serveSettings } from "./config/settings.ts";
 import { LlamaCppEngine } from "./engines/llama/engine.ts";
+import { MlxEngine } from "./engines/mlx/engine.ts";
 import { UsageError } from "./errors.ts";
 import { EventBus } from "./events/bus.ts";
 import { InferenceService } from "./inference/service.ts";
@@ -18,6 +20,7 @@ import { ModelImporter } from "./models/importer.ts";
 import { type FileRemover, ModelManager } from "./models/manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import { ProbeService } from "./probe/service.ts";
+import { MlxRuntime } from "./runtimes/mlx.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
 import { type Db, openDb } from "./store/db.ts";
 import { cpuInfo } from "./util/cpu.ts";
@@ -65,8 +68,11 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
     aliases: () => registry.aliases(),
   });
   const engine = new LlamaCppEngine(home);
+  // MLX models run in a Python runtime LMX installs and supervises (src/runtimes/, docs/mlx.md).
+  const mlxRuntime: MlxRuntime = new MlxRuntime(db, home, { python: config.python, autoInstall: config.autoInstallRuntimes, inUse: (): boolean => mlxEngine.inUse });
+  const mlxEngine = new MlxEngine(mlxRuntime);
   const threads = config.threads || cpuInfo().defaultThreads;
-  const scheduler = new Scheduler(catalog, { gguf: engine }, {
+  const scheduler = new Scheduler(catalog, { gguf: engine, mlx: mlxEngine }, {
     contextLength: config.ctx,
     parallel: config.parallel ?? 4,
     threads,
@@ -90,7 +96,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   }, (d) => engine.inspect(d));
   const inference = new InferenceService(scheduler);
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
-  const app = createApp({ scheduler, inference, security, manager, events, keys, probes, home, extra: [adminImportRoutes(importer), ...extras.map((x) => x.routes)] });
+  const app = createApp({ scheduler, inference, security, manager, events, keys, probes, home, extra: [adminImportRoutes(importer), adminRuntimeRoutes(mlxRuntime), ...extras.map((x) => x.routes)] });
   const shutdownCore = async () => {
     for (const x of extras) await x.stop?.();
     await scheduler.shutdown();

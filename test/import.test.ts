@@ -59,14 +59,14 @@ describe("lmx import", () => {
     expect(readFileSync(join(apps.lmstudio, "ggml-org", "tiny-llamas", "stories260K.gguf")).length).toBeGreaterThan(0);
   });
 
-  test("a given folder: GGUFs and MLX folders; an MLX model without an MLX engine gets a clear error", async () => {
+  test("a given folder: GGUFs and MLX folders; an MLX model without the MLX runtime gets a clear error", async () => {
     const apps = fakeApps();
     await using srv = await startTestServer([]);
     const r = (await (await srv.request("/admin/v1/import", { method: "POST", json: { paths: [apps.folder] } })).json()) as { imported: { id: string }[] };
     expect(r.imported.map((m) => m.id).sort()).toEqual(["mlx-model", "my-story"]);
     const chat = await srv.request("/v1/chat/completions", { method: "POST", json: { model: "mlx-model", messages: [{ role: "user", content: "Hi" }] } });
-    expect(chat.status).toBe(400);
-    expect(((await chat.json()) as { error: { code: string } }).error.code).toBe("engine_unavailable");
+    expect(chat.status).toBe(503);
+    expect(((await chat.json()) as { error: { code: string } }).error.code).toBe("runtime_not_installed");
     const missing = await srv.request("/admin/v1/import", { method: "POST", json: { paths: ["/no/such/dir"] } });
     expect(missing.status).toBe(400);
   });

@@ -24,10 +24,12 @@ export class LmxClient {
     return h;
   }
 
-  async raw(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+  async raw(method: string, path: string, body?: unknown, signal?: AbortSignal, extraHeaders?: Record<string, string>): Promise<Response> {
     let res: Response;
     try {
-      res = await fetch(this.baseUrl + path, { method, headers: this.headers(body !== undefined), body: body === undefined ? undefined : JSON.stringify(body), signal });
+      const headers = this.headers(body !== undefined);
+      for (const [k, val] of Object.entries(extraHeaders ?? {})) headers.set(k, val);
+      res = await fetch(this.baseUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
     } catch (err) {
       if (signal?.aborted) throw err;
       throw new ServerUnreachableError(

@@ -71,6 +71,10 @@ export const serveSettings = [
     description: "debug, info, warn or error." },
   { key: "logFormat", kind: "string", default: "text", placeholder: "FORMAT",
     description: "text or json (one JSON object per line)." },
+  { key: "autoInstallRuntimes", kind: "bool", default: false,
+    description: "Install the MLX runtime (Python environment with mlx-lm) the first time an MLX model is loaded, instead of answering runtime_not_installed." },
+  { key: "python", kind: "string", placeholder: "PATH",
+    description: "Python interpreter of an existing environment that has mlx-lm installed, used for MLX models instead of the runtime LMX manages." },
 ] as const satisfies readonly Setting[];
 
 export type ServeSettingKey = (typeof serveSettings)[number]["key"];

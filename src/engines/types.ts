@@ -81,6 +81,8 @@ export interface SamplingOptions {
   frequencyPenalty?: number;
   repeatPenalty?: number;
   stop?: string[];
+  /** Never sample end-of-generation tokens, so generation runs to maxTokens (llama-server's ignore_eos). */
+  ignoreEos?: boolean;
 }
 
 export interface ChatRequest extends SamplingOptions {

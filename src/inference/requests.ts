@@ -55,6 +55,7 @@ function sampling(body: ChatCompletionBody | CompletionBody, maxTokens: number |
     presencePenalty: opt(body.presence_penalty),
     frequencyPenalty: opt(body.frequency_penalty),
     repeatPenalty: opt(body.repeat_penalty),
+    ignoreEos: opt(body.ignore_eos),
     stop: stopList(body.stop),
   };
 }

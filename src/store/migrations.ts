@@ -100,4 +100,22 @@ export const migrations: Migration[] = [
       CREATE INDEX context_probes_key ON context_probes(model_digest, kv_cache_type, machine, tested_at);
     `,
   },
+  {
+    version: 4,
+    description: "installed runtimes (the MLX Python environment)",
+    sql: `
+      CREATE TABLE runtimes (
+        name TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        python_path TEXT NOT NULL,
+        python_version TEXT NOT NULL,
+        packages TEXT NOT NULL DEFAULT '{}',
+        uv_version TEXT,
+        device TEXT,
+        installed_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        verified_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];

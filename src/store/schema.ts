@@ -100,3 +100,20 @@ export const contextProbes = sqliteTable("context_probes", {
   durationMs: integer("duration_ms").notNull(),
   testedAt: integer("tested_at").notNull(),
 });
+
+/** Runtimes LMX installed itself (today only "mlx"); the row is written once the install passed its check. */
+export const runtimes = sqliteTable("runtimes", {
+  name: text("name").primaryKey(),
+  /** Folder of this install under $LMX_HOME/runtimes/<name>/envs/. */
+  path: text("path").notNull(),
+  pythonPath: text("python_path").notNull(),
+  pythonVersion: text("python_version").notNull(),
+  /** Installed versions of the pinned packages, e.g. {"mlx": "0.32.4", "mlx-lm": "0.32.2"}. */
+  packages: text("packages", { mode: "json" }).$type<Record<string, string>>().notNull().default({}),
+  uvVersion: text("uv_version"),
+  /** What the post-install check ran on ("Device(cpu, 0)", "Device(gpu, 0)"). */
+  device: text("device"),
+  installedAt: integer("installed_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+  verifiedAt: integer("verified_at").notNull(),
+});

@@ -61,6 +61,8 @@ export const ToWorker = v.variant("type", [
       repeat_penalty: v.optional(finite),
       presence_penalty: v.optional(finite),
       frequency_penalty: v.optional(finite),
+      /** End-of-sequence tokens are never sampled: generation runs to max_tokens. */
+      ignore_eos: v.optional(v.boolean()),
     }),
     stop: v.array(v.pipe(v.string(), v.minLength(1))),
     /** Pull tool calls out of the text with the model's own tool-call format. */
@@ -71,6 +73,8 @@ export const ToWorker = v.variant("type", [
   v.object({ type: v.literal("detokenize"), id, tokens: v.array(count) }),
   v.object({ type: v.literal("chat_tokens"), id, messages: v.pipe(v.array(WireMessage), v.minLength(1)), tools: v.optional(v.array(WireTool)) }),
   v.object({ type: v.literal("memory"), id }),
+  /** Log-probabilities of tokens[first_scored…] given what precedes each (teacher forcing, fresh cache). */
+  v.object({ type: v.literal("score"), id, tokens: v.pipe(v.array(count), v.minLength(2)), first_scored: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
   v.object({ type: v.literal("shutdown") }),
 ]);
 export type ToWorker = v.InferOutput<typeof ToWorker>;
@@ -102,6 +106,7 @@ export const FromWorker = v.variant("type", [
     has_chat_template: v.boolean(),
     has_tool_calling: v.boolean(),
     eos_token_ids: v.array(count),
+    bos_token_ids: v.array(count),
     load_ms: ms,
     memory: v.object(Memory),
   }),
@@ -131,7 +136,9 @@ export const FromWorker = v.variant("type", [
   }),
   v.object({ type: v.literal("tokens"), id, tokens: v.array(count) }),
   v.object({ type: v.literal("text_of"), id, text: v.string() }),
-  v.object({ type: v.literal("memory"), id, ...Memory }),
+  /** `running`: sequences the worker is generating right now. */
+  v.object({ type: v.literal("memory"), id, running: count, ...Memory }),
+  v.object({ type: v.literal("scores"), id, logprobs: v.array(v.number()) }),
   v.object({ type: v.literal("fatal"), message: v.string() }),
 ]);
 export type FromWorker = v.InferOutput<typeof FromWorker>;

@@ -1,0 +1,110 @@
+import { Tokenizer } from "@huggingface/tokenizers";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { EngineError, errorMessage, LmxError, ModelLoadError } from "../../errors.ts";
+import { log } from "../../log.ts";
+import type { MlxRuntime } from "../../runtimes/mlx.ts";
+import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
+import { MlxLoadedModel } from "./loaded-model.ts";
+import { estimateMemory, type MlxModelFiles, modelInfo, readModelFiles } from "./model-files.ts";
+import { WorkerRequestError, WorkerSupervisor } from "./supervisor.ts";
+
+export interface MlxEngineOptions {
+  /** Silence from a worker longer than this means it hung (it sends a heartbeat every second). */
+  hangTimeoutMs?: number;
+  /** First restart delay after a crash; doubles per crash in a row. */
+  backoffMs?: number;
+}
+
+/** MLX models (mlx-community safetensors folders), served by mlx-lm in a supervised Python worker per loaded model. */
+export class MlxEngine implements Engine {
+  readonly name = "mlx-lm";
+  readonly format = "mlx" as const;
+  private readonly files = new Map<string, { mtimeMs: number; files: MlxModelFiles }>();
+  private readonly live = new Set<MlxLoadedModel>();
+
+  constructor(private readonly runtime: MlxRuntime, private readonly opts: MlxEngineOptions = {}) {}
+
+  async version(): Promise<string> {
+    return this.runtime.describe();
+  }
+
+  private modelFiles(path: string): MlxModelFiles {
+    const config = join(path, "config.json");
+    const mtimeMs = existsSync(config) ? statSync(config).mtimeMs : 0;
+    const hit = this.files.get(path);
+    if (hit && hit.mtimeMs === mtimeMs) return hit.files;
+    const files = readModelFiles(path);
+    this.files.set(path, { mtimeMs, files });
+    return files;
+  }
+
+  async inspect(descriptor: ModelDescriptor): Promise<ModelInfo> {
+    return modelInfo(this.modelFiles(descriptor.path));
+  }
+
+  /**
+   * Also the point where a missing runtime is reported: the scheduler asks for the estimate before
+   * it evicts anything or marks the model as loading, so the answer is a clean runtime_not_installed.
+   */
+  async estimateMemory(descriptor: ModelDescriptor, options: LoadOptions): Promise<MemoryEstimate> {
+    const files = this.modelFiles(descriptor.path);
+    await this.runtime.resolve();
+    const { kvBytes: _kv, ...estimate } = estimateMemory(files, options);
+    return estimate;
+  }
+
+  async load(descriptor: ModelDescriptor, options: LoadOptions): Promise<LoadedModel> {
+    const files = this.modelFiles(descriptor.path);
+    const runtime = await this.runtime.resolve();
+    const estimate = estimateMemory(files, options);
+    const supervisor = new WorkerSupervisor({
+      label: descriptor.id,
+      command: [runtime.python, runtime.worker],
+      // mlx's CPU backend sizes its thread pool from these; one model gets the threads the scheduler gave it.
+      env: { OMP_NUM_THREADS: String(options.threads), MLX_NUM_THREADS: String(options.threads), TOKENIZERS_PARALLELISM: "false" },
+      load: {
+        path: descriptor.path,
+        context_length: options.contextLength,
+        parallel: options.parallel,
+        prefill_step_size: options.batchSize ?? 512,
+        prompt_cache_bytes: estimate.kvBytes,
+      },
+      hangTimeoutMs: this.opts.hangTimeoutMs,
+      backoffMs: this.opts.backoffMs,
+    });
+    try {
+      await supervisor.ensureRunning();
+    } catch (err) {
+      await supervisor.stop().catch(() => undefined);
+      if (err instanceof WorkerRequestError && err.reply.code === "runtime_broken") {
+        throw new ModelLoadError(
+          `the MLX runtime (${runtime.python}) is broken: ${err.message}. Reinstall it with 'lmx runtime update mlx'` +
+          (runtime.source === "external" ? " or fix the environment the python setting points at" : ""), "runtime_broken");
+      }
+      if (err instanceof LmxError && !(err instanceof EngineError)) throw err;
+      throw new ModelLoadError(`cannot load ${descriptor.id} with mlx-lm: ${errorMessage(err)}`);
+    }
+    let tokenizer: Tokenizer | undefined;
+    const model = new MlxLoadedModel(supervisor, descriptor, options, { modelBytes: estimate.modelBytes, contextBytes: estimate.contextBytes, gpuBytes: 0 }, () => {
+      if (tokenizer) return tokenizer;
+      if (!files.hasTokenizerJson) throw new EngineError(`${descriptor.path} has no tokenizer.json, which LMX needs to count tokens outside the worker`, "tokenizer_missing");
+      const read = (f: string) => JSON.parse(readFileSync(join(descriptor.path, f), "utf8")) as Record<string, unknown>;
+      const config = existsSync(join(descriptor.path, "tokenizer_config.json")) ? read("tokenizer_config.json") : {};
+      tokenizer = new Tokenizer(read("tokenizer.json"), config);
+      return tokenizer;
+    }, () => this.live.delete(model));
+    this.live.add(model);
+    log.debug("mlx model loaded", { model: descriptor.id, pid: supervisor.pid });
+    return model;
+  }
+
+  /** True while any MLX model is loaded (the runtime may not be removed then). */
+  get inUse(): boolean {
+    return this.live.size > 0;
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all([...this.live].map((m) => m.unload().catch(() => undefined)));
+  }
+}
