@@ -1,3 +1,5 @@
+import { engine } from "./engine.ts";
+import { bench } from "./bench.ts";
 import { importCmd } from "./import.ts";
 import { keys } from "./keys.ts";
 import { load } from "./load.ts";
@@ -6,10 +8,13 @@ import { probe } from "./probe.ts";
 import { ps } from "./ps.ts";
 import { pull } from "./pull.ts";
 import { rm } from "./rm.ts";
+import { runtime } from "./runtime.ts";
 import { search } from "./search.ts";
 import { serve } from "./serve.ts";
+import { service } from "./service.ts";
 import { show } from "./show.ts";
 import { unload } from "./unload.ts";
+import { update } from "./update.ts";
 
 export interface Command {
   summary: string;
@@ -17,7 +22,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Record<string, Command> = { serve, pull, search, ls, ps, load, unload, show, rm, probe, import: importCmd, keys };
+export const commands: Record<string, Command> = { serve, pull, search, ls, ps, load, unload, show, rm, probe, import: importCmd, keys, runtime, update, engine, service, bench };
 
 export function printHelp(): void {
   const lines = [

@@ -1,6 +1,6 @@
 import type {
   ChatHistoryItem, ChatModelFunctions, ChatWrapper, GbnfJsonSchema, Llama, LlamaChatResponse, LlamaContext,
-  LlamaContextSequence, LlamaEmbeddingContext, LlamaGrammar, LlamaModel, Token,
+  LlamaContextSequence, LlamaEmbeddingContext, LlamaGrammar, LlamaModel, Token, TokenBias,
 } from "node-llama-cpp";
 import { randomBytes } from "node:crypto";
 import { ContextLengthExceededError, EngineError, errorMessage, InvalidRequestError, LmxError } from "../../errors.ts";
@@ -8,6 +8,7 @@ import type {
   ChatRequest, CompletionRequest, EmbeddingResult, FinishReason, GenerationHooks, GenerationResult, JsonSchema, LoadedModel,
   LoadOptions, MemoryEstimate, ModelDescriptor, SamplingOptions, ToolCall,
 } from "../types.ts";
+import { DecodeGate } from "./batching.ts";
 import { forcedToolPreamble, toChatHistory } from "./chat-history.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -77,6 +78,7 @@ export class LlamaLoadedModel implements LoadedModel {
   private embeddingContext: Promise<LlamaEmbeddingContext> | undefined;
   private embedQueue: Promise<unknown> = Promise.resolve();
   private unloaded = false;
+  private eogBias: TokenBias | undefined;
 
   constructor(
     private readonly nlc: NodeLlamaCpp,
@@ -87,6 +89,7 @@ export class LlamaLoadedModel implements LoadedModel {
     readonly descriptor: ModelDescriptor,
     readonly options: LoadOptions,
     private readonly estimate: MemoryEstimate,
+    private readonly gate: DecodeGate = new DecodeGate(),
   ) {
     for (let i = 0; i < options.parallel; i++) this.free.push(context.getSequence());
   }
@@ -223,9 +226,28 @@ export class LlamaLoadedModel implements LoadedModel {
     return ctx - promptTokens;
   }
 
+  /**
+   * A token bias that forbids every end-of-generation token (llama-server's `ignore_eos`).
+   * node-llama-cpp's `TokenBias.set` skips EOG tokens on purpose, so their logits go into its
+   * bias table directly; the table's shape is checked so an engine upgrade fails loudly, not silently.
+   */
+  private noEogBias(): TokenBias {
+    if (this.eogBias) return this.eogBias;
+    const bias = new this.nlc.TokenBias(this.model.tokenizer);
+    const table = (bias as unknown as { _biases?: unknown })._biases;
+    if (!(table instanceof Map)) throw new EngineError("ignore_eos is not supported by this llama.cpp engine version", "unsupported_parameter");
+    const tokens = (this.model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: readonly unknown[] } } }).tokenizer?.ggml?.tokens;
+    const vocab = tokens?.length ?? 0;
+    for (let t = 0; t < vocab; t++) if (this.model.isEogToken(t as Token)) table.set(t, -Infinity);
+    for (const t of [this.model.tokens.eos, this.model.tokens.eot]) if (t !== null) table.set(t, -Infinity);
+    this.eogBias = bias;
+    return bias;
+  }
+
   private sampling(req: SamplingOptions) {
     const penalize = req.repeatPenalty !== undefined || req.presencePenalty !== undefined || req.frequencyPenalty !== undefined;
     return {
+      tokenBias: req.ignoreEos ? this.noEogBias() : undefined,
       temperature: req.temperature ?? 0.8,
       topK: req.topK ?? 40,
       topP: req.topP ?? 0.95,
@@ -244,6 +266,7 @@ export class LlamaLoadedModel implements LoadedModel {
     const maxTokens = this.budget(promptTokens, request.maxTokens, "messages", "messages");
     const clock = new GenerationClock();
     const seq = this.acquire(plan.promptTokens);
+    const tracked = this.gate.track();
     const chat = new this.nlc.LlamaChat({ contextSequence: seq, chatWrapper: this.chatWrapper, autoDisposeSequence: false });
     let res: LlamaChatResponse<ChatModelFunctions>;
     try {
@@ -254,7 +277,7 @@ export class LlamaLoadedModel implements LoadedModel {
         functions: plan.functions,
         documentFunctionParams: plan.functions ? true : undefined,
         signal: hooks.signal,
-        onToken: (t) => clock.onTokens(t),
+        onToken: (t) => { tracked.firstToken(); clock.onTokens(t); },
         // A forced tool call is raw JSON: it reaches the client as tool_calls, not as content.
         onTextChunk: plan.forcedTool ? undefined : nonEmpty(hooks.onText),
         // The context was checked to fit; shifting would drop the start of the conversation.
@@ -264,6 +287,7 @@ export class LlamaLoadedModel implements LoadedModel {
       if (isAbort(err, hooks.signal)) throw new GenerationAbortedError();
       throw new EngineError(`generation failed: ${errorMessage(err)}`);
     } finally {
+      tracked.done();
       chat.dispose({ disposeSequence: false });
       this.release(seq);
     }
@@ -305,13 +329,14 @@ export class LlamaLoadedModel implements LoadedModel {
     const maxTokens = this.budget(promptTokens, request.maxTokens, "prompt", "prompt");
     const clock = new GenerationClock();
     const seq = this.acquire(tokens);
+    const tracked = this.gate.track();
     const completion = new this.nlc.LlamaCompletion({ contextSequence: seq, autoDisposeSequence: false });
     try {
       const res = await completion.generateCompletionWithMeta(request.prompt, {
         ...this.sampling(request),
         maxTokens,
         signal: hooks.signal,
-        onToken: (t) => clock.onTokens(t),
+        onToken: (t) => { tracked.firstToken(); clock.onTokens(t); },
         onTextChunk: nonEmpty(hooks.onText),
         disableContextShift: true,
       });
@@ -326,6 +351,7 @@ export class LlamaLoadedModel implements LoadedModel {
       if (isAbort(err, hooks.signal)) throw new GenerationAbortedError();
       throw new EngineError(`generation failed: ${errorMessage(err)}`);
     } finally {
+      tracked.done();
       completion.dispose({ disposeSequence: false });
       this.release(seq);
     }

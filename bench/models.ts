@@ -1,0 +1,54 @@
+// The benchmark's models: the tiny stories260K from ../shared/models, and a synthetic model of
+// Qwen2-0.5B's shape (random weights, real tokenizer, q8_0) made once with ../shared/tools/synth_gguf.py
+// in a venv under .cache/bench (numpy and gguf from PyPI). Speed does not depend on what weights learned.
+
+import { existsSync, renameSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { CACHE_DIR, REPO_ROOT } from "./llama-build.ts";
+
+export interface BenchModel {
+  id: string;
+  path: string;
+  /** Short description for the report. */
+  shape: string;
+}
+
+const SHARED = resolve(REPO_ROOT, "..", "shared");
+
+function sh(cmd: string[], what: string): void {
+  const res = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
+  if (res.exitCode !== 0) throw new Error(`${what} failed (${cmd.join(" ")}):\n${(res.stdout.toString() + res.stderr.toString()).slice(-3000)}`);
+}
+
+export function storiesModel(): BenchModel {
+  const path = join(SHARED, "models", "stories260K.gguf");
+  if (!existsSync(path)) throw new Error(`${path} is missing (see README.md for where stories260K.gguf comes from)`);
+  return { id: "stories260K", path, shape: "llama, 260K params, f32" };
+}
+
+/** Creates (once) and returns the synthetic Qwen2-0.5B-shape q8_0 model. */
+export function synthQwen05Model(log: (msg: string) => void = (m) => process.stderr.write(m + "\n")): BenchModel {
+  const out = join(CACHE_DIR, "qwen2-0.5b-q8.gguf");
+  const model = { id: "qwen2-0.5b-q8", path: out, shape: "qwen2, 24 layers, 896 embd, 4864 ff, 14/2 heads, q8_0, random weights" };
+  if (existsSync(out) && statSync(out).size > 100_000_000) return model;
+  const venv = join(CACHE_DIR, "venv");
+  const python = join(venv, "bin", "python");
+  if (!existsSync(python)) {
+    log(`creating a Python venv in ${venv} for numpy and gguf`);
+    sh(["python3", "-m", "venv", venv], "python3 -m venv");
+  }
+  if (Bun.spawnSync([python, "-c", "import numpy, gguf"], { stdout: "ignore", stderr: "ignore" }).exitCode !== 0) {
+    log("installing numpy and gguf into the venv (PyPI)");
+    sh([python, "-m", "pip", "install", "--quiet", "numpy", "gguf"], "pip install numpy gguf");
+  }
+  log(`writing the synthetic Qwen2-0.5B-shape q8_0 model to ${out} (~530 MB, once)`);
+  const tmp = out + ".tmp";
+  sh([python, join(SHARED, "tools", "synth_gguf.py"), join(SHARED, "models", "ggml-vocab-qwen2.gguf"), tmp,
+    "--arch", "qwen2", "--layers", "24", "--embd", "896", "--ff", "4864", "--heads", "14", "--kv-heads", "2", "--type", "q8_0"], "synth_gguf.py");
+  renameSync(tmp, out);
+  return model;
+}
+
+if (import.meta.main) {
+  console.log(JSON.stringify([storiesModel(), synthQwen05Model()], null, 2));
+}

@@ -1,0 +1,104 @@
+import { describe, expect, test } from "bun:test";
+import type { BatchItem } from "node-llama-cpp";
+import { DecodeGate, shareBatch } from "../src/engines/llama/batching.ts";
+import { ensureFixtures } from "./fixtures/models.ts";
+import { startTestServer } from "./helpers/server.ts";
+
+const fx = ensureFixtures();
+
+const item = (tokens: number): BatchItem => ({ tokens: Array.from({ length: tokens }, (_, i) => i) as unknown as BatchItem["tokens"], logits: [], evaluationPriority: 5 });
+
+describe("shareBatch", () => {
+  test("every generating sequence gets its token next to a long prompt", () => {
+    const items = [item(1), item(2000), item(1), item(1)];
+    const out = shareBatch(items, 512);
+    expect(out.map((o) => o.processAmount)).toEqual([1, 509, 1, 1]);
+    expect(out.reduce((a, o) => a + o.processAmount, 0)).toBe(512);
+  });
+
+  test("two prompts split the batch evenly and never exceed it", () => {
+    const out = shareBatch([item(300), item(300)], 512);
+    expect(out.map((o) => o.processAmount)).toEqual([256, 256]);
+    expect(shareBatch([item(100), item(300)], 512).map((o) => o.processAmount)).toEqual([100, 300]);
+  });
+
+  test("more items than batch slots: the batch is filled, nothing is split below one token", () => {
+    const out = shareBatch([item(1), item(1), item(1)], 2);
+    expect(out.map((o) => o.processAmount)).toEqual([1, 1]);
+  });
+});
+
+describe("DecodeGate", () => {
+  test("holds a batch while a generating sequence is missing, then gives up after the bound", async () => {
+    const gate = new DecodeGate();
+    const a = gate.track();
+    const b = gate.track();
+    a.firstToken();
+    b.firstToken();
+    // Batches ~20 ms apart (a model big enough for holding to pay off).
+    for (let i = 0; i < 3; i++) {
+      expect(gate.strategy({ items: [item(1), item(1)], size: 512 })).toHaveLength(2);
+      await Bun.sleep(20);
+    }
+    // Only one of the two generating sequences has queued its token: wait for the other.
+    expect(gate.strategy({ items: [item(1)], size: 512 })).toEqual([]);
+    // Both queued: dispatch at once.
+    expect(gate.strategy({ items: [item(1), item(1)], size: 512 })).toHaveLength(2);
+    // A sequence that never comes back only delays the batch by the bound (a few ms at most).
+    const start = performance.now();
+    let out: unknown[] = [];
+    while ((out = gate.strategy({ items: [item(1)], size: 512 })).length === 0) await Bun.sleep(0);
+    expect(out).toHaveLength(1);
+    expect(performance.now() - start).toBeLessThan(50);
+    // A finished generation is no longer waited for.
+    b.done();
+    b.done();
+    expect(gate.strategy({ items: [item(1)], size: 512 })).toHaveLength(1);
+    a.done();
+    expect(gate.stats.batches).toBe(6);
+  });
+});
+
+describe("batched generation", () => {
+  test("concurrent streams decode together and each gets every token", async () => {
+    await using srv = await startTestServer(["--model", fx.qwen2Tiny, "--parallel", "4", "--ctx", "512"]);
+    const run = (i: number) => srv.request("/v1/completions", {
+      method: "POST",
+      json: { model: "qwen2-tiny", prompt: `${i} once upon a time`, max_tokens: 40, temperature: 0, ignore_eos: true },
+    }).then((r) => r.json() as Promise<{ usage: { completion_tokens: number } }>);
+    await run(99);
+    const lease = await srv.server.scheduler.acquire("qwen2-tiny");
+    const gate = (lease.model as unknown as { gate: DecodeGate }).gate;
+    lease.release();
+    const before = { ...gate.stats };
+    const results = await Promise.all([0, 1, 2, 3].map(run));
+    for (const r of results) expect(r.usage.completion_tokens).toBe(40);
+    const batches = gate.stats.batches - before.batches;
+    const items = gate.stats.items - before.items;
+    // The tiny fixture decodes faster than a sequence gets back to the queue, so the gate does not
+    // hold here (see batching.ts); batches still carry more than one sequence (measured: 2.0).
+    expect(items / batches).toBeGreaterThan(1.5);
+  });
+
+  test("ignore_eos forbids every end-of-generation token and generates exactly max_tokens", async () => {
+    await using srv = await startTestServer(["--model", fx.stories260K, "--parallel", "1", "--ctx", "512"]);
+    const res = await srv.request("/v1/completions", {
+      method: "POST",
+      json: { model: "stories260K", prompt: "Once upon a time", max_tokens: 400, temperature: 0, ignore_eos: true },
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { usage: { completion_tokens: number }; choices: { finish_reason: string }[] };
+    expect(body.usage.completion_tokens).toBe(400);
+    expect(body.choices[0]!.finish_reason).toBe("length");
+    // The bias table handed to the sampler holds the model's end-of-sequence token at -Infinity.
+    const lease = await srv.server.scheduler.acquire("stories260K");
+    try {
+      const loaded = lease.model as unknown as { noEogBias(): { _biases: Map<number, number> }; model: { tokens: { eos: number | null } } };
+      const eos = loaded.model.tokens.eos;
+      expect(eos).not.toBeNull();
+      expect(loaded.noEogBias()._biases.get(eos!)).toBe(-Infinity);
+    } finally {
+      lease.release();
+    }
+  });
+});
