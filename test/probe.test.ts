@@ -1,29 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import { contextProbes } from "../src/store/schema.ts";
 import { ensureFixtures } from "./fixtures/models.ts";
+import { listModels as models, probe, type ProbeJob } from "./helpers/probe.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
 
 const fx = ensureFixtures();
-
-type Job = {
-  id: string; state: string; error: string | null;
-  steps: { context_length: number; loads: boolean; works: boolean; decided_by: string | null; detail: string }[];
-  result: { tested_context_length: number; tested_reason: string; decided_by: string | null; tested_engine: string } | null;
-};
-
-export async function probe(srv: TestServer, model: string, body: object): Promise<Job> {
-  const res = await srv.request(`/admin/v1/models/${model}/probe`, { method: "POST", json: body });
-  expect(res.status).toBe(202);
-  const { id } = (await res.json()) as Job;
-  for (;;) {
-    const job = (await (await srv.request(`/admin/v1/probes/${id}`)).json()) as Job;
-    if (job.state !== "running") return job;
-    await Bun.sleep(100);
-  }
-}
-
-type ModelRow = { id: string; max_context_length: number; tested_context_length: number | null; tested_reason: string | null; tested_stale: boolean | null; tested_engine: string | null; tested_at: string | null };
-const models = async (srv: TestServer) => ((await (await srv.request("/v1/models")).json()) as { data: ModelRow[] }).data;
 
 describe("context probe on models that work at no length", () => {
   test("stories260K and a random-weight model get tested_context_length 0 with a reason, not the declared value", async () => {
@@ -53,8 +34,8 @@ describe("context probe on models that work at no length", () => {
     const second = await srv.request("/admin/v1/models/stories260K/probe", { method: "POST", json: { max: 512 } });
     expect(second.status).toBe(400);
     expect(((await second.json()) as { error: { code: string } }).error.code).toBe("probe_running");
-    const { id } = (await first.json()) as Job;
-    while (((await (await srv.request(`/admin/v1/probes/${id}`)).json()) as Job).state === "running") await Bun.sleep(100);
+    const { id } = (await first.json()) as ProbeJob;
+    while (((await (await srv.request(`/admin/v1/probes/${id}`)).json()) as ProbeJob).state === "running") await Bun.sleep(100);
   });
 });
 

@@ -13,11 +13,12 @@ export interface CopyResult {
 }
 
 /**
- * Copy margin needed to call a length working, in nats per token. Calibrated on the trained
- * copy fixture (well above 1 where it works, near 0 beyond its trained length) and on random and
- * tiny models (near 0 everywhere): see docs/context-probe.md.
+ * Copy margin needed to call a length working, in nats per token. Calibrated on the trained copy
+ * fixture (4-8 where it works, under 1 past its trained length), on stories260K (which cannot
+ * copy, but whose margins wander up to ±1.2 because it gives random words log-probs near -10)
+ * and on random-weight models (±0.03): see docs/context-probe.md.
  */
-export const COPY_MARGIN_THRESHOLD = 1.0;
+export const COPY_MARGIN_THRESHOLD = 2.0;
 /** Passage length in tokens: long enough to average out noise, short enough for small contexts. */
 const passageTokens = (length: number) => Math.max(8, Math.min(32, Math.floor(length / 10)));
 /** The first tokens of a passage cannot be predicted even by a perfect copier: they are not scored. */

@@ -129,13 +129,19 @@ export class ProbeService {
       const max = Math.max(1, opts.max ?? declared ?? 8192);
       const min = Math.min(opts.min ?? DEFAULT_MIN, max);
       const memory = new Map<number, number>();
+      // A re-check of a length must draw new passages, or it would repeat the first outcome exactly.
+      const attempts = new Map<number, number>();
       const result = await searchContextLength({
         min,
         max,
         granularity: 8,
         resolution: 0.05,
         deadline: t0 + (opts.budgetMinutes ?? DEFAULT_BUDGET_MINUTES) * 60_000,
-        check: (n) => this.check(d, info, n, memory),
+        check: (n) => {
+          const attempt = attempts.get(n) ?? 0;
+          attempts.set(n, attempt + 1);
+          return this.check(d, info, n, attempt, memory);
+        },
         onStep: (s) => {
           const step: ProbeStep = { ...s };
           job.steps.push(step);
@@ -164,7 +170,7 @@ export class ProbeService {
   }
 
   /** One step: does length n load within the budget, and does the model use its far end? */
-  private async check(d: ModelDescriptor, info: ModelInfo, n: number, memory: Map<number, number>): Promise<StepOutcome> {
+  private async check(d: ModelDescriptor, info: ModelInfo, n: number, attempt: number, memory: Map<number, number>): Promise<StepOutcome> {
     try {
       const loaded = await this.scheduler.loadModel(d.id, { ctx: n, parallel: 1, ttl: 0 });
       if (loaded.memory) memory.set(n, loaded.memory.modelBytes + loaded.memory.contextBytes);
@@ -177,7 +183,7 @@ export class ProbeService {
     const lease = await this.scheduler.acquire(d.id);
     try {
       const copies = [];
-      for (const [i, depth] of DEPTHS.entries()) copies.push(await copyCheck(lease.model, n, depth, 1000 + i * 7919 + n, lease.signal));
+      for (const [i, depth] of DEPTHS.entries()) copies.push(await copyCheck(lease.model, n, depth, 1000 + i * 7919 + attempt * 15_485_863 + n, lease.signal));
       const copyOk = copies.every((c) => c.margin >= COPY_MARGIN_THRESHOLD);
       const copyText = `copy margin ${copies.map((c) => `${c.margin.toFixed(2)}@${Math.round(c.depth * 100)}%`).join(" ")} nats/token (needs ≥ ${COPY_MARGIN_THRESHOLD})`;
       let needleText = "needle: n/a (no chat template)";
@@ -186,7 +192,7 @@ export class ProbeService {
         const needles = [];
         for (const [i, depth] of DEPTHS.entries()) {
           try {
-            needles.push(await needleCheck(lease.model, n, depth, 2000 + i * 104729 + n, lease.signal));
+            needles.push(await needleCheck(lease.model, n, depth, 2000 + i * 104729 + attempt * 15_485_863 + n, lease.signal));
           } catch (err) {
             needles.push({ depth, found: false, answer: `(${errorMessage(err)})` });
           }

@@ -3,7 +3,7 @@ import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor,
 import type { EventBus } from "../events/bus.ts";
 import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
-import { formatBytes } from "../util/size.ts";
+import { formatBytes, formatBytesApart } from "../util/size.ts";
 import { Lifecycle, type ModelState } from "./lifecycle.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 
@@ -194,7 +194,7 @@ export class Scheduler {
       const loaded = [...this.entries.values()].filter((e) => e.loaded)
         .map((e) => `${e.id} (${formatBytes(totalBytes(e.memory))}${e.busy ? ", busy" : ""})`);
       throw new InsufficientMemoryError(
-        `cannot load ${forId}: needs ${formatBytes(needed)}, budget ${formatBytes(budget)}, loaded: ${loaded.length ? loaded.join(", ") : "nothing"}. ` +
+        `cannot load ${forId}: needs ${formatBytesApart(needed, budget)}, budget ${formatBytesApart(budget, needed)}, loaded: ${loaded.length ? loaded.join(", ") : "nothing"}. ` +
         "Unload a model, lower context_length or parallel, or raise --memory-budget.");
     }
   }

@@ -18,6 +18,12 @@ export function parseMemorySize(text: string, total = totalmem()): number {
   return bytes;
 }
 
+/** `n` formatted so it never reads the same as `other` ("needs 2.5 MiB, budget 2.5 MiB" helps nobody). */
+export function formatBytesApart(n: number, other: number): string {
+  const text = formatBytes(n);
+  return n !== other && text === formatBytes(other) ? `${text} (${n} B)` : text;
+}
+
 export function formatBytes(n: number): string {
   if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(2)} GiB`;
   if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1)} MiB`;

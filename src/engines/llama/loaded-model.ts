@@ -94,8 +94,12 @@ export class LlamaLoadedModel implements LoadedModel {
     for (let i = 0; i < options.parallel; i++) this.free.push(context.getSequence());
   }
 
+  /**
+   * What was asked for, not what llama.cpp allocated: it pads each sequence's cells up (280 → 512),
+   * and the extra room is memory, not a promise: a tested context of 280 must stay the limit.
+   */
   get contextLength(): number {
-    return this.context.contextSize;
+    return Math.min(this.options.contextLength, this.context.contextSize);
   }
 
   countTokens(text: string): number {
