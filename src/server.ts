@@ -10,7 +10,7 @@ import type { ModelOverrides, Resolved } from "./config/resolve.ts";
 import type { serveSettings } from "./config/settings.ts";
 import { LlamaCppEngine } from "./engines/llama/engine.ts";
 import { MlxEngine } from "./engines/mlx/engine.ts";
-import { UsageError } from "./errors.ts";
+import { errorMessage, UsageError } from "./errors.ts";
 import { EventBus } from "./events/bus.ts";
 import { InferenceService } from "./inference/service.ts";
 import { log } from "./log.ts";
@@ -98,6 +98,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
   const app = createApp({ scheduler, inference, security, manager, events, keys, probes, home, extra: [adminImportRoutes(importer), adminRuntimeRoutes(mlxRuntime), ...extras.map((x) => x.routes)] });
   const shutdownCore = async () => {
+    probes.stop();
     for (const x of extras) await x.stop?.();
     await scheduler.shutdown();
     history.close();
@@ -114,6 +115,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   const shownHost = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${shownHost}:${port}`;
   log.info("lmx listening", { url, models: catalog.list().length, threads, parallel: config.parallel, budget: config.memoryBudget, auth: security.authRequired });
+  if (config.reprobeStale) void probes.reprobeStale().catch((err) => log.warn("re-probing stale models failed", { error: errorMessage(err) }));
   let stopping: Promise<void> | undefined;
   return {
     url,

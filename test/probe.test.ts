@@ -67,6 +67,23 @@ describe("the stored result decides the default context", () => {
     expect(((await long.json()) as { error: { code: string } }).error.code).toBe("context_length_exceeded");
   });
 
+  test("--reprobe-stale measures results from another engine version again at start-up", async () => {
+    await using first = await startTestServer(["--model", fx.stories260K, "--parallel", "1"]);
+    await store(first, 768, "node-llama-cpp 0.0.1, llama.cpp old");
+    await first.server.stop();
+    await using srv = await startTestServer(["--model", fx.stories260K, "--parallel", "1", "--reprobe-stale"], { home: first.home });
+    let jobs: ProbeJob[] = [];
+    for (let i = 0; i < 600 && !(jobs.length === 1 && jobs[0]!.state !== "running"); i++) {
+      await Bun.sleep(100);
+      jobs = ((await (await srv.request("/admin/v1/probes")).json()) as { data: ProbeJob[] }).data;
+    }
+    expect(jobs.map((j) => j.state)).toEqual(["done"]);
+    const row = (await models(srv)).find((m) => m.id === "stories260K")!;
+    expect(row.tested_stale).toBe(false);
+    expect(row.tested_engine).toContain("node-llama-cpp 3.");
+    expect(row.tested_context_length).toBe(0);
+  });
+
   test("a result from another engine version is stale and not used", async () => {
     await using srv = await startTestServer(["--model", fx.stories260K, "--parallel", "1"]);
     await store(srv, 768, "node-llama-cpp 0.0.1, llama.cpp old");

@@ -71,6 +71,8 @@ export const serveSettings = [
     description: "debug, info, warn or error." },
   { key: "logFormat", kind: "string", default: "text", placeholder: "FORMAT",
     description: "text or json (one JSON object per line)." },
+  { key: "reprobeStale", kind: "bool", default: false,
+    description: "At start-up (as after an engine update), probe again, one model at a time in the background, every model whose context probe result another engine version measured." },
   { key: "autoInstallRuntimes", kind: "bool", default: false,
     description: "Install the MLX runtime (Python environment with mlx-lm) the first time an MLX model is loaded, instead of answering runtime_not_installed." },
   { key: "python", kind: "string", placeholder: "PATH",

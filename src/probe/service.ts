@@ -55,6 +55,8 @@ export class ProbeService {
   private readonly jobs = new Map<string, ProbeJob>();
   private readonly running = new Set<string>();
   private readonly engineVersions = new Map<string, string>();
+  private readonly finished = new Map<string, Promise<void>>();
+  private stopped = false;
 
   constructor(
     private readonly db: Db,
@@ -115,8 +117,25 @@ export class ProbeService {
     this.jobs.set(job.id, job);
     this.running.add(modelId);
     this.events.publish({ type: "probe.started", id: job.id, model: modelId });
-    void this.run(job, opts).finally(() => this.running.delete(modelId));
+    this.finished.set(job.id, this.run(job, opts).finally(() => this.running.delete(modelId)));
     return job;
+  }
+
+  /** Re-probes, one at a time, every model whose result another engine version measured. */
+  async reprobeStale(): Promise<void> {
+    const stale = await this.modelsWhere((r) => r?.stale === true);
+    if (stale.length) log.info("re-probing models measured by another engine", { models: stale });
+    for (const id of stale) {
+      if (this.stopped) return;
+      if (this.running.has(id)) continue;
+      const job = this.start(id);
+      await this.finished.get(job.id);
+    }
+  }
+
+  /** No new probes start after this (the server is shutting down). */
+  stop(): void {
+    this.stopped = true;
   }
 
   private async run(job: ProbeJob, opts: ProbeOptions): Promise<void> {
@@ -213,12 +232,15 @@ export class ProbeService {
   }
 
   /** Models with no fresh result, for `lmx probe --all`. */
-  async untested(): Promise<string[]> {
+  untested(): Promise<string[]> {
+    return this.modelsWhere((r) => !r || r.stale);
+  }
+
+  private async modelsWhere(pick: (latest: StoredProbe | undefined) => boolean): Promise<string[]> {
     const out: string[] = [];
     for (const s of await this.scheduler.list()) {
       if (!s.info || s.info.isEmbeddingModel) continue;
-      const r = await this.latest(s.descriptor);
-      if (!r || r.stale) out.push(s.descriptor.id);
+      if (pick(await this.latest(s.descriptor))) out.push(s.descriptor.id);
     }
     return out;
   }

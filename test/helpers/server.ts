@@ -16,11 +16,13 @@ export interface TestServer extends AsyncDisposable {
 }
 
 /**
- * A real LMX server on a free loopback port with its own temporary LMX_HOME, configured through
- * the same flags a user would pass. `await using` stops it and removes the home.
+ * A real LMX server on a free loopback port with its own temporary LMX_HOME (or the given one, to
+ * restart on the same state), configured through the same flags a user would pass. `await using`
+ * stops it and removes the home it made.
  */
-export async function startTestServer(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<TestServer> {
-  const home = mkdtempSync(join(tmpdir(), "lmx-test-"));
+export async function startTestServer(args: string[], opts: { env?: NodeJS.ProcessEnv; home?: string } = {}): Promise<TestServer> {
+  const owned = opts.home === undefined;
+  const home = opts.home ?? mkdtempSync(join(tmpdir(), "lmx-test-"));
   configureLog({ level: process.env.LMX_TEST_LOG_LEVEL ?? "warn" });
   const config = resolveSettings(serveSettings, parseFlags(["--port", "0", "--threads", "1", ...args], serveSettings), opts.env ?? {}, { values: {}, models: {} });
   const server = await startServer(config, home, {}, [await downloadsPlugin(opts.env ?? {})]);
@@ -37,7 +39,7 @@ export async function startTestServer(args: string[], opts: { env?: NodeJS.Proce
     },
     async [Symbol.asyncDispose]() {
       await server.stop();
-      rmSync(home, { recursive: true, force: true });
+      if (owned) rmSync(home, { recursive: true, force: true });
     },
   };
 }
