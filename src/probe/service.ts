@@ -117,7 +117,10 @@ export class ProbeService {
     this.jobs.set(job.id, job);
     this.running.add(modelId);
     this.events.publish({ type: "probe.started", id: job.id, model: modelId });
-    this.finished.set(job.id, this.run(job, opts).finally(() => this.running.delete(modelId)));
+    this.finished.set(job.id, this.run(job, opts).finally(() => {
+      this.running.delete(modelId);
+      this.finished.delete(job.id);
+    }));
     return job;
   }
 
