@@ -25,6 +25,7 @@ import { Scheduler } from "./scheduler/scheduler.ts";
 import { type Db, openDb } from "./store/db.ts";
 import { cpuInfo } from "./util/cpu.ts";
 import { parseMemorySize } from "./util/size.ts";
+import { watched } from "./util/watch.ts";
 
 export type ServeConfig = Resolved<typeof serveSettings>;
 
@@ -99,7 +100,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   const app = createApp({ scheduler, inference, security, manager, events, keys, probes, home, extra: [adminImportRoutes(importer), adminRuntimeRoutes(mlxRuntime), ...extras.map((x) => x.routes)] });
   const shutdownCore = async () => {
     probes.stop();
-    for (const x of extras) await x.stop?.();
+    for (const x of extras) await watched("a plugin to stop", Promise.resolve(x.stop?.()));
     await scheduler.shutdown();
     history.close();
     db.$client.close();
@@ -125,7 +126,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
     events,
     stop() {
       stopping ??= (async () => {
-        await app.stop(true);
+        await watched("the HTTP server to close its connections", app.stop(true));
         await shutdownCore();
       })();
       return stopping;

@@ -2,6 +2,7 @@ import { errorMessage, InsufficientMemoryError, InvalidRequestError, ModelLoadEr
 import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelFormat, ModelInfo } from "../engines/types.ts";
 import type { EventBus } from "../events/bus.ts";
 import { log } from "../log.ts";
+import { watched } from "../util/watch.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
 import { formatBytes, formatBytesApart } from "../util/size.ts";
 import { Lifecycle, type ModelState } from "./lifecycle.ts";
@@ -304,7 +305,7 @@ export class Scheduler {
     e.slots = undefined;
     e.memory = undefined;
     try {
-      await model.unload();
+      await watched(`the engine to free '${e.id}'`, model.unload());
     } finally {
       e.lifecycle.transition("unloaded");
       log.info("model unloaded", { model: e.id, reason });
@@ -382,8 +383,8 @@ export class Scheduler {
   async shutdown(): Promise<void> {
     this.closed = true;
     if (this.sweeper) clearInterval(this.sweeper);
-    await Promise.all([...this.entries.keys()].map((id) => this.unload(id, "shutdown")));
-    for (const engine of Object.values(this.engines)) await engine?.dispose();
+    await Promise.all([...this.entries.keys()].map((id) => watched(`model '${id}' to unload`, this.unload(id, "shutdown"))));
+    for (const engine of Object.values(this.engines)) if (engine) await watched(`the ${engine.name} engine to dispose`, engine.dispose());
   }
 }
 

@@ -6,6 +6,7 @@ import { serveSettings } from "../../src/config/settings.ts";
 import { downloadsPlugin } from "../../src/downloads/plugin.ts";
 import { configureLog } from "../../src/log.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
+import { watched } from "../../src/util/watch.ts";
 
 export interface TestServer extends AsyncDisposable {
   url: string;
@@ -35,7 +36,8 @@ export async function startTestServer(args: string[], opts: { env?: NodeJS.Proce
       const { json, ...rest } = init;
       const headers = new Headers(rest.headers);
       if (json !== undefined) headers.set("content-type", "application/json");
-      return fetch(url + path, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
+      // A request that hangs says so in the test output instead of only timing out the test.
+      return watched(`${rest.method ?? "GET"} ${path}`, fetch(url + path, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body }), 20_000);
     },
     async [Symbol.asyncDispose]() {
       await server.stop();
