@@ -2,9 +2,9 @@ import { errorMessage, InsufficientMemoryError, InvalidRequestError, ModelLoadEr
 import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelFormat, ModelInfo } from "../engines/types.ts";
 import type { EventBus } from "../events/bus.ts";
 import { log } from "../log.ts";
-import { watched } from "../util/watch.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
 import { formatBytes, formatBytesApart } from "../util/size.ts";
+import { watched } from "../util/watch.ts";
 import { Lifecycle, type ModelState } from "./lifecycle.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 
@@ -305,7 +305,7 @@ export class Scheduler {
     e.slots = undefined;
     e.memory = undefined;
     try {
-      await watched(`the engine to free '${e.id}'`, model.unload());
+      await model.unload();
     } finally {
       e.lifecycle.transition("unloaded");
       log.info("model unloaded", { model: e.id, reason });
