@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { generateKeyPair } from "../src/release/signing.ts";
+import { generateKeyPair } from "../src/update/signing.ts";
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),

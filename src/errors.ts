@@ -143,7 +143,7 @@ export class InsufficientMemoryError extends LmxError {
   }
 }
 
-// ---- Releases: self-update, engine bundles, service (src/release/) ----
+// ---- Releases: self-update and engine bundles (src/update/), the OS service (src/service/) ----
 
 /** Updating lmx or an engine failed; whatever was installed before is left as it was. */
 export class UpdateError extends Error {

@@ -11,8 +11,8 @@ import { parseArchitectureNames } from "../scripts/lib/llama-archs.ts";
 import { serviceSpecFromArgs } from "../src/cli/commands/service.ts";
 import { compareVersions, isCompatibleEngine } from "../src/engines/llama/selection.ts";
 import { SignatureError } from "../src/errors.ts";
-import { renderLaunchdPlist, renderSystemdUnit, ServiceManager, type CommandResult } from "../src/release/service.ts";
-import { generateKeyPair, parsePrivateKey, parsePublicKey, signDetached, verifyDetached } from "../src/release/signing.ts";
+import { renderLaunchdPlist, renderSystemdUnit, ServiceManager, type CommandResult } from "../src/service/manager.ts";
+import { generateKeyPair, parsePrivateKey, parsePublicKey, signDetached, verifyDetached } from "../src/update/signing.ts";
 import { parsePlist } from "./helpers/plist.ts";
 
 describe("release signatures", () => {

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { isMachO, MachOSignatureError, verifyMachOSignature } from "../scripts/lib/macho.ts";
-import { generateKeyPair, parsePrivateKey, signDetached, verifyDetached, parsePublicKey } from "../src/release/signing.ts";
+import { generateKeyPair, parsePrivateKey, signDetached, verifyDetached, parsePublicKey } from "../src/update/signing.ts";
 import { packTarGz, readTarGz } from "../src/util/tar.ts";
 import { kv, readGgufFile, writeGgufFile, type GgufValue } from "./fixtures/gguf.ts";
 

@@ -1,9 +1,9 @@
 import { lmxHome } from "../../config/resolve.ts";
 import { UpdateError, UsageError } from "../../errors.ts";
 import { currentEngineVersion, loadedEngine, selectedEngine } from "../../engines/llama/loader.ts";
-import { installEngine, listEngines, newestCompatibleEngine, useEngine } from "../../release/engines.ts";
-import { ENGINE_FAMILY, fetchManifest, readCachedManifest, updateBaseUrl } from "../../release/manifest.ts";
-import { BUILTIN_PUBLIC_KEYS } from "../../release/signing.ts";
+import { installEngine, listEngines, newestCompatibleEngine, useEngine } from "../../update/engines.ts";
+import { ENGINE_FAMILY, fetchManifest, readCachedManifest, updateBaseUrl } from "../../update/manifest.ts";
+import { BUILTIN_PUBLIC_KEYS } from "../../update/signing.ts";
 import { localFlagsHelp, parseLocalFlags, wantsHelp } from "../local-flags.ts";
 import { table } from "../table.ts";
 import type { Command } from "./index.ts";

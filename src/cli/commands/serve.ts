@@ -2,7 +2,7 @@ import { lmxHome, parseFlags, readConfigFile, resolveSettings } from "../../conf
 import { serveSettings } from "../../config/settings.ts";
 import { configureLog, log } from "../../log.ts";
 import { downloadsPlugin } from "../../downloads/plugin.ts";
-import { restartOnEngineSwitch } from "../../release/restart.ts";
+import { restartOnEngineSwitch } from "../../update/restart.ts";
 import { startServer } from "../../server.ts";
 import { settingsHelp } from "../help.ts";
 import type { Command } from "./index.ts";

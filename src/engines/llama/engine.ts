@@ -4,7 +4,7 @@ import { log } from "../../log.ts";
 import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
-import { unsupportedArchitectureMessage } from "../../release/engines.ts";
+import { unsupportedArchitectureMessage } from "../../update/engines.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
