@@ -9,8 +9,8 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, freemem, loadavg, release, totalmem } from "node:os";
 import { resolve } from "node:path";
-import * as probe from "../src/bench/probes.ts";
-import { fmtSpread, median, percentile, round, spread, type Spread } from "../src/bench/stats.ts";
+import * as probe from "../src/throughput/probes.ts";
+import { fmtSpread, median, percentile, round, spread, type Spread } from "../src/throughput/stats.ts";
 import { cpuInfo } from "../src/util/cpu.ts";
 import { VERSION } from "../src/version.ts";
 import { ensureLlamaCppTools, REPO_ROOT } from "./llama-build.ts";

@@ -4,7 +4,7 @@ import type { Subprocess } from "bun";
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { type Endpoint, httpEndpoint } from "../src/bench/probes.ts";
+import { type Endpoint, httpEndpoint } from "../src/throughput/probes.ts";
 import { CACHE_DIR, REPO_ROOT } from "./llama-build.ts";
 
 export interface ServerConfig {

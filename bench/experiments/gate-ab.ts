@@ -6,7 +6,7 @@
 // Prints, per stream count (1, 2, 4, 8), the aggregate tokens/s of 3 runs of each tree.
 
 import { join, resolve } from "node:path";
-import { concurrent } from "../../src/bench/probes.ts";
+import { concurrent } from "../../src/throughput/probes.ts";
 import { startLmx } from "../servers.ts";
 
 const [model, id, other, tokensArg, threadsArg] = process.argv.slice(2);

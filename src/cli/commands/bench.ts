@@ -1,6 +1,6 @@
 import { UsageError } from "../../errors.ts";
-import * as probe from "../../bench/probes.ts";
-import { fmtSpread, percentile, round, spread, type Spread } from "../../bench/stats.ts";
+import * as probe from "../../throughput/probes.ts";
+import { fmtSpread, percentile, round, spread, type Spread } from "../../throughput/stats.ts";
 import { clientCommand } from "../client-command.ts";
 import { encodeId } from "../client.ts";
 import { table } from "../table.ts";
