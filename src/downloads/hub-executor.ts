@@ -7,7 +7,7 @@ import { snapshotPath } from "../hub/cache.ts";
 import { downloadFiles } from "../hub/download.ts";
 import { parsePullSpec, selectFiles, type RepoFile } from "../hub/select.ts";
 import { ModelRegistry } from "../models/registry.ts";
-import type { FileRemover } from "../models/manager.ts";
+import type { FileRemover } from "../admin/model-manager.ts";
 import type { Db } from "../store/db.ts";
 import type { DownloadJob, JobExecutor } from "./jobs.ts";
 

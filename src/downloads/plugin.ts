@@ -1,4 +1,4 @@
-import { adminDownloadRoutes } from "../api/routes/admin-downloads.ts";
+import { adminDownloadRoutes } from "../api/admin/downloads.ts";
 import { hubCacheDir, hubToken } from "../hub/cache.ts";
 import type { ServerPlugin } from "../server.ts";
 import { HubExecutor } from "./hub-executor.ts";

@@ -1,10 +1,10 @@
 import { Elysia } from "elysia";
 import * as v from "valibot";
 import { NotFoundError } from "../../errors.ts";
-import type { ModelManager } from "../../models/manager.ts";
+import type { ModelManager } from "../../admin/model-manager.ts";
 import type { ProbeJob, ProbeService } from "../../probe/service.ts";
 import { probeFields } from "../../probe/fields.ts";
-import { ModelActionBody, PatchModelBody } from "../admin-schemas.ts";
+import { ModelActionBody, PatchModelBody } from "./schemas.ts";
 
 export function probeJobJson(j: ProbeJob) {
   return {

@@ -4,8 +4,8 @@ import { probeFields } from "../probe/fields.ts";
 import type { ProbeService } from "../probe/service.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import type { LoadDefaults } from "../store/schema.ts";
-import type { LoadHistory } from "./history.ts";
-import type { ModelRegistry } from "./registry.ts";
+import type { LoadHistory } from "../models/history.ts";
+import type { ModelRegistry } from "../models/registry.ts";
 
 export interface LoadRequest {
   context_length?: number;

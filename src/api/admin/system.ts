@@ -6,7 +6,7 @@ import type { KeyStore } from "../../auth/keys.ts";
 import type { Scheduler } from "../../scheduler/scheduler.ts";
 import { cpuInfo } from "../../util/cpu.ts";
 import { VERSION } from "../../version.ts";
-import { KeyBody } from "../admin-schemas.ts";
+import { KeyBody } from "./schemas.ts";
 
 function accelerator(): string {
   if (platform() === "darwin" && arch() === "arm64") return "metal";

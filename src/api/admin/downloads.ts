@@ -2,7 +2,7 @@ import { Elysia } from "elysia";
 import type { DownloadJob, DownloadJobs } from "../../downloads/jobs.ts";
 import { searchModels } from "../../hub/search.ts";
 import type { HubSettings } from "../../downloads/hub-executor.ts";
-import { DownloadBody, SearchQuery } from "../admin-schemas.ts";
+import { DownloadBody, SearchQuery } from "./schemas.ts";
 
 function jobJson(j: DownloadJob) {
   return {

@@ -1,6 +1,6 @@
 import { Elysia } from "elysia";
 import type { ModelImporter } from "../../models/importer.ts";
-import { ImportBody } from "../admin-schemas.ts";
+import { ImportBody } from "./schemas.ts";
 
 export function adminImportRoutes(importer: ModelImporter) {
   return new Elysia({ prefix: "/admin/v1" }).post("/import", ({ body }) => importer.run(body), {
