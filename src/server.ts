@@ -22,6 +22,7 @@ import { ModelRegistry } from "./models/registry.ts";
 import { ProbeService } from "./probe/service.ts";
 import { MlxRuntime } from "./runtimes/mlx.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
+import { unsupportedArchitectureMessage } from "./update/engines.ts";
 import { type Db, openDb } from "./store/db.ts";
 import { cpuInfo } from "./util/cpu.ts";
 import { parseMemorySize } from "./util/size.ts";
@@ -68,7 +69,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
     registered: () => registry.descriptors(),
     aliases: () => registry.aliases(),
   });
-  const engine = new LlamaCppEngine(home);
+  const engine = new LlamaCppEngine(home, (id, architecture) => unsupportedArchitectureMessage(home, id, architecture));
   // MLX models run in a Python runtime LMX installs and supervises (src/runtimes/, docs/mlx.md).
   const mlxRuntime: MlxRuntime = new MlxRuntime(db, home, { python: config.python, autoInstall: config.autoInstallRuntimes, inUse: (): boolean => mlxEngine.inUse });
   const mlxEngine = new MlxEngine(mlxRuntime);

@@ -1,7 +1,6 @@
 import { eq } from "drizzle-orm";
 import { existsSync } from "node:fs";
 import type { ModelDescriptor } from "../engines/types.ts";
-import type { ModelOverride } from "../scheduler/scheduler.ts";
 import type { Db } from "../store/db.ts";
 import { type LoadDefaults, models } from "../store/schema.ts";
 
@@ -51,7 +50,8 @@ export class ModelRegistry {
     return out;
   }
 
-  savedDefaults(id: string): ModelOverride | undefined {
+  /** In the scheduler's load-override shape (it imports this folder, not the other way round). */
+  savedDefaults(id: string) {
     const d = this.get(id)?.loadDefaults;
     if (!d) return undefined;
     return { ctx: d.contextLength, parallel: d.parallel, threads: d.threads, gpuLayers: d.gpuLayers, ttl: d.ttl };

@@ -7,17 +7,23 @@
 
 import { log } from "../log.ts";
 import { onEngineSwitch } from "../engines/llama/loader.ts";
-import type { RunningServer } from "../server.ts";
+import type { Scheduler } from "../scheduler/scheduler.ts";
 import { isCompiledExecutable } from "./self-update.ts";
 
 const DRAIN_LIMIT_MS = 120_000;
+
+/** The part of a running server a restart needs (the server itself sits above this layer). */
+export interface Restartable {
+  scheduler: Pick<Scheduler, "loaded">;
+  stop(): Promise<void>;
+}
 
 /** Arguments that start this same program again: the executable's own, or `bun <script>` from source. */
 export function selfCommand(): string[] {
   return [process.execPath, ...process.argv.slice(isCompiledExecutable() ? 2 : 1)];
 }
 
-async function waitUntilIdle(server: RunningServer, limitMs: number): Promise<boolean> {
+async function waitUntilIdle(server: Restartable, limitMs: number): Promise<boolean> {
   const deadline = Date.now() + limitMs;
   for (;;) {
     const busy = (await server.scheduler.loaded()).reduce((sum, model) => sum + model.running + model.queued, 0);
@@ -28,7 +34,7 @@ async function waitUntilIdle(server: RunningServer, limitMs: number): Promise<bo
 }
 
 /** Makes `server` restart into the selected engine when a load finds that the selection changed. */
-export function restartOnEngineSwitch(server: RunningServer): void {
+export function restartOnEngineSwitch(server: Restartable): void {
   let restarting = false;
   onEngineSwitch((next) => {
     if (restarting) return;

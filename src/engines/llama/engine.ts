@@ -4,7 +4,6 @@ import { log } from "../../log.ts";
 import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
-import { unsupportedArchitectureMessage } from "../../update/engines.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
@@ -24,7 +23,15 @@ export class LlamaCppEngine implements Engine {
   /** Architectures llama.cpp has reported as unknown; it says so only in its log, not in the error. */
   private readonly unknownArchitectures = new Set<string>();
 
-  constructor(private readonly lmxHome: string) {}
+  /**
+   * `unsupportedArchitecture` words the error for a model llama.cpp does not know; the server wires
+   * in the update layer's message naming an engine that can load it (engines never import update code).
+   */
+  constructor(
+    private readonly lmxHome: string,
+    private readonly unsupportedArchitecture: (modelId: string, architecture: string) => Promise<string> =
+      async (modelId, architecture) => `cannot load ${modelId}: its architecture "${architecture}" is not supported by this llama.cpp engine`,
+  ) {}
 
   private get(): Promise<{ nlc: NodeLlamaCpp; llama: Llama }> {
     this.runtime ??= (async () => {
@@ -117,7 +124,7 @@ export class LlamaCppEngine implements Engine {
     } catch (err) {
       const architecture = await this.inspect(descriptor).then((info) => info.architecture, () => undefined);
       if (architecture !== undefined && this.unknownArchitectures.has(architecture)) {
-        throw new UnsupportedArchitectureError(architecture, await unsupportedArchitectureMessage(this.lmxHome, descriptor.id, architecture));
+        throw new UnsupportedArchitectureError(architecture, await this.unsupportedArchitecture(descriptor.id, architecture));
       }
       throw new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
     }

@@ -3,7 +3,6 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { EngineError, errorMessage, LmxError, ModelLoadError } from "../../errors.ts";
 import { log } from "../../log.ts";
-import type { MlxRuntime } from "../../runtimes/mlx.ts";
 import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
 import { MlxLoadedModel } from "./loaded-model.ts";
 import { estimateMemory, type MlxModelFiles, modelInfo, readModelFiles } from "./model-files.ts";
@@ -16,6 +15,13 @@ export interface MlxEngineOptions {
   backoffMs?: number;
 }
 
+/** The Python environment the worker runs in: src/runtimes/ installs it, checks it and says where it is. */
+export interface MlxPython {
+  describe(): string;
+  /** Throws a typed error (runtime_not_installed…) when there is no usable environment. */
+  resolve(): Promise<{ python: string; worker: string; source: "managed" | "external" }>;
+}
+
 /** MLX models (mlx-community safetensors folders), served by mlx-lm in a supervised Python worker per loaded model. */
 export class MlxEngine implements Engine {
   readonly name = "mlx-lm";
@@ -23,7 +29,7 @@ export class MlxEngine implements Engine {
   private readonly files = new Map<string, { mtimeMs: number; files: MlxModelFiles }>();
   private readonly live = new Set<MlxLoadedModel>();
 
-  constructor(private readonly runtime: MlxRuntime, private readonly opts: MlxEngineOptions = {}) {}
+  constructor(private readonly runtime: MlxPython, private readonly opts: MlxEngineOptions = {}) {}
 
   async version(): Promise<string> {
     return this.runtime.describe();
