@@ -1,11 +1,9 @@
-import { modelStatusJson } from "../api/model-json.ts";
 import { InvalidRequestError, ModelNotFoundError } from "../errors.ts";
-import { probeFields } from "../probe/fields.ts";
-import type { ProbeService } from "../probe/service.ts";
-import type { Scheduler } from "../scheduler/scheduler.ts";
+import type { ProbeService, StoredProbe } from "../probe/service.ts";
+import type { ModelStatus, Scheduler } from "../scheduler/scheduler.ts";
 import type { LoadDefaults } from "../store/schema.ts";
 import type { LoadHistory } from "../models/history.ts";
-import type { ModelRegistry } from "../models/registry.ts";
+import type { ModelRegistry, RegisteredModel } from "../models/registry.ts";
 
 export interface LoadRequest {
   context_length?: number;
@@ -21,7 +19,18 @@ export interface FileRemover {
   removeModelFiles(model: { sourceRepo: string | null; revision: string | null; files: { path: string }[]; path: string }): void;
 }
 
-/** What the admin API does with models: list, inspect, load, unload, set defaults, delete. */
+/** A model as the admin API sees it: its runtime state, its registry row (if LMX downloaded or imported it) and its latest probe. */
+export interface ManagedModel {
+  status: ModelStatus;
+  registered: RegisteredModel | undefined;
+  probe: StoredProbe | undefined;
+}
+
+export interface ManagedModelDetail extends ManagedModel {
+  history: ReturnType<LoadHistory["recent"]>;
+}
+
+/** What the admin API does with models: list, inspect, load, unload, set defaults, delete. Returns domain objects; src/api/admin/ shapes the JSON. */
 export class ModelManager {
   constructor(
     private readonly scheduler: Scheduler,
@@ -31,47 +40,24 @@ export class ModelManager {
     private readonly files?: FileRemover,
   ) {}
 
-  private async withRegistry(status: Awaited<ReturnType<Scheduler["get"]>>) {
-    const r = this.registry.get(status.descriptor.id);
-    return {
-      ...modelStatusJson(status),
-      ...probeFields(await this.probes.latest(status.descriptor)),
-      source_repo: r?.sourceRepo ?? null,
-      revision: r?.revision ?? null,
-      origin: r?.origin ?? "local",
-      aliases: r?.aliases ?? [],
-      load_defaults: r?.loadDefaults ?? {},
-    };
+  private async managed(status: ModelStatus): Promise<ManagedModel> {
+    return { status, registered: this.registry.get(status.descriptor.id), probe: await this.probes.latest(status.descriptor) };
   }
 
-  async list() {
-    return Promise.all((await this.scheduler.list()).map((s) => this.withRegistry(s)));
+  async list(): Promise<ManagedModel[]> {
+    return Promise.all((await this.scheduler.list()).map((s) => this.managed(s)));
   }
 
-  async ps() {
-    const loaded = await this.scheduler.loaded();
-    return {
-      memory_budget_bytes: this.scheduler.memoryBudget,
-      memory_in_use_bytes: this.scheduler.memoryInUse(),
-      data: loaded.map((s) => modelStatusJson(s)),
-    };
+  async ps(): Promise<{ memoryBudget: number; memoryInUse: number; loaded: ModelStatus[] }> {
+    return { memoryBudget: this.scheduler.memoryBudget, memoryInUse: this.scheduler.memoryInUse(), loaded: await this.scheduler.loaded() };
   }
 
-  async show(id: string) {
+  async show(id: string): Promise<ManagedModelDetail> {
     const status = await this.scheduler.get(id);
-    const r = this.registry.get(status.descriptor.id);
-    return {
-      ...(await this.withRegistry(status)),
-      files: r?.files ?? [],
-      has_chat_template: status.info?.hasChatTemplate ?? null,
-      embedding_model: status.info?.isEmbeddingModel ?? null,
-      history: this.history.recent(status.descriptor.id).map((h) => ({
-        event: h.event, at: new Date(h.at).toISOString(), context_length: h.contextLength, memory_bytes: h.memoryBytes, duration_ms: h.durationMs, error: h.error,
-      })),
-    };
+    return { ...(await this.managed(status)), history: this.history.recent(status.descriptor.id) };
   }
 
-  async load(id: string, req: LoadRequest) {
+  async load(id: string, req: LoadRequest): Promise<ModelStatus> {
     const status = await this.scheduler.loadModel(id, { ctx: req.context_length, parallel: req.parallel, threads: req.threads, gpuLayers: req.gpu_layers, ttl: req.ttl });
     if (req.save) {
       if (!this.registry.get(status.descriptor.id)) {
@@ -79,16 +65,16 @@ export class ModelManager {
       }
       this.registry.setLoadDefaults(status.descriptor.id, { contextLength: req.context_length, parallel: req.parallel, threads: req.threads, gpuLayers: req.gpu_layers, ttl: req.ttl });
     }
-    return modelStatusJson(status);
+    return status;
   }
 
-  async unload(id: string) {
+  async unload(id: string): Promise<{ id: string; unloaded: boolean }> {
     const status = await this.scheduler.get(id);
     const unloaded = await this.scheduler.unload(status.descriptor.id);
     return { id: status.descriptor.id, unloaded };
   }
 
-  async update(id: string, body: { load_defaults?: { context_length?: number; parallel?: number; threads?: number; gpu_layers?: number; ttl?: number }; aliases?: string[] }) {
+  async update(id: string, body: { load_defaults?: { context_length?: number; parallel?: number; threads?: number; gpu_layers?: number; ttl?: number }; aliases?: string[] }): Promise<ManagedModelDetail> {
     const status = await this.scheduler.get(id);
     const model = this.registry.get(status.descriptor.id);
     if (!model) throw new InvalidRequestError(`'${id}' is not in the registry; configure it in config.json instead`, "id");
@@ -101,7 +87,8 @@ export class ModelManager {
     return this.show(model.id);
   }
 
-  async remove(id: string) {
+  /** Unloads and forgets a registered model; deletes its files too when LMX downloaded them. */
+  async remove(id: string): Promise<{ id: string; filesDeleted: boolean }> {
     const model = this.registry.get(id);
     if (!model) {
       throw (await this.scheduler.list()).some((s) => s.descriptor.id === id)
@@ -111,7 +98,6 @@ export class ModelManager {
     await this.scheduler.unload(model.id);
     if (model.origin === "download") this.files?.removeModelFiles(model);
     this.registry.remove(model.id);
-    return { id: model.id, deleted: true, files_deleted: model.origin === "download" };
+    return { id: model.id, filesDeleted: model.origin === "download" };
   }
 }
-

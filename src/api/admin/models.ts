@@ -1,9 +1,10 @@
 import { Elysia } from "elysia";
 import * as v from "valibot";
 import { NotFoundError } from "../../errors.ts";
-import type { ModelManager } from "../../admin/model-manager.ts";
+import type { ManagedModel, ManagedModelDetail, ModelManager } from "../../admin/model-manager.ts";
 import type { ProbeJob, ProbeService } from "../../probe/service.ts";
 import { probeFields } from "../../probe/fields.ts";
+import { modelStatusJson } from "../model-json.ts";
 import { ModelActionBody, PatchModelBody } from "./schemas.ts";
 
 export function probeJobJson(j: ProbeJob) {
@@ -14,6 +15,29 @@ export function probeJobJson(j: ProbeJob) {
   };
 }
 
+function managedJson({ status, registered, probe }: ManagedModel) {
+  return {
+    ...modelStatusJson(status),
+    ...probeFields(probe),
+    source_repo: registered?.sourceRepo ?? null,
+    revision: registered?.revision ?? null,
+    origin: registered?.origin ?? "local",
+    aliases: registered?.aliases ?? [],
+    load_defaults: registered?.loadDefaults ?? {},
+  };
+}
+
+function detailJson(m: ManagedModelDetail) {
+  return {
+    ...managedJson(m),
+    files: m.registered?.files ?? [],
+    has_chat_template: m.status.info?.hasChatTemplate ?? null,
+    embedding_model: m.status.info?.isEmbeddingModel ?? null,
+    history: m.history.map((h) => ({
+      event: h.event, at: new Date(h.at).toISOString(), context_length: h.contextLength, memory_bytes: h.memoryBytes, duration_ms: h.durationMs, error: h.error,
+    })),
+  };
+}
 
 /** `/admin/v1/models/<id>[/load|/unload]`: ids may contain slashes (org/repo), so the tail is parsed here. */
 function splitTail(tail: string): { id: string; action?: string } {
@@ -24,20 +48,23 @@ function splitTail(tail: string): { id: string; action?: string } {
 
 export function adminModelRoutes(manager: ModelManager, probes: ProbeService) {
   return new Elysia({ prefix: "/admin/v1" })
-    .get("/models", async () => ({ object: "list", data: await manager.list() }), {
+    .get("/models", async () => ({ object: "list", data: (await manager.list()).map(managedJson) }), {
       detail: { summary: "Every local model with its state and registry data", tags: ["Admin"] },
     })
-    .get("/ps", async () => ({ object: "list", ...(await manager.ps()) }), {
+    .get("/ps", async () => {
+      const { memoryBudget, memoryInUse, loaded } = await manager.ps();
+      return { object: "list", memory_budget_bytes: memoryBudget, memory_in_use_bytes: memoryInUse, data: loaded.map((s) => modelStatusJson(s)) };
+    }, {
       detail: { summary: "Loaded models: memory, context, idle time, active requests", tags: ["Admin"] },
     })
     .get("/models/*", async ({ params }) => {
       const { id, action } = splitTail(params["*"]);
       if (action) throw new NotFoundError(`use POST for /${action}`);
-      return manager.show(id);
+      return detailJson(await manager.show(id));
     }, { detail: { summary: "One model, with GGUF metadata, files, defaults and load history", tags: ["Admin"] } })
     .post("/models/*", async ({ params, body, set }) => {
       const { id, action } = splitTail(params["*"]);
-      if (action === "load") return manager.load(id, body ?? {});
+      if (action === "load") return modelStatusJson(await manager.load(id, body ?? {}));
       if (action === "unload") return manager.unload(id);
       if (action === "probe") {
         set.status = 202;
@@ -55,11 +82,14 @@ export function adminModelRoutes(manager: ModelManager, probes: ProbeService) {
     })
     .get("/probes", () => ({ object: "list", data: probes.list().map(probeJobJson) }), { detail: { summary: "Probe jobs of this server run", tags: ["Admin"] } })
     .get("/probes/:id", ({ params }) => probeJobJson(probes.get(params.id)), { detail: { summary: "One probe job with every step", tags: ["Admin"] } })
-    .patch("/models/*", ({ params, body }) => manager.update(splitTail(params["*"]).id, body), {
+    .patch("/models/*", async ({ params, body }) => detailJson(await manager.update(splitTail(params["*"]).id, body)), {
       body: PatchModelBody,
       detail: { summary: "Set a model's saved load defaults or aliases", tags: ["Admin"] },
     })
-    .delete("/models/*", ({ params }) => manager.remove(splitTail(params["*"]).id), {
+    .delete("/models/*", async ({ params }) => {
+      const { id, filesDeleted } = await manager.remove(splitTail(params["*"]).id);
+      return { id, deleted: true, files_deleted: filesDeleted };
+    }, {
       detail: { summary: "Unload and delete a downloaded model (files LMX downloaded; imported models are only forgotten)", tags: ["Admin"] },
     });
 }
