@@ -1,8 +1,5 @@
-import type { AnyElysia } from "elysia";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { adminImportRoutes } from "./api/admin/import.ts";
-import { adminRuntimeRoutes } from "./api/admin/runtimes.ts";
 import { createApp } from "./api/app.ts";
 import { isLoopback, Security } from "./api/security.ts";
 import { KeyStore } from "./auth/keys.ts";
@@ -10,14 +7,17 @@ import type { ModelOverrides, Resolved } from "./config/resolve.ts";
 import type { serveSettings } from "./config/settings.ts";
 import { LlamaCppEngine } from "./engines/llama/engine.ts";
 import { MlxEngine } from "./engines/mlx/engine.ts";
+import { HubExecutor } from "./downloads/hub-executor.ts";
+import { DownloadJobs } from "./downloads/jobs.ts";
 import { errorMessage, UsageError } from "./errors.ts";
 import { EventBus } from "./events/bus.ts";
+import { hubCacheDir, hubToken } from "./hub/cache.ts";
 import { InferenceService } from "./inference/service.ts";
 import { log } from "./log.ts";
 import { ModelCatalog } from "./models/catalog.ts";
 import { LoadHistory } from "./models/history.ts";
 import { ModelImporter } from "./models/importer.ts";
-import { type FileRemover, ModelManager } from "./admin/model-manager.ts";
+import { ModelManager } from "./admin/model-manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import { ProbeService } from "./probe/service.ts";
 import { MlxRuntime } from "./runtimes/mlx.ts";
@@ -39,13 +39,11 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** Capabilities layered on the core server (downloads, hub search, import) get the core services. */
-export interface ServerPlugin {
-  routes(core: { db: Db; registry: ModelRegistry; events: EventBus; scheduler: Scheduler; home: string; config: ServeConfig }): { routes: AnyElysia; fileRemover?: FileRemover; stop?: () => Promise<void> };
-}
-
-/** Wires store, catalog, engine, scheduler and HTTP app together and starts listening. */
-export async function startServer(config: ServeConfig, home: string, modelOverrides: Record<string, ModelOverrides> = {}, plugins: ServerPlugin[] = []): Promise<RunningServer> {
+/**
+ * Wires store, catalog, engines, scheduler, services and HTTP app together and starts listening.
+ * `env` supplies the Hugging Face token and cache location (tests pass their own).
+ */
+export async function startServer(config: ServeConfig, home: string, modelOverrides: Record<string, ModelOverrides> = {}, env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   if (!isLoopback(config.host) && config.apiKey.length === 0 && !config.insecureNoAuth) {
     throw new UsageError(
       `refusing to listen on ${config.host} without an API key: anyone on the network could use this machine. ` +
@@ -57,6 +55,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   } catch (err) {
     throw new UsageError(`--memory-budget: ${(err as Error).message}`);
   }
+  const hubTokenFromEnv = await hubToken(env);
   const db = openDb(join(home, "lmx.db"));
   const events = new EventBus();
   const registry = new ModelRegistry(db);
@@ -89,19 +88,21 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
     testedContext: (d) => probes.testedDefault(d),
   });
   const probes: ProbeService = new ProbeService(db, scheduler, registry, events);
-  const extras = plugins.map((p) => p.routes({ db, registry, events, scheduler, home, config }));
-  const fileRemover = extras.find((x) => x.fileRemover)?.fileRemover;
-  const manager = new ModelManager(scheduler, registry, history, probes, fileRemover);
+  const hub = { hubUrl: config.hubUrl.replace(/\/+$/, ""), token: config.hfToken ?? hubTokenFromEnv, cacheDir: config.hubCache ?? hubCacheDir(env) };
+  // Metadata of finished downloads is read by the engine that will serve them.
+  const hubExecutor = new HubExecutor(hub, (d) => scheduler.engineFor(d).inspect(d));
+  const downloads = new DownloadJobs(db, events, hubExecutor);
+  const manager = new ModelManager(scheduler, registry, history, probes, hubExecutor);
   const importer = new ModelImporter(registry, {
     lmstudioDir: config.lmstudioDir ?? join(homedir(), ".lmstudio", "models"),
     ollamaDir: config.ollamaDir ?? join(homedir(), ".ollama", "models"),
   }, (d) => engine.inspect(d));
   const inference = new InferenceService(scheduler);
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
-  const app = createApp({ scheduler, inference, security, manager, events, keys, probes, home, extra: [adminImportRoutes(importer), adminRuntimeRoutes(mlxRuntime), ...extras.map((x) => x.routes)] });
+  const app = createApp({ scheduler, inference, security, manager, events, keys, probes, importer, mlx: mlxRuntime, downloads, hub, home });
   const shutdownCore = async () => {
     probes.stop();
-    for (const x of extras) await watched("a plugin to stop", Promise.resolve(x.stop?.()));
+    await watched("the download jobs to stop", downloads.stop());
     await scheduler.shutdown();
     history.close();
     db.$client.close();

@@ -1,17 +1,25 @@
 import { openapi } from "@elysiajs/openapi";
 import { toJsonSchema } from "@valibot/to-json-schema";
-import { type AnyElysia, Elysia } from "elysia";
+import { Elysia } from "elysia";
 import { ForbiddenError } from "../errors.ts";
 import type { KeyStore } from "../auth/keys.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { InferenceService } from "../inference/service.ts";
 import type { ModelManager } from "../admin/model-manager.ts";
+import type { DownloadJobs } from "../downloads/jobs.ts";
+import type { HubSettings } from "../downloads/hub-executor.ts";
+import type { ModelImporter } from "../models/importer.ts";
 import type { ProbeService } from "../probe/service.ts";
+import type { MlxRuntime } from "../runtimes/mlx.ts";
 import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import { VERSION } from "../version.ts";
 import { mapError } from "./errors.ts";
+import { adminDownloadRoutes } from "./admin/downloads.ts";
+import { adminImportRoutes } from "./admin/import.ts";
+import { adminKeyRoutes } from "./admin/keys.ts";
 import { adminModelRoutes } from "./admin/models.ts";
+import { adminRuntimeRoutes } from "./admin/runtimes.ts";
 import { adminSystemRoutes } from "./admin/system.ts";
 import { chatRoutes } from "./routes/chat.ts";
 import { completionRoutes } from "./routes/completions.ts";
@@ -27,16 +35,23 @@ export interface AppDeps {
   events: EventBus;
   keys: KeyStore;
   probes: ProbeService;
+  importer: ModelImporter;
+  mlx: MlxRuntime;
+  downloads: DownloadJobs;
+  hub: HubSettings;
   home: string;
-  /** Routes of capabilities wired by the server (downloads, hub search, import). */
-  extra?: AnyElysia[];
 }
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 
-export function createApp({ scheduler, inference, security, manager, events, keys, probes, home, extra = [] }: AppDeps) {
-  let app = new Elysia()
+/**
+ * The HTTP app: cross-cutting hooks (host check, auth, CORS, errors), then one Elysia plugin per
+ * feature, each a function of the services it needs. A new feature adds its plugin here.
+ */
+export function createApp(deps: AppDeps) {
+  const { scheduler, inference, security, probes } = deps;
+  return new Elysia()
     .onRequest(({ request }) => {
       const url = new URL(request.url);
       try {
@@ -79,10 +94,12 @@ export function createApp({ scheduler, inference, security, manager, events, key
     .use(chatRoutes(inference))
     .use(completionRoutes(inference))
     .use(embeddingRoutes(inference))
-    .use(adminModelRoutes(manager, probes))
-    .use(adminSystemRoutes({ scheduler, events, keys, home }));
-  for (const routes of extra) app = app.use(routes) as typeof app;
-  return app;
+    .use(adminModelRoutes(deps))
+    .use(adminSystemRoutes(deps))
+    .use(adminKeyRoutes(deps))
+    .use(adminDownloadRoutes(deps))
+    .use(adminRuntimeRoutes(deps))
+    .use(adminImportRoutes(deps));
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -3,7 +3,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseFlags, resolveSettings } from "../../src/config/resolve.ts";
 import { serveSettings } from "../../src/config/settings.ts";
-import { downloadsPlugin } from "../../src/downloads/plugin.ts";
 import { configureLog } from "../../src/log.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
 import { watched } from "../../src/util/watch.ts";
@@ -26,7 +25,7 @@ export async function startTestServer(args: string[], opts: { env?: NodeJS.Proce
   const home = opts.home ?? mkdtempSync(join(tmpdir(), "lmx-test-"));
   configureLog({ level: process.env.LMX_TEST_LOG_LEVEL ?? "warn" });
   const config = resolveSettings(serveSettings, parseFlags(["--port", "0", "--threads", "1", ...args], serveSettings), opts.env ?? {}, { values: {}, models: {} });
-  const server = await startServer(config, home, {}, [await downloadsPlugin(opts.env ?? {})]);
+  const server = await startServer(config, home, {}, opts.env ?? {});
   const url = server.url;
   return {
     url,

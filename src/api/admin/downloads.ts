@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import type { DownloadJob, DownloadJobs } from "../../downloads/jobs.ts";
 import { searchModels } from "../../hub/search.ts";
+import type { Scheduler } from "../../scheduler/scheduler.ts";
 import type { HubSettings } from "../../downloads/hub-executor.ts";
 import { DownloadBody, SearchQuery } from "./schemas.ts";
 
@@ -12,7 +13,8 @@ function jobJson(j: DownloadJob) {
   };
 }
 
-export function adminDownloadRoutes(jobs: DownloadJobs, hub: HubSettings, memoryBytes: () => number) {
+/** `/admin/v1/downloads…` and `/admin/v1/hub/search`. */
+export function adminDownloadRoutes({ downloads: jobs, hub, scheduler }: { downloads: DownloadJobs; hub: HubSettings; scheduler: Pick<Scheduler, "memoryBudget"> }) {
   return new Elysia({ prefix: "/admin/v1" })
     .post("/downloads", ({ body, set }) => {
       set.status = 202;
@@ -24,7 +26,7 @@ export function adminDownloadRoutes(jobs: DownloadJobs, hub: HubSettings, memory
     .get("/downloads", () => ({ object: "list", data: jobs.list().map(jobJson) }), { detail: { summary: "Download jobs, newest first", tags: ["Admin"] } })
     .get("/downloads/:id", ({ params }) => jobJson(jobs.get(params.id)), { detail: { summary: "One download job", tags: ["Admin"] } })
     .delete("/downloads/:id", ({ params }) => jobJson(jobs.cancel(params.id)), { detail: { summary: "Cancel a download (the partial file is kept for a later resume)", tags: ["Admin"] } })
-    .get("/hub/search", ({ query }) => searchModels({ query: query.q, limit: query.limit, hubUrl: hub.hubUrl, token: hub.token, memoryBytes: memoryBytes() })
+    .get("/hub/search", ({ query }) => searchModels({ query: query.q, limit: query.limit, hubUrl: hub.hubUrl, token: hub.token, memoryBytes: scheduler.memoryBudget })
       .then((data) => ({ object: "list", data })), {
       query: SearchQuery,
       detail: { summary: "Search GGUF and MLX repos on the hub: files, sizes, quants and whether each fits this machine", tags: ["Admin"] },

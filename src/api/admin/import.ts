@@ -2,7 +2,8 @@ import { Elysia } from "elysia";
 import type { ModelImporter } from "../../models/importer.ts";
 import { ImportBody } from "./schemas.ts";
 
-export function adminImportRoutes(importer: ModelImporter) {
+/** `/admin/v1/import`. */
+export function adminImportRoutes({ importer }: { importer: ModelImporter }) {
   return new Elysia({ prefix: "/admin/v1" }).post("/import", ({ body }) => importer.run(body), {
     body: ImportBody,
     detail: {

@@ -46,7 +46,8 @@ function splitTail(tail: string): { id: string; action?: string } {
   return m ? { id: m[1]!, action: m[2] } : { id: decoded };
 }
 
-export function adminModelRoutes(manager: ModelManager, probes: ProbeService) {
+/** `/admin/v1/models…`, `/admin/v1/ps` and `/admin/v1/probes…`. */
+export function adminModelRoutes({ manager, probes }: { manager: ModelManager; probes: ProbeService }) {
   return new Elysia({ prefix: "/admin/v1" })
     .get("/models", async () => ({ object: "list", data: (await manager.list()).map(managedJson) }), {
       detail: { summary: "Every local model with its state and registry data", tags: ["Admin"] },

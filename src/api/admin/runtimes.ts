@@ -39,7 +39,8 @@ function operation(request: Request, run: (opts: InstallOptions) => Promise<Runt
   return new Response(stream, { headers: { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-cache" } });
 }
 
-export function adminRuntimeRoutes(mlx: MlxRuntime) {
+/** `/admin/v1/runtimes…`. */
+export function adminRuntimeRoutes({ mlx }: { mlx: MlxRuntime }) {
   return new Elysia({ prefix: "/admin/v1" })
     .get("/runtimes", () => ({ object: "list", data: [mlx.status()] }), {
       detail: { summary: "Runtimes LMX manages (the MLX Python environment): installed versions, pins, paths", tags: ["Admin"] },

@@ -2,18 +2,17 @@ import { Elysia } from "elysia";
 import { freemem, totalmem, platform, arch, release } from "node:os";
 import { engineBundleInfo } from "../../engines/llama/loader.ts";
 import type { EventBus } from "../../events/bus.ts";
-import type { KeyStore } from "../../auth/keys.ts";
 import type { Scheduler } from "../../scheduler/scheduler.ts";
 import { cpuInfo } from "../../util/cpu.ts";
 import { VERSION } from "../../version.ts";
-import { KeyBody } from "./schemas.ts";
 
 function accelerator(): string {
   if (platform() === "darwin" && arch() === "arm64") return "metal";
   return "none";
 }
 
-export function adminSystemRoutes(deps: { scheduler: Scheduler; events: EventBus; keys: KeyStore; home: string }) {
+/** `/admin/v1/system` and `/admin/v1/events`. */
+export function adminSystemRoutes(deps: { scheduler: Scheduler; events: EventBus; home: string }) {
   return new Elysia({ prefix: "/admin/v1" })
     .get("/system", () => {
       const cpu = cpuInfo();
@@ -64,11 +63,5 @@ export function adminSystemRoutes(deps: { scheduler: Scheduler; events: EventBus
         },
       });
       return new Response(stream, { headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" } });
-    }, { detail: { summary: "Server-Sent Events: downloads, loads, unloads, evictions, errors", tags: ["Admin"] } })
-    .get("/keys", () => ({ object: "list", data: deps.keys.list() }), { detail: { summary: "API keys (never the keys themselves)", tags: ["Admin"] } })
-    .post("/keys", ({ body }) => {
-      const { key, info } = deps.keys.create(body.scope, body.name);
-      return { ...info, key, note: "Store this key now: it is not shown again." };
-    }, { body: KeyBody, detail: { summary: "Create an API key (shown once)", tags: ["Admin"] } })
-    .delete("/keys/:ref", ({ params }) => deps.keys.revoke(params.ref), { detail: { summary: "Revoke a key by id, name or prefix", tags: ["Admin"] } });
+    }, { detail: { summary: "Server-Sent Events: downloads, loads, unloads, evictions, errors", tags: ["Admin"] } });
 }

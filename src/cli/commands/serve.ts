@@ -1,7 +1,6 @@
 import { lmxHome, parseFlags, readConfigFile, resolveSettings } from "../../config/resolve.ts";
 import { serveSettings } from "../../config/settings.ts";
 import { configureLog, log } from "../../log.ts";
-import { downloadsPlugin } from "../../downloads/plugin.ts";
 import { restartOnEngineSwitch } from "../../update/restart.ts";
 import { startServer } from "../../server.ts";
 import { settingsHelp } from "../help.ts";
@@ -22,7 +21,7 @@ export const serve: Command = {
     const file = readConfigFile(home);
     const config = resolveSettings(serveSettings, flags, process.env, file);
     configureLog({ level: config.logLevel, format: config.logFormat });
-    const server = await startServer(config, home, file.models, [await downloadsPlugin()]);
+    const server = await startServer(config, home, file.models);
     restartOnEngineSwitch(server);
     let shuttingDown = false;
     const shutdown = (signal: string) => {
