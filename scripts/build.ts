@@ -208,7 +208,7 @@ export async function buildEngineBundle(root: string, outDir: string, platform: 
     throw new Error(`${platform.packageName} ${prebuilt.version} does not match node-llama-cpp ${nlc.version}; reinstall dependencies`);
   }
   const { files, excludedBytes } = collectBundleFiles(root, packages);
-  const archive = packTarGz(tarEntries(files, options.transform), 9);
+  const archive = await packTarGz(tarEntries(files, options.transform), 9);
   const path = join(outDir, engineBundleFileName(nlc.version, platform.target));
   await mkdir(outDir, { recursive: true });
   await Bun.write(path, archive);

@@ -241,7 +241,7 @@ async function buildTarget(options: Options, engineRoot: string, staging: string
     checkElf(binary, target);
     say(`  ${target}: lmx ${mb(binary.length)}`);
   }
-  const archive = packTarGz([{ type: "file", path: "lmx", data: binary, mode: 0o755 }], 6);
+  const archive = await packTarGz([{ type: "file", path: "lmx", data: binary, mode: 0o755 }], 6);
   const appArtifact = join(staging, `lmx-${target}.tar.gz`);
   await writeFile(appArtifact, archive);
   await rm(exeDir, { recursive: true, force: true });

@@ -53,7 +53,7 @@ async function deadPid(): Promise<number> {
 
 beforeAll(async () => {
   configureLog({ level: process.env.LMX_TEST_LOG_LEVEL ?? "warn" });
-  const archive = packTarGz(fakeBundle(), 1);
+  const archive = await packTarGz(fakeBundle(), 1);
   archivePath = join(scratch, `engine-llama.cpp-${VERSION}-${TARGET}.tar.gz`);
   await Bun.write(archivePath, archive);
   archiveSha = sha256(archive);
@@ -152,7 +152,7 @@ describe("engine bundle extraction", () => {
   });
 
   test("an archive with an escaping entry is refused and nothing lands outside", async () => {
-    const evil = packTarGz([
+    const evil = await packTarGz([
       { type: "file", path: "node_modules/ok.js", data: new Uint8Array(1) },
       { type: "file", path: "../../escaped.txt", data: new Uint8Array(1) },
     ]);

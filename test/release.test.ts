@@ -321,17 +321,17 @@ describe("lmx update", () => {
       const body = new TextEncoder().encode(JSON.stringify(m, null, 2));
       return { body, sig: signDetached(body, key) };
     };
-    const script = (text: string): Uint8Array => packTarGz([{ type: "file", path: "lmx", data: new TextEncoder().encode(text), mode: 0o755 }]);
+    const script = (text: string): Promise<Uint8Array> => packTarGz([{ type: "file", path: "lmx", data: new TextEncoder().encode(text), mode: 0o755 }]);
     const scenario = (name: string, files: Record<string, Override>): string => {
       for (const [file, value] of Object.entries(files)) overrides.set(`/s/${name}/${file}`, value);
       return `${base}/s/${name}`;
     };
     const unknownKey = withArtifact(() => undefined, rogueKey.key);
-    const evil = script(`#!/bin/sh\ntouch ${marker}\necho "lmx ${NEW}"\n`);
+    const evil = await script(`#!/bin/sh\ntouch ${marker}\necho "lmx ${NEW}"\n`);
     const wrongSize = withArtifact((a) => { a.size += 1; });
-    const failing = script("#!/bin/sh\necho 'cannot start' >&2\nexit 3\n");
+    const failing = await script("#!/bin/sh\necho 'cannot start' >&2\nexit 3\n");
     const failingManifest = withArtifact((a) => { a.size = failing.length; a.sha256 = sha256(failing); });
-    const liar = script('#!/bin/sh\necho "lmx 6.6.6"\n');
+    const liar = await script('#!/bin/sh\necho "lmx 6.6.6"\n');
     const liarManifest = withArtifact((a) => { a.size = liar.length; a.sha256 = sha256(liar); });
     const flipped = archive.slice();
     flipped[1000] = (flipped[1000] as number) ^ 0xff;

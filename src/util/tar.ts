@@ -1,8 +1,11 @@
-// A small ustar/PAX tar writer and reader, enough to pack the llama.cpp engine bundle at build time
-// and unpack it on first run without an npm dependency. It knows files, directories and symlinks;
-// anything else (hard links, devices, FIFOs) is rejected because the bundle never contains them and
-// an extractor that silently skips entries would hide a broken archive.
+// Reading and writing the tar archives of the llama.cpp engine bundle and of releases. The format
+// itself (ustar headers, PAX records for long paths, checksums) is modern-tar's; this module adds
+// what LMX promises on top: only files, directories and symlinks (anything else, hard links
+// included, is refused because the bundle never contains them and an extractor that silently skips
+// entries would hide a broken archive), and an extractor that refuses every entry that could write
+// outside its destination.
 
+import { createTarDecoder, packTar as packEntries, type TarHeader } from "modern-tar";
 import { chmod, mkdir, symlink, writeFile } from "node:fs/promises";
 import { isAbsolute, join, posix, resolve } from "node:path";
 
@@ -21,390 +24,91 @@ export class TarUnsafeEntryError extends Error {
   override name = "TarUnsafeEntryError";
 }
 
-const BLOCK = 512;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-// Largest value an 11-digit octal field holds; bigger sizes go into a PAX record.
-const MAX_OCTAL_11 = 0o77777777777;
-
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-/** Serializes entries into an uncompressed tar archive. */
-export function packTar(entries: Iterable<TarEntry>): Uint8Array<ArrayBuffer> {
-  const blocks: Uint8Array[] = [];
-  for (const entry of entries) {
-    for (const block of encodeEntry(entry)) blocks.push(block);
+function header(entry: TarEntry): TarHeader {
+  if (entry.path === "" || entry.path.includes("\0")) throw new TarFormatError(`invalid tar entry path ${JSON.stringify(entry.path)}`);
+  const mtime = new Date(Math.max(0, Math.floor(entry.mtime ?? 0)) * 1000);
+  if (entry.type === "file") return { name: entry.path, type: "file", size: entry.data.byteLength, mode: (entry.mode ?? 0o644) & 0o7777, mtime };
+  if (entry.type === "directory") {
+    return { name: entry.path.endsWith("/") ? entry.path : `${entry.path}/`, type: "directory", size: 0, mode: (entry.mode ?? 0o755) & 0o7777, mtime };
   }
-  // End-of-archive marker: two zero blocks.
-  blocks.push(new Uint8Array(BLOCK * 2));
-  return concat(blocks);
+  return { name: entry.path, type: "symlink", size: 0, mode: 0o777, linkname: entry.target, mtime };
+}
+
+/** Serializes entries into an uncompressed tar archive. */
+export function packTar(entries: Iterable<TarEntry>): Promise<Uint8Array<ArrayBuffer>> {
+  return packEntries([...entries].map((e) => ({ header: header(e), body: e.type === "file" ? e.data : undefined })));
 }
 
 /** Serializes and gzips entries. */
-export function packTarGz(entries: Iterable<TarEntry>, level: 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 = 9): Uint8Array {
-  return Bun.gzipSync(packTar(entries), { level });
-}
-
-function encodeEntry(entry: TarEntry): Uint8Array[] {
-  const isDir = entry.type === "directory";
-  const path = isDir && !entry.path.endsWith("/") ? `${entry.path}/` : entry.path;
-  if (path === "" || path.includes("\0")) throw new TarFormatError(`invalid tar entry path ${JSON.stringify(entry.path)}`);
-  const size = entry.type === "file" ? entry.data.byteLength : 0;
-  const linkname = entry.type === "symlink" ? entry.target : "";
-  const defaultMode = entry.type === "file" ? 0o644 : entry.type === "directory" ? 0o755 : 0o777;
-  const mode = entry.type === "symlink" ? 0o777 : (entry.mode ?? defaultMode) & 0o7777;
-  const mtime = Math.max(0, Math.floor(entry.mtime ?? 0));
-
-  const pax: Record<string, string> = {};
-  const split = splitUstarPath(path);
-  if (split === undefined) pax.path = path;
-  if (encoder.encode(linkname).byteLength > 100) pax.linkpath = linkname;
-  if (size > MAX_OCTAL_11) pax.size = String(size);
-
-  const out: Uint8Array[] = [];
-  if (Object.keys(pax).length > 0) {
-    const body = encodePaxRecords(pax);
-    const paxName = `PaxHeader/${truncateUtf8(path.replace(/\/$/, "").split("/").pop() ?? "entry", 90)}`;
-    out.push(encodeHeader({ name: paxName, prefix: "", mode: 0o644, size: body.byteLength, mtime, typeflag: "x", linkname: "" }));
-    out.push(...dataBlocks(body));
-  }
-  out.push(
-    encodeHeader({
-      name: split?.name ?? truncateUtf8(path, 100),
-      prefix: split?.prefix ?? "",
-      mode,
-      size: size > MAX_OCTAL_11 ? 0 : size,
-      mtime,
-      typeflag: entry.type === "file" ? "0" : isDir ? "5" : "2",
-      linkname: pax.linkpath === undefined ? linkname : truncateUtf8(linkname, 100),
-    }),
-  );
-  if (entry.type === "file") out.push(...dataBlocks(entry.data));
-  return out;
-}
-
-interface RawHeader {
-  name: string;
-  prefix: string;
-  mode: number;
-  size: number;
-  mtime: number;
-  typeflag: string;
-  linkname: string;
-}
-
-function encodeHeader(h: RawHeader): Uint8Array {
-  const block = new Uint8Array(BLOCK);
-  writeString(block, 0, 100, h.name);
-  writeOctal(block, 100, 8, h.mode);
-  writeOctal(block, 108, 8, 0); // uid
-  writeOctal(block, 116, 8, 0); // gid
-  writeOctal(block, 124, 12, h.size);
-  writeOctal(block, 136, 12, h.mtime);
-  block.fill(0x20, 148, 156); // checksum is computed with its own field as spaces
-  writeString(block, 156, 1, h.typeflag);
-  writeString(block, 157, 100, h.linkname);
-  writeString(block, 257, 6, "ustar\0");
-  writeString(block, 263, 2, "00");
-  writeString(block, 345, 155, h.prefix);
-  let sum = 0;
-  for (const byte of block) sum += byte;
-  writeString(block, 148, 8, `${sum.toString(8).padStart(6, "0")}\0 `);
-  return block;
-}
-
-/** Splits a path into ustar prefix (<= 155 bytes) and name (<= 100 bytes), if it fits at all. */
-function splitUstarPath(path: string): { prefix: string; name: string } | undefined {
-  const bytes = encoder.encode(path);
-  if (bytes.byteLength <= 100) return { prefix: "", name: path };
-  if (bytes.byteLength > 256) return undefined;
-  // Prefer the longest prefix so the name part stays short; splitting happens at a "/" which is dropped.
-  for (let i = path.length - 1; i > 0; i--) {
-    if (path[i] !== "/") continue;
-    const prefix = path.slice(0, i);
-    const name = path.slice(i + 1);
-    if (name === "") continue;
-    if (encoder.encode(prefix).byteLength <= 155 && encoder.encode(name).byteLength <= 100) return { prefix, name };
-  }
-  return undefined;
-}
-
-function encodePaxRecords(records: Record<string, string>): Uint8Array {
-  let text = "";
-  for (const [key, value] of Object.entries(records)) {
-    // Each record is "<len> <key>=<value>\n" where <len> counts the whole record, itself included.
-    const rest = encoder.encode(` ${key}=${value}\n`).byteLength;
-    let len = rest + 1;
-    while (String(len).length + rest !== len) len = String(len).length + rest;
-    text += `${len} ${key}=${value}\n`;
-  }
-  return encoder.encode(text);
-}
-
-function dataBlocks(data: Uint8Array): Uint8Array[] {
-  const padding = (BLOCK - (data.byteLength % BLOCK)) % BLOCK;
-  return padding === 0 ? [data] : [data, new Uint8Array(padding)];
-}
-
-function writeString(block: Uint8Array, offset: number, length: number, value: string): void {
-  const bytes = encoder.encode(value);
-  if (bytes.byteLength > length) throw new TarFormatError(`tar header field overflow for ${JSON.stringify(value)}`);
-  block.set(bytes, offset);
-}
-
-function writeOctal(block: Uint8Array, offset: number, length: number, value: number): void {
-  writeString(block, offset, length, `${value.toString(8).padStart(length - 1, "0")}\0`);
-}
-
-function truncateUtf8(value: string, maxBytes: number): string {
-  let out = value;
-  while (encoder.encode(out).byteLength > maxBytes) out = out.slice(0, -1);
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  let total = 0;
-  for (const part of parts) total += part.byteLength;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
+export async function packTarGz(entries: Iterable<TarEntry>, level: 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 = 9): Promise<Uint8Array> {
+  return Bun.gzipSync(await packTar(entries), { level });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/**
- * Incremental tar parser: feed it chunks of any size, get complete entries back. Every byte is
- * copied at most once, so multi-megabyte files arriving in small chunks stay linear.
- */
-export class TarParser {
-  private chunks: Uint8Array[] = [];
-  private headOffset = 0;
-  private available = 0;
-  private state: "header" | "data" | "end" = "header";
-  private current: (RawHeader & { path: string }) | undefined;
-  private paddingAfterData = 0;
-  private overrides: { path?: string; linkpath?: string; size?: number; mtime?: number } = {};
-  private zeroBlocks = 0;
+function toEntry(h: TarHeader, data: Uint8Array): TarEntry {
+  const mtime = h.mtime ? Math.floor(h.mtime.getTime() / 1000) : undefined;
+  switch (h.type ?? "file") {
+    case "file":
+      return { type: "file", path: h.name, data, mode: h.mode, mtime };
+    case "directory":
+      return { type: "directory", path: h.name, mode: h.mode, mtime };
+    case "symlink":
+      return { type: "symlink", path: h.name, target: h.linkname ?? "", mtime };
+    case "link":
+      throw new TarFormatError(`tar entry ${JSON.stringify(h.name)} is a hard link; only files, directories and symlinks are supported`);
+    default:
+      throw new TarFormatError(`tar entry ${JSON.stringify(h.name)} has unsupported type ${h.type}`);
+  }
+}
 
-  push(chunk: Uint8Array): TarEntry[] {
-    const entries: TarEntry[] = [];
-    if (this.state === "end" || chunk.byteLength === 0) return entries;
-    this.chunks.push(chunk);
-    this.available += chunk.byteLength;
+/** Parses an uncompressed archive arriving as a stream of chunks; each entry's data is read whole. */
+export async function* readTar(chunks: ReadableStream<Uint8Array>): AsyncGenerator<TarEntry> {
+  let entries: ReadableStream<{ header: TarHeader; body: ReadableStream<Uint8Array> }>;
+  try {
+    entries = chunks.pipeThrough(createTarDecoder({ strict: true }));
+  } catch (err) {
+    throw formatError(err);
+  }
+  const reader = entries.getReader();
+  try {
     for (;;) {
-      if (this.state === "header") {
-        if (this.available < BLOCK) break;
-        const block = this.take(BLOCK);
-        if (block.every((byte) => byte === 0)) {
-          if (++this.zeroBlocks === 2) {
-            this.state = "end";
-            this.chunks = [];
-            this.available = 0;
-            break;
-          }
-          continue;
-        }
-        this.zeroBlocks = 0;
-        const entry = this.onHeader(block);
-        if (entry !== undefined) entries.push(entry);
-      } else if (this.state === "data") {
-        const header = this.current;
-        if (header === undefined) throw new TarFormatError("tar parser lost track of the current entry");
-        if (this.available < header.size + this.paddingAfterData) break;
-        const data = this.take(header.size);
-        this.take(this.paddingAfterData);
-        this.state = "header";
-        this.current = undefined;
-        const entry = this.onData(header, data);
-        if (entry !== undefined) entries.push(entry);
-      } else {
-        break;
+      let header: TarHeader;
+      let data: Uint8Array;
+      try {
+        const next = await reader.read();
+        if (next.done) return;
+        header = next.value.header;
+        data = new Uint8Array(await new Response(next.value.body).arrayBuffer());
+      } catch (err) {
+        throw formatError(err);
       }
+      yield toEntry(header, data);
     }
-    return entries;
-  }
-
-  /** Call after the last chunk; throws when the archive was cut short. */
-  finish(): void {
-    // A single zero block followed by EOF is accepted: some writers omit the second one.
-    if (this.state === "end" || (this.state === "header" && this.zeroBlocks === 1 && this.available === 0)) return;
-    throw new TarFormatError("tar archive is truncated (missing data or end-of-archive marker)");
-  }
-
-  private onHeader(block: Uint8Array): TarEntry | undefined {
-    const stored = parseOctal(block, 148, 8);
-    let sum = 0;
-    for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
-    if (stored !== sum) throw new TarFormatError("tar header checksum mismatch (corrupted archive?)");
-
-    const typeflag = String.fromCharCode(block[156] ?? 0);
-    // Only POSIX ustar ("ustar\0" + "00") has a prefix field; old GNU tar keeps timestamps there.
-    const posixUstar = decoder.decode(block.subarray(257, 263)) === "ustar\0";
-    const name = readString(block, 0, 100);
-    const prefix = posixUstar ? readString(block, 345, 155) : "";
-    // PAX and GNU long-name headers describe the next entry; the next real entry consumes them.
-    const isMeta = ["x", "g", "L", "K"].includes(typeflag);
-    const overrides = isMeta ? {} : this.overrides;
-    if (!isMeta) this.overrides = {};
-    const header = {
-      name,
-      prefix,
-      mode: parseOctal(block, 100, 8),
-      size: overrides.size ?? parseNumeric(block, 124, 12),
-      mtime: overrides.mtime ?? parseNumeric(block, 136, 12),
-      typeflag,
-      linkname: overrides.linkpath ?? readString(block, 157, 100),
-      path: overrides.path ?? (prefix === "" ? name : `${prefix}/${name}`),
-    };
-    // Only regular files, PAX and GNU long-name records carry data; a size on other types is ignored.
-    const hasData = ["0", "\0", "7", "x", "g", "L", "K"].includes(typeflag);
-    if (hasData && header.size > 0) {
-      this.current = header;
-      this.paddingAfterData = (BLOCK - (header.size % BLOCK)) % BLOCK;
-      this.state = "data";
-      return undefined;
-    }
-    return this.onData(header, new Uint8Array(0));
-  }
-
-  private onData(header: RawHeader & { path: string }, data: Uint8Array): TarEntry | undefined {
-    const { typeflag, path } = header;
-    switch (typeflag) {
-      case "x":
-        this.overrides = { ...this.overrides, ...parsePaxRecords(data) };
-        return undefined;
-      case "g":
-        return undefined;
-      case "L":
-        this.overrides = { ...this.overrides, path: decodeNulTerminated(data) };
-        return undefined;
-      case "K":
-        this.overrides = { ...this.overrides, linkpath: decodeNulTerminated(data) };
-        return undefined;
-      case "0":
-      case "\0":
-      case "7":
-        return { type: "file", path, data, mode: header.mode & 0o7777, mtime: header.mtime };
-      case "5":
-        return { type: "directory", path, mode: header.mode & 0o7777, mtime: header.mtime };
-      case "2":
-        return { type: "symlink", path, target: header.linkname, mtime: header.mtime };
-      case "1":
-        throw new TarFormatError(`tar entry ${JSON.stringify(path)} is a hard link, which is not supported`);
-      default:
-        throw new TarFormatError(`tar entry ${JSON.stringify(path)} has unsupported type ${JSON.stringify(typeflag)}`);
-    }
-  }
-
-  private take(length: number): Uint8Array {
-    if (length === 0) return new Uint8Array(0);
-    const first = this.chunks[0];
-    if (first !== undefined && first.byteLength - this.headOffset >= length) {
-      const out = first.subarray(this.headOffset, this.headOffset + length);
-      this.advance(length);
-      return out;
-    }
-    const out = new Uint8Array(length);
-    let filled = 0;
-    while (filled < length) {
-      const chunk = this.chunks[0];
-      if (chunk === undefined) throw new TarFormatError("tar parser ran out of data");
-      const n = Math.min(length - filled, chunk.byteLength - this.headOffset);
-      out.set(chunk.subarray(this.headOffset, this.headOffset + n), filled);
-      filled += n;
-      this.advance(n);
-    }
-    return out;
-  }
-
-  private advance(length: number): void {
-    this.available -= length;
-    this.headOffset += length;
-    const first = this.chunks[0];
-    if (first !== undefined && this.headOffset >= first.byteLength) {
-      this.chunks.shift();
-      this.headOffset = 0;
-    }
+  } finally {
+    await reader.cancel().catch(() => {});
   }
 }
 
-/** Parses a complete, uncompressed archive held in memory. */
-export function unpackTar(archive: Uint8Array): TarEntry[] {
-  const parser = new TarParser();
-  const entries = parser.push(archive);
-  parser.finish();
-  return entries;
-}
-
-/** Parses an uncompressed archive arriving as a stream of chunks. */
-export async function* readTar(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<TarEntry> {
-  const parser = new TarParser();
-  for await (const chunk of chunks) yield* parser.push(chunk);
-  parser.finish();
+/** Parses a whole uncompressed archive. */
+export async function unpackTar(archive: Uint8Array): Promise<TarEntry[]> {
+  const out: TarEntry[] = [];
+  for await (const entry of readTar(new Blob([archive]).stream())) out.push(entry);
+  return out;
 }
 
 /** Streams a gzipped archive from a Blob (or file) through gunzip into the parser. */
 export function readTarGz(source: Blob): AsyncGenerator<TarEntry> {
-  const stream = source.stream().pipeThrough(new DecompressionStream("gzip"));
-  return readTar(stream);
+  return readTar(source.stream().pipeThrough(new DecompressionStream("gzip")));
 }
 
-function readString(block: Uint8Array, offset: number, length: number): string {
-  const field = block.subarray(offset, offset + length);
-  const end = field.indexOf(0);
-  return decoder.decode(end === -1 ? field : field.subarray(0, end));
-}
-
-function parseOctal(block: Uint8Array, offset: number, length: number): number {
-  const text = readString(block, offset, length).trim();
-  if (text === "") return 0;
-  if (!/^[0-7]+$/.test(text)) throw new TarFormatError(`invalid octal field ${JSON.stringify(text)} in tar header`);
-  return Number.parseInt(text, 8);
-}
-
-/** Octal, or GNU base-256 when the high bit of the first byte is set. */
-function parseNumeric(block: Uint8Array, offset: number, length: number): number {
-  if (((block[offset] ?? 0) & 0x80) === 0) return parseOctal(block, offset, length);
-  let value = (block[offset] ?? 0) & 0x7f;
-  for (let i = offset + 1; i < offset + length; i++) value = value * 256 + (block[i] ?? 0);
-  return value;
-}
-
-function decodeNulTerminated(data: Uint8Array): string {
-  const end = data.indexOf(0);
-  return decoder.decode(end === -1 ? data : data.subarray(0, end));
-}
-
-function parsePaxRecords(data: Uint8Array): { path?: string; linkpath?: string; size?: number; mtime?: number } {
-  const out: { path?: string; linkpath?: string; size?: number; mtime?: number } = {};
-  let offset = 0;
-  while (offset < data.byteLength) {
-    const space = data.indexOf(0x20, offset);
-    if (space === -1) break;
-    const length = Number.parseInt(decoder.decode(data.subarray(offset, space)), 10);
-    if (!Number.isFinite(length) || length <= 0 || offset + length > data.byteLength) {
-      throw new TarFormatError("malformed PAX extended header");
-    }
-    const record = decoder.decode(data.subarray(space + 1, offset + length - 1));
-    const eq = record.indexOf("=");
-    if (eq !== -1) {
-      const key = record.slice(0, eq);
-      const value = record.slice(eq + 1);
-      if (key === "path") out.path = value;
-      else if (key === "linkpath") out.linkpath = value;
-      else if (key === "size") out.size = Number.parseInt(value, 10);
-      else if (key === "mtime") out.mtime = Math.floor(Number.parseFloat(value));
-    }
-    offset += length;
-  }
-  return out;
+function formatError(err: unknown): Error {
+  if (err instanceof TarFormatError) return err;
+  return new TarFormatError(`malformed tar archive: ${err instanceof Error ? err.message : String(err)}`);
 }
 
 // ---------------------------------------------------------------------------------------------
