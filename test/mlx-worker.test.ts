@@ -9,7 +9,7 @@ import { parseWorkerLine, ProtocolViolation } from "../src/engines/mlx/protocol.
 import { REPO_ROOT } from "./fixtures/prepare.ts";
 import { mlxTestEnv, type MlxTestEnv } from "./helpers/mlx.ts";
 
-const WORKER = join(REPO_ROOT, "native", "mlx_worker.py");
+const WORKER = join(REPO_ROOT, "native", "mlx_worker");
 
 let env: MlxTestEnv;
 beforeAll(async () => {
@@ -46,17 +46,18 @@ describe("protocol", () => {
   test("stop strings and tool-call markers are matched across chunk boundaries and never leak partially", () => {
     const script = `
 import json, sys
-sys.path.insert(0, ${JSON.stringify(join(REPO_ROOT, "native"))})
-import mlx_worker as w
+sys.path.insert(0, ${JSON.stringify(WORKER)})
+import protocol
+from textfilter import TextFilter
 out = {}
-f = w.TextFilter(["STOP"], None, None)
+f = TextFilter(["STOP"], None, None)
 out["stop"] = [f.feed(x) for x in ["ab", "cS", "TO", "Pxyz"]]
-f = w.TextFilter(["STOP"], None, None)
+f = TextFilter(["STOP"], None, None)
 out["almost"] = [f.feed(x) for x in ["aST", "b"]] + [f.finish()]
-f = w.TextFilter([], "<tool_call>", "</tool_call>")
+f = TextFilter([], "<tool_call>", "</tool_call>")
 out["tool"] = [f.feed(x) for x in ["Hi <tool", "_call>{\\"name\\": \\"f\\"}</tool", "_call> bye"]] + [f.finish()]
 out["calls"] = f.tool_calls
-w.send(out)
+protocol.send(out)
 `;
     const proc = Bun.spawnSync([env.python, "-c", script], { stdout: "pipe", stderr: "pipe" });
     const out = JSON.parse(proc.stdout.toString()) as Record<string, unknown>;

@@ -1,4 +1,4 @@
-// The message format between LMX and its MLX worker (native/mlx_worker.py), version 1.
+// The message format between LMX and its MLX worker (native/mlx_worker/), version 1.
 //
 // Newline-delimited JSON over the worker's stdin (LMX → worker) and stdout (worker → LMX); stderr
 // is log text. The worker speaks first with `hello`, naming the protocol version; LMX refuses a

@@ -1,25 +1,51 @@
-// The worker program (native/mlx_worker.py), embedded as text so the compiled executable carries
-// it; it is written next to the runtime under a content-hashed name before a worker starts.
+// The worker program (native/mlx_worker/, a Python package run as a directory), embedded as text so
+// the compiled executable carries it; it is written next to the runtime into a content-hashed folder
+// before a worker starts, and run as `python <folder>`.
 
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import source from "../../../native/mlx_worker.py" with { type: "text" };
+import main from "../../../native/mlx_worker/__main__.py" with { type: "text" };
+import generation from "../../../native/mlx_worker/generation.py" with { type: "text" };
+import protocol from "../../../native/mlx_worker/protocol.py" with { type: "text" };
+import sampling from "../../../native/mlx_worker/sampling.py" with { type: "text" };
+import textfilter from "../../../native/mlx_worker/textfilter.py" with { type: "text" };
 
-export const WORKER_SOURCE: string = source;
-export const WORKER_HASH = createHash("sha256").update(source).digest("hex").slice(0, 12);
+/** File name → source, in a fixed order (the hash depends on it). */
+export const WORKER_FILES: Readonly<Record<string, string>> = {
+  "__main__.py": main,
+  "generation.py": generation,
+  "protocol.py": protocol,
+  "sampling.py": sampling,
+  "textfilter.py": textfilter,
+};
 
-/** Writes the worker into `dir` unless this exact version is there; returns its path. */
+export const WORKER_HASH = (() => {
+  const hash = createHash("sha256");
+  for (const [name, source] of Object.entries(WORKER_FILES)) hash.update(`${name}\0${source.length}\0${source}`);
+  return hash.digest("hex").slice(0, 12);
+})();
+
+/** Writes the worker into `dir` unless this exact version is there; returns the folder to run. */
 export function writeWorkerScript(dir: string): string {
-  const path = join(dir, `mlx_worker-${WORKER_HASH}.py`);
-  if (existsSync(path)) return path;
+  const path = join(dir, `mlx_worker-${WORKER_HASH}`);
+  if (existsSync(join(path, "__main__.py"))) return path;
   mkdirSync(dir, { recursive: true });
+  // Written whole into a temporary folder, then renamed: a worker never starts from half a package.
   const tmp = `${path}.tmp-${process.pid}`;
   try {
-    writeFileSync(tmp, source);
-    renameSync(tmp, path);
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp);
+    for (const [name, source] of Object.entries(WORKER_FILES)) writeFileSync(join(tmp, name), source);
+    rmSync(path, { recursive: true, force: true });
+    try {
+      renameSync(tmp, path);
+    } catch (err) {
+      // Another process wrote the same version first.
+      if (!existsSync(join(path, "__main__.py"))) throw err;
+    }
   } finally {
-    rmSync(tmp, { force: true });
+    rmSync(tmp, { recursive: true, force: true });
   }
   return path;
 }

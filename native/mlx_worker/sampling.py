@@ -1,0 +1,46 @@
+"""Token sampling for a request (mlx arrays in, token ids out)."""
+
+import math
+
+# Sampling. Same order and defaults as LMX's llama.cpp engine: top-k first (which also makes the
+# later steps cheap on a large vocabulary), then top-p and min-p over what is left, then
+# temperature. A seed gives the request its own random key, so seeded requests are reproducible
+# even while batched with others.
+
+
+def make_sampler(mx, temperature, top_k, top_p, min_p, seed):
+    if temperature <= 0:
+        return lambda logprobs: mx.argmax(logprobs, axis=-1)
+    key = [mx.random.key(seed)] if seed is not None else None
+
+    def sample(logprobs):
+        vocab = logprobs.shape[-1]
+        values, index = logprobs, None
+        if 0 < top_k < vocab:
+            index = mx.argpartition(-logprobs, kth=top_k - 1, axis=-1)[..., :top_k]
+            values = mx.take_along_axis(logprobs, index, axis=-1)
+        if 0 < top_p < 1:
+            probs = mx.softmax(values, axis=-1)
+            ordered = mx.sort(probs, axis=-1)[..., ::-1]
+            before = mx.cumsum(ordered, axis=-1) - ordered
+            # The smallest probability still needed to reach top_p; the most likely token always stays.
+            kept = mx.where(before < top_p, ordered, mx.array(float("inf"), ordered.dtype))
+            threshold = mx.min(kept, axis=-1, keepdims=True)
+            values = mx.where(probs < threshold, mx.array(-float("inf"), values.dtype), values)
+        if min_p > 0:
+            floor = mx.max(values, axis=-1, keepdims=True) + math.log(min_p)
+            values = mx.where(values < floor, mx.array(-float("inf"), values.dtype), values)
+        scaled = values * (1.0 / temperature)
+        if key is not None:
+            pair = mx.random.split(key[0])
+            key[0] = pair[0]
+            choice = mx.random.categorical(scaled, key=pair[1])
+        else:
+            choice = mx.random.categorical(scaled)
+        if index is not None:
+            choice = mx.take_along_axis(index, choice[..., None], axis=-1).squeeze(-1)
+        return choice
+
+    return sample
+
+
