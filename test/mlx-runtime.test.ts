@@ -7,10 +7,12 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { locateUv } from "../src/runtimes/uv.ts";
-import type { RuntimeStatus } from "../src/runtimes/mlx.ts";
 import { REPO_ROOT } from "./fixtures/prepare.ts";
 import { mlxTestEnv, type MlxTestEnv, UV_TEST_CACHE } from "./helpers/mlx.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
+
+/** The parts of /admin/v1/runtimes/{name} these tests read. */
+interface RuntimeJson { installed: boolean; source: string | null; path: string | null; up_to_date: boolean; verified_at: string | null; packages: Record<string, string> }
 
 let env: MlxTestEnv;
 const savedEnv = { UV_CACHE_DIR: process.env.UV_CACHE_DIR, UV_OFFLINE: process.env.UV_OFFLINE };
@@ -60,7 +62,7 @@ describe("lmx runtime install / update / remove", () => {
   });
 
   test("without a runtime, an MLX model answers 503 runtime_not_installed naming the install command", async () => {
-    const status = (await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeStatus;
+    const status = (await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeJson;
     expect(status).toMatchObject({ installed: false, pinned: { mlx: "0.32.4", "mlx-lm": "0.32.2" } });
     const { status: code, body } = await chat(s);
     expect(code).toBe(503);
@@ -77,7 +79,7 @@ describe("lmx runtime install / update / remove", () => {
     expect(out.stderr).toContain("[verify] ok: generated 4 tokens");
     expect(out.code).toBe(0);
     expect(out.stdout).toContain("mlx 0.32.4, mlx-lm 0.32.2");
-    const status = (await (await s.request("/admin/v1/runtimes")).json()) as { data: RuntimeStatus[] };
+    const status = (await (await s.request("/admin/v1/runtimes")).json()) as { data: RuntimeJson[] };
     expect(status.data[0]).toMatchObject({ installed: true, source: "managed", up_to_date: true, packages: { mlx: "0.32.4", "mlx-lm": "0.32.2" } });
     expect(status.data[0]!.path!.startsWith(join(s.home, "runtimes", "mlx", "envs"))).toBe(true);
     const row = s.server.db.$client.query("SELECT python_version, packages FROM runtimes WHERE name = 'mlx'").get() as { python_version: string; packages: string };
@@ -91,11 +93,11 @@ describe("lmx runtime install / update / remove", () => {
   }, 300_000);
 
   test("a failed update leaves the installed runtime in place and working", async () => {
-    const before = (await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeStatus;
+    const before = (await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeJson;
     const r = await s.request("/admin/v1/runtimes/mlx/update", { method: "POST", json: { python: "/nonexistent/python3" } });
     expect(r.status).toBe(500);
     expect(((await r.json()) as { error: { code: string } }).error.code).toBe("runtime_install_failed");
-    const after = (await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeStatus;
+    const after = (await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeJson;
     expect(after.path).toBe(before.path);
     expect(after.installed).toBe(true);
     expect(readdirSync(join(s.home, "runtimes", "mlx", "envs"))).toHaveLength(1);
@@ -105,7 +107,7 @@ describe("lmx runtime install / update / remove", () => {
   }, 120_000);
 
   test("update works offline from uv's cache, into a new folder, and switches to it", async () => {
-    const before = (await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeStatus;
+    const before = (await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeJson;
     process.env.UV_OFFLINE = "1";
     try {
       const out = await cli(s, "runtime", "update", "mlx");
@@ -113,7 +115,7 @@ describe("lmx runtime install / update / remove", () => {
     } finally {
       delete process.env.UV_OFFLINE;
     }
-    const after = (await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeStatus;
+    const after = (await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeJson;
     expect(after.installed).toBe(true);
     expect(after.path).not.toBe(before.path);
     expect(after.verified_at! > before.verified_at!).toBe(true);
@@ -142,7 +144,7 @@ describe("auto-install and broken runtimes", () => {
     const { status, body } = await chat(s);
     expect(status).toBe(200);
     expect(body.choices![0]!.message.content.length).toBeGreaterThan(0);
-    expect(((await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeStatus).installed).toBe(true);
+    expect(((await (await s.request("/admin/v1/runtimes/mlx")).json()) as RuntimeJson).installed).toBe(true);
   }, 300_000);
 
   test("a Python without mlx gives a clear runtime_broken error", async () => {

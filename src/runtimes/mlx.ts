@@ -54,13 +54,15 @@ export interface RuntimeStatus {
   python: { path: string; version: string | null } | null;
   packages: Record<string, string>;
   pinned: Record<string, string>;
-  up_to_date: boolean;
+  upToDate: boolean;
   device: string | null;
-  installed_at: string | null;
-  updated_at: string | null;
-  verified_at: string | null;
+  /** Milliseconds since the epoch. */
+  installedAt: number | null;
+  updatedAt: number | null;
+  verifiedAt: number | null;
+  /** Hash of the embedded worker program. */
   worker: string;
-  install_command: string;
+  installCommand: string;
 }
 
 export interface MlxRuntimeOptions {
@@ -78,7 +80,6 @@ export interface MlxRuntimeOptions {
 
 type Row = typeof runtimes.$inferSelect;
 
-const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null);
 
 /** Runs a command, streaming its stderr lines to `onLine`; resolves with stdout, rejects with the tail of stderr. */
 async function run(argv: string[], env: Record<string, string | undefined>, onLine?: (line: string) => void, timeoutMs?: number): Promise<string> {
@@ -137,11 +138,11 @@ export class MlxRuntime {
   }
 
   status(): RuntimeStatus {
-    const base = { name: "mlx" as const, pinned: { ...PINNED }, worker: WORKER_HASH, install_command: INSTALL_COMMAND };
+    const base = { name: "mlx" as const, pinned: { ...PINNED }, worker: WORKER_HASH, installCommand: INSTALL_COMMAND };
     if (this.opts.python) {
       return {
         ...base, installed: existsSync(this.opts.python), source: "external", path: null, python: { path: this.opts.python, version: null },
-        packages: {}, up_to_date: true, device: null, installed_at: null, updated_at: null, verified_at: null,
+        packages: {}, upToDate: true, device: null, installedAt: null, updatedAt: null, verifiedAt: null,
       };
     }
     const row = this.row();
@@ -153,11 +154,11 @@ export class MlxRuntime {
       path: row?.path ?? null,
       python: row ? { path: row.pythonPath, version: row.pythonVersion } : null,
       packages: row?.packages ?? {},
-      up_to_date: row !== undefined && Object.entries(PINNED).every(([k, ver]) => row.packages[k] === ver),
+      upToDate: row !== undefined && Object.entries(PINNED).every(([k, ver]) => row.packages[k] === ver),
       device: row?.device ?? null,
-      installed_at: iso(row?.installedAt),
-      updated_at: iso(row?.updatedAt),
-      verified_at: iso(row?.verifiedAt),
+      installedAt: row?.installedAt || null,
+      updatedAt: row?.updatedAt || null,
+      verifiedAt: row?.verifiedAt || null,
     };
   }
 

@@ -32,7 +32,7 @@ export function mlxTestEnv(): Promise<MlxTestEnv> {
       const runtime = new MlxRuntime(db, RUNTIME_HOME, { env: { UV_CACHE_DIR: UV_TEST_CACHE } });
       const before = runtime.status();
       if (!before.installed) await runtime.install();
-      else if (!before.up_to_date) await runtime.update();
+      else if (!before.upToDate) await runtime.update();
       const python = runtime.status().python?.path;
       if (!python) throw new Error("the test MLX runtime did not install");
       return { python, model: ensureMlxFixture(python), modelId: "mlx-qwen2-tiny" };

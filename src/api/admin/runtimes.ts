@@ -9,6 +9,17 @@ const InstallBody = v.object({
   python: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(4096))),
 });
 
+const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
+
+/** A runtime's status in the API's snake_case. */
+function runtimeJson(s: RuntimeStatus) {
+  return {
+    name: s.name, pinned: s.pinned, worker: s.worker, install_command: s.installCommand,
+    installed: s.installed, source: s.source, path: s.path, python: s.python, packages: s.packages, up_to_date: s.upToDate, device: s.device,
+    installed_at: iso(s.installedAt), updated_at: iso(s.updatedAt), verified_at: iso(s.verifiedAt),
+  };
+}
+
 function runtimeName(name: string): "mlx" {
   if (name !== "mlx") throw new NotFoundError(`unknown runtime '${name}'; LMX manages: mlx`);
   return name;
@@ -20,7 +31,7 @@ function runtimeName(name: string): "mlx" {
  * otherwise it is the final status once done.
  */
 function operation(request: Request, run: (opts: InstallOptions) => Promise<RuntimeStatus>, body: v.InferOutput<typeof InstallBody>) {
-  if (!(request.headers.get("accept") ?? "").includes("application/x-ndjson")) return run({ python: body.python });
+  if (!(request.headers.get("accept") ?? "").includes("application/x-ndjson")) return run({ python: body.python }).then(runtimeJson);
   const encoder = new TextEncoder();
   const stream = new ReadableStream<Uint8Array>({
     async start(c) {
@@ -29,7 +40,7 @@ function operation(request: Request, run: (opts: InstallOptions) => Promise<Runt
       };
       try {
         const status = await run({ python: body.python, onProgress: (p: InstallProgress) => send({ type: "progress", ...p }) });
-        send({ type: "result", runtime: status });
+        send({ type: "result", runtime: runtimeJson(status) });
       } catch (err) {
         send({ type: "error", ...errorBody(err), message: errorMessage(err) });
       }
@@ -42,10 +53,10 @@ function operation(request: Request, run: (opts: InstallOptions) => Promise<Runt
 /** `/admin/v1/runtimes…`. */
 export function adminRuntimeRoutes({ mlx }: { mlx: MlxRuntime }) {
   return new Elysia({ prefix: "/admin/v1" })
-    .get("/runtimes", () => ({ object: "list", data: [mlx.status()] }), {
+    .get("/runtimes", () => ({ object: "list", data: [runtimeJson(mlx.status())] }), {
       detail: { summary: "Runtimes LMX manages (the MLX Python environment): installed versions, pins, paths", tags: ["Admin"] },
     })
-    .get("/runtimes/:name", ({ params }) => { runtimeName(params.name); return mlx.status(); }, {
+    .get("/runtimes/:name", ({ params }) => { runtimeName(params.name); return runtimeJson(mlx.status()); }, {
       detail: { summary: "One runtime's status", tags: ["Admin"] },
     })
     .post("/runtimes/:name/install", ({ params, body, request }) => { runtimeName(params.name); return operation(request, (o) => mlx.install(o), body ?? {}); }, {

@@ -1,8 +1,21 @@
 import { UsageError } from "../../errors.ts";
-import type { RuntimeStatus } from "../../runtimes/mlx.ts";
 import { clientCommand } from "../client-command.ts";
 import type { LmxClient } from "../client.ts";
 import { table } from "../table.ts";
+
+/** What /admin/v1/runtimes/{name} answers. */
+interface RuntimeStatus {
+  installed: boolean;
+  source: "managed" | "external" | null;
+  path: string | null;
+  python: { path: string; version: string | null } | null;
+  packages: Record<string, string>;
+  pinned: Record<string, string>;
+  up_to_date: boolean;
+  device: string | null;
+  verified_at: string | null;
+  install_command: string;
+}
 
 const ACTIONS = ["status", "install", "update", "remove"] as const;
 type Action = (typeof ACTIONS)[number];
