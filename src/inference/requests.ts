@@ -1,6 +1,6 @@
 // OpenAI request bodies → the engine's request types. Everything a model cannot serve is refused
 // here with the offending field named, before a model is loaded or a slot taken.
-import type { ChatCompletionBody, ChatMessageBody, CompletionBody } from "../api/schemas.ts";
+import type { ChatCompletionBody, ChatMessageBody, CompletionBody } from "../api/openai/schemas.ts";
 import type { ChatMessage, ChatRequest, CompletionRequest, SamplingOptions, ToolChoice } from "../engines/types.ts";
 import { InvalidRequestError } from "../errors.ts";
 

@@ -2,7 +2,7 @@ import { Elysia } from "elysia";
 import type { InferenceService } from "../../inference/service.ts";
 import { toChatRequest } from "../../inference/requests.ts";
 import { chatChunk, chatCompletion, newId, nowSeconds, timingsOf, toolCallsOf, usageOf } from "../openai-format.ts";
-import { ChatCompletionBody } from "../schemas.ts";
+import { ChatCompletionBody } from "../openai/schemas.ts";
 import { sseResponse } from "../sse.ts";
 
 export function chatRoutes(service: InferenceService) {

@@ -2,7 +2,7 @@ import { Elysia } from "elysia";
 import type { InferenceService } from "../../inference/service.ts";
 import { toCompletionRequests } from "../../inference/requests.ts";
 import { newId, nowSeconds, textChunk, textCompletion, usageOf } from "../openai-format.ts";
-import { CompletionBody } from "../schemas.ts";
+import { CompletionBody } from "../openai/schemas.ts";
 import { sseResponse } from "../sse.ts";
 
 export function completionRoutes(service: InferenceService) {

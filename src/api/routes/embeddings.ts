@@ -1,6 +1,6 @@
 import { Elysia } from "elysia";
 import type { InferenceService } from "../../inference/service.ts";
-import { EmbeddingBody } from "../schemas.ts";
+import { EmbeddingBody } from "../openai/schemas.ts";
 
 function base64OfFloats(vector: number[]): string {
   return Buffer.from(new Float32Array(vector).buffer).toString("base64");
