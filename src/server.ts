@@ -12,7 +12,7 @@ import { LlamaCppEngine } from "./engines/llama/engine.ts";
 import { MlxEngine } from "./engines/mlx/engine.ts";
 import { errorMessage, UsageError } from "./errors.ts";
 import { EventBus } from "./events/bus.ts";
-import { InferenceService } from "./inference/service.ts";
+import { InferenceCore } from "./core/service.ts";
 import { log } from "./log.ts";
 import { ModelCatalog } from "./models/catalog.ts";
 import { LoadHistory } from "./models/history.ts";
@@ -95,7 +95,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
     lmstudioDir: config.lmstudioDir ?? join(homedir(), ".lmstudio", "models"),
     ollamaDir: config.ollamaDir ?? join(homedir(), ".ollama", "models"),
   }, (d) => engine.inspect(d));
-  const inference = new InferenceService(scheduler);
+  const inference = new InferenceCore(scheduler, { stallTimeoutMs: (config.stallTimeout ?? 600) * 1000 });
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
   const app = createApp({ scheduler, inference, security, manager, events, keys, probes, home, extra: [adminImportRoutes(importer), adminRuntimeRoutes(mlxRuntime), ...extras.map((x) => x.routes)] });
   const shutdownCore = async () => {

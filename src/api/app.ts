@@ -4,7 +4,7 @@ import { type AnyElysia, Elysia } from "elysia";
 import { ForbiddenError } from "../errors.ts";
 import type { KeyStore } from "../auth/keys.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { InferenceService } from "../inference/service.ts";
+import type { InferenceCore } from "../core/service.ts";
 import type { ModelManager } from "../models/manager.ts";
 import type { ProbeService } from "../probe/service.ts";
 import { log } from "../log.ts";
@@ -13,15 +13,12 @@ import { VERSION } from "../version.ts";
 import { mapError } from "./errors.ts";
 import { adminModelRoutes } from "./routes/admin-models.ts";
 import { adminSystemRoutes } from "./routes/admin-system.ts";
-import { chatRoutes } from "./routes/chat.ts";
-import { completionRoutes } from "./routes/completions.ts";
-import { embeddingRoutes } from "./routes/embeddings.ts";
-import { modelRoutes } from "./routes/models.ts";
+import { openaiRoutes } from "./openai/plugin.ts";
 import type { Security } from "./security.ts";
 
 export interface AppDeps {
   scheduler: Scheduler;
-  inference: InferenceService;
+  inference: InferenceCore;
   security: Security;
   manager: ModelManager;
   events: EventBus;
@@ -75,10 +72,7 @@ export function createApp({ scheduler, inference, security, manager, events, key
       },
     }))
     .get("/health", () => ({ status: "ok", version: VERSION }), { detail: { summary: "Liveness check (no API key needed)", tags: ["LMX"] } })
-    .use(modelRoutes(scheduler, probes))
-    .use(chatRoutes(inference))
-    .use(completionRoutes(inference))
-    .use(embeddingRoutes(inference))
+    .use(openaiRoutes(inference, scheduler, probes))
     .use(adminModelRoutes(manager, probes))
     .use(adminSystemRoutes({ scheduler, events, keys, home }));
   for (const routes of extra) app = app.use(routes) as typeof app;
