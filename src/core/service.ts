@@ -25,6 +25,9 @@ export interface LeaseSource {
   acquire(model: string, signal?: AbortSignal): Promise<Lease>;
 }
 
+/** How long a stalled engine may take to stop after its abort before its slot is given back regardless. */
+const STALL_GRACE_MS = 10_000;
+
 /** Events of several requests run in turn on one lease; `index` says whose event it is. */
 export type IndexedSink = (event: GenerationEvent, index: number) => void;
 
@@ -46,7 +49,8 @@ export class InferenceCore {
     try {
       for (const r of requests) if (r.kind === "chat") checkTools(r);
       const lease = await this.leases.acquire(model, signal);
-      // A stalled engine may still hold its sequence: the slot is given back once it lets go.
+      // A stalled engine may still hold its sequence: the slot is given back once it lets go, or
+      // after a grace period if it never does, so a wedged engine cannot block the queue forever.
       let lingering: Promise<void> | undefined;
       try {
         for (; index < requests.length; index++) {
@@ -58,7 +62,7 @@ export class InferenceCore {
         if (lease.signal.aborted && !signal?.aborted) throw new OverloadedError(`model '${model}' was unloaded while generating; retry`);
         throw err;
       } finally {
-        if (lingering) void lingering.then(() => lease.release());
+        if (lingering) void this.afterGrace(model, lingering).then(() => lease.release());
         else lease.release();
       }
     } catch (err) {
@@ -108,6 +112,15 @@ export class InferenceCore {
       stall.catch(() => undefined);
       engine.catch(() => undefined);
     }
+  }
+
+  /** Resolves when the engine lets go, or after the grace period with an error logged. */
+  private async afterGrace(model: string, engine: Promise<void>): Promise<void> {
+    const grace = Math.min(this.options.stallTimeoutMs, STALL_GRACE_MS);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = await Promise.race([engine.then(() => false), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), grace); })]);
+    clearTimeout(timer);
+    if (late) log.error("a stalled generation ignored its abort; its slot is given back anyway (the engine may hold the sequence until the model is reloaded)", { model, graceMs: grace });
   }
 
   async embed(model: string, inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult> {

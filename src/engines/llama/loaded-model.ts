@@ -106,7 +106,7 @@ export class LlamaLoadedModel implements LoadedModel {
    * prompt: node-llama-cpp then evaluates only the new suffix (prompt caching across turns).
    */
   private acquire(prompt?: readonly Token[]): LlamaContextSequence {
-    if (this.free.length === 0) throw new EngineError("no free sequence: the scheduler admitted more requests than --parallel");
+    if (this.free.length === 0) throw new EngineError(`no free sequence on model '${this.descriptor.id}': a stalled generation may still hold one; unload and load the model again`);
     let best = this.free.length - 1;
     if (prompt && prompt.length > 0) {
       let bestLen = -1;

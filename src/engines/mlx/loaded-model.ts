@@ -162,7 +162,7 @@ export class MlxLoadedModel implements LoadedModel {
     return new EngineError(`generation failed: ${errorMessage(err)}`);
   }
 
-  /** Runs one generation in the worker; text goes to `onText` unless the caller checks it first. */
+  /** Runs one generation in the worker; text is emitted as it comes unless `buffer` (the caller checks it first). */
   private async run(
     prompt: Extract<ToWorker, { type: "generate" }>["prompt"],
     request: SamplingOptions,
