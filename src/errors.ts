@@ -72,6 +72,23 @@ export class ModelLoadError extends LmxError {
   }
 }
 
+/** The client went away; 499 is what proxies log for that, and nobody is left to read the body. */
+export class GenerationAbortedError extends LmxError {
+  constructor() {
+    super("generation aborted: the client closed the request", 499, "invalid_request_error", "client_closed");
+  }
+}
+
+/** The engine produced nothing (no token, no prompt batch) for too long; the generation was stopped. */
+export class GenerationStalledError extends LmxError {
+  constructor(model: string, seconds: number) {
+    super(
+      `model '${model}' made no progress for ${seconds} s (no token generated, no prompt batch evaluated), so the generation was stopped. ` +
+      "Retry; if the model is this slow on purpose, raise --stall-timeout (LMX_STALL_TIMEOUT).",
+      504, "server_error", "generation_stalled");
+  }
+}
+
 /** A mistake in how the command line or config was written; the CLI prints it without a stack. */
 export class UsageError extends Error {
   override name = "UsageError";

@@ -12,7 +12,7 @@ import { DownloadJobs } from "./downloads/jobs.ts";
 import { errorMessage, UsageError } from "./errors.ts";
 import { EventBus } from "./events/bus.ts";
 import { hubCacheDir, hubToken } from "./hub/cache.ts";
-import { InferenceService } from "./inference/service.ts";
+import { InferenceCore } from "./core/service.ts";
 import { log } from "./log.ts";
 import { ModelCatalog } from "./models/catalog.ts";
 import { LoadHistory } from "./models/history.ts";
@@ -97,7 +97,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
     lmstudioDir: config.lmstudioDir ?? join(homedir(), ".lmstudio", "models"),
     ollamaDir: config.ollamaDir ?? join(homedir(), ".ollama", "models"),
   }, (d) => engine.inspect(d));
-  const inference = new InferenceService(scheduler);
+  const inference = new InferenceCore(scheduler, { stallTimeoutMs: (config.stallTimeout ?? 600) * 1000 });
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
   const app = createApp({ scheduler, inference, security, manager, events, keys, probes, importer, mlx: mlxRuntime, downloads, hub, home });
   const shutdownCore = async () => {

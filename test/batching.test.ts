@@ -57,6 +57,19 @@ describe("DecodeGate", () => {
     a.done();
     expect(gate.stats.batches).toBe(6);
   });
+
+  test("reports each dispatched batch to generations still evaluating their prompt (the watchdog's progress)", () => {
+    const gate = new DecodeGate();
+    let batches = 0;
+    const t = gate.track(() => batches++);
+    gate.strategy({ items: [item(2000)], size: 512 });
+    gate.strategy({ items: [item(1488)], size: 512 });
+    expect(batches).toBe(2);
+    t.firstToken();
+    gate.strategy({ items: [item(1)], size: 512 });
+    expect(batches).toBe(2);
+    t.done();
+  });
 });
 
 describe("batched generation", () => {

@@ -4,7 +4,7 @@ import { Elysia } from "elysia";
 import { ForbiddenError } from "../errors.ts";
 import type { KeyStore } from "../auth/keys.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { InferenceService } from "../inference/service.ts";
+import type { InferenceCore } from "../core/service.ts";
 import type { ModelManager } from "../admin/model-manager.ts";
 import type { DownloadJobs } from "../downloads/jobs.ts";
 import type { HubSettings } from "../downloads/hub-executor.ts";
@@ -21,15 +21,12 @@ import { adminKeyRoutes } from "./admin/keys.ts";
 import { adminModelRoutes } from "./admin/models.ts";
 import { adminRuntimeRoutes } from "./admin/runtimes.ts";
 import { adminSystemRoutes } from "./admin/system.ts";
-import { chatRoutes } from "./routes/chat.ts";
-import { completionRoutes } from "./routes/completions.ts";
-import { embeddingRoutes } from "./routes/embeddings.ts";
-import { modelRoutes } from "./routes/models.ts";
+import { openaiRoutes } from "./openai/plugin.ts";
 import type { Security } from "./security.ts";
 
 export interface AppDeps {
   scheduler: Scheduler;
-  inference: InferenceService;
+  inference: InferenceCore;
   security: Security;
   manager: ModelManager;
   events: EventBus;
@@ -90,10 +87,7 @@ export function createApp(deps: AppDeps) {
       },
     }))
     .get("/health", () => ({ status: "ok", version: VERSION }), { detail: { summary: "Liveness check (no API key needed)", tags: ["LMX"] } })
-    .use(modelRoutes(scheduler, probes))
-    .use(chatRoutes(inference))
-    .use(completionRoutes(inference))
-    .use(embeddingRoutes(inference))
+    .use(openaiRoutes(inference, scheduler, probes))
     .use(adminModelRoutes(deps))
     .use(adminSystemRoutes(deps))
     .use(adminKeyRoutes(deps))

@@ -1,5 +1,8 @@
 // The one interface every inference engine implements. The API and the scheduler only see these
-// types, so they never know whether llama.cpp or MLX answered.
+// types, so they never know whether llama.cpp or MLX answered. Requests and the events a
+// generation produces are the inference core's (src/core/), shared by every engine and adapter.
+import type { EventSink } from "../core/events.ts";
+import type { ChatPrompt, EmbeddingResult, GenerationRequest } from "../core/request.ts";
 
 export type ModelFormat = "gguf" | "mlx";
 
@@ -42,94 +45,6 @@ export interface MemoryEstimate {
   gpuBytes: number;
 }
 
-export type ChatRole = "system" | "user" | "assistant" | "tool";
-
-export interface ToolCall {
-  id: string;
-  name: string;
-  /** JSON text of the arguments, as OpenAI sends it. */
-  arguments: string;
-}
-
-export type ChatMessage =
-  | { role: "system"; content: string }
-  | { role: "user"; content: string }
-  | { role: "assistant"; content: string; toolCalls?: ToolCall[] }
-  | { role: "tool"; content: string; toolCallId: string };
-
-export interface ToolDefinition {
-  name: string;
-  description?: string;
-  /** JSON schema of the parameters object. */
-  parameters?: JsonSchema;
-}
-
-export type ToolChoice = "auto" | "none" | "required" | { name: string };
-
-export type JsonSchema = { [key: string]: unknown };
-
-export type ResponseFormat = { type: "text" } | { type: "json_object" } | { type: "json_schema"; schema: JsonSchema; name?: string };
-
-export interface SamplingOptions {
-  maxTokens?: number;
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  minP?: number;
-  seed?: number;
-  presencePenalty?: number;
-  frequencyPenalty?: number;
-  repeatPenalty?: number;
-  stop?: string[];
-  /** Never sample end-of-generation tokens, so generation runs to maxTokens (llama-server's ignore_eos). */
-  ignoreEos?: boolean;
-}
-
-export interface ChatRequest extends SamplingOptions {
-  messages: ChatMessage[];
-  tools?: ToolDefinition[];
-  toolChoice?: ToolChoice;
-  responseFormat?: ResponseFormat;
-}
-
-export interface CompletionRequest extends SamplingOptions {
-  prompt: string;
-}
-
-export type FinishReason = "stop" | "length" | "tool_calls";
-
-export interface Usage {
-  promptTokens: number;
-  completionTokens: number;
-}
-
-export interface Timings {
-  /** Milliseconds spent evaluating the prompt, up to the first generated token. */
-  prefillMs: number;
-  decodeMs: number;
-  prefillTokensPerSecond: number;
-  decodeTokensPerSecond: number;
-}
-
-export interface GenerationResult {
-  text: string;
-  toolCalls: ToolCall[];
-  finishReason: FinishReason;
-  usage: Usage;
-  timings: Timings;
-}
-
-export interface GenerationHooks {
-  /** Called with each piece of generated text as soon as it is final (never a partial UTF-8 char or a partial stop string). */
-  onText?: (text: string) => void;
-  signal?: AbortSignal;
-}
-
-export interface EmbeddingResult {
-  vectors: number[][];
-  promptTokens: number;
-}
-
 /** A model loaded by an engine: owns its weights and contexts until unloaded. */
 export interface LoadedModel {
   readonly descriptor: ModelDescriptor;
@@ -137,13 +52,18 @@ export interface LoadedModel {
   /** Context length actually allocated per sequence (engines may round up). */
   readonly contextLength: number;
   /** Tokens a chat request's messages take once the chat template is applied (tools included). */
-  countChatTokens(request: ChatRequest): Promise<number>;
+  countChatTokens(prompt: ChatPrompt): Promise<number>;
   countTokens(text: string): number;
   tokenize(text: string): number[];
   detokenize(tokens: number[]): string;
-  /** Generate on one of the model's sequences. The caller (scheduler) guarantees at most `parallel` at once. */
-  chat(request: ChatRequest, hooks: GenerationHooks): Promise<GenerationResult>;
-  complete(request: CompletionRequest, hooks: GenerationHooks): Promise<GenerationResult>;
+  /**
+   * Generates on one of the model's sequences, pushing events to `emit` as they happen (see
+   * core/events.ts for their order) and resolving after `finish`. Fails by rejecting with a typed
+   * error (GenerationAbortedError once `signal` aborts). Request rules the core checks before
+   * (core/tools.ts checkTools) are not checked again. The caller (scheduler) guarantees at most
+   * `parallel` at once.
+   */
+  generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal): Promise<void>;
   embed(inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult>;
   /**
    * Natural-log probabilities of each `continuation` token given everything before it

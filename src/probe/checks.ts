@@ -1,4 +1,5 @@
 import type { LoadedModel } from "../engines/types.ts";
+import { generateOn } from "../core/collect.ts";
 import { fillerSentences, randomNumber, randomWords, rng } from "./text.ts";
 
 // The two "does this context length work" checks. Both place information at a chosen depth of a
@@ -96,9 +97,6 @@ export async function needleCheck(model: LoadedModel, length: number, depth: num
     fillerCount = Math.max(8, fillerCount - over);
     content = build(fillerCount);
   }
-  const r = await model.chat(
-    { messages: [{ role: "user", content }], maxTokens: answerRoom, temperature: 0, seed },
-    { signal },
-  );
+  const r = await generateOn(model, { kind: "chat", messages: [{ role: "user", content }], maxTokens: answerRoom, temperature: 0, seed }, signal);
   return { depth, found: r.text.includes(secret), answer: r.text.trim().slice(0, 40) };
 }

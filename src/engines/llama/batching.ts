@@ -26,23 +26,31 @@ export class DecodeGate {
   private generating = 0;
   private holdStart: number | undefined;
   private lastBatchAt: number | undefined;
+  /** Generations still evaluating their prompt, told of each batch so their watchdog sees progress. */
+  private readonly prefilling = new Set<() => void>();
   /** Smoothed time between batches, ms. */
   private interval = 0;
   /** Batches dispatched, queued items they carried, and empty answers given while waiting. */
   readonly stats = { batches: 0, items: 0, holds: 0 };
 
-  /** Counts a generation from its first token until `done()`; safe to call `done` more than once. */
-  track(): { firstToken(): void; done(): void } {
+  /**
+   * Counts a generation from its first token until `done()`; safe to call `done` more than once.
+   * Until its first token, `onBatch` runs for every batch the context dispatches (prompt progress).
+   */
+  track(onBatch?: () => void): { firstToken(): void; done(): void } {
     let state: "waiting" | "generating" | "done" = "waiting";
+    if (onBatch) this.prefilling.add(onBatch);
     return {
       firstToken: () => {
         if (state !== "waiting") return;
         state = "generating";
         this.generating++;
+        if (onBatch) this.prefilling.delete(onBatch);
       },
       done: () => {
         if (state === "generating") this.generating--;
         state = "done";
+        if (onBatch) this.prefilling.delete(onBatch);
       },
     };
   }
@@ -66,6 +74,7 @@ export class DecodeGate {
     }
     this.lastBatchAt = now;
     const batch = shareBatch(items, size);
+    if (batch.length > 0) for (const onBatch of this.prefilling) onBatch();
     this.stats.batches++;
     this.stats.items += batch.length;
     return batch;

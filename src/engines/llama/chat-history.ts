@@ -1,6 +1,6 @@
 import type { ChatHistoryItem, ChatModelFunctionCall, ChatModelResponse } from "node-llama-cpp";
 import { InvalidRequestError } from "../../errors.ts";
-import type { ChatMessage, ToolDefinition } from "../types.ts";
+import type { ChatMessage } from "../../core/request.ts";
 
 /** Tool results and arguments travel as JSON text in the OpenAI format; templates want values. */
 function parseJsonLoose(text: string): unknown {
@@ -69,19 +69,4 @@ export function toChatHistory(messages: ChatMessage[], systemPreamble?: string):
   // A trailing assistant message with tool calls (and their results) is continued, like a prefill.
   if (!last || last.type !== "model") history.push({ type: "model", response: [] });
   return history;
-}
-
-/**
- * For tool_choice "required" or a named tool the reply is constrained by a grammar to one call;
- * the tools are described in a system message because grammar mode cannot also use the chat
- * wrapper's own function syntax.
- */
-export function forcedToolPreamble(tools: ToolDefinition[]): string {
-  const described = tools.map((t) => ({ name: t.name, description: t.description, parameters: t.parameters ?? { type: "object", properties: {} } }));
-  return [
-    "You can call tools. Reply with exactly one tool call as a JSON object of the form",
-    '{"name": <tool name>, "arguments": <arguments object>} and nothing else.',
-    "Available tools:",
-    JSON.stringify(described, null, 2),
-  ].join("\n");
 }

@@ -2,37 +2,28 @@ import type {
   ChatHistoryItem, ChatModelFunctions, ChatWrapper, GbnfJsonSchema, Llama, LlamaChatResponse, LlamaContext,
   LlamaContextSequence, LlamaEmbeddingContext, LlamaGrammar, LlamaModel, Token, TokenBias,
 } from "node-llama-cpp";
-import { randomBytes } from "node:crypto";
-import { ContextLengthExceededError, EngineError, errorMessage, InvalidRequestError, LmxError } from "../../errors.ts";
-import type {
-  ChatRequest, CompletionRequest, EmbeddingResult, FinishReason, GenerationHooks, GenerationResult, JsonSchema, LoadedModel,
-  LoadOptions, MemoryEstimate, ModelDescriptor, SamplingOptions, ToolCall,
-} from "../types.ts";
+import { completionBudget } from "../../core/context.ts";
+import type { EventSink, FinishReason } from "../../core/events.ts";
+import type { ChatGeneration, ChatPrompt, GenerationRequest, JsonSchema, TextGeneration, ToolDefinition , EmbeddingResult } from "../../core/request.ts";
+import { withSamplingDefaults } from "../../core/sampling.ts";
+import { timings } from "../../core/timings.ts";
+import { cutShortNote, emitToolCalls, parseForcedCall, planChat, toolCallId } from "../../core/tools.ts";
+import { ContextLengthExceededError, EngineError, errorMessage, GenerationAbortedError, InvalidRequestError, LmxError } from "../../errors.ts";
+import type { LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
-import { forcedToolPreamble, toChatHistory } from "./chat-history.ts";
+import { toChatHistory } from "./chat-history.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
-/** The client went away; 499 is what proxies log for that, and nobody is left to read the body. */
-export class GenerationAbortedError extends LmxError {
-  constructor() {
-    super("generation aborted: the client closed the request", 499, "invalid_request_error", "client_closed");
-  }
-}
-
-interface ChatPlan {
+interface LlamaChatPlan {
   history: ChatHistoryItem[];
   functions?: ChatModelFunctions;
   grammar?: LlamaGrammar;
-  /** tool_choice forced a call: the grammar-constrained reply is parsed into tool_calls. */
-  forcedTool: boolean;
+  /** tool_choice forced a call among these tools: the grammar-constrained reply is parsed into a tool call. */
+  forced?: ToolDefinition[];
   promptTokens: Token[];
 }
 
 const GRAMMAR_CACHE_LIMIT = 64;
-
-function toolCallId(): string {
-  return "call_" + randomBytes(12).toString("base64url");
-}
 
 function isAbort(err: unknown, signal?: AbortSignal): boolean {
   return signal?.aborted === true || (err instanceof Error && err.name === "AbortError");
@@ -50,27 +41,15 @@ class GenerationClock {
     this.tokens += tokens.length;
   }
 
-  timings(promptTokens: number): GenerationResult["timings"] {
+  /** Emits usage and finish, the end of every successful generation. */
+  finish(emit: EventSink, promptTokens: number, reason: FinishReason): void {
     const end = performance.now();
     const first = this.first ?? end;
-    const prefillMs = first - this.start;
-    const decodeMs = end - first;
-    return {
-      prefillMs: round(prefillMs),
-      decodeMs: round(decodeMs),
-      prefillTokensPerSecond: prefillMs > 0 ? round((promptTokens / prefillMs) * 1000) : 0,
-      decodeTokensPerSecond: decodeMs > 0 && this.tokens > 1 ? round(((this.tokens - 1) / decodeMs) * 1000) : 0,
-    };
+    emit({ type: "usage", usage: { promptTokens, completionTokens: this.tokens }, timings: timings(promptTokens, this.tokens, first - this.start, end - first) });
+    emit({ type: "finish", reason });
   }
 }
 
-function nonEmpty(fn: ((text: string) => void) | undefined): ((text: string) => void) | undefined {
-  return fn && ((text) => { if (text) fn(text); });
-}
-
-function round(n: number): number {
-  return Math.round(n * 100) / 100;
-}
 
 export class LlamaLoadedModel implements LoadedModel {
   private readonly free: LlamaContextSequence[] = [];
@@ -114,8 +93,8 @@ export class LlamaLoadedModel implements LoadedModel {
     return this.model.detokenize(tokens as Token[]);
   }
 
-  async countChatTokens(request: ChatRequest): Promise<number> {
-    return (await this.planChat(request)).promptTokens.length;
+  async countChatTokens(prompt: ChatPrompt): Promise<number> {
+    return (await this.planChat(prompt)).promptTokens.length;
   }
 
   memoryInUse(): MemoryEstimate {
@@ -127,7 +106,7 @@ export class LlamaLoadedModel implements LoadedModel {
    * prompt: node-llama-cpp then evaluates only the new suffix (prompt caching across turns).
    */
   private acquire(prompt?: readonly Token[]): LlamaContextSequence {
-    if (this.free.length === 0) throw new EngineError("no free sequence: the scheduler admitted more requests than --parallel");
+    if (this.free.length === 0) throw new EngineError(`no free sequence on model '${this.descriptor.id}': a stalled generation may still hold one; unload and load the model again`);
     let best = this.free.length - 1;
     if (prompt && prompt.length > 0) {
       let bestLen = -1;
@@ -162,72 +141,37 @@ export class LlamaLoadedModel implements LoadedModel {
     return grammar;
   }
 
-  private async planChat(request: ChatRequest): Promise<ChatPlan> {
-    const tools = request.toolChoice === "none" ? [] : request.tools ?? [];
-    const choice = request.toolChoice ?? "auto";
-    const forced = tools.length > 0 && choice !== "auto" && choice !== "none";
-    if (forced && request.responseFormat && request.responseFormat.type !== "text") {
-      throw new InvalidRequestError("response_format cannot be combined with a forced tool_choice", "response_format");
-    }
-    if (!forced && tools.length > 0 && request.responseFormat && request.responseFormat.type !== "text") {
-      throw new InvalidRequestError("response_format json_object/json_schema cannot be combined with tools; use tool_choice 'none' or drop response_format", "response_format");
-    }
-
+  private async planChat(prompt: ChatPrompt): Promise<LlamaChatPlan> {
+    const plan = planChat(prompt);
     let grammar: LlamaGrammar | undefined;
     let functions: ChatModelFunctions | undefined;
     let history: ChatHistoryItem[];
-    if (forced) {
-      const candidates = typeof choice === "object" ? tools.filter((t) => t.name === choice.name) : tools;
-      if (candidates.length === 0) {
-        throw new InvalidRequestError(`tool_choice names '${(choice as { name: string }).name}', which is not in tools`, "tool_choice");
-      }
-      const variants = candidates.map((t) => ({
-        type: "object",
-        properties: { name: { const: t.name }, arguments: t.parameters ?? { type: "object", properties: {} } },
-        required: ["name", "arguments"],
-      }));
-      const schema = variants.length === 1 ? variants[0]! : { oneOf: variants };
-      grammar = await this.grammarForSchema(schema, "tools");
-      history = toChatHistory(request.messages, forcedToolPreamble(candidates));
+    if (plan.mode === "forced") {
+      grammar = await this.grammarForSchema(plan.schema, "tools");
+      history = toChatHistory(prompt.messages, plan.preamble);
     } else {
-      history = toChatHistory(request.messages);
-      if (tools.length > 0) {
+      history = toChatHistory(prompt.messages);
+      if (plan.mode === "tools") {
         const defs: Record<string, ChatModelFunctions[string]> = {};
-        for (const [i, t] of tools.entries()) {
+        for (const [i, t] of plan.tools.entries()) {
           // Validate each schema up front so a bad one is a 400, not a failure mid-generation.
           if (t.parameters) await this.grammarForSchema(t.parameters, `tools[${i}].function.parameters`);
           defs[t.name] = { description: t.description, params: t.parameters as GbnfJsonSchema | undefined };
         }
         functions = defs;
       }
-      const format = request.responseFormat;
-      if (format?.type === "json_object") grammar = await this.llama.getGrammarFor("json");
-      else if (format?.type === "json_schema") grammar = await this.grammarForSchema(format.schema, "response_format.json_schema.schema");
+      if (plan.mode === "text" && plan.format?.type === "json_object") grammar = await this.llama.getGrammarFor("json");
+      else if (plan.mode === "text" && plan.format?.type === "json_schema") grammar = await this.grammarForSchema(plan.format.schema, "response_format.json_schema.schema");
     }
 
+    // The chat wrapper renders the prompt here and in LlamaChat.generateResponse below.
     const { contextText } = this.chatWrapper.generateContextState({
       chatHistory: history,
       availableFunctions: functions,
       documentFunctionParams: true,
     });
     const promptTokens = contextText.tokenize(this.model.tokenizer);
-    return { history, functions, grammar, forcedTool: forced, promptTokens };
-  }
-
-  /** Prompt + requested completion must fit the sequence's context: never truncate silently. */
-  private budget(promptTokens: number, maxTokens: number | undefined, what: string, param: string): number {
-    const ctx = this.contextLength;
-    if (maxTokens !== undefined) {
-      if (promptTokens + maxTokens > ctx) {
-        throw new ContextLengthExceededError(promptTokens + maxTokens, ctx,
-          `you requested ${promptTokens} tokens in the ${what} and ${maxTokens} in the completion`, param);
-      }
-      return maxTokens;
-    }
-    if (promptTokens >= ctx) {
-      throw new ContextLengthExceededError(promptTokens, ctx, `your ${what} has ${promptTokens} tokens, leaving no room for a completion`, param);
-    }
-    return ctx - promptTokens;
+    return { history, functions, grammar, forced: plan.mode === "forced" ? plan.tools : undefined, promptTokens };
   }
 
   /**
@@ -248,14 +192,15 @@ export class LlamaLoadedModel implements LoadedModel {
     return bias;
   }
 
-  private sampling(req: SamplingOptions) {
+  private sampling(request: GenerationRequest) {
+    const req = withSamplingDefaults(request);
     const penalize = req.repeatPenalty !== undefined || req.presencePenalty !== undefined || req.frequencyPenalty !== undefined;
     return {
       tokenBias: req.ignoreEos ? this.noEogBias() : undefined,
-      temperature: req.temperature ?? 0.8,
-      topK: req.topK ?? 40,
-      topP: req.topP ?? 0.95,
-      minP: req.minP ?? 0.05,
+      temperature: req.temperature,
+      topK: req.topK,
+      topP: req.topP,
+      minP: req.minP,
       seed: req.seed,
       repeatPenalty: penalize
         ? { penalty: req.repeatPenalty ?? 1, presencePenalty: req.presencePenalty, frequencyPenalty: req.frequencyPenalty, lastTokens: 64 }
@@ -264,13 +209,17 @@ export class LlamaLoadedModel implements LoadedModel {
     };
   }
 
-  async chat(request: ChatRequest, hooks: GenerationHooks): Promise<GenerationResult> {
+  generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal): Promise<void> {
+    return request.kind === "chat" ? this.chat(request, emit, signal) : this.complete(request, emit, signal);
+  }
+
+  private async chat(request: ChatGeneration, emit: EventSink, signal: AbortSignal): Promise<void> {
     const plan = await this.planChat(request);
     const promptTokens = plan.promptTokens.length;
-    const maxTokens = this.budget(promptTokens, request.maxTokens, "messages", "messages");
+    const maxTokens = completionBudget(promptTokens, request.maxTokens, this.contextLength, "messages");
     const clock = new GenerationClock();
     const seq = this.acquire(plan.promptTokens);
-    const tracked = this.gate.track();
+    const tracked = this.gate.track(() => emit({ type: "progress" }));
     const chat = new this.nlc.LlamaChat({ contextSequence: seq, chatWrapper: this.chatWrapper, autoDisposeSequence: false });
     let res: LlamaChatResponse<ChatModelFunctions>;
     try {
@@ -280,15 +229,15 @@ export class LlamaLoadedModel implements LoadedModel {
         grammar: plan.grammar,
         functions: plan.functions,
         documentFunctionParams: plan.functions ? true : undefined,
-        signal: hooks.signal,
+        signal,
         onToken: (t) => { tracked.firstToken(); clock.onTokens(t); },
-        // A forced tool call is raw JSON: it reaches the client as tool_calls, not as content.
-        onTextChunk: plan.forcedTool ? undefined : nonEmpty(hooks.onText),
+        // A forced tool call is raw JSON: it reaches the client as a tool call, not as text.
+        onTextChunk: plan.forced ? undefined : (text) => { if (text) emit({ type: "text", text }); },
         // The context was checked to fit; shifting would drop the start of the conversation.
         contextShift: { strategy: "eraseFirstResponseAndKeepFirstSystem" },
       } as Parameters<typeof chat.generateResponse>[1]);
     } catch (err) {
-      if (isAbort(err, hooks.signal)) throw new GenerationAbortedError();
+      if (isAbort(err, signal)) throw new GenerationAbortedError();
       throw new EngineError(`generation failed: ${errorMessage(err)}`);
     } finally {
       tracked.done();
@@ -296,63 +245,41 @@ export class LlamaLoadedModel implements LoadedModel {
       this.release(seq);
     }
 
-    let toolCalls: ToolCall[] = [];
-    let text = res.response;
-    let finishReason: FinishReason = res.metadata.stopReason === "maxTokens" ? "length" : "stop";
-    if (plan.forcedTool) {
-      toolCalls = [this.parseForcedCall(res.response)];
-      text = "";
-      finishReason = "tool_calls";
+    const stopped: "stop" | "length" = res.metadata.stopReason === "maxTokens" ? "length" : "stop";
+    if (plan.forced) {
+      const parsed = parseForcedCall(res.response, plan.forced, cutShortNote(stopped, clock.tokens));
+      // The grammar only lets a call through whole, so a broken one means generation was cut short.
+      if ("problem" in parsed) throw new EngineError(parsed.problem, "invalid_tool_call");
+      emitToolCalls(emit, [parsed.call]);
+      clock.finish(emit, promptTokens, "tool_calls");
     } else if (res.functionCalls && res.functionCalls.length > 0) {
-      toolCalls = res.functionCalls.map((c) => ({ id: toolCallId(), name: c.functionName, arguments: JSON.stringify(c.params ?? {}) }));
-      finishReason = "tool_calls";
+      emitToolCalls(emit, res.functionCalls.map((c) => ({ id: toolCallId(), name: c.functionName, arguments: JSON.stringify(c.params ?? {}) })));
+      clock.finish(emit, promptTokens, "tool_calls");
+    } else {
+      clock.finish(emit, promptTokens, stopped);
     }
-    return {
-      text,
-      toolCalls,
-      finishReason,
-      usage: { promptTokens, completionTokens: clock.tokens },
-      timings: clock.timings(promptTokens),
-    };
   }
 
-  private parseForcedCall(raw: string): ToolCall {
-    let parsed: { name?: unknown; arguments?: unknown };
-    try {
-      parsed = JSON.parse(raw) as typeof parsed;
-    } catch {
-      throw new EngineError(`the model's tool call is not complete JSON (generation hit max_tokens?): ${raw.slice(0, 200)}`, "invalid_tool_call");
-    }
-    if (typeof parsed.name !== "string") throw new EngineError("the model's tool call has no name", "invalid_tool_call");
-    return { id: toolCallId(), name: parsed.name, arguments: JSON.stringify(parsed.arguments ?? {}) };
-  }
-
-  async complete(request: CompletionRequest, hooks: GenerationHooks): Promise<GenerationResult> {
+  private async complete(request: TextGeneration, emit: EventSink, signal: AbortSignal): Promise<void> {
     const tokens = this.model.tokenize(request.prompt);
     const promptTokens = tokens.length;
-    const maxTokens = this.budget(promptTokens, request.maxTokens, "prompt", "prompt");
+    const maxTokens = completionBudget(promptTokens, request.maxTokens, this.contextLength, "prompt");
     const clock = new GenerationClock();
     const seq = this.acquire(tokens);
-    const tracked = this.gate.track();
+    const tracked = this.gate.track(() => emit({ type: "progress" }));
     const completion = new this.nlc.LlamaCompletion({ contextSequence: seq, autoDisposeSequence: false });
     try {
       const res = await completion.generateCompletionWithMeta(request.prompt, {
         ...this.sampling(request),
         maxTokens,
-        signal: hooks.signal,
+        signal,
         onToken: (t) => { tracked.firstToken(); clock.onTokens(t); },
-        onTextChunk: nonEmpty(hooks.onText),
+        onTextChunk: (text) => { if (text) emit({ type: "text", text }); },
         disableContextShift: true,
       });
-      return {
-        text: res.response,
-        toolCalls: [],
-        finishReason: res.metadata.stopReason === "maxTokens" ? "length" : "stop",
-        usage: { promptTokens, completionTokens: clock.tokens },
-        timings: clock.timings(promptTokens),
-      };
+      clock.finish(emit, promptTokens, res.metadata.stopReason === "maxTokens" ? "length" : "stop");
     } catch (err) {
-      if (isAbort(err, hooks.signal)) throw new GenerationAbortedError();
+      if (isAbort(err, signal)) throw new GenerationAbortedError();
       throw new EngineError(`generation failed: ${errorMessage(err)}`);
     } finally {
       tracked.done();

@@ -1,33 +1,25 @@
 import type { Tokenizer } from "@huggingface/tokenizers";
-import { randomBytes } from "node:crypto";
-import { ContextLengthExceededError, EngineError, errorMessage, InvalidRequestError, LmxError, OutputFormatError } from "../../errors.ts";
+import { contextExceeded, type PromptKind } from "../../core/context.ts";
+import type { EventSink, FinishReason } from "../../core/events.ts";
+import type { ChatMessage, ChatPrompt, GenerationRequest, ResponseFormat, SamplingOptions, ToolDefinition , EmbeddingResult } from "../../core/request.ts";
+import { withSamplingDefaults } from "../../core/sampling.ts";
+import { timings } from "../../core/timings.ts";
+import { checkJsonReply, cutShortNote, emitToolCalls, parseForcedCall, planChat, toolCallId } from "../../core/tools.ts";
+import { ContextLengthExceededError, EngineError, errorMessage, GenerationAbortedError, InvalidRequestError, LmxError, OutputFormatError } from "../../errors.ts";
 import { log } from "../../log.ts";
-import { forcedToolPreamble } from "../llama/chat-history.ts";
-import { GenerationAbortedError } from "../llama/loaded-model.ts";
-import type {
-  ChatMessage, ChatRequest, CompletionRequest, EmbeddingResult, FinishReason, GenerationHooks, GenerationResult, JsonSchema,
-  LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, SamplingOptions, ToolCall, ToolDefinition,
-} from "../types.ts";
-import { validateJsonSchema } from "./json-schema.ts";
+import type { LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor } from "../types.ts";
 import type { Done, Loaded, ToWorker, WireMessage, WireTool, WorkerReply } from "./protocol.ts";
 import { WorkerCrashedError, WorkerRequestError, type WorkerSupervisor } from "./supervisor.ts";
 
-interface ChatPlan {
+interface MlxChatPlan {
   messages: WireMessage[];
   tools?: WireTool[];
   /** tool_choice forced a call: the reply must be one JSON tool call of these tools. */
   forced?: ToolDefinition[];
-  /** response_format asked for JSON: the reply is checked (against the schema, if any) before anyone sees it. */
-  json?: { schema?: JsonSchema };
+  /** response_format asked for JSON: MLX cannot constrain sampling, so the reply is checked before anyone sees it. */
+  json?: Exclude<ResponseFormat, { type: "text" }>;
 }
 
-function toolCallId(): string {
-  return "call_" + randomBytes(12).toString("base64url");
-}
-
-function round(n: number): number {
-  return Math.round(n * 100) / 100;
-}
 
 /** OpenAI messages → the worker's messages, with the same consistency checks as the llama.cpp engine. */
 function toWire(messages: ChatMessage[]): WireMessage[] {
@@ -101,8 +93,8 @@ export class MlxLoadedModel implements LoadedModel {
     return this.tokenizer().decode(tokens);
   }
 
-  async countChatTokens(request: ChatRequest): Promise<number> {
-    const plan = this.plan(request);
+  async countChatTokens(prompt: ChatPrompt): Promise<number> {
+    const plan = this.plan(prompt);
     await this.running();
     try {
       const reply = await this.supervisor.call({ type: "chat_tokens", id: this.supervisor.newId("count"), messages: plan.messages, tools: plan.tools }, "tokens");
@@ -128,41 +120,28 @@ export class MlxLoadedModel implements LoadedModel {
     await this.supervisor.ensureRunning();
   }
 
-  private plan(request: ChatRequest): ChatPlan {
-    const tools = request.toolChoice === "none" ? [] : request.tools ?? [];
-    const choice = request.toolChoice ?? "auto";
-    const forced = tools.length > 0 && choice !== "auto" && choice !== "none";
-    const format = request.responseFormat;
-    const wantsJson = format !== undefined && format.type !== "text";
-    if (forced && wantsJson) throw new InvalidRequestError("response_format cannot be combined with a forced tool_choice", "response_format");
-    if (!forced && tools.length > 0 && wantsJson) {
-      throw new InvalidRequestError("response_format json_object/json_schema cannot be combined with tools; use tool_choice 'none' or drop response_format", "response_format");
+  private plan(prompt: ChatPrompt): MlxChatPlan {
+    const plan = planChat(prompt);
+    const messages = toWire(prompt.messages);
+    if (plan.mode === "forced") return { messages: withSystem(messages, plan.preamble), forced: plan.tools };
+    if (plan.mode === "tools") {
+      const tools = plan.tools.map((t) => ({ name: t.name, ...(t.description !== undefined ? { description: t.description } : {}), ...(t.parameters ? { parameters: t.parameters } : {}) }));
+      return { messages, tools };
     }
-    let messages = toWire(request.messages);
-    if (forced) {
-      const candidates = typeof choice === "object" ? tools.filter((t) => t.name === choice.name) : tools;
-      if (candidates.length === 0) throw new InvalidRequestError(`tool_choice names '${(choice as { name: string }).name}', which is not in tools`, "tool_choice");
-      return { messages: withSystem(messages, forcedToolPreamble(candidates)), forced: candidates };
+    if (plan.format?.type === "json_object") return { messages: withSystem(messages, "Reply with a single JSON object and nothing else."), json: plan.format };
+    if (plan.format?.type === "json_schema") {
+      return { messages: withSystem(messages, `Reply with a single JSON value and nothing else. It must match this JSON schema:\n${JSON.stringify(plan.format.schema)}`), json: plan.format };
     }
-    if (format?.type === "json_object") {
-      messages = withSystem(messages, "Reply with a single JSON object and nothing else.");
-      return { messages, json: {} };
-    }
-    if (format?.type === "json_schema") {
-      messages = withSystem(messages, `Reply with a single JSON value and nothing else. It must match this JSON schema:\n${JSON.stringify(format.schema)}`);
-      return { messages, json: { schema: format.schema } };
-    }
-    const wireTools = tools.map((t) => ({ name: t.name, ...(t.description !== undefined ? { description: t.description } : {}), ...(t.parameters ? { parameters: t.parameters } : {}) }));
-    return { messages, tools: wireTools.length ? wireTools : undefined };
+    return { messages };
   }
 
-  private sampling(req: SamplingOptions): Extract<ToWorker, { type: "generate" }>["sampling"] {
-    // Defaults as in the llama.cpp engine, so a model answers alike whatever its format.
+  private sampling(request: SamplingOptions): Extract<ToWorker, { type: "generate" }>["sampling"] {
+    const req = withSamplingDefaults(request);
     return {
-      temperature: req.temperature ?? 0.8,
-      top_k: req.topK ?? 40,
-      top_p: req.topP ?? 0.95,
-      min_p: req.minP ?? 0.05,
+      temperature: req.temperature,
+      top_k: req.topK,
+      top_p: req.topP,
+      min_p: req.minP,
       ...(req.seed !== undefined ? { seed: req.seed } : {}),
       ...(req.repeatPenalty !== undefined ? { repeat_penalty: req.repeatPenalty } : {}),
       ...(req.presencePenalty !== undefined ? { presence_penalty: req.presencePenalty } : {}),
@@ -171,40 +150,34 @@ export class MlxLoadedModel implements LoadedModel {
     };
   }
 
-  private mapError(err: unknown, signal: AbortSignal | undefined, maxTokens: number | undefined, what: "messages" | "prompt"): Error {
+  private mapError(err: unknown, signal: AbortSignal | undefined, maxTokens: number | undefined, what: PromptKind): Error {
     if (signal?.aborted) return new GenerationAbortedError();
     if (err instanceof LmxError) return err;
     if (err instanceof WorkerRequestError) {
       const r = err.reply;
-      if (r.code === "context_length_exceeded") {
-        const prompt = r.prompt_tokens ?? 0;
-        const ctx = r.context_length ?? this.contextLength;
-        const detail = maxTokens !== undefined
-          ? `you requested ${prompt} tokens in the ${what} and ${maxTokens} in the completion`
-          : `your ${what} has ${prompt} tokens, leaving no room for a completion`;
-        return new ContextLengthExceededError(prompt + (maxTokens ?? 0), ctx, detail, what);
-      }
+      if (r.code === "context_length_exceeded") return contextExceeded(r.prompt_tokens ?? 0, maxTokens, r.context_length ?? this.contextLength, what);
       if (r.code === "template_error") return new InvalidRequestError(`${r.message} (model '${this.descriptor.id}')`, "messages", "template_error");
       return new EngineError(`generation failed: ${r.message}`);
     }
     return new EngineError(`generation failed: ${errorMessage(err)}`);
   }
 
-  private async generate(
+  /** Runs one generation in the worker; text is emitted as it comes unless `buffer` (the caller checks it first). */
+  private async run(
     prompt: Extract<ToWorker, { type: "generate" }>["prompt"],
     request: SamplingOptions,
-    hooks: GenerationHooks,
-    opts: { buffer: boolean; parseTools: boolean; what: "messages" | "prompt" },
+    emit: EventSink,
+    signal: AbortSignal,
+    opts: { buffer: boolean; parseTools: boolean; what: PromptKind },
   ): Promise<{ text: string; done: Done }> {
-    if (hooks.signal?.aborted) throw new GenerationAbortedError();
+    if (signal.aborted) throw new GenerationAbortedError();
     try {
       // Starts a crashed worker again (after its back-off) before taking the request.
       await this.running();
     } catch (err) {
-      throw this.mapError(err, hooks.signal, request.maxTokens, opts.what);
+      throw this.mapError(err, signal, request.maxTokens, opts.what);
     }
     let text = "";
-    const onText = opts.buffer ? undefined : hooks.onText;
     const msg: Extract<ToWorker, { type: "generate" }> = {
       type: "generate",
       id: this.supervisor.newId("gen"),
@@ -217,45 +190,54 @@ export class MlxLoadedModel implements LoadedModel {
     let done: Done;
     try {
       done = await this.supervisor.generate(msg, (e) => {
-        if (e.type !== "text" || !e.text) return;
-        text += e.text;
-        onText?.(e.text);
-      }, hooks.signal);
+        if (e.type === "progress") emit({ type: "progress" });
+        else if (e.type === "text" && e.text) {
+          text += e.text;
+          if (!opts.buffer) emit({ type: "text", text: e.text });
+        }
+      }, signal);
     } catch (err) {
-      throw this.mapError(err, hooks.signal, request.maxTokens, opts.what);
+      throw this.mapError(err, signal, request.maxTokens, opts.what);
     }
     this.supervisor.succeeded();
     return { text, done };
   }
 
-  private result(text: string, done: Done, toolCalls: ToolCall[] = [], finish?: FinishReason): GenerationResult {
-    const decodeMs = done.decode_ms;
-    return {
-      text,
-      toolCalls,
-      finishReason: finish ?? done.finish_reason,
+  private finish(emit: EventSink, done: Done, reason: FinishReason = done.finish_reason): void {
+    emit({
+      type: "usage",
       usage: { promptTokens: done.prompt_tokens, completionTokens: done.completion_tokens },
-      timings: {
-        prefillMs: round(done.prefill_ms),
-        decodeMs: round(decodeMs),
-        prefillTokensPerSecond: done.prefill_ms > 0 ? round((done.prompt_tokens / done.prefill_ms) * 1000) : 0,
-        decodeTokensPerSecond: decodeMs > 0 && done.completion_tokens > 1 ? round(((done.completion_tokens - 1) / decodeMs) * 1000) : 0,
-      },
-    };
+      timings: timings(done.prompt_tokens, done.completion_tokens, done.prefill_ms, done.decode_ms),
+    });
+    emit({ type: "finish", reason });
   }
 
-  async chat(request: ChatRequest, hooks: GenerationHooks): Promise<GenerationResult> {
+  async generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal): Promise<void> {
+    if (request.kind === "text") {
+      const { done } = await this.run({ kind: "text", text: request.prompt }, request, emit, signal, { buffer: false, parseTools: false, what: "prompt" });
+      this.finish(emit, done);
+      return;
+    }
     const plan = this.plan(request);
     const buffer = plan.forced !== undefined || plan.json !== undefined;
-    const { text, done } = await this.generate(
+    const { text, done } = await this.run(
       { kind: "chat", messages: plan.messages, ...(plan.tools ? { tools: plan.tools } : {}) },
-      request, hooks, { buffer, parseTools: plan.tools !== undefined, what: "messages" });
+      request, emit, signal, { buffer, parseTools: plan.tools !== undefined, what: "messages" });
+    const note = cutShortNote(done.finish_reason, done.completion_tokens);
 
-    if (plan.forced) return this.result("", done, [this.parseForcedCall(text, plan.forced, done)], "tool_calls");
+    if (plan.forced) {
+      const parsed = parseForcedCall(text, plan.forced, note);
+      if ("problem" in parsed) throw new OutputFormatError(parsed.problem);
+      emitToolCalls(emit, [parsed.call]);
+      this.finish(emit, done, "tool_calls");
+      return;
+    }
     if (plan.json) {
-      this.checkJson(text, plan.json.schema, done);
-      hooks.onText?.(text);
-      return this.result(text, done);
+      const problem = checkJsonReply(text, plan.json, note);
+      if (problem) throw new OutputFormatError(`MLX models cannot constrain sampling to JSON, and ${problem}`);
+      emit({ type: "text", text });
+      this.finish(emit, done);
+      return;
     }
     if (done.unparsed_tool_calls.length > 0) {
       if (done.tool_calls.length === 0) {
@@ -264,51 +246,11 @@ export class MlxLoadedModel implements LoadedModel {
       log.warn("dropped tool calls that could not be parsed", { model: this.descriptor.id, count: done.unparsed_tool_calls.length });
     }
     if (done.tool_calls.length > 0) {
-      return this.result(text, done, done.tool_calls.map((c) => ({ id: toolCallId(), name: c.name, arguments: c.arguments })), "tool_calls");
-    }
-    return this.result(text, done);
-  }
-
-  private cutShort(done: Done): string {
-    return done.finish_reason === "length" ? ` (generation stopped at max_tokens after ${done.completion_tokens} tokens)` : "";
-  }
-
-  private checkJson(text: string, schema: JsonSchema | undefined, done: Done): void {
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      throw new OutputFormatError(
-        `MLX models cannot constrain sampling to JSON, and this reply is not valid JSON${this.cutShort(done)}: ${JSON.stringify(text.slice(0, 200))}`);
-    }
-    if (schema === undefined) {
-      if (value === null || typeof value !== "object" || Array.isArray(value)) throw new OutputFormatError("the model replied with JSON that is not an object, as json_object requires");
+      emitToolCalls(emit, done.tool_calls.map((c) => ({ id: toolCallId(), name: c.name, arguments: c.arguments })));
+      this.finish(emit, done, "tool_calls");
       return;
     }
-    const problem = validateJsonSchema(value, schema);
-    if (problem) {
-      throw new OutputFormatError(`MLX models cannot constrain sampling to a JSON schema, and this reply does not match it: ${problem}`);
-    }
-  }
-
-  private parseForcedCall(raw: string, tools: ToolDefinition[], done: Done): ToolCall {
-    let parsed: { name?: unknown; arguments?: unknown };
-    try {
-      parsed = JSON.parse(raw) as typeof parsed;
-    } catch {
-      throw new OutputFormatError(`the model's tool call is not complete JSON${this.cutShort(done)}: ${JSON.stringify(raw.slice(0, 200))}`);
-    }
-    const tool = tools.find((t) => t.name === parsed.name);
-    if (!tool) throw new OutputFormatError(`the model called ${JSON.stringify(parsed.name)}, which is not one of the allowed tools (${tools.map((t) => t.name).join(", ")})`);
-    const args = parsed.arguments ?? {};
-    const problem = validateJsonSchema(args, tool.parameters ?? { type: "object" });
-    if (problem) throw new OutputFormatError(`the model's arguments for '${tool.name}' do not match its parameters schema: ${problem}`);
-    return { id: toolCallId(), name: tool.name, arguments: JSON.stringify(args) };
-  }
-
-  async complete(request: CompletionRequest, hooks: GenerationHooks): Promise<GenerationResult> {
-    const { text, done } = await this.generate({ kind: "text", text: request.prompt }, request, hooks, { buffer: false, parseTools: false, what: "prompt" });
-    return this.result(text, done);
+    this.finish(emit, done);
   }
 
   async embed(_inputs: string[], _signal?: AbortSignal): Promise<EmbeddingResult> {

@@ -1,16 +1,19 @@
 import { Elysia } from "elysia";
-import type { InferenceService } from "../../inference/service.ts";
-import { toChatRequest } from "../../inference/requests.ts";
-import { chatChunk, chatCompletion, newId, nowSeconds, timingsOf, toolCallsOf, usageOf } from "../openai-format.ts";
-import { ChatCompletionBody } from "../schemas.ts";
+import { Collector } from "../../core/collect.ts";
+import type { InferenceCore } from "../../core/service.ts";
 import { sseResponse } from "../sse.ts";
+import { chatChunk, chatCompletion, newId, nowSeconds, timingsOf, toolCallsOf, usageOf } from "./format.ts";
+import { toChatRequest } from "./requests.ts";
+import { ChatCompletionBody } from "./schemas.ts";
 
-export function chatRoutes(service: InferenceService) {
+export function chatRoutes(core: InferenceCore) {
   return new Elysia().post("/v1/chat/completions", async ({ body, request }) => {
     const req = toChatRequest(body);
     const id = newId("chatcmpl");
+    const collected = new Collector();
     if (!body.stream) {
-      return chatCompletion(id, body.model, await service.chat(body.model, req, { signal: request.signal }));
+      await core.generate(body.model, [req], collected.add, request.signal);
+      return chatCompletion(id, body.model, collected.result());
     }
     const created = nowSeconds();
     return sseResponse(request.signal, async (send, signal) => {
@@ -20,14 +23,17 @@ export function chatRoutes(service: InferenceService) {
         opened = true;
         send(chatChunk(id, body.model, created, { role: "assistant", content: "" }));
       };
-      const r = await service.chat(body.model, req, {
-        signal,
-        onText: (text) => {
+      await core.generate(body.model, [req], (e) => {
+        collected.add(e);
+        if (e.type === "text") {
           open();
-          send(chatChunk(id, body.model, created, { content: text }));
-        },
-      });
+          send(chatChunk(id, body.model, created, { content: e.text }));
+        }
+      }, signal);
+      // Throws the generation's error: before any output it becomes the HTTP status, after it an error event.
+      const r = collected.result();
       open();
+      // Tool calls go out whole, in one chunk, once the generation has ended.
       if (r.toolCalls.length > 0) {
         send(chatChunk(id, body.model, created, { tool_calls: toolCallsOf(r.toolCalls).map((c, index) => ({ index, ...c })) }));
       }

@@ -1,6 +1,8 @@
-// Shapes engine results as OpenAI wire objects (responses and stream chunks).
+// Shapes the core's results as OpenAI wire objects (responses and stream chunks).
 import { randomBytes } from "node:crypto";
-import type { FinishReason, GenerationResult, ToolCall, Usage } from "../engines/types.ts";
+import type { GenerationResult } from "../../core/collect.ts";
+import type { FinishReason, Timings, Usage } from "../../core/events.ts";
+import type { ToolCall } from "../../core/request.ts";
 
 export const newId = (prefix: string) => `${prefix}-${randomBytes(12).toString("base64url")}`;
 export const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -12,7 +14,7 @@ export function usageOf(usages: Usage[]) {
 }
 
 /** LMX extension, named like llama-server's so tools that read it there work here too. */
-export function timingsOf(r: GenerationResult) {
+export function timingsOf(r: { usage: Usage; timings: Timings }) {
   return {
     prompt_n: r.usage.promptTokens,
     prompt_ms: r.timings.prefillMs,

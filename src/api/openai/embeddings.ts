@@ -1,15 +1,15 @@
 import { Elysia } from "elysia";
-import type { InferenceService } from "../../inference/service.ts";
-import { EmbeddingBody } from "../schemas.ts";
+import type { InferenceCore } from "../../core/service.ts";
+import { EmbeddingBody } from "./schemas.ts";
 
 function base64OfFloats(vector: number[]): string {
   return Buffer.from(new Float32Array(vector).buffer).toString("base64");
 }
 
-export function embeddingRoutes(service: InferenceService) {
+export function embeddingRoutes(core: InferenceCore) {
   return new Elysia().post("/v1/embeddings", async ({ body, request }) => {
     const inputs = typeof body.input === "string" ? [body.input] : body.input;
-    const r = await service.embed(body.model, inputs, request.signal);
+    const r = await core.embed(body.model, inputs, request.signal);
     const base64 = body.encoding_format === "base64";
     return {
       object: "list",

@@ -1,8 +1,8 @@
-// OpenAI request bodies → the engine's request types. Everything a model cannot serve is refused
-// here with the offending field named, before a model is loaded or a slot taken.
-import type { ChatCompletionBody, ChatMessageBody, CompletionBody } from "../api/schemas.ts";
-import type { ChatMessage, ChatRequest, CompletionRequest, SamplingOptions, ToolChoice } from "../engines/types.ts";
-import { InvalidRequestError } from "../errors.ts";
+// OpenAI request bodies → the inference core's request. Wire-format problems are refused here and
+// tool rules by the core, with the offending field named, before a model is loaded or a slot taken.
+import type { ChatGeneration, ChatMessage, GenerationRequest, SamplingOptions, ToolChoice } from "../../core/request.ts";
+import { InvalidRequestError } from "../../errors.ts";
+import type { ChatCompletionBody, ChatMessageBody, CompletionBody } from "./schemas.ts";
 
 type Content = ChatMessageBody["content"];
 
@@ -60,25 +60,11 @@ function sampling(body: ChatCompletionBody | CompletionBody, maxTokens: number |
   };
 }
 
-export function toChatRequest(body: ChatCompletionBody): ChatRequest {
+export function toChatRequest(body: ChatCompletionBody): ChatGeneration {
   const tools = body.tools?.map((t) => ({ name: t.function.name, description: t.function.description, parameters: t.function.parameters }));
-  const names = new Set<string>();
-  tools?.forEach((t, i) => {
-    if (names.has(t.name)) throw new InvalidRequestError(`duplicate tool name '${t.name}'`, `tools[${i}].function.name`);
-    names.add(t.name);
-  });
-  let toolChoice: ToolChoice | undefined;
   const tc = body.tool_choice;
-  if (tc !== undefined && tc !== null) {
-    toolChoice = typeof tc === "string" ? tc : { name: tc.function.name };
-    if (toolChoice !== "none" && toolChoice !== "auto" && (!tools || tools.length === 0)) {
-      throw new InvalidRequestError("tool_choice requires tools", "tool_choice");
-    }
-    if (typeof toolChoice === "object" && !names.has(toolChoice.name)) {
-      throw new InvalidRequestError(`tool_choice names '${toolChoice.name}', which is not in tools`, "tool_choice.function.name");
-    }
-  }
-  let responseFormat: ChatRequest["responseFormat"];
+  const toolChoice: ToolChoice | undefined = tc === undefined || tc === null ? undefined : typeof tc === "string" ? tc : { name: tc.function.name };
+  let responseFormat: ChatGeneration["responseFormat"];
   const rf = body.response_format;
   if (rf?.type === "json_object") responseFormat = { type: "json_object" };
   else if (rf?.type === "json_schema") {
@@ -86,6 +72,7 @@ export function toChatRequest(body: ChatCompletionBody): ChatRequest {
     responseFormat = { type: "json_schema", schema: rf.json_schema.schema, name: rf.json_schema.name };
   }
   return {
+    kind: "chat",
     ...sampling(body, body.max_completion_tokens ?? body.max_tokens),
     messages: toChatMessages(body.messages),
     tools,
@@ -97,8 +84,8 @@ export function toChatRequest(body: ChatCompletionBody): ChatRequest {
 /** OpenAI's legacy completions default to 16 tokens; keep that so clients see what they expect. */
 export const DEFAULT_COMPLETION_TOKENS = 16;
 
-export function toCompletionRequests(body: CompletionBody): CompletionRequest[] {
+export function toCompletionRequests(body: CompletionBody): GenerationRequest[] {
   const prompts = typeof body.prompt === "string" ? [body.prompt] : body.prompt;
   const base = sampling(body, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS);
-  return prompts.map((prompt) => ({ ...base, prompt }));
+  return prompts.map((prompt) => ({ kind: "text", ...base, prompt }));
 }

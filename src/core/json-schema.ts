@@ -4,7 +4,7 @@
 // must follow a schema are checked with this after generation. Keywords outside the subset are
 // ignored (as annotations), never guessed at.
 
-import type { JsonSchema } from "../types.ts";
+import type { JsonSchema } from "./request.ts";
 
 type Schema = JsonSchema | boolean;
 

@@ -1,0 +1,137 @@
+// The inference core's service: takes a sequence of a loaded model from the scheduler, runs the
+// engine under a watchdog, and hands every event to the caller (an API adapter). Failures of any
+// kind end the stream with one `error` event, so adapters have one place to handle them.
+import { GenerationStalledError, OverloadedError } from "../errors.ts";
+import { log } from "../log.ts";
+import type { EventSink, GenerationEvent } from "./events.ts";
+import type { EmbeddingResult, GenerationRequest } from "./request.ts";
+import { checkTools } from "./tools.ts";
+
+/** What the core needs of a loaded model (the engines' LoadedModel is one). */
+export interface ModelRunner {
+  generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal): Promise<void>;
+  embed(inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult>;
+}
+
+/** A loaded model and one of its sequences, held until `release` (the scheduler's Lease is one). */
+export interface Lease {
+  model: ModelRunner;
+  /** Aborted when the client goes away or the model is unloaded under the request. */
+  signal: AbortSignal;
+  release(): void;
+}
+
+export interface LeaseSource {
+  acquire(model: string, signal?: AbortSignal): Promise<Lease>;
+}
+
+/** How long a stalled engine may take to stop after its abort before its slot is given back regardless. */
+const STALL_GRACE_MS = 10_000;
+
+/** Events of several requests run in turn on one lease; `index` says whose event it is. */
+export type IndexedSink = (event: GenerationEvent, index: number) => void;
+
+export interface CoreOptions {
+  /** A generation that emits nothing (no token, no prompt batch) for this long is stopped. */
+  stallTimeoutMs: number;
+}
+
+export class InferenceCore {
+  constructor(private readonly leases: LeaseSource, private readonly options: CoreOptions) {}
+
+  /**
+   * Runs `requests` one after another on one sequence of `model` (the list form of a completions
+   * prompt; one request otherwise). Never rejects: a failure is the last event, `error`, carrying
+   * the index of the request that failed; requests after it do not run.
+   */
+  async generate(model: string, requests: readonly GenerationRequest[], emit: IndexedSink, signal?: AbortSignal): Promise<void> {
+    let index = 0;
+    try {
+      for (const r of requests) if (r.kind === "chat") checkTools(r);
+      const lease = await this.leases.acquire(model, signal);
+      // A stalled engine may still hold its sequence: the slot is given back once it lets go, or
+      // after a grace period if it never does, so a wedged engine cannot block the queue forever.
+      let lingering: Promise<void> | undefined;
+      try {
+        for (; index < requests.length; index++) {
+          const i = index;
+          await this.watched(model, lease, requests[i]!, (e) => emit(e, i), (engine) => (lingering = engine));
+        }
+      } catch (err) {
+        // The lease was aborted by an unload, not by the client: say so instead of "client closed".
+        if (lease.signal.aborted && !signal?.aborted) throw new OverloadedError(`model '${model}' was unloaded while generating; retry`);
+        throw err;
+      } finally {
+        if (lingering) void this.afterGrace(model, lingering).then(() => lease.release());
+        else lease.release();
+      }
+    } catch (err) {
+      emit({ type: "error", error: err instanceof Error ? err : new Error(String(err)) }, index);
+    }
+  }
+
+  /**
+   * One generation under the watchdog: when the engine goes quiet for the bound, it is aborted,
+   * its late events are dropped, `onLinger` gets the promise of its end, and this throws
+   * GenerationStalledError at once rather than waiting for an engine that may never answer.
+   */
+  private async watched(model: string, lease: Lease, request: GenerationRequest, emit: EventSink, onLinger: (engine: Promise<void>) => void): Promise<void> {
+    const ac = new AbortController();
+    const onLeaseAbort = () => ac.abort();
+    if (lease.signal.aborted) ac.abort();
+    else lease.signal.addEventListener("abort", onLeaseAbort, { once: true });
+    const bound = this.options.stallTimeoutMs;
+    let last = performance.now();
+    let stalled = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stall = new Promise<never>((_, reject) => {
+      const check = () => {
+        const quiet = performance.now() - last;
+        if (quiet < bound) {
+          timer = setTimeout(check, bound - quiet);
+          return;
+        }
+        stalled = true;
+        onLinger(engine.then(() => undefined, () => undefined));
+        log.warn("generation stalled; stopping it", { model, quietMs: Math.round(quiet) });
+        ac.abort();
+        reject(new GenerationStalledError(model, bound / 1000));
+      };
+      timer = setTimeout(check, bound);
+    });
+    const engine = lease.model.generate(request, (e) => {
+      if (stalled) return;
+      last = performance.now();
+      emit(e);
+    }, ac.signal);
+    try {
+      await Promise.race([engine, stall]);
+    } finally {
+      clearTimeout(timer);
+      lease.signal.removeEventListener("abort", onLeaseAbort);
+      stall.catch(() => undefined);
+      engine.catch(() => undefined);
+    }
+  }
+
+  /** Resolves when the engine lets go, or after the grace period with an error logged. */
+  private async afterGrace(model: string, engine: Promise<void>): Promise<void> {
+    const grace = Math.min(this.options.stallTimeoutMs, STALL_GRACE_MS);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = await Promise.race([engine.then(() => false), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), grace); })]);
+    clearTimeout(timer);
+    if (late) log.error("a stalled generation ignored its abort; its slot is given back anyway (the engine may hold the sequence until the model is reloaded)", { model, graceMs: grace });
+  }
+
+  async embed(model: string, inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult> {
+    const lease = await this.leases.acquire(model, signal);
+    try {
+      return await lease.model.embed(inputs, lease.signal);
+    } catch (err) {
+      if (lease.signal.aborted && !signal?.aborted) throw new OverloadedError(`model '${model}' was unloaded while generating; retry`);
+      throw err;
+    } finally {
+      lease.release();
+    }
+  }
+}

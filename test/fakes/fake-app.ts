@@ -1,0 +1,96 @@
+// The real LMX app (routing, validation, error mapping, scheduler, core service, adapters) on the
+// FakeEngine, wired as src/server.ts wires it, without a socket: requests go through `app.handle`.
+import { createApp } from "../../src/api/app.ts";
+import { Security } from "../../src/api/security.ts";
+import { KeyStore } from "../../src/auth/keys.ts";
+import { InferenceCore } from "../../src/core/service.ts";
+import { EventBus } from "../../src/events/bus.ts";
+import { configureLog } from "../../src/log.ts";
+import { ModelCatalog } from "../../src/models/catalog.ts";
+import { LoadHistory } from "../../src/models/history.ts";
+import { ModelManager } from "../../src/admin/model-manager.ts";
+import { HubExecutor } from "../../src/downloads/hub-executor.ts";
+import { DownloadJobs } from "../../src/downloads/jobs.ts";
+import { ModelImporter } from "../../src/models/importer.ts";
+import { MlxRuntime } from "../../src/runtimes/mlx.ts";
+import { ModelRegistry } from "../../src/models/registry.ts";
+import { ProbeService } from "../../src/probe/service.ts";
+import { type LoadDefaults, Scheduler } from "../../src/scheduler/scheduler.ts";
+import { openDb } from "../../src/store/db.ts";
+import { FakeEngine, type FakeModelSpec } from "./fake-engine.ts";
+
+export interface FakeAppOptions extends Partial<LoadDefaults> {
+  stallTimeoutMs?: number;
+  now?: () => number;
+}
+
+export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
+  configureLog({ level: process.env.LMX_TEST_LOG_LEVEL ?? "error" });
+  const engine = new FakeEngine(specs);
+  const db = openDb(":memory:");
+  const events = new EventBus();
+  const registry = new ModelRegistry(db);
+  const history = new LoadHistory(db, events);
+  const keys = new KeyStore(db, []);
+  const catalog = new ModelCatalog({ modelsDir: "/nonexistent/lmx-fake-models", explicit: [], configured: {}, registered: () => engine.descriptors() });
+  const scheduler = new Scheduler(catalog, { gguf: engine }, {
+    contextLength: opts.contextLength ?? 1024,
+    parallel: opts.parallel ?? 2,
+    threads: 1,
+    queueLimit: opts.queueLimit ?? 8,
+    memoryBudget: opts.memoryBudget ?? 1e12,
+    ttlSeconds: opts.ttlSeconds ?? 0,
+  }, {}, { events, now: opts.now });
+  const core = new InferenceCore(scheduler, { stallTimeoutMs: opts.stallTimeoutMs ?? 60_000 });
+  const probes = new ProbeService(db, scheduler, registry, events);
+  // Admin features the fake tests do not exercise are wired as the server wires them, on paths that do not exist.
+  const hub = { hubUrl: "http://127.0.0.1:9", token: undefined, cacheDir: "/nonexistent/lmx-fake-hub" };
+  const hubExecutor = new HubExecutor(hub, (d) => scheduler.engineFor(d).inspect(d));
+  const downloads = new DownloadJobs(db, events, hubExecutor);
+  const manager = new ModelManager(scheduler, registry, history, probes, hubExecutor);
+  const importer = new ModelImporter(registry, { lmstudioDir: "/nonexistent/lmx-fake-lmstudio", ollamaDir: "/nonexistent/lmx-fake-ollama" }, (d) => engine.inspect(d));
+  const mlx = new MlxRuntime(db, "/nonexistent/lmx-fake-home", { autoInstall: false });
+  const security = new Security({ boundHost: "127.0.0.1", keys, corsOrigins: [], allowedHosts: [] });
+  const app = createApp({ scheduler, inference: core, security, manager, events, keys, probes, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home" });
+
+  const request = (path: string, init: RequestInit & { json?: unknown } = {}) => {
+    const { json, ...rest } = init;
+    const headers = new Headers(rest.headers);
+    headers.set("host", "127.0.0.1");
+    if (json !== undefined) headers.set("content-type", "application/json");
+    return app.handle(new Request("http://127.0.0.1" + path, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body }));
+  };
+  return {
+    engine,
+    scheduler,
+    core,
+    events,
+    app,
+    request,
+    post: (path: string, json: unknown, init: RequestInit = {}) => request(path, { ...init, method: "POST", json }),
+    async [Symbol.asyncDispose]() {
+      probes.stop();
+      await downloads.stop();
+      await scheduler.shutdown();
+      history.close();
+      db.$client.close();
+    },
+  };
+}
+
+export type FakeApp = ReturnType<typeof fakeApp>;
+
+/** Reads an SSE body into its data payloads (without the final [DONE]) and whether [DONE] came. */
+export async function readSse(res: Response): Promise<{ events: unknown[]; done: boolean }> {
+  const raw = await res.text();
+  const events: unknown[] = [];
+  let done = false;
+  for (const block of raw.split("\n\n")) {
+    const line = block.trim();
+    if (!line.startsWith("data: ")) continue;
+    const data = line.slice(6);
+    if (data === "[DONE]") done = true;
+    else events.push(JSON.parse(data));
+  }
+  return { events, done };
+}

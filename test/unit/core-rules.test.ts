@@ -1,0 +1,113 @@
+// The engine-agnostic rules of the inference core, without any engine.
+import { describe, expect, test } from "bun:test";
+import { Collector } from "../../src/core/collect.ts";
+import { completionBudget } from "../../src/core/context.ts";
+import { withSamplingDefaults } from "../../src/core/sampling.ts";
+import { checkJsonReply, checkTools, cutShortNote, parseForcedCall, planChat } from "../../src/core/tools.ts";
+import { ContextLengthExceededError, InvalidRequestError } from "../../src/errors.ts";
+
+const user = [{ role: "user" as const, content: "hi" }];
+const weather = { name: "weather", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } };
+const time = { name: "time" };
+
+function thrown(fn: () => unknown): InvalidRequestError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(InvalidRequestError);
+    return err as InvalidRequestError;
+  }
+  throw new Error("did not throw");
+}
+
+describe("tool rules", () => {
+  test("duplicate names, tool_choice without tools and an unknown forced tool are 400s naming the field", () => {
+    expect(thrown(() => checkTools({ messages: user, tools: [weather, weather] })).param).toBe("tools[1].function.name");
+    expect(thrown(() => checkTools({ messages: user, toolChoice: "required" })).param).toBe("tool_choice");
+    expect(thrown(() => checkTools({ messages: user, tools: [weather], toolChoice: { name: "nope" } })).param).toBe("tool_choice.function.name");
+    checkTools({ messages: user, toolChoice: "none" });
+    checkTools({ messages: user, tools: [weather, time], toolChoice: { name: "time" } });
+  });
+
+  test("plans: plain, JSON, auto tools, forced (one tool or a choice), and the response_format conflicts", () => {
+    expect(planChat({ messages: user })).toEqual({ mode: "text" });
+    expect(planChat({ messages: user, responseFormat: { type: "text" } })).toEqual({ mode: "text" });
+    expect(planChat({ messages: user, responseFormat: { type: "json_object" } })).toEqual({ mode: "text", format: { type: "json_object" } });
+    expect(planChat({ messages: user, tools: [weather] })).toEqual({ mode: "tools", tools: [weather] });
+    expect(planChat({ messages: user, tools: [weather], toolChoice: "none" })).toEqual({ mode: "text" });
+
+    const one = planChat({ messages: user, tools: [weather, time], toolChoice: { name: "weather" } });
+    if (one.mode !== "forced") throw new Error("not forced");
+    expect(one.tools).toEqual([weather]);
+    expect(one.schema.properties).toEqual({ name: { const: "weather" }, arguments: weather.parameters });
+    expect(one.preamble).toContain('"name": "weather"');
+    const any = planChat({ messages: user, tools: [weather, time], toolChoice: "required" });
+    if (any.mode !== "forced") throw new Error("not forced");
+    expect((any.schema.oneOf as unknown[]).length).toBe(2);
+
+    expect(thrown(() => planChat({ messages: user, tools: [weather], toolChoice: "required", responseFormat: { type: "json_object" } })).param).toBe("response_format");
+    expect(thrown(() => planChat({ messages: user, tools: [weather], responseFormat: { type: "json_object" } })).message).toContain("cannot be combined with tools");
+  });
+
+  test("a forced reply is parsed and checked against the tool's schema", () => {
+    const ok = parseForcedCall('{"name":"weather","arguments":{"city":"Oslo"}}', [weather], "");
+    expect("call" in ok && ok.call.name === "weather" && JSON.parse(ok.call.arguments)).toEqual({ city: "Oslo" });
+    expect("call" in ok && ok.call.id).toMatch(/^call_/);
+    expect(parseForcedCall('{"name":"weather","argu', [weather], cutShortNote("length", 7))).toEqual({
+      problem: `the model's tool call is not complete JSON (generation stopped at max_tokens after 7 tokens): "{\\"name\\":\\"weather\\",\\"argu"`,
+    });
+    expect(parseForcedCall('{"name":"time","arguments":{}}', [weather], "")).toMatchObject({ problem: expect.stringContaining("not one of the allowed tools (weather)") });
+    expect(parseForcedCall('{"name":"weather","arguments":{}}', [weather], "")).toMatchObject({ problem: expect.stringContaining("missing required property 'city'") });
+    // No arguments at all is an empty object, which a tool without parameters accepts.
+    expect(parseForcedCall('{"name":"time"}', [time], "")).toMatchObject({ call: { name: "time", arguments: "{}" } });
+  });
+
+  test("JSON replies are checked for json_object and json_schema", () => {
+    expect(checkJsonReply('{"a":1}', { type: "json_object" }, "")).toBeUndefined();
+    expect(checkJsonReply("[1]", { type: "json_object" }, "")).toContain("not an object");
+    expect(checkJsonReply("{", { type: "json_object" }, cutShortNote("length", 3))).toContain("not valid JSON (generation stopped at max_tokens after 3 tokens)");
+    expect(checkJsonReply('{"a":"x"}', { type: "json_schema", schema: { type: "object", properties: { a: { type: "number" } } } }, "")).toContain("$.a: expected number");
+  });
+});
+
+describe("context contract", () => {
+  test("prompt + max_tokens must fit; without max_tokens the rest of the context is the budget", () => {
+    expect(completionBudget(10, 20, 100, "messages")).toBe(20);
+    expect(completionBudget(10, undefined, 100, "prompt")).toBe(90);
+    const over = (() => { try { completionBudget(90, 20, 100, "messages"); } catch (e) { return e as ContextLengthExceededError; } })()!;
+    expect(over).toBeInstanceOf(ContextLengthExceededError);
+    expect(over.message).toBe("This model's maximum context length is 100 tokens. However, you requested 90 tokens in the messages and 20 in the completion (110 in total). Shorten the input or lower max_tokens.");
+    expect(() => completionBudget(100, undefined, 100, "prompt")).toThrow("your prompt has 100 tokens, leaving no room for a completion");
+  });
+});
+
+describe("sampling defaults", () => {
+  test("one set for every engine; given values win", () => {
+    expect(withSamplingDefaults({})).toEqual({ temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05 });
+    expect(withSamplingDefaults({ temperature: 0, topK: 1, seed: 3 })).toMatchObject({ temperature: 0, topK: 1, topP: 0.95, seed: 3 });
+  });
+});
+
+describe("collector", () => {
+  test("folds text, reasoning, tool-call fragments, usage and finish; an error event is thrown", () => {
+    const c = new Collector();
+    c.add({ type: "progress" });
+    c.add({ type: "reasoning", text: "hmm" });
+    c.add({ type: "text", text: "Hel" });
+    c.add({ type: "text", text: "lo" });
+    c.add({ type: "tool_call_start", index: 0, id: "call_1", name: "weather" });
+    c.add({ type: "tool_call_delta", index: 0, arguments: '{"city":' });
+    c.add({ type: "tool_call_delta", index: 0, arguments: '"Oslo"}' });
+    c.add({ type: "tool_call_end", index: 0 });
+    c.add({ type: "usage", usage: { promptTokens: 5, completionTokens: 4 }, timings: { prefillMs: 1, decodeMs: 2, prefillTokensPerSecond: 5000, decodeTokensPerSecond: 1500 } });
+    c.add({ type: "finish", reason: "tool_calls" });
+    expect(c.result()).toMatchObject({
+      text: "Hello", reasoning: "hmm", finishReason: "tool_calls", usage: { promptTokens: 5, completionTokens: 4 },
+      toolCalls: [{ id: "call_1", name: "weather", arguments: '{"city":"Oslo"}' }],
+    });
+    const failed = new Collector();
+    failed.add({ type: "text", text: "x" });
+    failed.add({ type: "error", error: new InvalidRequestError("boom") });
+    expect(() => failed.result()).toThrow("boom");
+  });
+});

@@ -1,0 +1,126 @@
+// The core service on the FakeEngine: cancellation (queued, streaming, by unload) and the
+// generation watchdog.
+import { describe, expect, test } from "bun:test";
+import { Collector } from "../../src/core/collect.ts";
+import type { GenerationEvent } from "../../src/core/events.ts";
+import type { GenerationRequest } from "../../src/core/request.ts";
+import { GenerationAbortedError, GenerationStalledError, LmxError, OverloadedError } from "../../src/errors.ts";
+import { fakeApp, readSse } from "../fakes/fake-app.ts";
+import type { Step } from "../fakes/fake-engine.ts";
+
+const chat = (content: string, maxTokens?: number): GenerationRequest => ({ kind: "chat", messages: [{ role: "user", content }], maxTokens });
+/** Steps chosen by the request's text, so one model serves several scripted cases. */
+const byText = (scripts: Record<string, Step[]>) => (r: GenerationRequest) => ({ steps: scripts[r.kind === "chat" ? r.messages[0]!.content : r.prompt] ?? [{ text: "ok" }] });
+
+/** Fails the test with a clear message instead of hanging until the runner's timeout. */
+function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  return Promise.race([p, Bun.sleep(ms).then(() => { throw new Error(`${what}: still pending after ${ms} ms`); })]);
+}
+
+async function run(f: ReturnType<typeof fakeApp>, request: GenerationRequest, signal?: AbortSignal, onEvent?: (e: GenerationEvent) => void): Promise<{ events: GenerationEvent[]; error?: Error }> {
+  const events: GenerationEvent[] = [];
+  await f.core.generate("m", [request], (e) => { events.push(e); onEvent?.(e); }, signal);
+  const last = events.at(-1);
+  return { events, error: last?.type === "error" ? last.error : undefined };
+}
+
+describe("cancellation", () => {
+  test("a request whose client leaves while queued never reaches the engine", async () => {
+    await using f = fakeApp([{ id: "m", script: byText({ slow: [{ sleep: 100 }, { text: "x" }] }) }], { parallel: 1 });
+    const first = run(f, chat("slow"));
+    await Bun.sleep(10);
+    const leave = new AbortController();
+    const queued = run(f, chat("queued"), leave.signal);
+    await Bun.sleep(10);
+    expect((await f.scheduler.get("m")).queued).toBe(1);
+    leave.abort();
+    expect((await queued).error?.name).toBe("AbortedWhileQueuedError");
+    expect((await f.scheduler.get("m")).queued).toBe(0);
+    expect((await first).error).toBeUndefined();
+    expect(f.engine.model("m").requests.map((r) => r.kind === "chat" && r.messages[0]!.content)).toEqual(["slow"]);
+  });
+
+  test("a client that leaves mid-stream stops the engine and frees the slot at once", async () => {
+    await using f = fakeApp([{ id: "m", stepMs: 5, script: () => ({ steps: Array.from({ length: 1000 }, () => ({ text: "t" })) }) }], { parallel: 1 });
+    const leave = new AbortController();
+    const started = performance.now();
+    const r = await run(f, chat("go"), leave.signal, (e) => { if (e.type === "text") leave.abort(); });
+    expect(r.error).toBeInstanceOf(GenerationAbortedError);
+    expect((r.error as LmxError).status).toBe(499);
+    expect(performance.now() - started).toBeLessThan(500);
+    expect(f.engine.model("m").running).toBe(0);
+    expect((await f.scheduler.get("m")).running).toBe(0);
+  });
+
+  test("through HTTP: a streamed request aborted by its client ends its generation", async () => {
+    await using f = fakeApp([{ id: "m", stepMs: 5, script: () => ({ steps: Array.from({ length: 1000 }, () => ({ text: "t" })) }) }], { parallel: 1 });
+    const leave = new AbortController();
+    const res = await f.post("/v1/chat/completions", { model: "m", messages: [{ role: "user", content: "go" }], stream: true }, { signal: leave.signal });
+    const reader = res.body!.getReader();
+    await reader.read();
+    expect(f.engine.model("m").running).toBe(1);
+    leave.abort();
+    await reader.cancel().catch(() => undefined);
+    await within(1000, "engine to stop", (async () => { while (f.engine.model("m").running > 0) await Bun.sleep(5); })());
+    await within(1000, "slot to free", (async () => { while ((await f.scheduler.get("m")).running > 0) await Bun.sleep(5); })());
+  });
+
+  test("unloading a model ends its running generations with a 503 that says to retry", async () => {
+    await using f = fakeApp([{ id: "m", stepMs: 5, script: () => ({ steps: Array.from({ length: 1000 }, () => ({ text: "t" })) }) }]);
+    let unloading: Promise<boolean> | undefined;
+    const r = await run(f, chat("go"), undefined, (e) => { if (e.type === "text") unloading ??= f.scheduler.unload("m"); });
+    expect(r.error).toBeInstanceOf(OverloadedError);
+    expect(r.error!.message).toBe("model 'm' was unloaded while generating; retry");
+    expect(await unloading!).toBe(true);
+    expect(f.engine.unloads).toEqual(["m"]);
+  });
+});
+
+describe("generation watchdog", () => {
+  test("a generation that stalls fails with 504 generation_stalled naming the model and the bound, and frees its slot", async () => {
+    await using f = fakeApp([{ id: "m", script: byText({ stall: [{ text: "a" }, { stall: true }] }) }], { parallel: 1, stallTimeoutMs: 50 });
+    const r = await within(2000, "the stalled generation", run(f, chat("stall")));
+    expect(r.events.map((e) => e.type)).toEqual(["text", "error"]);
+    expect(r.error).toBeInstanceOf(GenerationStalledError);
+    expect(r.error).toMatchObject({ status: 504, code: "generation_stalled", type: "server_error" });
+    expect(r.error!.message).toContain("model 'm' made no progress for 0.05 s");
+    // The engine was told to stop and the one slot is free for the next request.
+    expect(f.engine.model("m").running).toBe(0);
+    const next = new Collector();
+    await within(2000, "the next request", f.core.generate("m", [chat("fine")], next.add));
+    expect(next.result().text).toBe("ok");
+  });
+
+  test("over HTTP: 504 in OpenAI's shape when nothing was sent; an error event after streamed output", async () => {
+    await using f = fakeApp([{ id: "m", script: byText({ quiet: [{ stall: true }], late: [{ text: "a" }, { stall: true }] }) }], { stallTimeoutMs: 50 });
+    const res = await within(2000, "the request", f.post("/v1/chat/completions", { model: "m", messages: [{ role: "user", content: "quiet" }] }));
+    expect(res.status).toBe(504);
+    expect(((await res.json()) as { error: object }).error).toMatchObject({ type: "server_error", code: "generation_stalled", param: null });
+    const streamed = await within(2000, "the stream", f.post("/v1/chat/completions", { model: "m", messages: [{ role: "user", content: "late" }], stream: true }).then(readSse));
+    expect(streamed.done).toBe(true);
+    expect(streamed.events.at(-1)).toMatchObject({ error: { code: "generation_stalled" } });
+  });
+
+  test("a long prefill that reports its batches is never stopped, however long it takes in total", async () => {
+    const prefill: Step[] = Array.from({ length: 8 }, () => [{ sleep: 20 }, { progress: true }] as Step[]).flat();
+    await using f = fakeApp([{ id: "m", script: () => ({ steps: [...prefill, { text: "done" }] }) }], { stallTimeoutMs: 60 });
+    const r = await run(f, chat("long prompt"));
+    expect(r.error).toBeUndefined();
+    expect(r.events.filter((e) => e.type === "progress").length).toBe(8);
+    expect(r.events.at(-1)).toEqual({ type: "finish", reason: "stop" });
+  });
+
+  test("a wedged engine that ignores the abort: the client gets the error at once, the slot returns after a grace period", async () => {
+    await using f = fakeApp([{ id: "m", script: byText({ wedge: [{ wedge: true }] }) }], { parallel: 1, stallTimeoutMs: 50 });
+    const r = await within(2000, "the wedged generation", run(f, chat("wedge")));
+    expect(r.error).toBeInstanceOf(GenerationStalledError);
+    // Held for the grace period (the bound, here), in case the engine stops after all.
+    expect((await f.scheduler.get("m")).running).toBe(1);
+    await within(1000, "slot to free", (async () => { while ((await f.scheduler.get("m")).running > 0) await Bun.sleep(5); })());
+    expect(f.engine.model("m").running).toBe(1);
+    const next = new Collector();
+    await within(2000, "the next request", f.core.generate("m", [chat("fine")], next.add));
+    expect(next.result().text).toBe("ok");
+    f.engine.model("m").release();
+  });
+});
