@@ -29,10 +29,9 @@ export type Step =
   /** The model process dies: this and every later generation fail until it is loaded again. */
   | { crash: string };
 
+/** A generation ends with "stop" when its steps run out, "tool_calls" if it called a tool, "length" at max_tokens. */
 export interface Script {
   steps: Step[];
-  /** Finish reason when the steps run out; `tool_calls` is chosen automatically when a tool was called. */
-  finish?: FinishReason;
 }
 
 export interface FakeModelSpec {
@@ -114,7 +113,7 @@ export class FakeLoadedModel implements LoadedModel {
     let first: number | undefined;
     let tokens = 0;
     let calls = 0;
-    let finish: FinishReason = script.finish ?? "stop";
+    let finish: FinishReason = "stop";
     this.running++;
     try {
       for (const step of script.steps) {

@@ -59,6 +59,14 @@ describe("chat completions", () => {
     expect(body.choices[0]).toMatchObject({ message: { content: "ab" }, finish_reason: "length" });
   });
 
+  test("reasoning never leaks into content, streamed or not", async () => {
+    await using f = fakeApp([{ id: "m", script: () => ({ steps: [{ reasoning: "let me think" }, { text: "answer" }] }) }]);
+    const body = await json(await f.post("/v1/chat/completions", { model: "m", messages: user("hi") }));
+    expect(body.choices[0].message.content).toBe("answer");
+    const chunks = (await readSse(await f.post("/v1/chat/completions", { model: "m", messages: user("hi"), stream: true }))).events as Json[];
+    expect(chunks.map((c) => c.choices[0].delta.content ?? "").join("")).toBe("answer");
+  });
+
   test("tool calls: content null and tool_calls when not streamed; one tool_calls chunk with index when streamed", async () => {
     const script = (): Script => ({ steps: [{ toolCall: { name: "weather", arguments: '{"city":"Oslo"}', id: "call_x", pieces: 3 } }] });
     await using f = fakeApp([{ id: "m", script }]);
