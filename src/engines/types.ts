@@ -1,6 +1,10 @@
 // The one interface every inference engine implements. The API and the scheduler only see these
 // types, so they never know whether llama.cpp or MLX answered.
 
+import type { ResolvedLoadSettings } from "./load-settings.ts";
+
+export type { ResolvedLoadSettings };
+
 export type ModelFormat = "gguf" | "mlx";
 
 export interface ModelDescriptor {
@@ -9,17 +13,6 @@ export interface ModelDescriptor {
   format: ModelFormat;
   /** GGUF file (first shard for split files) or MLX folder. */
   path: string;
-}
-
-export interface LoadOptions {
-  /** Tokens each parallel sequence can hold. */
-  contextLength: number;
-  /** Parallel sequences served at once by one loaded instance. */
-  parallel: number;
-  threads: number;
-  /** Upper bound on layers offloaded to an accelerator; 0 keeps everything on the CPU. */
-  gpuLayers?: number;
-  batchSize?: number;
 }
 
 export interface ModelInfo {
@@ -133,7 +126,7 @@ export interface EmbeddingResult {
 /** A model loaded by an engine: owns its weights and contexts until unloaded. */
 export interface LoadedModel {
   readonly descriptor: ModelDescriptor;
-  readonly options: LoadOptions;
+  readonly options: ResolvedLoadSettings;
   /** Context length actually allocated per sequence (engines may round up). */
   readonly contextLength: number;
   /** Tokens a chat request's messages take once the chat template is applied (tools included). */
@@ -161,7 +154,7 @@ export interface Engine {
   readonly format: ModelFormat;
   version(): Promise<string>;
   inspect(descriptor: ModelDescriptor): Promise<ModelInfo>;
-  estimateMemory(descriptor: ModelDescriptor, options: LoadOptions): Promise<MemoryEstimate>;
-  load(descriptor: ModelDescriptor, options: LoadOptions): Promise<LoadedModel>;
+  estimateMemory(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate>;
+  load(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<LoadedModel>;
   dispose(): Promise<void>;
 }

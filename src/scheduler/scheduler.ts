@@ -1,5 +1,6 @@
 import { errorMessage, InsufficientMemoryError, InvalidRequestError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
-import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelFormat, ModelInfo } from "../engines/types.ts";
+import { layerLoadSettings, type LoadSettings } from "../engines/load-settings.ts";
+import type { Engine, LoadedModel, MemoryEstimate, ModelDescriptor, ModelFormat, ModelInfo, ResolvedLoadSettings } from "../engines/types.ts";
 import type { EventBus } from "../events/bus.ts";
 import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
@@ -11,27 +12,22 @@ import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 /** Context used when neither the user nor the model says otherwise: big enough for chat, small enough for RAM. */
 export const DEFAULT_CONTEXT = 4096;
 
-export interface LoadDefaults {
-  /** undefined: DEFAULT_CONTEXT capped at the declared context; 0: the declared context. */
-  contextLength?: number;
-  parallel: number;
-  threads: number;
+/**
+ * Server-wide settings of the scheduler (from `lmx serve` flags, env and config.json). `load` is the
+ * bottom layer of every model's load settings; the rest are not per-load settings.
+ */
+export interface SchedulerSettings {
+  /** contextLength undefined: DEFAULT_CONTEXT capped at the declared context; 0: the declared context. */
+  load: LoadSettings & { parallel: number; threads: number; ttl: number };
   batchSize?: number;
+  /** Requests that may wait for a sequence, per model. */
   queueLimit: number;
   /** Bytes of RAM all loaded models together may use. */
   memoryBudget: number;
-  /** Idle seconds before a model unloads itself; 0 keeps it loaded. */
-  ttlSeconds: number;
 }
 
-/** Per-model settings: config.json overrides, saved defaults in the registry, or one load request. */
-export interface ModelOverride {
-  ctx?: number;
-  parallel?: number;
-  threads?: number;
-  gpuLayers?: number;
-  ttl?: number;
-}
+/** The settings a model loads with, plus the idle time after which it unloads itself. */
+export type ModelLoad = ResolvedLoadSettings & { ttl: number };
 
 export interface Lease {
   model: LoadedModel;
@@ -46,7 +42,7 @@ export interface ModelStatus {
   infoError?: string;
   state: ModelState;
   loadedContextLength?: number;
-  options?: LoadOptions;
+  options?: ResolvedLoadSettings;
   memory?: MemoryEstimate;
   running: number;
   queued: number;
@@ -56,8 +52,8 @@ export interface ModelStatus {
 }
 
 export interface SchedulerSeams {
-  /** Saved per-model defaults (registry) layered under explicit load options. */
-  savedDefaults?: (id: string) => ModelOverride | undefined;
+  /** Saved per-model defaults (registry), layered under the settings of one load request. */
+  savedDefaults?: (id: string) => LoadSettings | undefined;
   events?: EventBus;
   /** The measured working context (context probe), used when a load names no context length. */
   testedContext?: (descriptor: ModelDescriptor) => Promise<number | undefined>;
@@ -100,8 +96,9 @@ export class Scheduler {
   constructor(
     private readonly catalog: ModelCatalog,
     private readonly engines: Partial<Record<ModelFormat, Engine>>,
-    private readonly defaults: LoadDefaults,
-    private readonly overrides: Record<string, ModelOverride> = {},
+    private readonly settings: SchedulerSettings,
+    /** Per-model settings from config.json. */
+    private readonly configured: Record<string, LoadSettings> = {},
     private readonly seams: SchedulerSeams = {},
   ) {
     this.now = seams.now ?? Date.now;
@@ -110,7 +107,7 @@ export class Scheduler {
   }
 
   get memoryBudget(): number {
-    return this.defaults.memoryBudget;
+    return this.settings.memoryBudget;
   }
 
   private entry(id: string): Entry {
@@ -144,45 +141,47 @@ export class Scheduler {
   }
 
   /**
-   * The options a model loads with, most specific first: this load request, the model's saved
+   * The settings a model loads with, most specific first: this load request, the model's saved
    * defaults, config.json, server settings, then the model's own metadata.
    */
-  async loadOptions(descriptor: ModelDescriptor, request: ModelOverride = {}): Promise<LoadOptions & { ttlSeconds: number }> {
-    const o = { ...this.overrides[descriptor.id], ...this.seams.savedDefaults?.(descriptor.id), ...stripUndefined(request) };
+  async resolveLoad(descriptor: ModelDescriptor, request: LoadSettings = {}): Promise<ModelLoad> {
+    const base = this.settings.load;
+    const o = layerLoadSettings(base, this.configured[descriptor.id], this.seams.savedDefaults?.(descriptor.id), request);
     const engine = this.engineFor(descriptor);
     const declared = (await engine.inspect(descriptor)).declaredContextLength;
-    const requested = o.ctx ?? this.defaults.contextLength;
-    const options = {
+    const requested = o.contextLength;
+    const resolved: ModelLoad = {
       contextLength: 0,
-      parallel: o.parallel ?? this.defaults.parallel,
-      threads: o.threads || this.defaults.threads,
+      parallel: o.parallel ?? base.parallel,
+      // 0 at any layer means "the server's default".
+      threads: o.threads || base.threads,
       gpuLayers: o.gpuLayers,
-      batchSize: this.defaults.batchSize,
-      ttlSeconds: o.ttl ?? this.defaults.ttlSeconds,
+      batchSize: this.settings.batchSize,
+      ttl: o.ttl ?? base.ttl,
     };
     const tested = requested === undefined ? await this.seams.testedContext?.(descriptor) : undefined;
     if (tested !== undefined) {
       // The measured context, shrunk until it fits the memory budget.
-      options.contextLength = tested;
-      while (options.contextLength > 256) {
-        const est = await engine.estimateMemory(descriptor, options);
-        if (totalBytes(est) <= this.defaults.memoryBudget) break;
-        options.contextLength = Math.floor((options.contextLength * 3) / 4);
+      resolved.contextLength = tested;
+      while (resolved.contextLength > 256) {
+        const est = await engine.estimateMemory(descriptor, resolved);
+        if (totalBytes(est) <= this.settings.memoryBudget) break;
+        resolved.contextLength = Math.floor((resolved.contextLength * 3) / 4);
       }
-    } else if (requested === undefined) options.contextLength = Math.min(DEFAULT_CONTEXT, declared ?? DEFAULT_CONTEXT);
-    else if (requested === 0) options.contextLength = declared ?? DEFAULT_CONTEXT;
-    else options.contextLength = requested;
-    return options;
+    } else if (requested === undefined) resolved.contextLength = Math.min(DEFAULT_CONTEXT, declared ?? DEFAULT_CONTEXT);
+    else if (requested === 0) resolved.contextLength = declared ?? DEFAULT_CONTEXT;
+    else resolved.contextLength = requested;
+    return resolved;
   }
 
-  private sameOptions(a: LoadOptions, b: LoadOptions): boolean {
+  private sameSettings(a: ResolvedLoadSettings, b: ResolvedLoadSettings): boolean {
     return a.contextLength === b.contextLength && a.parallel === b.parallel && a.threads === b.threads && (a.gpuLayers ?? null) === (b.gpuLayers ?? null);
   }
 
   /** Frees memory for `needed` bytes by unloading idle models, least recently used first. */
   private async makeRoom(forId: string, needed: number): Promise<void> {
     const used = () => [...this.entries.values()].filter((e) => e.loaded).reduce((a, e) => a + totalBytes(e.memory), 0);
-    const budget = this.defaults.memoryBudget;
+    const budget = this.settings.memoryBudget;
     if (used() + needed <= budget) return;
     const idle = [...this.entries.values()].filter((e) => e.loaded && e.id !== forId && !e.busy).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const victim of idle) {
@@ -206,13 +205,13 @@ export class Scheduler {
     return run;
   }
 
-  private load(e: Entry, descriptor: ModelDescriptor, request?: ModelOverride): Promise<LoadedModel> {
+  private load(e: Entry, descriptor: ModelDescriptor, request?: LoadSettings): Promise<LoadedModel> {
     const loading: Promise<LoadedModel> = e.op.then(() => this.withLoadLock(async () => {
       if (this.closed) throw new OverloadedError("server is shutting down");
-      const options = await this.loadOptions(descriptor, request);
+      const options = await this.resolveLoad(descriptor, request);
       if (e.loaded) {
-        if (!request || this.sameOptions(e.loaded.options, options)) {
-          e.ttlSeconds = options.ttlSeconds;
+        if (!request || this.sameSettings(e.loaded.options, options)) {
+          e.ttlSeconds = options.ttl;
           return e.loaded;
         }
         await this.unloadEntry(e, "request");
@@ -228,8 +227,8 @@ export class Scheduler {
         const model = await engine.load(descriptor, options);
         e.loaded = model;
         e.memory = model.memoryInUse();
-        e.slots = new Slots(options.parallel, this.defaults.queueLimit, `model '${descriptor.id}'`);
-        e.ttlSeconds = options.ttlSeconds;
+        e.slots = new Slots(options.parallel, this.settings.queueLimit, `model '${descriptor.id}'`);
+        e.ttlSeconds = options.ttl;
         e.lastUsed = e.loadedAt = this.now();
         e.lifecycle.transition("ready");
         const ms = Math.round(performance.now() - started);
@@ -259,7 +258,7 @@ export class Scheduler {
   }
 
   /** Explicit load (admin API). Reloads when the model is loaded with different options. */
-  async loadModel(id: string, request: ModelOverride = {}): Promise<ModelStatus> {
+  async loadModel(id: string, request: LoadSettings = {}): Promise<ModelStatus> {
     const descriptor = this.descriptor(id);
     await this.load(this.entry(descriptor.id), descriptor, request);
     return this.status(descriptor);
@@ -386,10 +385,6 @@ export class Scheduler {
     await Promise.all([...this.entries.keys()].map((id) => watched(`model '${id}' to unload`, this.unload(id, "shutdown"))));
     for (const engine of Object.values(this.engines)) if (engine) await watched(`the ${engine.name} engine to dispose`, engine.dispose());
   }
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export { AbortedWhileQueuedError };

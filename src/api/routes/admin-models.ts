@@ -4,7 +4,7 @@ import { NotFoundError } from "../../errors.ts";
 import type { ModelManager } from "../../models/manager.ts";
 import type { ProbeJob, ProbeService } from "../../probe/service.ts";
 import { probeFields } from "../../probe/fields.ts";
-import { ModelActionBody, PatchModelBody } from "../admin-schemas.ts";
+import { loadSettingsFromBody, ModelActionBody, PatchModelBody } from "../admin-schemas.ts";
 
 export function probeJobJson(j: ProbeJob) {
   return {
@@ -37,7 +37,7 @@ export function adminModelRoutes(manager: ModelManager, probes: ProbeService) {
     }, { detail: { summary: "One model, with GGUF metadata, files, defaults and load history", tags: ["Admin"] } })
     .post("/models/*", async ({ params, body, set }) => {
       const { id, action } = splitTail(params["*"]);
-      if (action === "load") return manager.load(id, body ?? {});
+      if (action === "load") return manager.load(id, loadSettingsFromBody(body ?? {}), body?.save ?? false);
       if (action === "unload") return manager.unload(id);
       if (action === "probe") {
         set.status = 202;
@@ -55,7 +55,9 @@ export function adminModelRoutes(manager: ModelManager, probes: ProbeService) {
     })
     .get("/probes", () => ({ object: "list", data: probes.list().map(probeJobJson) }), { detail: { summary: "Probe jobs of this server run", tags: ["Admin"] } })
     .get("/probes/:id", ({ params }) => probeJobJson(probes.get(params.id)), { detail: { summary: "One probe job with every step", tags: ["Admin"] } })
-    .patch("/models/*", ({ params, body }) => manager.update(splitTail(params["*"]).id, body), {
+    .patch("/models/*", ({ params, body }) => manager.update(splitTail(params["*"]).id, {
+      loadDefaults: body.load_defaults && loadSettingsFromBody(body.load_defaults), aliases: body.aliases,
+    }), {
       body: PatchModelBody,
       detail: { summary: "Set a model's saved load defaults or aliases", tags: ["Admin"] },
     })

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { ContextLengthExceededError, EngineError, errorMessage, InvalidRequestError, LmxError } from "../../errors.ts";
 import type {
   ChatRequest, CompletionRequest, EmbeddingResult, FinishReason, GenerationHooks, GenerationResult, JsonSchema, LoadedModel,
-  LoadOptions, MemoryEstimate, ModelDescriptor, SamplingOptions, ToolCall,
+  ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, SamplingOptions, ToolCall,
 } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { forcedToolPreamble, toChatHistory } from "./chat-history.ts";
@@ -87,7 +87,7 @@ export class LlamaLoadedModel implements LoadedModel {
     private readonly context: LlamaContext,
     private readonly chatWrapper: ChatWrapper,
     readonly descriptor: ModelDescriptor,
-    readonly options: LoadOptions,
+    readonly options: ResolvedLoadSettings,
     private readonly estimate: MemoryEstimate,
     private readonly gate: DecodeGate = new DecodeGate(),
   ) {

@@ -6,7 +6,7 @@ import { forcedToolPreamble } from "../llama/chat-history.ts";
 import { GenerationAbortedError } from "../llama/loaded-model.ts";
 import type {
   ChatMessage, ChatRequest, CompletionRequest, EmbeddingResult, FinishReason, GenerationHooks, GenerationResult, JsonSchema,
-  LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, SamplingOptions, ToolCall, ToolDefinition,
+  LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, SamplingOptions, ToolCall, ToolDefinition,
 } from "../types.ts";
 import { validateJsonSchema } from "./json-schema.ts";
 import type { Done, Loaded, ToWorker, WireMessage, WireTool, WorkerReply } from "./protocol.ts";
@@ -72,7 +72,7 @@ export class MlxLoadedModel implements LoadedModel {
   constructor(
     private readonly supervisor: WorkerSupervisor,
     readonly descriptor: ModelDescriptor,
-    readonly options: LoadOptions,
+    readonly options: ResolvedLoadSettings,
     private readonly estimate: MemoryEstimate,
     private readonly tokenizer: () => Tokenizer,
     private readonly onUnload?: () => void,
