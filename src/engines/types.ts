@@ -146,6 +146,11 @@ export interface LoadedModel {
   logprobs(prefix: number[], continuation: number[], signal?: AbortSignal): Promise<number[]>;
   /** Bytes of RAM this model holds now, as far as the engine can tell. */
   memoryInUse(): MemoryEstimate;
+  /**
+   * For engines whose loaded model can break for good (an MLX worker that keeps crashing): called
+   * once with the error requests get from then on; the scheduler then frees the model and marks it failed.
+   */
+  onFailed?(listener: (err: Error) => void): void;
   unload(): Promise<void>;
 }
 

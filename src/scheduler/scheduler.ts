@@ -6,7 +6,8 @@ import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
 import { formatBytes, formatBytesApart } from "../util/size.ts";
 import { watched } from "../util/watch.ts";
-import { Lifecycle, type ModelState } from "./lifecycle.ts";
+import type { StateMachine } from "../util/state-machine.ts";
+import { modelLifecycle, type ModelState } from "./lifecycle.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 
 /** Context used when neither the user nor the model says otherwise: big enough for chat, small enough for RAM. */
@@ -61,7 +62,7 @@ export interface SchedulerSeams {
 }
 
 class Entry {
-  readonly lifecycle: Lifecycle;
+  readonly lifecycle: StateMachine<ModelState>;
   loaded: LoadedModel | undefined;
   loading: Promise<LoadedModel> | undefined;
   slots: Slots | undefined;
@@ -75,7 +76,7 @@ class Entry {
   op: Promise<unknown> = Promise.resolve();
 
   constructor(readonly id: string) {
-    this.lifecycle = new Lifecycle((from, to) => log.debug("model state", { model: id, from, to }));
+    this.lifecycle = modelLifecycle(id, { onChange: ({ from, to, reason }) => log.debug("model state", { model: id, from, to, reason }) });
   }
 
   get busy(): boolean {
@@ -225,6 +226,7 @@ export class Scheduler {
       try {
         log.info("loading model", { model: descriptor.id, path: descriptor.path, ctx: options.contextLength, parallel: options.parallel, threads: options.threads, estimate: formatBytes(totalBytes(estimate)) });
         const model = await engine.load(descriptor, options);
+        model.onFailed?.((err) => this.failLoaded(e, model, err));
         e.loaded = model;
         e.memory = model.memoryInUse();
         e.slots = new Slots(options.parallel, this.settings.queueLimit, `model '${descriptor.id}'`);
@@ -292,12 +294,23 @@ export class Scheduler {
     }
   }
 
-  private async unloadEntry(e: Entry, reason: "request" | "evict" | "ttl" | "shutdown"): Promise<void> {
+  /** The engine gave up on a loaded model: free it and mark it failed; the next request loads it afresh. */
+  private failLoaded(e: Entry, model: LoadedModel, err: Error): void {
+    const run = e.op.then(async () => {
+      if (e.loaded !== model) return;
+      log.error("model failed; unloading it", { model: e.id, error: err.message });
+      await this.unloadEntry(e, "failed", err);
+    });
+    e.op = run.catch((error: unknown) => log.error("unloading a failed model failed", { model: e.id, error: errorMessage(error) }));
+  }
+
+  private async unloadEntry(e: Entry, reason: "request" | "evict" | "ttl" | "shutdown" | "failed", failure?: Error): Promise<void> {
     if (!e.loaded) return;
-    e.lifecycle.transition("unloading");
-    e.slots?.rejectAll(new OverloadedError(`model '${e.id}' was unloaded while the request waited`));
-    // Running generations end before their model is freed under them.
-    for (const ac of e.inflight) ac.abort();
+    e.lifecycle.transition("unloading", reason);
+    e.slots?.rejectAll(failure ?? new OverloadedError(`model '${e.id}' was unloaded while the request waited`));
+    // Running generations end before their model is freed under them. A failed model's requests
+    // are ending already, with the engine's error, which an abort would replace by a vaguer one.
+    if (reason !== "failed") for (const ac of e.inflight) ac.abort();
     if (e.slots && !(await e.slots.waitIdle(10_000))) log.warn("requests still running after abort; unloading anyway", { model: e.id });
     const model = e.loaded;
     e.loaded = undefined;
@@ -306,9 +319,14 @@ export class Scheduler {
     try {
       await model.unload();
     } finally {
-      e.lifecycle.transition("unloaded");
-      log.info("model unloaded", { model: e.id, reason });
-      this.seams.events?.publish({ type: "model.unloaded", model: e.id, reason });
+      if (reason === "failed") {
+        e.lifecycle.transition("failed", failure?.message);
+        this.seams.events?.publish({ type: "model.failed", model: e.id, error: failure ? errorMessage(failure) : "failed" });
+      } else {
+        e.lifecycle.transition("unloaded", reason);
+        log.info("model unloaded", { model: e.id, reason });
+        this.seams.events?.publish({ type: "model.unloaded", model: e.id, reason });
+      }
     }
   }
 

@@ -14,6 +14,9 @@ export interface MlxEngineOptions {
   hangTimeoutMs?: number;
   /** First restart delay after a crash; doubles per crash in a row. */
   backoffMs?: number;
+  /** Restarts allowed within restartWindowMs before the model is marked failed. */
+  maxRestarts?: number;
+  restartWindowMs?: number;
 }
 
 /** MLX models (mlx-community safetensors folders), served by mlx-lm in a supervised Python worker per loaded model. */
@@ -72,6 +75,8 @@ export class MlxEngine implements Engine {
       },
       hangTimeoutMs: this.opts.hangTimeoutMs,
       backoffMs: this.opts.backoffMs,
+      maxRestarts: this.opts.maxRestarts,
+      restartWindowMs: this.opts.restartWindowMs,
     });
     try {
       await supervisor.ensureRunning();

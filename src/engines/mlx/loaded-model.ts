@@ -103,9 +103,8 @@ export class MlxLoadedModel implements LoadedModel {
 
   async countChatTokens(request: ChatRequest): Promise<number> {
     const plan = this.plan(request);
-    await this.running();
     try {
-      const reply = await this.supervisor.call({ type: "chat_tokens", id: this.supervisor.newId("count"), messages: plan.messages, tools: plan.tools }, "tokens");
+      const reply = await this.serve(() => this.supervisor.call({ type: "chat_tokens", id: this.supervisor.newId("count"), messages: plan.messages, tools: plan.tools }, "tokens"));
       return reply.tokens.length;
     } catch (err) {
       throw this.mapError(err, undefined, 0, "messages");
@@ -118,14 +117,18 @@ export class MlxLoadedModel implements LoadedModel {
 
   /** The worker's own account: MLX memory (active, peak, cache, prompt cache) and running sequences. */
   async workerMemory(): Promise<Extract<WorkerReply, { type: "memory" }>> {
-    await this.running();
-    return this.supervisor.call({ type: "memory", id: this.supervisor.newId("mem") }, "memory");
+    return this.serve(() => this.supervisor.call({ type: "memory", id: this.supervisor.newId("mem") }, "memory"));
   }
 
-  /** The worker, started again if it crashed; never after unload (that would leak a process). */
-  private async running(): Promise<void> {
+  /** The worker gave up (crashed too often): the scheduler frees this model and marks it failed. */
+  onFailed(listener: (err: Error) => void): void {
+    this.supervisor.onFailed(listener);
+  }
+
+  /** `attempt` on the worker, started again if it crashed; never after unload (that would leak a process). */
+  private async serve<T>(attempt: () => Promise<T>, retryable?: () => boolean): Promise<T> {
     if (this.unloaded) throw new EngineError(`model '${this.descriptor.id}' was unloaded`);
-    await this.supervisor.ensureRunning();
+    return this.supervisor.serve(attempt, retryable);
   }
 
   private plan(request: ChatRequest): ChatPlan {
@@ -197,15 +200,11 @@ export class MlxLoadedModel implements LoadedModel {
     opts: { buffer: boolean; parseTools: boolean; what: "messages" | "prompt" },
   ): Promise<{ text: string; done: Done }> {
     if (hooks.signal?.aborted) throw new GenerationAbortedError();
-    try {
-      // Starts a crashed worker again (after its back-off) before taking the request.
-      await this.running();
-    } catch (err) {
-      throw this.mapError(err, hooks.signal, request.maxTokens, opts.what);
-    }
     let text = "";
+    // Once text reached the client, a crash cannot be hidden by generating again.
+    let emitted = false;
     const onText = opts.buffer ? undefined : hooks.onText;
-    const msg: Extract<ToWorker, { type: "generate" }> = {
+    const msg = (): Extract<ToWorker, { type: "generate" }> => ({
       type: "generate",
       id: this.supervisor.newId("gen"),
       prompt,
@@ -213,14 +212,18 @@ export class MlxLoadedModel implements LoadedModel {
       sampling: this.sampling(request),
       stop: (request.stop ?? []).filter((s) => s.length > 0),
       parse_tools: opts.parseTools,
-    };
+    });
     let done: Done;
     try {
-      done = await this.supervisor.generate(msg, (e) => {
-        if (e.type !== "text" || !e.text) return;
-        text += e.text;
-        onText?.(e.text);
-      }, hooks.signal);
+      // Starts a crashed worker again (after its back-off) before taking the request.
+      done = await this.serve(() => {
+        text = "";
+        return this.supervisor.generate(msg(), (e) => {
+          if (e.type !== "text" || !e.text) return;
+          text += e.text;
+          if (onText) { emitted = true; onText(e.text); }
+        }, hooks.signal);
+      }, () => !emitted && !hooks.signal?.aborted);
     } catch (err) {
       throw this.mapError(err, hooks.signal, request.maxTokens, opts.what);
     }
@@ -317,7 +320,7 @@ export class MlxLoadedModel implements LoadedModel {
 
   async logprobs(prefix: number[], continuation: number[], signal?: AbortSignal): Promise<number[]> {
     if (continuation.length === 0) return [];
-    await this.running();
+    await this.serve(async () => undefined);
     const bos = this.supervisor.loaded?.bos_token_ids ?? [];
     const tokens = [...bos, ...prefix, ...continuation];
     if (tokens.length > this.contextLength) {
