@@ -166,7 +166,7 @@ export class WorkerSupervisor {
         if (!restart || !(err instanceof WorkerCrashedError)) throw err;
         const retryAfter = Math.max(1, Math.ceil(this.backoffRemaining() / 1000));
         throw new WorkerUnavailableError(
-          `the MLX worker for ${this.opts.label} crashed and could not be restarted (${errorMessage(err)}); retry in ${retryAfter} s`, retryAfter);
+          `the MLX worker for ${this.opts.label} crashed and could not be restarted (it ${this.lastCrash}); retry in ${retryAfter} s`, retryAfter);
       }
     })().finally(() => { this.starting = undefined; });
     return this.starting;
@@ -182,10 +182,17 @@ export class WorkerSupervisor {
     try {
       return await attempt();
     } catch (err) {
-      if (!(err instanceof WorkerCrashedError) || !retryable() || this.closed) throw err;
+      if (!(err instanceof WorkerCrashedError)) throw err;
+      // The crash that used up the restarts: the request learns why the model is given up on.
+      if (this.failure) throw this.failure;
+      if (!retryable() || this.closed) throw err;
       log.info("serving a request again on a restarted mlx worker", { model: this.opts.label, crash: this.lastCrash });
       await this.ensureRunning();
-      return await attempt();
+      try {
+        return await attempt();
+      } catch (again) {
+        throw again instanceof WorkerCrashedError && this.failure ? this.failure : again;
+      }
     }
   }
 
