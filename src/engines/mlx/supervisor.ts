@@ -6,46 +6,20 @@
 // stderr lines in the error) so a model that kills its worker cannot spin the machine.
 
 import type { Subprocess } from "bun";
-import { EngineError, errorMessage, LmxError } from "../../errors.ts";
+import { EngineError, errorMessage } from "../../errors.ts";
 import { log } from "../../log.ts";
 import type { StateMachine } from "../../util/state-machine.ts";
 import {
   encodeRequest, type FromWorker, type Hello, type Loaded, MAX_LINE_BYTES, parseWorkerLine, PROTOCOL_VERSION, ProtocolViolation,
   type ToWorker, type WorkerReply,
 } from "./protocol.ts";
+import { forEachLine } from "./lines.ts";
+import { RestartPolicy } from "./restart-policy.ts";
+import { WorkerCrashedError, WorkerFailedError, WorkerRequestError, WorkerUnavailableError } from "./worker-errors.ts";
 import { workerLifecycle, type WorkerState } from "./worker-lifecycle.ts";
 
+export { WorkerCrashedError, WorkerFailedError, WorkerRequestError, WorkerUnavailableError };
 export type { WorkerState };
-
-/** The worker died, hung or broke the protocol; requests it held cannot finish. */
-export class WorkerCrashedError extends EngineError {
-  constructor(message: string) {
-    super(message, "worker_crashed");
-  }
-}
-
-/** The worker crashed and could not be started again just now; the client should retry shortly. */
-export class WorkerUnavailableError extends LmxError {
-  constructor(message: string, retryAfterSeconds: number) {
-    super(message, 503, "server_error", "worker_restarting");
-    this.retryAfterSeconds = retryAfterSeconds;
-  }
-}
-
-/** The worker crashed too often in a row; no more restarts for this loaded model. */
-export class WorkerFailedError extends EngineError {
-  constructor(message: string) {
-    super(message, "worker_failed");
-  }
-}
-
-/** The worker answered a request with an error of its own. */
-export class WorkerRequestError extends Error {
-  override name = "WorkerRequestError";
-  constructor(readonly reply: Extract<FromWorker, { type: "error" }>) {
-    super(reply.message);
-  }
-}
 
 export interface SupervisorOptions {
   /** Used in log lines and error messages. */
@@ -80,11 +54,7 @@ export class WorkerSupervisor {
   private starting: Promise<void> | undefined;
   private lastMessageAt = 0;
   private watchdog: ReturnType<typeof setInterval> | undefined;
-  /** Crashes since the last request that succeeded (sets the back-off). */
-  private crashes = 0;
-  private crashedAt = 0;
-  /** When recent crashes happened (bounds restarts within the window). */
-  private crashTimes: number[] = [];
+  private readonly restarts: RestartPolicy;
   private lastCrash: string | undefined;
   private failure: WorkerFailedError | undefined;
   private readonly failedListeners: ((err: Error) => void)[] = [];
@@ -98,17 +68,15 @@ export class WorkerSupervisor {
   hello: Hello | undefined;
   loaded: Loaded | undefined;
   private readonly hangTimeoutMs: number;
-  private readonly backoffMs: number;
-  private readonly maxBackoffMs: number;
-  private readonly maxRestarts: number;
-  private readonly restartWindowMs: number;
 
   constructor(private readonly opts: SupervisorOptions) {
     this.hangTimeoutMs = opts.hangTimeoutMs ?? 30_000;
-    this.backoffMs = opts.backoffMs ?? 500;
-    this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
-    this.maxRestarts = opts.maxRestarts ?? 5;
-    this.restartWindowMs = opts.restartWindowMs ?? 120_000;
+    this.restarts = new RestartPolicy({
+      backoffMs: opts.backoffMs ?? 500,
+      maxBackoffMs: opts.maxBackoffMs ?? 30_000,
+      maxRestarts: opts.maxRestarts ?? 5,
+      windowMs: opts.restartWindowMs ?? 120_000,
+    });
     this.lifecycle = workerLifecycle(opts.label, {
       onChange: ({ from, to, reason }) => log.debug("mlx worker state", { model: opts.label, from, to, reason }),
     });
@@ -137,10 +105,8 @@ export class WorkerSupervisor {
   }
 
   /** Delay before the next start is allowed; 0 when not after a crash. */
-  backoffRemaining(now = Date.now()): number {
-    if (this.state !== "crashed" || this.crashes === 0) return 0;
-    const delay = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** (this.crashes - 1));
-    return Math.max(0, this.crashedAt + delay - now);
+  backoffRemaining(): number {
+    return this.state === "crashed" ? this.restarts.delay() : 0;
   }
 
   /**
@@ -155,7 +121,7 @@ export class WorkerSupervisor {
       const restart = this.state === "crashed";
       const wait = this.backoffRemaining();
       if (wait > 0) {
-        log.info("restarting mlx worker after back-off", { model: this.opts.label, ms: wait, crashes: this.crashes });
+        log.info("restarting mlx worker after back-off", { model: this.opts.label, ms: wait, crashes: this.restarts.crashesInARow });
         await Bun.sleep(wait);
       }
       if (this.closed) throw new EngineError(`the MLX worker for ${this.opts.label} is shutting down`, "worker_stopping");
@@ -249,50 +215,32 @@ export class WorkerSupervisor {
   }
 
   private async readStdout(proc: Subprocess<"pipe", "pipe", "pipe">): Promise<void> {
-    const decoder = new TextDecoder();
-    let buf = "";
     try {
-      for await (const chunk of proc.stdout) {
-        buf += decoder.decode(chunk, { stream: true });
-        let nl: number;
-        while ((nl = buf.indexOf("\n")) !== -1) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (line.trim()) this.onLine(proc, line);
-          if (this.proc !== proc) return;
+      await forEachLine(proc.stdout, MAX_LINE_BYTES, (line, complete) => {
+        if (!complete) {
+          // The last piece at exit is garbage too, but the exit already says what happened.
+          if (line.length > MAX_LINE_BYTES) this.kill(proc, `sent a line longer than ${MAX_LINE_BYTES} bytes`);
+          return false;
         }
-        if (buf.length > MAX_LINE_BYTES) {
-          this.kill(proc, `sent a line longer than ${MAX_LINE_BYTES} bytes`);
-          return;
-        }
-      }
+        if (line.trim()) this.onLine(proc, line);
+        return this.proc === proc;
+      });
     } catch (err) {
       if (this.proc === proc) log.warn("mlx worker stdout failed", { model: this.opts.label, error: errorMessage(err) });
     }
   }
 
   private async readStderr(proc: Subprocess<"pipe", "pipe", "pipe">): Promise<void> {
-    const decoder = new TextDecoder();
-    let buf = "";
-    const emit = (line: string) => {
-      if (!line.trim()) return;
-      log.info(`mlx worker: ${line}`, { model: this.opts.label, pid: proc.pid });
-      if (this.proc !== proc && this.proc !== undefined) return;
-      this.stderrTail.push(line.length > 500 ? line.slice(0, 500) + "…" : line);
-      if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
-    };
     try {
-      for await (const chunk of proc.stderr) {
-        buf += decoder.decode(chunk, { stream: true });
-        let nl: number;
-        while ((nl = buf.indexOf("\n")) !== -1) {
-          emit(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-        }
-        // A line that never ends is logged in pieces rather than kept in memory.
-        if (buf.length > 16_384) { emit(buf); buf = ""; }
-      }
-      emit(buf);
+      // A line that never ends is logged in pieces rather than kept in memory.
+      await forEachLine(proc.stderr, 16_384, (line) => {
+        if (!line.trim()) return true;
+        log.info(`mlx worker: ${line}`, { model: this.opts.label, pid: proc.pid });
+        if (this.proc !== proc && this.proc !== undefined) return true;
+        this.stderrTail.push(line.length > 500 ? line.slice(0, 500) + "…" : line);
+        if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
+        return true;
+      });
     } catch {
       // The process is gone; its exit is handled in onExit.
     }
@@ -357,27 +305,24 @@ export class WorkerSupervisor {
   }
 
   private crash(why: string): void {
-    const now = Date.now();
     this.lastCrash = why;
-    this.crashes++;
-    this.crashedAt = now;
-    this.crashTimes = [...this.crashTimes.filter((t) => now - t < this.restartWindowMs), now];
-    log.error("mlx worker crashed", { model: this.opts.label, pid: this.proc?.pid, reason: why, crashes: this.crashes });
+    const tooMany = this.restarts.crashed();
+    log.error("mlx worker crashed", { model: this.opts.label, pid: this.proc?.pid, reason: why, crashes: this.restarts.crashesInARow });
     const err = new WorkerCrashedError(`the MLX worker for ${this.opts.label} ${why}; requests it was streaming failed, and it is restarted`);
     this.cleanup(err);
     if (this.state === "stopping") { this.transition("stopped", why); return; }
     this.transition("crashed", why);
-    if (this.crashTimes.length > this.maxRestarts) this.fail();
+    if (tooMany) this.fail();
   }
 
   private fail(): void {
-    const window = Math.round(this.restartWindowMs / 1000);
+    const window = Math.round(this.restarts.limits.windowMs / 1000);
     const stderr = this.stderrTail.length ? `; its last stderr lines:\n${this.stderrTail.join("\n")}` : "; it wrote nothing to stderr";
     this.failure = new WorkerFailedError(
-      `the MLX worker for ${this.opts.label} crashed ${this.crashTimes.length} times within ${window} s and is not restarted again ` +
+      `the MLX worker for ${this.opts.label} crashed ${this.restarts.crashesInWindow} times within ${window} s and is not restarted again ` +
       `(last: ${this.lastCrash})${stderr}`);
     this.transition("failed", this.lastCrash);
-    log.error("mlx worker failed; giving up on it", { model: this.opts.label, crashes: this.crashTimes.length, stderr: this.stderrTail.join(" | ") });
+    log.error("mlx worker failed; giving up on it", { model: this.opts.label, crashes: this.restarts.crashesInWindow, stderr: this.stderrTail.join(" | ") });
     for (const l of this.failedListeners) l(this.failure);
   }
 
@@ -479,7 +424,7 @@ export class WorkerSupervisor {
 
   /** Marks the worker healthy after a request succeeded, so the next crash starts the back-off afresh. */
   succeeded(): void {
-    this.crashes = 0;
+    this.restarts.succeeded();
   }
 
   /** Asks the worker to exit, then kills it if it does not within `graceMs`. */
