@@ -11,6 +11,13 @@ import { loadFlags } from "../src/cli/commands/load.ts";
 import { readConfigFile } from "../src/config/resolve.ts";
 import { serveSettings, type Setting } from "../src/config/settings.ts";
 import { LOAD_SETTING_BOUNDS, layerLoadSettings, LoadSettings } from "../src/engines/load-settings.ts";
+import { MlxEngine } from "../src/engines/mlx/engine.ts";
+import { ModelCatalog } from "../src/models/catalog.ts";
+import { ModelRegistry } from "../src/models/registry.ts";
+import type { MlxRuntime } from "../src/runtimes/mlx.ts";
+import { Scheduler } from "../src/scheduler/scheduler.ts";
+import { openDb } from "../src/store/db.ts";
+import { models } from "../src/store/schema.ts";
 
 describe("load settings", () => {
   test("layers: later wins, an unset field never hides an earlier value", () => {
@@ -53,5 +60,32 @@ describe("load settings", () => {
     expect(models.b).toEqual({ path: "/m/b.gguf", load: {} });
     writeFileSync(join(home, "config.json"), JSON.stringify({ models: { a: { parallel: 65 } } }));
     expect(() => readConfigFile(home)).toThrow(/models\.a\.parallel/);
+  });
+
+  test("the scheduler layers request > saved defaults > config.json > server settings > model metadata", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "lmx-ls-model-"));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ model_type: "qwen2", hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 2048 }));
+    writeFileSync(join(dir, "model.safetensors"), new Uint8Array(16));
+    const db = openDb(":memory:");
+    const registry = new ModelRegistry(db);
+    registry.upsert({ id: "m", format: "mlx", path: dir, origin: "import", sourceRepo: null, revision: null });
+    // Saved by `lmx load --parallel 2 --save`: only what was given is kept, so config.json's threads still apply.
+    registry.setLoadDefaults("m", { parallel: 2 });
+    const catalog = new ModelCatalog({ modelsDir: join(dir, "none"), explicit: [], configured: {}, registered: () => registry.descriptors(), aliases: () => new Map() });
+    const scheduler = new Scheduler(catalog, { mlx: new MlxEngine({} as MlxRuntime) }, {
+      load: { parallel: 4, threads: 1, ttl: 0 }, queueLimit: 1, memoryBudget: 1 << 30,
+    }, { m: { threads: 3, contextLength: 0 } }, { savedDefaults: (id) => registry.savedDefaults(id) });
+    try {
+      const d = catalog.get("m")!;
+      expect(await scheduler.resolveLoad(d)).toEqual({ contextLength: 2048, parallel: 2, threads: 3, gpuLayers: undefined, batchSize: undefined, ttl: 0 });
+      expect(await scheduler.resolveLoad(d, { contextLength: 512, threads: 0, ttl: 9 })).toMatchObject({ contextLength: 512, parallel: 2, threads: 1, ttl: 9 });
+      // A saved value outside today's bounds is ignored rather than loaded with.
+      db.update(models).set({ loadDefaults: { parallel: 1000 } }).run();
+      expect(registry.savedDefaults("m")).toBeUndefined();
+      expect((await scheduler.resolveLoad(d)).parallel).toBe(4);
+    } finally {
+      await scheduler.shutdown();
+      db.$client.close();
+    }
   });
 });
