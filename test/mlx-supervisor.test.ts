@@ -172,6 +172,14 @@ describe("crash recovery (issue 15 item 13)", () => {
     expect((err as WorkerUnavailableError).retryAfterSeconds).toBeGreaterThanOrEqual(1);
     expect(err.message).toContain("could not be restarted");
     expect((await request(sup)).text).toBe("w0 w1 w2 w3");
+
+    // The same when the restarted worker starts but cannot load the model.
+    const onLoad = stub("exit-on-generate,exit-on-load,ok");
+    await onLoad.ensureRunning();
+    const loadErr = await failure(request(onLoad));
+    expect(loadErr).toBeInstanceOf(WorkerUnavailableError);
+    expect(loadErr.message).toContain("exited with code 1");
+    expect((await request(onLoad)).text).toBe("w0 w1 w2 w3");
   });
 
   test("restarts are bounded: one crash too many within the window marks the worker failed, with its last stderr lines", async () => {

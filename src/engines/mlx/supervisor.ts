@@ -129,7 +129,7 @@ export class WorkerSupervisor {
         await this.spawn();
       } catch (err) {
         if (this.failure) throw this.failure;
-        if (!restart || !(err instanceof WorkerCrashedError)) throw err;
+        if (!restart) throw err;
         const retryAfter = Math.max(1, Math.ceil(this.backoffRemaining() / 1000));
         throw new WorkerUnavailableError(
           `the MLX worker for ${this.opts.label} crashed and could not be restarted (it ${this.lastCrash}); retry in ${retryAfter} s`, retryAfter);
