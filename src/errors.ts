@@ -4,6 +4,9 @@
 export type ErrorType = "invalid_request_error" | "authentication_error" | "permission_error" | "not_found_error" | "server_error" | "overloaded_error";
 
 export class LmxError extends Error {
+  /** For 503s that pass: the HTTP layer sends it as Retry-After. */
+  retryAfterSeconds: number | undefined;
+
   constructor(
     message: string,
     readonly status: number,

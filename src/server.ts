@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { createApp } from "./api/app.ts";
 import { isLoopback, Security } from "./api/security.ts";
 import { KeyStore } from "./auth/keys.ts";
-import type { ModelOverrides, Resolved } from "./config/resolve.ts";
+import type { ConfiguredModel, Resolved } from "./config/resolve.ts";
 import type { serveSettings } from "./config/settings.ts";
 import { LlamaCppEngine } from "./engines/llama/engine.ts";
 import { MlxEngine } from "./engines/mlx/engine.ts";
@@ -43,7 +43,7 @@ export interface RunningServer {
  * Wires store, catalog, engines, scheduler, services and HTTP app together and starts listening.
  * `env` supplies the Hugging Face token and cache location (tests pass their own).
  */
-export async function startServer(config: ServeConfig, home: string, modelOverrides: Record<string, ModelOverrides> = {}, env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
+export async function startServer(config: ServeConfig, home: string, configuredModels: Record<string, ConfiguredModel> = {}, env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   if (!isLoopback(config.host) && config.apiKey.length === 0 && !config.insecureNoAuth) {
     throw new UsageError(
       `refusing to listen on ${config.host} without an API key: anyone on the network could use this machine. ` +
@@ -64,7 +64,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   const catalog = new ModelCatalog({
     modelsDir: config.modelsDir ?? join(home, "models"),
     explicit: config.model,
-    configured: Object.fromEntries(Object.entries(modelOverrides).flatMap(([id, o]) => (o.path ? [[id, o.path]] : []))),
+    configured: Object.fromEntries(Object.entries(configuredModels).flatMap(([id, o]) => (o.path ? [[id, o.path]] : []))),
     registered: () => registry.descriptors(),
     aliases: () => registry.aliases(),
   });
@@ -74,14 +74,11 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   const mlxEngine = new MlxEngine(mlxRuntime);
   const threads = config.threads || cpuInfo().defaultThreads;
   const scheduler = new Scheduler(catalog, { gguf: engine, mlx: mlxEngine }, {
-    contextLength: config.ctx,
-    parallel: config.parallel ?? 4,
-    threads,
+    load: { contextLength: config.ctx, parallel: config.parallel ?? 4, threads, ttl: config.ttl ?? 0 },
     batchSize: config.batchSize,
     queueLimit: config.queue ?? 64,
     memoryBudget,
-    ttlSeconds: config.ttl ?? 0,
-  }, modelOverrides, {
+  }, Object.fromEntries(Object.entries(configuredModels).map(([id, m]) => [id, m.load])), {
     savedDefaults: (id) => registry.savedDefaults(id),
     events,
     // Bound late: the probe service needs the scheduler it informs.

@@ -109,8 +109,8 @@ describe("concurrency", () => {
   test("concurrent requests for a cold model trigger one load", async () => {
     await using srv = await startTestServer(["--model", fx.stories260K, "--parallel", "2", "--ctx", "256"]);
     let loads = 0;
-    const original = srv.server.scheduler.loadOptions.bind(srv.server.scheduler);
-    srv.server.scheduler.loadOptions = async (...args) => {
+    const original = srv.server.scheduler.resolveLoad.bind(srv.server.scheduler);
+    srv.server.scheduler.resolveLoad = async (...args) => {
       loads++;
       return original(...args);
     };

@@ -54,7 +54,7 @@ describe("settings precedence: flag > env > config.json > default", () => {
     writeFileSync(join(home, "config.json"), JSON.stringify({ port: 4321, models: { small: { path: "/m/small.gguf", threads: 1, ctx: 512 } } }));
     const file = readConfigFile(home);
     expect(resolve([], {}, file).port).toBe(4321);
-    expect(file.models.small).toEqual({ path: "/m/small.gguf", threads: 1, ctx: 512 });
+    expect(file.models.small).toEqual({ path: "/m/small.gguf", load: { threads: 1, contextLength: 512 } });
     writeFileSync(join(home, "config.json"), "{oops");
     expect(() => readConfigFile(home)).toThrow(/not valid JSON/);
     writeFileSync(join(home, "config.json"), JSON.stringify({ models: { x: { threads: -1 } } }));

@@ -220,6 +220,25 @@ describe("MLX model over the OpenAI API", () => {
     expect(await workerPid()).not.toBe(pid);
   }, 120_000);
 
+  test("a worker killed under a non-streamed request: that request is served by the restarted worker", async () => {
+    const reply = chat({ max_tokens: 600, ignore_eos: true });
+    const lease = await s.server.scheduler.acquire("mlx-qwen2-tiny");
+    let pid: number;
+    try {
+      const model = lease.model as MlxLoadedModel;
+      // Kill it once the generation runs, not before the request reached it.
+      for (let i = 0; i < 100 && (await model.workerMemory()).running === 0; i++) await Bun.sleep(20);
+      pid = model.worker.pid!;
+    } finally {
+      lease.release();
+    }
+    process.kill(pid, "SIGKILL");
+    const r = await reply;
+    expect(r.status).toBe(200);
+    expect(r.body.usage.completion_tokens).toBe(600);
+    expect(await workerPid()).not.toBe(pid);
+  }, 120_000);
+
   test("embeddings are refused with a clear error", async () => {
     const r = await s.request("/v1/embeddings", { method: "POST", json: { model: "mlx-qwen2-tiny", input: "hi" } });
     expect(r.status).toBe(400);

@@ -1,6 +1,5 @@
 import { describe, expect, test } from "bun:test";
 import { OverloadedError } from "../src/errors.ts";
-import { Lifecycle, InvalidTransitionError } from "../src/scheduler/lifecycle.ts";
 import { AbortedWhileQueuedError, Slots } from "../src/scheduler/slots.ts";
 
 describe("Slots", () => {
@@ -51,22 +50,5 @@ describe("Slots", () => {
     s.rejectAll(new Error("unloaded"));
     await expect(a).rejects.toThrow("unloaded");
     await expect(b).rejects.toThrow("unloaded");
-  });
-});
-
-describe("model lifecycle", () => {
-  test("allowed path and refused jumps", () => {
-    const seen: string[] = [];
-    const l = new Lifecycle((from, to) => seen.push(`${from}>${to}`));
-    expect(() => l.transition("ready")).toThrow(InvalidTransitionError);
-    l.transition("loading");
-    expect(() => l.transition("unloading")).toThrow(InvalidTransitionError);
-    l.transition("ready");
-    l.transition("unloading");
-    l.transition("unloaded");
-    l.transition("loading");
-    l.transition("failed");
-    l.transition("loading");
-    expect(seen).toEqual(["unloaded>loading", "loading>ready", "ready>unloading", "unloading>unloaded", "unloaded>loading", "loading>failed", "failed>loading"]);
   });
 });

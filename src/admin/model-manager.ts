@@ -1,18 +1,9 @@
+import type { LoadSettings } from "../config/load-settings.ts";
 import { InvalidRequestError, ModelNotFoundError } from "../errors.ts";
 import type { ProbeService, StoredProbe } from "../probe/service.ts";
 import type { ModelStatus, Scheduler } from "../scheduler/scheduler.ts";
-import type { LoadDefaults } from "../store/schema.ts";
 import type { LoadHistory } from "../models/history.ts";
 import type { ModelRegistry, RegisteredModel } from "../models/registry.ts";
-
-export interface LoadRequest {
-  context_length?: number;
-  parallel?: number;
-  threads?: number;
-  gpu_layers?: number;
-  ttl?: number;
-  save?: boolean;
-}
 
 /** Hooks for deleting a downloaded model's files from the hub cache (set by the download layer). */
 export interface FileRemover {
@@ -57,13 +48,14 @@ export class ModelManager {
     return { ...(await this.managed(status)), history: this.history.recent(status.descriptor.id) };
   }
 
-  async load(id: string, req: LoadRequest): Promise<ModelStatus> {
-    const status = await this.scheduler.loadModel(id, { ctx: req.context_length, parallel: req.parallel, threads: req.threads, gpuLayers: req.gpu_layers, ttl: req.ttl });
-    if (req.save) {
+  /** Loads with `settings`; `save` also keeps them as the model's defaults for later (JIT) loads. */
+  async load(id: string, settings: LoadSettings, save = false): Promise<ModelStatus> {
+    const status = await this.scheduler.loadModel(id, settings);
+    if (save) {
       if (!this.registry.get(status.descriptor.id)) {
         throw new InvalidRequestError(`'${id}' is not in the registry (it is a file in the models directory); save defaults in config.json instead`, "save");
       }
-      this.registry.setLoadDefaults(status.descriptor.id, { contextLength: req.context_length, parallel: req.parallel, threads: req.threads, gpuLayers: req.gpu_layers, ttl: req.ttl });
+      this.registry.setLoadDefaults(status.descriptor.id, settings);
     }
     return status;
   }
@@ -74,16 +66,12 @@ export class ModelManager {
     return { id: status.descriptor.id, unloaded };
   }
 
-  async update(id: string, body: { load_defaults?: { context_length?: number; parallel?: number; threads?: number; gpu_layers?: number; ttl?: number }; aliases?: string[] }): Promise<ManagedModelDetail> {
+  async update(id: string, change: { loadDefaults?: LoadSettings; aliases?: string[] }): Promise<ManagedModelDetail> {
     const status = await this.scheduler.get(id);
     const model = this.registry.get(status.descriptor.id);
     if (!model) throw new InvalidRequestError(`'${id}' is not in the registry; configure it in config.json instead`, "id");
-    if (body.load_defaults) {
-      const d = body.load_defaults;
-      const defaults: LoadDefaults = { contextLength: d.context_length, parallel: d.parallel, threads: d.threads, gpuLayers: d.gpu_layers, ttl: d.ttl };
-      this.registry.setLoadDefaults(model.id, defaults);
-    }
-    if (body.aliases) this.registry.setAliases(model.id, body.aliases);
+    if (change.loadDefaults) this.registry.setLoadDefaults(model.id, change.loadDefaults);
+    if (change.aliases) this.registry.setAliases(model.id, change.aliases);
     return this.show(model.id);
   }
 

@@ -71,7 +71,8 @@ export function createApp(deps: AppDeps) {
       if (cors) Object.assign(set.headers, cors);
     })
     .onError(({ code, error, request, set }) => {
-      const { status, body } = mapError(error, code);
+      const { status, body, headers } = mapError(error, code);
+      if (headers) Object.assign(set.headers, headers);
       if (status >= 500) log.warn("request failed", { path: new URL(request.url).pathname, status, error: body.error.message });
       set.status = status;
       const cors = security.corsHeaders(request.headers.get("origin"));

@@ -10,6 +10,7 @@ export interface ErrorBody {
 interface Mapped {
   status: number;
   body: ErrorBody;
+  headers?: Record<string, string>;
 }
 
 const body = (message: string, type: string, param: string | null, code: string | null): ErrorBody => ({ error: { message, type, param, code } });
@@ -28,7 +29,11 @@ function issuePath(issue: v.BaseIssue<unknown> | undefined): string | null {
 
 /** The one mapping from any thrown value to an HTTP status and OpenAI's error shape. */
 export function mapError(err: unknown, code?: string | number): Mapped {
-  if (err instanceof LmxError) return { status: err.status, body: body(err.message, err.type, err.param, err.code) };
+  if (err instanceof LmxError) {
+    const mapped: Mapped = { status: err.status, body: body(err.message, err.type, err.param, err.code) };
+    if (err.retryAfterSeconds !== undefined) mapped.headers = { "retry-after": String(err.retryAfterSeconds) };
+    return mapped;
+  }
   if (err instanceof AbortedWhileQueuedError) return { status: 499, body: body("client closed the request", "invalid_request_error", null, "client_closed") };
   switch (code) {
     case "VALIDATION": {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import * as v from "valibot";
+import { layerLoadSettings, loadSettingFields } from "./load-settings.ts";
 import { UsageError } from "../errors.ts";
 import { envName, flagName, type Setting } from "./settings.ts";
 
@@ -52,21 +53,24 @@ export function parseFlags(argv: string[], settings: readonly Setting[]): Parsed
   return { values, positionals };
 }
 
-const ModelOverrides = v.object({
-  path: v.optional(v.string()),
-  threads: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
-  ctx: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
-  parallel: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
-});
-export type ModelOverrides = v.InferOutput<typeof ModelOverrides>;
+/** A `models` entry of config.json: an optional file, and load settings (the context is called `ctx` there, as the flag). */
+const ConfiguredModel = v.pipe(
+  v.object({ path: v.optional(v.string()), ctx: loadSettingFields.contextLength, ...omitContext(loadSettingFields) }),
+  v.transform(({ path, ctx, ...rest }) => ({ ...(path !== undefined ? { path } : {}), load: layerLoadSettings({ contextLength: ctx, ...rest }) })),
+);
+export type ConfiguredModel = v.InferOutput<typeof ConfiguredModel>;
+
+function omitContext<T extends { contextLength: unknown }>({ contextLength: _, ...rest }: T): Omit<T, "contextLength"> {
+  return rest;
+}
 
 const ConfigFile = v.looseObject({
-  models: v.optional(v.record(v.string(), ModelOverrides)),
+  models: v.optional(v.record(v.string(), ConfiguredModel)),
 });
 
 export interface ConfigFileContents {
   values: Record<string, unknown>;
-  models: Record<string, ModelOverrides>;
+  models: Record<string, ConfiguredModel>;
 }
 
 export function readConfigFile(home: string): ConfigFileContents {

@@ -2,6 +2,8 @@
 // default and the description `--help` prints. Nothing else in the code base reads process.env for
 // settings.
 
+import { LOAD_SETTING_BOUNDS } from "./load-settings.ts";
+
 export type SettingKind = "string" | "int" | "bool" | "list";
 
 interface SettingBase {
@@ -35,11 +37,11 @@ export const serveSettings = [
     description: "A GGUF file to serve, in addition to the models directory; repeatable. ID defaults to the file name without .gguf." },
   { key: "modelsDir", kind: "string", defaultText: "$LMX_HOME/models", placeholder: "DIR",
     description: "Directory scanned (recursively) for .gguf files to serve." },
-  { key: "threads", kind: "int", min: 0, max: 1024, defaultText: "physical performance cores available", placeholder: "N",
+  { key: "threads", kind: "int", ...LOAD_SETTING_BOUNDS.threads, defaultText: "physical performance cores available", placeholder: "N",
     description: "CPU threads per loaded model. 0 means auto. Can be overridden per model in config.json." },
-  { key: "parallel", kind: "int", default: 4, min: 1, max: 64, placeholder: "N",
+  { key: "parallel", kind: "int", default: 4, ...LOAD_SETTING_BOUNDS.parallel, placeholder: "N",
     description: "Requests one loaded model generates at once (parallel sequences of one context, batched together)." },
-  { key: "ctx", kind: "int", min: 0, max: 1048576, defaultText: "4096, capped at the model's declared context", placeholder: "N",
+  { key: "ctx", kind: "int", ...LOAD_SETTING_BOUNDS.contextLength, defaultText: "4096, capped at the model's declared context", placeholder: "N",
     description: "Context length (tokens) of each parallel sequence. 0 means the model's declared context." },
   { key: "queue", kind: "int", default: 64, min: 0, max: 100000, placeholder: "N",
     description: "Requests that may wait for a free sequence per model; beyond this they get 503 at once." },
@@ -55,7 +57,7 @@ export const serveSettings = [
     description: "Extra Host header names accepted besides the bound address and localhost (DNS-rebinding defence)." },
   { key: "memoryBudget", kind: "string", default: "75%", placeholder: "SIZE",
     description: "RAM all loaded models may use together: 24GB, 512MB or a share of physical RAM like 75%. Idle models are evicted to stay under it." },
-  { key: "ttl", kind: "int", default: 0, min: 0, max: 31_536_000, placeholder: "SECONDS",
+  { key: "ttl", kind: "int", default: 0, ...LOAD_SETTING_BOUNDS.ttl, placeholder: "SECONDS",
     description: "Unload a model after it has been idle this long; 0 keeps models loaded. Per model: the load request's ttl." },
   { key: "stallTimeout", kind: "int", default: 600, min: 1, max: 86_400, placeholder: "SECONDS",
     description: "Stop a generation that makes no progress (no token, no prompt batch) for this long and answer 504 generation_stalled, freeing its slot. Long prompts report each batch, so this bounds one batch, not the whole prompt." },

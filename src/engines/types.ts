@@ -4,6 +4,10 @@
 import type { EventSink } from "../core/events.ts";
 import type { ChatPrompt, EmbeddingResult, GenerationRequest } from "../core/request.ts";
 
+import type { ResolvedLoadSettings } from "../config/load-settings.ts";
+
+export type { ResolvedLoadSettings };
+
 export type ModelFormat = "gguf" | "mlx";
 
 export interface ModelDescriptor {
@@ -12,17 +16,6 @@ export interface ModelDescriptor {
   format: ModelFormat;
   /** GGUF file (first shard for split files) or MLX folder. */
   path: string;
-}
-
-export interface LoadOptions {
-  /** Tokens each parallel sequence can hold. */
-  contextLength: number;
-  /** Parallel sequences served at once by one loaded instance. */
-  parallel: number;
-  threads: number;
-  /** Upper bound on layers offloaded to an accelerator; 0 keeps everything on the CPU. */
-  gpuLayers?: number;
-  batchSize?: number;
 }
 
 export interface ModelInfo {
@@ -48,7 +41,7 @@ export interface MemoryEstimate {
 /** A model loaded by an engine: owns its weights and contexts until unloaded. */
 export interface LoadedModel {
   readonly descriptor: ModelDescriptor;
-  readonly options: LoadOptions;
+  readonly options: ResolvedLoadSettings;
   /** Context length actually allocated per sequence (engines may round up). */
   readonly contextLength: number;
   /** Tokens a chat request's messages take once the chat template is applied (tools included). */
@@ -73,6 +66,11 @@ export interface LoadedModel {
   logprobs(prefix: number[], continuation: number[], signal?: AbortSignal): Promise<number[]>;
   /** Bytes of RAM this model holds now, as far as the engine can tell. */
   memoryInUse(): MemoryEstimate;
+  /**
+   * For engines whose loaded model can break for good (an MLX worker that keeps crashing): called
+   * once with the error requests get from then on; the scheduler then frees the model and marks it failed.
+   */
+  onFailed?(listener: (err: Error) => void): void;
   unload(): Promise<void>;
 }
 
@@ -81,7 +79,7 @@ export interface Engine {
   readonly format: ModelFormat;
   version(): Promise<string>;
   inspect(descriptor: ModelDescriptor): Promise<ModelInfo>;
-  estimateMemory(descriptor: ModelDescriptor, options: LoadOptions): Promise<MemoryEstimate>;
-  load(descriptor: ModelDescriptor, options: LoadOptions): Promise<LoadedModel>;
+  estimateMemory(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate>;
+  load(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<LoadedModel>;
   dispose(): Promise<void>;
 }

@@ -7,6 +7,8 @@ export type LmxEvent =
   | { type: "model.loaded"; model: string; contextLength: number; memoryBytes: number; ms: number }
   | { type: "model.load_failed"; model: string; error: string }
   | { type: "model.unloaded"; model: string; reason: "request" | "evict" | "ttl" | "shutdown" }
+  /** A loaded model broke for good (its engine gave up on it) and was freed. */
+  | { type: "model.failed"; model: string; error: string }
   | { type: "download.queued" | "download.started" | "download.done" | "download.cancelled"; id: string; spec: string; model?: string }
   | { type: "download.failed"; id: string; spec: string; error: string }
   | { type: "download.progress"; id: string; spec: string; file: string; bytesDone: number; bytesTotal: number; rate: number; etaSeconds: number | null }

@@ -15,7 +15,7 @@ export class LoadHistory {
       } else if (e.type === "model.unloaded") {
         const event = e.reason === "evict" ? "evict" : e.reason === "ttl" ? "expire" : "unload";
         db.insert(loadHistory).values({ modelId: e.model, event, at }).run();
-      } else if (e.type === "model.load_failed") {
+      } else if (e.type === "model.load_failed" || e.type === "model.failed") {
         db.insert(loadHistory).values({ modelId: e.model, event: "fail", error: e.error, at }).run();
       }
     });

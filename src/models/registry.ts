@@ -1,8 +1,11 @@
 import { eq } from "drizzle-orm";
 import { existsSync } from "node:fs";
+import * as v from "valibot";
+import { LoadSettings } from "../config/load-settings.ts";
 import type { ModelDescriptor } from "../engines/types.ts";
+import { log } from "../log.ts";
 import type { Db } from "../store/db.ts";
-import { type LoadDefaults, models } from "../store/schema.ts";
+import { models } from "../store/schema.ts";
 
 export type RegisteredModel = typeof models.$inferSelect;
 export type NewModel = Omit<typeof models.$inferInsert, "createdAt" | "updatedAt">;
@@ -27,7 +30,7 @@ export class ModelRegistry {
     return this.get(model.id)!;
   }
 
-  setLoadDefaults(id: string, defaults: LoadDefaults): void {
+  setLoadDefaults(id: string, defaults: LoadSettings): void {
     this.db.update(models).set({ loadDefaults: defaults, updatedAt: Date.now() }).where(eq(models.id, id)).run();
   }
 
@@ -50,10 +53,13 @@ export class ModelRegistry {
     return out;
   }
 
-  /** In the scheduler's load-override shape (it imports this folder, not the other way round). */
-  savedDefaults(id: string) {
+  /** The model's saved load settings; a stored value outside today's bounds is ignored, not loaded with. */
+  savedDefaults(id: string): LoadSettings | undefined {
     const d = this.get(id)?.loadDefaults;
     if (!d) return undefined;
-    return { ctx: d.contextLength, parallel: d.parallel, threads: d.threads, gpuLayers: d.gpuLayers, ttl: d.ttl };
+    const parsed = v.safeParse(LoadSettings, d);
+    if (parsed.success) return parsed.output;
+    log.warn("ignoring invalid saved load settings", { model: id, error: parsed.issues[0].message });
+    return undefined;
   }
 }

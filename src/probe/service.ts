@@ -194,7 +194,7 @@ export class ProbeService {
   /** One step: does length n load within the budget, and does the model use its far end? */
   private async check(d: ModelDescriptor, info: ModelInfo, n: number, attempt: number, memory: Map<number, number>): Promise<StepOutcome> {
     try {
-      const loaded = await this.scheduler.loadModel(d.id, { ctx: n, parallel: 1, ttl: 0 });
+      const loaded = await this.scheduler.loadModel(d.id, { contextLength: n, parallel: 1, ttl: 0 });
       if (loaded.memory) memory.set(n, loaded.memory.modelBytes + loaded.memory.contextBytes);
     } catch (err) {
       if (err instanceof LmxError && (err.code === "insufficient_memory" || err.code === "model_load_failed")) {

@@ -1,40 +1,19 @@
-// A model instance's lifecycle as an explicit state machine: every change goes through `transition`,
-// which refuses moves the design does not allow, so a race shows up as a clear error instead of a
-// half-loaded model.
+// A loaded model's lifecycle in the scheduler, as a transition table over the one state machine
+// (src/util/state-machine.ts).
+
+import { StateMachine, type StateMachineOptions, type TransitionTable } from "../util/state-machine.ts";
 
 export type ModelState = "unloaded" | "loading" | "ready" | "unloading" | "failed";
 
-const allowed: Record<ModelState, readonly ModelState[]> = {
+export const MODEL_TRANSITIONS: TransitionTable<ModelState> = {
   unloaded: ["loading"],
   loading: ["ready", "failed"],
   ready: ["unloading"],
-  unloading: ["unloaded"],
+  // failed: the engine gave up on a loaded model (an MLX worker that kept crashing) and it was freed.
+  unloading: ["unloaded", "failed"],
   failed: ["loading", "unloaded"],
 };
 
-export class InvalidTransitionError extends Error {
-  override name = "InvalidTransitionError";
-}
-
-export class Lifecycle {
-  private current: ModelState = "unloaded";
-  private changedAt = Date.now();
-
-  constructor(private readonly onChange?: (from: ModelState, to: ModelState) => void) {}
-
-  get state(): ModelState {
-    return this.current;
-  }
-
-  get since(): number {
-    return this.changedAt;
-  }
-
-  transition(to: ModelState): void {
-    const from = this.current;
-    if (!allowed[from].includes(to)) throw new InvalidTransitionError(`model cannot go from ${from} to ${to}`);
-    this.current = to;
-    this.changedAt = Date.now();
-    this.onChange?.(from, to);
-  }
+export function modelLifecycle(id: string, opts: StateMachineOptions<ModelState> = {}): StateMachine<ModelState> {
+  return new StateMachine(`model '${id}'`, MODEL_TRANSITIONS, "unloaded", opts);
 }

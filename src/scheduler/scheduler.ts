@@ -1,37 +1,34 @@
 import { errorMessage, InsufficientMemoryError, InvalidRequestError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
-import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelFormat, ModelInfo } from "../engines/types.ts";
+import { layerLoadSettings, type LoadSettings } from "../config/load-settings.ts";
+import type { Engine, LoadedModel, MemoryEstimate, ModelDescriptor, ModelFormat, ModelInfo, ResolvedLoadSettings } from "../engines/types.ts";
 import type { EventBus } from "../events/bus.ts";
 import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
 import { formatBytes, formatBytesApart } from "../util/size.ts";
 import { watched } from "../util/watch.ts";
-import { Lifecycle, type ModelState } from "./lifecycle.ts";
+import type { StateMachine } from "../util/state-machine.ts";
+import { modelLifecycle, type ModelState } from "./lifecycle.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 
 /** Context used when neither the user nor the model says otherwise: big enough for chat, small enough for RAM. */
 export const DEFAULT_CONTEXT = 4096;
 
-export interface LoadDefaults {
-  /** undefined: DEFAULT_CONTEXT capped at the declared context; 0: the declared context. */
-  contextLength?: number;
-  parallel: number;
-  threads: number;
+/**
+ * Server-wide settings of the scheduler (from `lmx serve` flags, env and config.json). `load` is the
+ * bottom layer of every model's load settings; the rest are not per-load settings.
+ */
+export interface SchedulerSettings {
+  /** contextLength undefined: DEFAULT_CONTEXT capped at the declared context; 0: the declared context. */
+  load: LoadSettings & { parallel: number; threads: number; ttl: number };
   batchSize?: number;
+  /** Requests that may wait for a sequence, per model. */
   queueLimit: number;
   /** Bytes of RAM all loaded models together may use. */
   memoryBudget: number;
-  /** Idle seconds before a model unloads itself; 0 keeps it loaded. */
-  ttlSeconds: number;
 }
 
-/** Per-model settings: config.json overrides, saved defaults in the registry, or one load request. */
-export interface ModelOverride {
-  ctx?: number;
-  parallel?: number;
-  threads?: number;
-  gpuLayers?: number;
-  ttl?: number;
-}
+/** The settings a model loads with, plus the idle time after which it unloads itself. */
+export type ModelLoad = ResolvedLoadSettings & { ttl: number };
 
 export interface Lease {
   model: LoadedModel;
@@ -46,7 +43,7 @@ export interface ModelStatus {
   infoError?: string;
   state: ModelState;
   loadedContextLength?: number;
-  options?: LoadOptions;
+  options?: ResolvedLoadSettings;
   memory?: MemoryEstimate;
   running: number;
   queued: number;
@@ -56,8 +53,8 @@ export interface ModelStatus {
 }
 
 export interface SchedulerSeams {
-  /** Saved per-model defaults (registry) layered under explicit load options. */
-  savedDefaults?: (id: string) => ModelOverride | undefined;
+  /** Saved per-model defaults (registry), layered under the settings of one load request. */
+  savedDefaults?: (id: string) => LoadSettings | undefined;
   events?: EventBus;
   /** The measured working context (context probe), used when a load names no context length. */
   testedContext?: (descriptor: ModelDescriptor) => Promise<number | undefined>;
@@ -65,7 +62,7 @@ export interface SchedulerSeams {
 }
 
 class Entry {
-  readonly lifecycle: Lifecycle;
+  readonly lifecycle: StateMachine<ModelState>;
   loaded: LoadedModel | undefined;
   loading: Promise<LoadedModel> | undefined;
   slots: Slots | undefined;
@@ -79,7 +76,7 @@ class Entry {
   op: Promise<unknown> = Promise.resolve();
 
   constructor(readonly id: string) {
-    this.lifecycle = new Lifecycle((from, to) => log.debug("model state", { model: id, from, to }));
+    this.lifecycle = modelLifecycle(id, { onChange: ({ from, to, reason }) => log.debug("model state", { model: id, from, to, reason }) });
   }
 
   get busy(): boolean {
@@ -100,8 +97,9 @@ export class Scheduler {
   constructor(
     private readonly catalog: ModelCatalog,
     private readonly engines: Partial<Record<ModelFormat, Engine>>,
-    private readonly defaults: LoadDefaults,
-    private readonly overrides: Record<string, ModelOverride> = {},
+    private readonly settings: SchedulerSettings,
+    /** Per-model settings from config.json. */
+    private readonly configured: Record<string, LoadSettings> = {},
     private readonly seams: SchedulerSeams = {},
   ) {
     this.now = seams.now ?? Date.now;
@@ -110,7 +108,7 @@ export class Scheduler {
   }
 
   get memoryBudget(): number {
-    return this.defaults.memoryBudget;
+    return this.settings.memoryBudget;
   }
 
   private entry(id: string): Entry {
@@ -144,45 +142,47 @@ export class Scheduler {
   }
 
   /**
-   * The options a model loads with, most specific first: this load request, the model's saved
+   * The settings a model loads with, most specific first: this load request, the model's saved
    * defaults, config.json, server settings, then the model's own metadata.
    */
-  async loadOptions(descriptor: ModelDescriptor, request: ModelOverride = {}): Promise<LoadOptions & { ttlSeconds: number }> {
-    const o = { ...this.overrides[descriptor.id], ...this.seams.savedDefaults?.(descriptor.id), ...stripUndefined(request) };
+  async resolveLoad(descriptor: ModelDescriptor, request: LoadSettings = {}): Promise<ModelLoad> {
+    const base = this.settings.load;
+    const o = layerLoadSettings(base, this.configured[descriptor.id], this.seams.savedDefaults?.(descriptor.id), request);
     const engine = this.engineFor(descriptor);
     const declared = (await engine.inspect(descriptor)).declaredContextLength;
-    const requested = o.ctx ?? this.defaults.contextLength;
-    const options = {
+    const requested = o.contextLength;
+    const resolved: ModelLoad = {
       contextLength: 0,
-      parallel: o.parallel ?? this.defaults.parallel,
-      threads: o.threads || this.defaults.threads,
+      parallel: o.parallel ?? base.parallel,
+      // 0 at any layer means "the server's default".
+      threads: o.threads || base.threads,
       gpuLayers: o.gpuLayers,
-      batchSize: this.defaults.batchSize,
-      ttlSeconds: o.ttl ?? this.defaults.ttlSeconds,
+      batchSize: this.settings.batchSize,
+      ttl: o.ttl ?? base.ttl,
     };
     const tested = requested === undefined ? await this.seams.testedContext?.(descriptor) : undefined;
     if (tested !== undefined) {
       // The measured context, shrunk until it fits the memory budget.
-      options.contextLength = tested;
-      while (options.contextLength > 256) {
-        const est = await engine.estimateMemory(descriptor, options);
-        if (totalBytes(est) <= this.defaults.memoryBudget) break;
-        options.contextLength = Math.floor((options.contextLength * 3) / 4);
+      resolved.contextLength = tested;
+      while (resolved.contextLength > 256) {
+        const est = await engine.estimateMemory(descriptor, resolved);
+        if (totalBytes(est) <= this.settings.memoryBudget) break;
+        resolved.contextLength = Math.floor((resolved.contextLength * 3) / 4);
       }
-    } else if (requested === undefined) options.contextLength = Math.min(DEFAULT_CONTEXT, declared ?? DEFAULT_CONTEXT);
-    else if (requested === 0) options.contextLength = declared ?? DEFAULT_CONTEXT;
-    else options.contextLength = requested;
-    return options;
+    } else if (requested === undefined) resolved.contextLength = Math.min(DEFAULT_CONTEXT, declared ?? DEFAULT_CONTEXT);
+    else if (requested === 0) resolved.contextLength = declared ?? DEFAULT_CONTEXT;
+    else resolved.contextLength = requested;
+    return resolved;
   }
 
-  private sameOptions(a: LoadOptions, b: LoadOptions): boolean {
+  private sameSettings(a: ResolvedLoadSettings, b: ResolvedLoadSettings): boolean {
     return a.contextLength === b.contextLength && a.parallel === b.parallel && a.threads === b.threads && (a.gpuLayers ?? null) === (b.gpuLayers ?? null);
   }
 
   /** Frees memory for `needed` bytes by unloading idle models, least recently used first. */
   private async makeRoom(forId: string, needed: number): Promise<void> {
     const used = () => [...this.entries.values()].filter((e) => e.loaded).reduce((a, e) => a + totalBytes(e.memory), 0);
-    const budget = this.defaults.memoryBudget;
+    const budget = this.settings.memoryBudget;
     if (used() + needed <= budget) return;
     const idle = [...this.entries.values()].filter((e) => e.loaded && e.id !== forId && !e.busy).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const victim of idle) {
@@ -206,13 +206,13 @@ export class Scheduler {
     return run;
   }
 
-  private load(e: Entry, descriptor: ModelDescriptor, request?: ModelOverride): Promise<LoadedModel> {
+  private load(e: Entry, descriptor: ModelDescriptor, request?: LoadSettings): Promise<LoadedModel> {
     const loading: Promise<LoadedModel> = e.op.then(() => this.withLoadLock(async () => {
       if (this.closed) throw new OverloadedError("server is shutting down");
-      const options = await this.loadOptions(descriptor, request);
+      const options = await this.resolveLoad(descriptor, request);
       if (e.loaded) {
-        if (!request || this.sameOptions(e.loaded.options, options)) {
-          e.ttlSeconds = options.ttlSeconds;
+        if (!request || this.sameSettings(e.loaded.options, options)) {
+          e.ttlSeconds = options.ttl;
           return e.loaded;
         }
         await this.unloadEntry(e, "request");
@@ -226,10 +226,11 @@ export class Scheduler {
       try {
         log.info("loading model", { model: descriptor.id, path: descriptor.path, ctx: options.contextLength, parallel: options.parallel, threads: options.threads, estimate: formatBytes(totalBytes(estimate)) });
         const model = await engine.load(descriptor, options);
+        model.onFailed?.((err) => this.failLoaded(e, model, err));
         e.loaded = model;
         e.memory = model.memoryInUse();
-        e.slots = new Slots(options.parallel, this.defaults.queueLimit, `model '${descriptor.id}'`);
-        e.ttlSeconds = options.ttlSeconds;
+        e.slots = new Slots(options.parallel, this.settings.queueLimit, `model '${descriptor.id}'`);
+        e.ttlSeconds = options.ttl;
         e.lastUsed = e.loadedAt = this.now();
         e.lifecycle.transition("ready");
         const ms = Math.round(performance.now() - started);
@@ -259,7 +260,7 @@ export class Scheduler {
   }
 
   /** Explicit load (admin API). Reloads when the model is loaded with different options. */
-  async loadModel(id: string, request: ModelOverride = {}): Promise<ModelStatus> {
+  async loadModel(id: string, request: LoadSettings = {}): Promise<ModelStatus> {
     const descriptor = this.descriptor(id);
     await this.load(this.entry(descriptor.id), descriptor, request);
     return this.status(descriptor);
@@ -293,12 +294,23 @@ export class Scheduler {
     }
   }
 
-  private async unloadEntry(e: Entry, reason: "request" | "evict" | "ttl" | "shutdown"): Promise<void> {
+  /** The engine gave up on a loaded model: free it and mark it failed; the next request loads it afresh. */
+  private failLoaded(e: Entry, model: LoadedModel, err: Error): void {
+    const run = e.op.then(async () => {
+      if (e.loaded !== model) return;
+      log.error("model failed; unloading it", { model: e.id, error: err.message });
+      await this.unloadEntry(e, "failed", err);
+    });
+    e.op = run.catch((error: unknown) => log.error("unloading a failed model failed", { model: e.id, error: errorMessage(error) }));
+  }
+
+  private async unloadEntry(e: Entry, reason: "request" | "evict" | "ttl" | "shutdown" | "failed", failure?: Error): Promise<void> {
     if (!e.loaded) return;
-    e.lifecycle.transition("unloading");
-    e.slots?.rejectAll(new OverloadedError(`model '${e.id}' was unloaded while the request waited`));
-    // Running generations end before their model is freed under them.
-    for (const ac of e.inflight) ac.abort();
+    e.lifecycle.transition("unloading", reason);
+    e.slots?.rejectAll(failure ?? new OverloadedError(`model '${e.id}' was unloaded while the request waited`));
+    // Running generations end before their model is freed under them. A failed model's requests
+    // are ending already, with the engine's error, which an abort would replace by a vaguer one.
+    if (reason !== "failed") for (const ac of e.inflight) ac.abort();
     if (e.slots && !(await e.slots.waitIdle(10_000))) log.warn("requests still running after abort; unloading anyway", { model: e.id });
     const model = e.loaded;
     e.loaded = undefined;
@@ -307,9 +319,14 @@ export class Scheduler {
     try {
       await model.unload();
     } finally {
-      e.lifecycle.transition("unloaded");
-      log.info("model unloaded", { model: e.id, reason });
-      this.seams.events?.publish({ type: "model.unloaded", model: e.id, reason });
+      if (reason === "failed") {
+        e.lifecycle.transition("failed", failure?.message);
+        this.seams.events?.publish({ type: "model.failed", model: e.id, error: failure ? errorMessage(failure) : "failed" });
+      } else {
+        e.lifecycle.transition("unloaded", reason);
+        log.info("model unloaded", { model: e.id, reason });
+        this.seams.events?.publish({ type: "model.unloaded", model: e.id, reason });
+      }
     }
   }
 
@@ -386,10 +403,6 @@ export class Scheduler {
     await Promise.all([...this.entries.keys()].map((id) => watched(`model '${id}' to unload`, this.unload(id, "shutdown"))));
     for (const engine of Object.values(this.engines)) if (engine) await watched(`the ${engine.name} engine to dispose`, engine.dispose());
   }
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export { AbortedWhileQueuedError };

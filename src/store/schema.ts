@@ -1,14 +1,8 @@
 // Drizzle table definitions. They mirror migrations.ts, which is what actually creates the tables:
 // migrations are the history, this file is the current shape the code queries.
 import { integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import type { LoadSettings } from "../config/load-settings.ts";
 
-export interface LoadDefaults {
-  contextLength?: number;
-  parallel?: number;
-  threads?: number;
-  gpuLayers?: number;
-  ttl?: number;
-}
 
 export const models = sqliteTable("models", {
   id: text("id").primaryKey(),
@@ -23,7 +17,7 @@ export const models = sqliteTable("models", {
   quantization: text("quantization"),
   declaredContext: integer("declared_context"),
   aliases: text("aliases", { mode: "json" }).$type<string[]>().notNull().default([]),
-  loadDefaults: text("load_defaults", { mode: "json" }).$type<LoadDefaults>().notNull().default({}),
+  loadDefaults: text("load_defaults", { mode: "json" }).$type<LoadSettings>().notNull().default({}),
   /** "imported" entries point at files LMX does not own (LM Studio, Ollama, a user folder) and are never deleted by rm. */
   origin: text("origin", { enum: ["download", "import"] }).notNull(),
   createdAt: integer("created_at").notNull(),

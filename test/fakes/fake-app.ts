@@ -15,11 +15,16 @@ import { ModelImporter } from "../../src/models/importer.ts";
 import { MlxRuntime } from "../../src/runtimes/mlx.ts";
 import { ModelRegistry } from "../../src/models/registry.ts";
 import { ProbeService } from "../../src/probe/service.ts";
-import { type LoadDefaults, Scheduler } from "../../src/scheduler/scheduler.ts";
+import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { openDb } from "../../src/store/db.ts";
 import { FakeEngine, type FakeModelSpec } from "./fake-engine.ts";
 
-export interface FakeAppOptions extends Partial<LoadDefaults> {
+export interface FakeAppOptions {
+  contextLength?: number;
+  parallel?: number;
+  queueLimit?: number;
+  memoryBudget?: number;
+  ttlSeconds?: number;
   stallTimeoutMs?: number;
   now?: () => number;
 }
@@ -34,12 +39,9 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   const keys = new KeyStore(db, []);
   const catalog = new ModelCatalog({ modelsDir: "/nonexistent/lmx-fake-models", explicit: [], configured: {}, registered: () => engine.descriptors() });
   const scheduler = new Scheduler(catalog, { gguf: engine }, {
-    contextLength: opts.contextLength ?? 1024,
-    parallel: opts.parallel ?? 2,
-    threads: 1,
+    load: { contextLength: opts.contextLength ?? 1024, parallel: opts.parallel ?? 2, threads: 1, ttl: opts.ttlSeconds ?? 0 },
     queueLimit: opts.queueLimit ?? 8,
     memoryBudget: opts.memoryBudget ?? 1e12,
-    ttlSeconds: opts.ttlSeconds ?? 0,
   }, {}, { events, now: opts.now });
   const core = new InferenceCore(scheduler, { stallTimeoutMs: opts.stallTimeoutMs ?? 60_000 });
   const probes = new ProbeService(db, scheduler, registry, events);

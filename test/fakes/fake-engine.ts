@@ -8,7 +8,7 @@ import type { EventSink, FinishReason } from "../../src/core/events.ts";
 import type { ChatPrompt, EmbeddingResult, GenerationRequest } from "../../src/core/request.ts";
 import { timings } from "../../src/core/timings.ts";
 import { planChat } from "../../src/core/tools.ts";
-import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../../src/engines/types.ts";
+import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, ModelInfo } from "../../src/engines/types.ts";
 import { EngineError, GenerationAbortedError, ModelLoadError } from "../../src/errors.ts";
 
 /** One step of a scripted generation. Each `text` piece counts as one generated token. */
@@ -74,7 +74,7 @@ export class FakeLoadedModel implements LoadedModel {
   private crashed: string | undefined;
   private wedged: (() => void)[] = [];
 
-  constructor(readonly descriptor: ModelDescriptor, readonly options: LoadOptions, private readonly spec: FakeModelSpec, private readonly memory: MemoryEstimate) {}
+  constructor(readonly descriptor: ModelDescriptor, readonly options: ResolvedLoadSettings, private readonly spec: FakeModelSpec, private readonly memory: MemoryEstimate) {}
 
   get contextLength(): number {
     return this.options.contextLength;
@@ -215,12 +215,12 @@ export class FakeEngine implements Engine {
     return { architecture: "fake", declaredContextLength: s.declaredContext ?? 2048, hasChatTemplate: true, isEmbeddingModel: false, sizeBytes: s.modelBytes ?? 1000, quantization: "F32" };
   }
 
-  async estimateMemory(d: ModelDescriptor, options: LoadOptions): Promise<MemoryEstimate> {
+  async estimateMemory(d: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
     const s = this.spec(d);
     return { modelBytes: s.modelBytes ?? 1000, contextBytes: (s.bytesPerContextToken ?? 0) * options.contextLength * options.parallel, gpuBytes: 0 };
   }
 
-  async load(d: ModelDescriptor, options: LoadOptions): Promise<LoadedModel> {
+  async load(d: ModelDescriptor, options: ResolvedLoadSettings): Promise<LoadedModel> {
     const s = this.spec(d);
     this.loads.push(d.id);
     if (s.loadMs) await Bun.sleep(s.loadMs);

@@ -20,11 +20,11 @@ describe("scheduler on the fake engine", () => {
 
   test("an explicit load with other options reloads; the same options keep the loaded instance", async () => {
     await using f = fakeApp([{ id: "a", modelBytes: 1000, bytesPerContextToken: 10 }], { parallel: 2 });
-    await f.scheduler.loadModel("a", { ctx: 512 });
+    await f.scheduler.loadModel("a", { contextLength: 512 });
     expect(f.scheduler.memoryInUse()).toBe(1000 + 10 * 512 * 2);
-    await f.scheduler.loadModel("a", { ctx: 512 });
+    await f.scheduler.loadModel("a", { contextLength: 512 });
     expect(f.engine.loads).toEqual(["a"]);
-    const s = await f.scheduler.loadModel("a", { ctx: 256 });
+    const s = await f.scheduler.loadModel("a", { contextLength: 256 });
     expect(f.engine.loads).toEqual(["a", "a"]);
     expect(f.engine.unloads).toEqual(["a"]);
     expect(s.loadedContextLength).toBe(256);

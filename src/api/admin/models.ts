@@ -5,7 +5,7 @@ import type { ManagedModel, ManagedModelDetail, ModelManager } from "../../admin
 import type { ProbeJob, ProbeService } from "../../probe/service.ts";
 import { probeFields } from "../../probe/fields.ts";
 import { modelStatusJson } from "../model-json.ts";
-import { ModelActionBody, PatchModelBody } from "./schemas.ts";
+import { loadSettingsFromBody, ModelActionBody, PatchModelBody } from "./schemas.ts";
 
 export function probeJobJson(j: ProbeJob) {
   return {
@@ -65,7 +65,7 @@ export function adminModelRoutes({ manager, probes }: { manager: ModelManager; p
     }, { detail: { summary: "One model, with GGUF metadata, files, defaults and load history", tags: ["Admin"] } })
     .post("/models/*", async ({ params, body, set }) => {
       const { id, action } = splitTail(params["*"]);
-      if (action === "load") return modelStatusJson(await manager.load(id, body ?? {}));
+      if (action === "load") return modelStatusJson(await manager.load(id, loadSettingsFromBody(body ?? {}), body?.save ?? false));
       if (action === "unload") return manager.unload(id);
       if (action === "probe") {
         set.status = 202;
@@ -83,7 +83,9 @@ export function adminModelRoutes({ manager, probes }: { manager: ModelManager; p
     })
     .get("/probes", () => ({ object: "list", data: probes.list().map(probeJobJson) }), { detail: { summary: "Probe jobs of this server run", tags: ["Admin"] } })
     .get("/probes/:id", ({ params }) => probeJobJson(probes.get(params.id)), { detail: { summary: "One probe job with every step", tags: ["Admin"] } })
-    .patch("/models/*", async ({ params, body }) => detailJson(await manager.update(splitTail(params["*"]).id, body)), {
+    .patch("/models/*", async ({ params, body }) => detailJson(await manager.update(splitTail(params["*"]).id, {
+      loadDefaults: body.load_defaults && loadSettingsFromBody(body.load_defaults), aliases: body.aliases,
+    })), {
       body: PatchModelBody,
       detail: { summary: "Set a model's saved load defaults or aliases", tags: ["Admin"] },
     })

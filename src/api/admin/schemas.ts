@@ -1,15 +1,30 @@
 // Request shapes of the admin API (/admin/v1), for bots that manage the machine's models.
 import * as v from "valibot";
+import { layerLoadSettings, type LoadSettings, loadSettingFields } from "../../config/load-settings.ts";
 
 const positiveInt = (max: number) => v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(max)));
 
+/** The load settings (src/config/load-settings.ts) under their snake_case wire names. */
+const loadSettingsEntries = {
+  context_length: loadSettingFields.contextLength,
+  parallel: loadSettingFields.parallel,
+  threads: loadSettingFields.threads,
+  gpu_layers: loadSettingFields.gpuLayers,
+  ttl: loadSettingFields.ttl,
+};
+export const LoadSettingsBody = v.object(loadSettingsEntries);
+export type LoadSettingsBody = v.InferOutput<typeof LoadSettingsBody>;
+
+export function loadSettingsFromBody(b: LoadSettingsBody): LoadSettings {
+  return layerLoadSettings({ contextLength: b.context_length, parallel: b.parallel, threads: b.threads, gpuLayers: b.gpu_layers, ttl: b.ttl });
+}
+
+export function loadSettingsToBody(s: LoadSettings): LoadSettingsBody {
+  return { context_length: s.contextLength, parallel: s.parallel, threads: s.threads, gpu_layers: s.gpuLayers, ttl: s.ttl };
+}
+
 export const LoadBody = v.object({
-  context_length: positiveInt(1_048_576),
-  parallel: positiveInt(64),
-  threads: positiveInt(1024),
-  gpu_layers: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(10_000))),
-  /** Idle seconds before unloading; 0 keeps it loaded. */
-  ttl: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(31_536_000))),
+  ...loadSettingsEntries,
   /** Also remember these settings as the model's defaults (used by JIT loads). */
   save: v.optional(v.boolean()),
 });
@@ -27,13 +42,7 @@ export const ModelActionBody = v.object({
 });
 
 export const PatchModelBody = v.object({
-  load_defaults: v.optional(v.object({
-    context_length: positiveInt(1_048_576),
-    parallel: positiveInt(64),
-    threads: positiveInt(1024),
-    gpu_layers: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
-    ttl: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
-  })),
+  load_defaults: v.optional(LoadSettingsBody),
   aliases: v.optional(v.array(v.pipe(v.string(), v.regex(/^[\w.:/-]{1,200}$/, "aliases use letters, digits and . _ : / -")))),
 });
 

@@ -1,21 +1,28 @@
+import { loadSettingsToBody } from "../../api/admin/schemas.ts";
+import { LOAD_SETTING_BOUNDS as B } from "../../config/load-settings.ts";
+import type { Setting } from "../../config/settings.ts";
 import { clientCommand } from "../client-command.ts";
 import { encodeId } from "../client.ts";
 import { bytes } from "../table.ts";
+
+/** The load settings as flags; bounds from the shared vocabulary. */
+export const loadFlags = [
+  { key: "ctx", kind: "int", ...B.contextLength, flagOnly: true, placeholder: "N", description: "Context length per sequence (0: the model's declared context)." },
+  { key: "parallel", kind: "int", ...B.parallel, flagOnly: true, placeholder: "N", description: "Parallel sequences." },
+  { key: "threads", kind: "int", ...B.threads, flagOnly: true, placeholder: "N", description: "CPU threads (0: the server's default)." },
+  { key: "gpuLayers", kind: "int", ...B.gpuLayers, flagOnly: true, placeholder: "N", description: "Layers to offload to the GPU." },
+  { key: "ttl", kind: "int", ...B.ttl, flagOnly: true, placeholder: "SECONDS", description: "Unload after this many idle seconds (0: never)." },
+  { key: "save", kind: "bool", default: false, flagOnly: true, description: "Remember these settings as the model's defaults." },
+] as const satisfies readonly Setting[];
 
 export const load = clientCommand({
   summary: "Load a model (checks the memory budget first)",
   usage: "load <model> [--ctx N] [--parallel N] [--threads N] [--gpu-layers N] [--ttl SECONDS] [--save]",
   minArgs: 1,
-  settings: [
-    { key: "ctx", kind: "int", min: 1, flagOnly: true, placeholder: "N", description: "Context length per sequence." },
-    { key: "parallel", kind: "int", min: 1, flagOnly: true, placeholder: "N", description: "Parallel sequences." },
-    { key: "threads", kind: "int", min: 1, flagOnly: true, placeholder: "N", description: "CPU threads." },
-    { key: "gpuLayers", kind: "int", min: 0, flagOnly: true, placeholder: "N", description: "Layers to offload to the GPU." },
-    { key: "ttl", kind: "int", min: 0, flagOnly: true, placeholder: "SECONDS", description: "Unload after this many idle seconds (0: never)." },
-    { key: "save", kind: "bool", default: false, flagOnly: true, description: "Remember these settings as the model's defaults." },
-  ],
+  settings: loadFlags,
   async run({ client, flags, args, print }) {
-    const body = { context_length: flags.ctx, parallel: flags.parallel, threads: flags.threads, gpu_layers: flags.gpuLayers, ttl: flags.ttl, save: flags.save || undefined };
+    const settings = { contextLength: flags.ctx, parallel: flags.parallel, threads: flags.threads, gpuLayers: flags.gpuLayers, ttl: flags.ttl };
+    const body = { ...loadSettingsToBody(settings), save: flags.save || undefined };
     const m = await client.post<{ id: string; loaded_context_length: number; memory_bytes: number; parallel: number; threads: number }>(`/admin/v1/models/${encodeId(args[0]!)}/load`, body);
     print(m, () => `loaded ${m.id}: context ${m.loaded_context_length} × ${m.parallel}, ${m.threads} threads, ${bytes(m.memory_bytes)}`);
     return 0;

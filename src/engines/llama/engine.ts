@@ -1,7 +1,7 @@
 import type { GgufFileInfo, Llama } from "node-llama-cpp";
 import { EngineError, EngineRestartingError, errorMessage, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
 import { log } from "../../log.ts";
-import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
+import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
@@ -96,7 +96,7 @@ export class LlamaCppEngine implements Engine {
     };
   }
 
-  async estimateMemory(descriptor: ModelDescriptor, options: LoadOptions): Promise<MemoryEstimate> {
+  async estimateMemory(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
     const { nlc, llama } = await this.get();
     const insights = await nlc.GgufInsights.from(await this.fileInfo(descriptor.path), llama);
     const gpuLayers = options.gpuLayers ?? 0;
@@ -110,7 +110,7 @@ export class LlamaCppEngine implements Engine {
     return { modelBytes: model.cpuRam, contextBytes: ctx.cpuRam, gpuBytes: model.gpuVram + ctx.gpuVram };
   }
 
-  async load(descriptor: ModelDescriptor, options: LoadOptions): Promise<LoadedModel> {
+  async load(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<LoadedModel> {
     const next = pendingEngineSwitch(this.lmxHome);
     if (next !== undefined && requestEngineSwitch(next)) {
       throw new EngineRestartingError(

@@ -9,7 +9,7 @@ import { withSamplingDefaults } from "../../core/sampling.ts";
 import { timings } from "../../core/timings.ts";
 import { cutShortNote, emitToolCalls, parseForcedCall, planChat, toolCallId } from "../../core/tools.ts";
 import { ContextLengthExceededError, EngineError, errorMessage, GenerationAbortedError, InvalidRequestError, LmxError } from "../../errors.ts";
-import type { LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor } from "../types.ts";
+import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { toChatHistory } from "./chat-history.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
@@ -66,7 +66,7 @@ export class LlamaLoadedModel implements LoadedModel {
     private readonly context: LlamaContext,
     private readonly chatWrapper: ChatWrapper,
     readonly descriptor: ModelDescriptor,
-    readonly options: LoadOptions,
+    readonly options: ResolvedLoadSettings,
     private readonly estimate: MemoryEstimate,
     private readonly gate: DecodeGate = new DecodeGate(),
   ) {

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { EngineError, errorMessage, LmxError, ModelLoadError } from "../../errors.ts";
 import { log } from "../../log.ts";
-import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
+import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
 import { MlxLoadedModel } from "./loaded-model.ts";
 import { estimateMemory, type MlxModelFiles, modelInfo, readModelFiles } from "./model-files.ts";
 import { WorkerRequestError, WorkerSupervisor } from "./supervisor.ts";
@@ -13,6 +13,9 @@ export interface MlxEngineOptions {
   hangTimeoutMs?: number;
   /** First restart delay after a crash; doubles per crash in a row. */
   backoffMs?: number;
+  /** Restarts allowed within restartWindowMs before the model is marked failed. */
+  maxRestarts?: number;
+  restartWindowMs?: number;
 }
 
 /** The Python environment the worker runs in: src/runtimes/ installs it, checks it and says where it is. */
@@ -53,14 +56,14 @@ export class MlxEngine implements Engine {
    * Also the point where a missing runtime is reported: the scheduler asks for the estimate before
    * it evicts anything or marks the model as loading, so the answer is a clean runtime_not_installed.
    */
-  async estimateMemory(descriptor: ModelDescriptor, options: LoadOptions): Promise<MemoryEstimate> {
+  async estimateMemory(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
     const files = this.modelFiles(descriptor.path);
     await this.runtime.resolve();
     const { kvBytes: _kv, ...estimate } = estimateMemory(files, options);
     return estimate;
   }
 
-  async load(descriptor: ModelDescriptor, options: LoadOptions): Promise<LoadedModel> {
+  async load(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<LoadedModel> {
     const files = this.modelFiles(descriptor.path);
     const runtime = await this.runtime.resolve();
     const estimate = estimateMemory(files, options);
@@ -78,6 +81,8 @@ export class MlxEngine implements Engine {
       },
       hangTimeoutMs: this.opts.hangTimeoutMs,
       backoffMs: this.opts.backoffMs,
+      maxRestarts: this.opts.maxRestarts,
+      restartWindowMs: this.opts.restartWindowMs,
     });
     try {
       await supervisor.ensureRunning();

@@ -7,7 +7,7 @@ import { timings } from "../../core/timings.ts";
 import { checkJsonReply, cutShortNote, emitToolCalls, parseForcedCall, planChat, toolCallId } from "../../core/tools.ts";
 import { ContextLengthExceededError, EngineError, errorMessage, GenerationAbortedError, InvalidRequestError, LmxError, OutputFormatError } from "../../errors.ts";
 import { log } from "../../log.ts";
-import type { LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor } from "../types.ts";
+import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor } from "../types.ts";
 import type { Done, Loaded, ToWorker, WireMessage, WireTool, WorkerReply } from "./protocol.ts";
 import { WorkerCrashedError, WorkerRequestError, type WorkerSupervisor } from "./supervisor.ts";
 
@@ -64,7 +64,7 @@ export class MlxLoadedModel implements LoadedModel {
   constructor(
     private readonly supervisor: WorkerSupervisor,
     readonly descriptor: ModelDescriptor,
-    readonly options: LoadOptions,
+    readonly options: ResolvedLoadSettings,
     private readonly estimate: MemoryEstimate,
     private readonly tokenizer: () => Tokenizer,
     private readonly onUnload?: () => void,
@@ -95,9 +95,8 @@ export class MlxLoadedModel implements LoadedModel {
 
   async countChatTokens(prompt: ChatPrompt): Promise<number> {
     const plan = this.plan(prompt);
-    await this.running();
     try {
-      const reply = await this.supervisor.call({ type: "chat_tokens", id: this.supervisor.newId("count"), messages: plan.messages, tools: plan.tools }, "tokens");
+      const reply = await this.serve(() => this.supervisor.call({ type: "chat_tokens", id: this.supervisor.newId("count"), messages: plan.messages, tools: plan.tools }, "tokens"));
       return reply.tokens.length;
     } catch (err) {
       throw this.mapError(err, undefined, 0, "messages");
@@ -110,14 +109,18 @@ export class MlxLoadedModel implements LoadedModel {
 
   /** The worker's own account: MLX memory (active, peak, cache, prompt cache) and running sequences. */
   async workerMemory(): Promise<Extract<WorkerReply, { type: "memory" }>> {
-    await this.running();
-    return this.supervisor.call({ type: "memory", id: this.supervisor.newId("mem") }, "memory");
+    return this.serve(() => this.supervisor.call({ type: "memory", id: this.supervisor.newId("mem") }, "memory"));
   }
 
-  /** The worker, started again if it crashed; never after unload (that would leak a process). */
-  private async running(): Promise<void> {
+  /** The worker gave up (crashed too often): the scheduler frees this model and marks it failed. */
+  onFailed(listener: (err: Error) => void): void {
+    this.supervisor.onFailed(listener);
+  }
+
+  /** `attempt` on the worker, started again if it crashed; never after unload (that would leak a process). */
+  private async serve<T>(attempt: () => Promise<T>, retryable?: () => boolean): Promise<T> {
     if (this.unloaded) throw new EngineError(`model '${this.descriptor.id}' was unloaded`);
-    await this.supervisor.ensureRunning();
+    return this.supervisor.serve(attempt, retryable);
   }
 
   private plan(prompt: ChatPrompt): MlxChatPlan {
@@ -171,14 +174,10 @@ export class MlxLoadedModel implements LoadedModel {
     opts: { buffer: boolean; parseTools: boolean; what: PromptKind },
   ): Promise<{ text: string; done: Done }> {
     if (signal.aborted) throw new GenerationAbortedError();
-    try {
-      // Starts a crashed worker again (after its back-off) before taking the request.
-      await this.running();
-    } catch (err) {
-      throw this.mapError(err, signal, request.maxTokens, opts.what);
-    }
     let text = "";
-    const msg: Extract<ToWorker, { type: "generate" }> = {
+    // Once text reached the client, a crash cannot be hidden by generating again.
+    let emitted = false;
+    const msg = (): Extract<ToWorker, { type: "generate" }> => ({
       type: "generate",
       id: this.supervisor.newId("gen"),
       prompt,
@@ -186,16 +185,20 @@ export class MlxLoadedModel implements LoadedModel {
       sampling: this.sampling(request),
       stop: (request.stop ?? []).filter((s) => s.length > 0),
       parse_tools: opts.parseTools,
-    };
+    });
     let done: Done;
     try {
-      done = await this.supervisor.generate(msg, (e) => {
-        if (e.type === "progress") emit({ type: "progress" });
-        else if (e.type === "text" && e.text) {
-          text += e.text;
-          if (!opts.buffer) emit({ type: "text", text: e.text });
-        }
-      }, signal);
+      // Starts a crashed worker again (after its back-off) before taking the request.
+      done = await this.serve(() => {
+        text = "";
+        return this.supervisor.generate(msg(), (e) => {
+          if (e.type === "progress") emit({ type: "progress" });
+          else if (e.type === "text" && e.text) {
+            text += e.text;
+            if (!opts.buffer) { emitted = true; emit({ type: "text", text: e.text }); }
+          }
+        }, signal);
+      }, () => !emitted && !signal.aborted);
     } catch (err) {
       throw this.mapError(err, signal, request.maxTokens, opts.what);
     }
@@ -259,7 +262,7 @@ export class MlxLoadedModel implements LoadedModel {
 
   async logprobs(prefix: number[], continuation: number[], signal?: AbortSignal): Promise<number[]> {
     if (continuation.length === 0) return [];
-    await this.running();
+    await this.serve(async () => undefined);
     const bos = this.supervisor.loaded?.bos_token_ids ?? [];
     const tokens = [...bos, ...prefix, ...continuation];
     if (tokens.length > this.contextLength) {

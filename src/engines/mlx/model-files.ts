@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { ModelLoadError } from "../../errors.ts";
-import type { LoadOptions, MemoryEstimate, ModelInfo } from "../types.ts";
+import type { ResolvedLoadSettings, MemoryEstimate, ModelInfo } from "../types.ts";
 
 const int = v.pipe(v.number(), v.integer(), v.minValue(0));
 
@@ -102,7 +102,7 @@ export const WORKER_OVERHEAD_BYTES = 384 * 1024 * 1024;
  *     for prompt-cache reuse, which it caps at kvBytes;
  *     logitsBytes = vocab × 4 bytes × parallel × 4 (logits, log-probabilities and sampling scratch).
  */
-export function estimateMemory(files: MlxModelFiles, options: LoadOptions): MemoryEstimate & { kvBytes: number } {
+export function estimateMemory(files: MlxModelFiles, options: ResolvedLoadSettings): MemoryEstimate & { kvBytes: number } {
   const c = files.config;
   const layers = c.num_hidden_layers ?? 0;
   const heads = c.num_attention_heads ?? 1;

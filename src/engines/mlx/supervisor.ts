@@ -1,49 +1,25 @@
-// Runs one MLX worker process and talks to it. The worker's life is an explicit state machine:
-//
-//   stopped ──start──▶ starting ──loaded──▶ ready ⇄ busy (requests running)
-//                          │                  │      │
-//                          └──── crashed ◀────┴──────┘   (exit, garbage on stdout, no heartbeat)
-//                                   │
-//                                   └─ next request, after back-off ─▶ starting
-//   ready/busy/starting ──stop──▶ stopping ──exit──▶ stopped
-//
-// A crash fails every request in flight with a 5xx error at once; the worker is started again
-// (the model reloaded) when the next request arrives, waiting out an exponential back-off first so
-// a model that kills its worker on load cannot spin the machine.
+// Runs one MLX worker process and talks to it. The worker's life is an explicit state machine
+// (worker-lifecycle.ts). A crash (exit, garbage on stdout, no heartbeat) fails the requests whose
+// output already reached a client; requests that had nothing out yet are served again by the
+// restarted worker (`serve`). Restarts wait out an exponential back-off, and a worker that crashes
+// more than `maxRestarts` times within `restartWindowMs` is given up on ("failed", with its last
+// stderr lines in the error) so a model that kills its worker cannot spin the machine.
 
 import type { Subprocess } from "bun";
 import { EngineError, errorMessage } from "../../errors.ts";
 import { log } from "../../log.ts";
+import type { StateMachine } from "../../util/state-machine.ts";
 import {
   encodeRequest, type FromWorker, type Hello, type Loaded, MAX_LINE_BYTES, parseWorkerLine, PROTOCOL_VERSION, ProtocolViolation,
   type ToWorker, type WorkerReply,
 } from "./protocol.ts";
+import { forEachLine } from "./lines.ts";
+import { RestartPolicy } from "./restart-policy.ts";
+import { WorkerCrashedError, WorkerFailedError, WorkerRequestError, WorkerUnavailableError } from "./worker-errors.ts";
+import { workerLifecycle, type WorkerState } from "./worker-lifecycle.ts";
 
-export type WorkerState = "stopped" | "starting" | "ready" | "busy" | "stopping" | "crashed";
-
-const allowed: Record<WorkerState, readonly WorkerState[]> = {
-  stopped: ["starting"],
-  starting: ["ready", "crashed", "stopping"],
-  ready: ["busy", "stopping", "crashed"],
-  busy: ["ready", "stopping", "crashed"],
-  stopping: ["stopped"],
-  crashed: ["starting", "stopping", "stopped"],
-};
-
-/** The worker died, hung or broke the protocol; requests it held cannot finish. */
-export class WorkerCrashedError extends EngineError {
-  constructor(message: string) {
-    super(message, "worker_crashed");
-  }
-}
-
-/** The worker answered a request with an error of its own. */
-export class WorkerRequestError extends Error {
-  override name = "WorkerRequestError";
-  constructor(readonly reply: Extract<FromWorker, { type: "error" }>) {
-    super(reply.message);
-  }
-}
+export { WorkerCrashedError, WorkerFailedError, WorkerRequestError, WorkerUnavailableError };
+export type { WorkerState };
 
 export interface SupervisorOptions {
   /** Used in log lines and error messages. */
@@ -58,7 +34,13 @@ export interface SupervisorOptions {
   /** First restart delay; doubles per crash in a row up to maxBackoffMs. */
   backoffMs?: number;
   maxBackoffMs?: number;
+  /** Restarts allowed within restartWindowMs; one more crash marks the worker failed. */
+  maxRestarts?: number;
+  restartWindowMs?: number;
 }
+
+/** Lines of the worker's stderr kept for error messages. */
+const STDERR_TAIL_LINES = 12;
 
 type Listener = {
   onMessage: (msg: WorkerReply) => void;
@@ -66,31 +48,47 @@ type Listener = {
 };
 
 export class WorkerSupervisor {
-  private current: WorkerState = "stopped";
+  private readonly lifecycle: StateMachine<WorkerState>;
   private proc: Subprocess<"pipe", "pipe", "pipe"> | undefined;
   private readonly listeners = new Map<string, Listener>();
   private starting: Promise<void> | undefined;
   private lastMessageAt = 0;
   private watchdog: ReturnType<typeof setInterval> | undefined;
-  private crashes = 0;
-  private crashedAt = 0;
+  private readonly restarts: RestartPolicy;
   private lastCrash: string | undefined;
+  private failure: WorkerFailedError | undefined;
+  private readonly failedListeners: ((err: Error) => void)[] = [];
+  private stderrTail: string[] = [];
+  /** Resolves once the current process's stderr is read to the end. */
+  private stderrDone: Promise<void> = Promise.resolve();
+  /** Set by stop(): the worker is never started again. */
+  private closed = false;
   private nextId = 0;
   private generating = 0;
   hello: Hello | undefined;
   loaded: Loaded | undefined;
   private readonly hangTimeoutMs: number;
-  private readonly backoffMs: number;
-  private readonly maxBackoffMs: number;
 
   constructor(private readonly opts: SupervisorOptions) {
     this.hangTimeoutMs = opts.hangTimeoutMs ?? 30_000;
-    this.backoffMs = opts.backoffMs ?? 500;
-    this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
+    this.restarts = new RestartPolicy({
+      backoffMs: opts.backoffMs ?? 500,
+      maxBackoffMs: opts.maxBackoffMs ?? 30_000,
+      maxRestarts: opts.maxRestarts ?? 5,
+      windowMs: opts.restartWindowMs ?? 120_000,
+    });
+    this.lifecycle = workerLifecycle(opts.label, {
+      onChange: ({ from, to, reason }) => log.debug("mlx worker state", { model: opts.label, from, to, reason }),
+    });
   }
 
   get state(): WorkerState {
-    return this.current;
+    return this.lifecycle.state;
+  }
+
+  /** Called once if the worker is given up on (too many crashes), with the error requests get from then on. */
+  onFailed(listener: (err: Error) => void): void {
+    this.failedListeners.push(listener);
   }
 
   get pid(): number | undefined {
@@ -102,34 +100,66 @@ export class WorkerSupervisor {
     return this.lastCrash;
   }
 
-  private transition(to: WorkerState): void {
-    const from = this.current;
-    if (from === to) return;
-    if (!allowed[from].includes(to)) throw new EngineError(`mlx worker cannot go from ${from} to ${to}`, "worker_state");
-    this.current = to;
-    log.debug("mlx worker state", { model: this.opts.label, from, to });
+  private transition(to: WorkerState, reason?: string): void {
+    if (this.lifecycle.state !== to) this.lifecycle.transition(to, reason);
   }
 
   /** Delay before the next start is allowed; 0 when not after a crash. */
-  backoffRemaining(now = Date.now()): number {
-    if (this.current !== "crashed" || this.crashes === 0) return 0;
-    const delay = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** (this.crashes - 1));
-    return Math.max(0, this.crashedAt + delay - now);
+  backoffRemaining(): number {
+    return this.state === "crashed" ? this.restarts.delay() : 0;
   }
 
-  /** Starts the worker if it is not running (after the back-off when it crashed); resolves once the model is loaded. */
+  /**
+   * Starts the worker if it is not running (after the back-off when it crashed); resolves once the
+   * model is loaded. A restart that fails is a 503 with Retry-After; a failed worker stays failed.
+   */
   async ensureRunning(): Promise<void> {
-    if (this.current === "ready" || this.current === "busy") return;
-    if (this.current === "stopping") throw new EngineError(`the MLX worker for ${this.opts.label} is shutting down`, "worker_stopping");
+    if (this.lifecycle.is("ready", "busy")) return;
+    if (this.failure) throw this.failure;
+    if (this.closed || this.state === "stopping") throw new EngineError(`the MLX worker for ${this.opts.label} is shutting down`, "worker_stopping");
     this.starting ??= (async () => {
+      const restart = this.state === "crashed";
       const wait = this.backoffRemaining();
       if (wait > 0) {
-        log.info("restarting mlx worker after back-off", { model: this.opts.label, ms: wait, crashes: this.crashes });
+        log.info("restarting mlx worker after back-off", { model: this.opts.label, ms: wait, crashes: this.restarts.crashesInARow });
         await Bun.sleep(wait);
       }
-      await this.spawn();
+      if (this.closed) throw new EngineError(`the MLX worker for ${this.opts.label} is shutting down`, "worker_stopping");
+      try {
+        await this.spawn();
+      } catch (err) {
+        if (this.failure) throw this.failure;
+        if (!restart) throw err;
+        const retryAfter = Math.max(1, Math.ceil(this.backoffRemaining() / 1000));
+        throw new WorkerUnavailableError(
+          `the MLX worker for ${this.opts.label} crashed and could not be restarted (it ${this.lastCrash}); retry in ${retryAfter} s`, retryAfter);
+      }
     })().finally(() => { this.starting = undefined; });
     return this.starting;
+  }
+
+  /**
+   * Runs `attempt` on the running worker. When the worker crashes under it and `retryable()` says
+   * nothing of it reached the client yet, the worker is started again and the attempt runs once
+   * more: a crash costs the requests that were mid-stream, not the ones still waiting for output.
+   */
+  async serve<T>(attempt: () => Promise<T>, retryable: () => boolean = () => true): Promise<T> {
+    await this.ensureRunning();
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof WorkerCrashedError)) throw err;
+      // The crash that used up the restarts: the request learns why the model is given up on.
+      if (this.failure) throw this.failure;
+      if (!retryable() || this.closed) throw err;
+      log.info("serving a request again on a restarted mlx worker", { model: this.opts.label, crash: this.lastCrash });
+      await this.ensureRunning();
+      try {
+        return await attempt();
+      } catch (again) {
+        throw again instanceof WorkerCrashedError && this.failure ? this.failure : again;
+      }
+    }
   }
 
   private async spawn(): Promise<void> {
@@ -150,8 +180,9 @@ export class WorkerSupervisor {
     }
     this.proc = proc;
     this.lastMessageAt = Date.now();
+    this.stderrTail = [];
     void this.readStdout(proc);
-    void this.readStderr(proc);
+    this.stderrDone = this.readStderr(proc);
     void proc.exited.then((code) => this.onExit(proc, code));
     this.watchdog = setInterval(() => this.checkAlive(proc), Math.max(50, Math.min(1000, this.hangTimeoutMs / 4)));
 
@@ -184,46 +215,32 @@ export class WorkerSupervisor {
   }
 
   private async readStdout(proc: Subprocess<"pipe", "pipe", "pipe">): Promise<void> {
-    const decoder = new TextDecoder();
-    let buf = "";
     try {
-      for await (const chunk of proc.stdout) {
-        buf += decoder.decode(chunk, { stream: true });
-        let nl: number;
-        while ((nl = buf.indexOf("\n")) !== -1) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (line.trim()) this.onLine(proc, line);
-          if (this.proc !== proc) return;
+      await forEachLine(proc.stdout, MAX_LINE_BYTES, (line, complete) => {
+        if (!complete) {
+          // The last piece at exit is garbage too, but the exit already says what happened.
+          if (line.length > MAX_LINE_BYTES) this.kill(proc, `sent a line longer than ${MAX_LINE_BYTES} bytes`);
+          return false;
         }
-        if (buf.length > MAX_LINE_BYTES) {
-          this.kill(proc, `sent a line longer than ${MAX_LINE_BYTES} bytes`);
-          return;
-        }
-      }
+        if (line.trim()) this.onLine(proc, line);
+        return this.proc === proc;
+      });
     } catch (err) {
       if (this.proc === proc) log.warn("mlx worker stdout failed", { model: this.opts.label, error: errorMessage(err) });
     }
   }
 
   private async readStderr(proc: Subprocess<"pipe", "pipe", "pipe">): Promise<void> {
-    const decoder = new TextDecoder();
-    let buf = "";
-    const emit = (line: string) => {
-      if (line.trim()) log.info(`mlx worker: ${line}`, { model: this.opts.label, pid: proc.pid });
-    };
     try {
-      for await (const chunk of proc.stderr) {
-        buf += decoder.decode(chunk, { stream: true });
-        let nl: number;
-        while ((nl = buf.indexOf("\n")) !== -1) {
-          emit(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-        }
-        // A line that never ends is logged in pieces rather than kept in memory.
-        if (buf.length > 16_384) { emit(buf); buf = ""; }
-      }
-      emit(buf);
+      // A line that never ends is logged in pieces rather than kept in memory.
+      await forEachLine(proc.stderr, 16_384, (line) => {
+        if (!line.trim()) return true;
+        log.info(`mlx worker: ${line}`, { model: this.opts.label, pid: proc.pid });
+        if (this.proc !== proc && this.proc !== undefined) return true;
+        this.stderrTail.push(line.length > 500 ? line.slice(0, 500) + "…" : line);
+        if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
+        return true;
+      });
     } catch {
       // The process is gone; its exit is handled in onExit.
     }
@@ -266,10 +283,13 @@ export class WorkerSupervisor {
     if (silent > this.hangTimeoutMs) this.kill(proc, `stopped responding (no heartbeat for ${Math.round(silent / 1000)} s)`);
   }
 
-  private onExit(proc: Subprocess<"pipe", "pipe", "pipe">, code: number | null): void {
+  private async onExit(proc: Subprocess<"pipe", "pipe", "pipe">, code: number | null): Promise<void> {
     if (this.proc !== proc) return;
     const how = proc.signalCode ? `was killed by ${proc.signalCode}` : `exited with code ${code}`;
-    if (this.current === "stopping") {
+    // Its last words (a traceback) belong in the crash report; the pipe drains right after the exit.
+    if (this.state !== "stopping") await Promise.race([this.stderrDone, Bun.sleep(250)]);
+    if (this.proc !== proc) return;
+    if (this.state === "stopping") {
       this.cleanup(new WorkerCrashedError(`the MLX worker for ${this.opts.label} was stopped`));
       this.transition("stopped");
       return;
@@ -286,13 +306,24 @@ export class WorkerSupervisor {
 
   private crash(why: string): void {
     this.lastCrash = why;
-    this.crashes++;
-    this.crashedAt = Date.now();
-    log.error("mlx worker crashed", { model: this.opts.label, pid: this.proc?.pid, reason: why, crashes: this.crashes });
-    const err = new WorkerCrashedError(`the MLX worker for ${this.opts.label} ${why}; requests it was running failed, and it restarts on the next request`);
+    const tooMany = this.restarts.crashed();
+    log.error("mlx worker crashed", { model: this.opts.label, pid: this.proc?.pid, reason: why, crashes: this.restarts.crashesInARow });
+    const err = new WorkerCrashedError(`the MLX worker for ${this.opts.label} ${why}; requests it was streaming failed, and it is restarted`);
     this.cleanup(err);
-    if (this.current === "stopping") this.transition("stopped");
-    else this.transition("crashed");
+    if (this.state === "stopping") { this.transition("stopped", why); return; }
+    this.transition("crashed", why);
+    if (tooMany) this.fail();
+  }
+
+  private fail(): void {
+    const window = Math.round(this.restarts.limits.windowMs / 1000);
+    const stderr = this.stderrTail.length ? `; its last stderr lines:\n${this.stderrTail.join("\n")}` : "; it wrote nothing to stderr";
+    this.failure = new WorkerFailedError(
+      `the MLX worker for ${this.opts.label} crashed ${this.restarts.crashesInWindow} times within ${window} s and is not restarted again ` +
+      `(last: ${this.lastCrash})${stderr}`);
+    this.transition("failed", this.lastCrash);
+    log.error("mlx worker failed; giving up on it", { model: this.opts.label, crashes: this.restarts.crashesInWindow, stderr: this.stderrTail.join(" | ") });
+    for (const l of this.failedListeners) l(this.failure);
   }
 
   private cleanup(err: Error): void {
@@ -359,7 +390,7 @@ export class WorkerSupervisor {
         this.listeners.delete(msg.id);
         signal?.removeEventListener("abort", onAbort);
         this.generating--;
-        if (this.generating === 0 && this.current === "busy") this.transition("ready");
+        if (this.generating === 0 && this.state === "busy") this.transition("ready");
         return true;
       };
       const onAbort = () => {
@@ -372,7 +403,7 @@ export class WorkerSupervisor {
         reject(signal?.reason instanceof Error ? signal.reason : new DOMException("aborted", "AbortError"));
       };
       this.generating++;
-      if (this.current === "ready") this.transition("busy");
+      if (this.state === "ready") this.transition("busy");
       this.listeners.set(msg.id, {
         onMessage: (reply) => {
           if (reply.type === "done") { if (finish()) resolve(reply); }
@@ -393,14 +424,15 @@ export class WorkerSupervisor {
 
   /** Marks the worker healthy after a request succeeded, so the next crash starts the back-off afresh. */
   succeeded(): void {
-    this.crashes = 0;
+    this.restarts.succeeded();
   }
 
   /** Asks the worker to exit, then kills it if it does not within `graceMs`. */
   async stop(graceMs = 5000): Promise<void> {
+    this.closed = true;
     if (this.starting) await this.starting.catch(() => undefined);
-    if (this.current === "stopped") return;
-    if (this.current === "crashed") { this.transition("stopped"); return; }
+    if (this.state === "stopped") return;
+    if (this.lifecycle.is("crashed", "failed")) { this.transition("stopped"); return; }
     const proc = this.proc;
     this.transition("stopping");
     if (!proc) { this.transition("stopped"); return; }

@@ -1,0 +1,62 @@
+// The one vocabulary for how a model is loaded. Every surface that accepts per-model load settings
+// (config.json, `lmx load` flags, the admin API's load and PATCH bodies, the registry's saved
+// defaults, the context probe) speaks `LoadSettings`; the engines receive `ResolvedLoadSettings`,
+// the same settings with every choice made. The bounds are declared once, here.
+//
+// It lives in config/, a foundation every layer may import (engines included), so config, the
+// admin API, the scheduler and the engines share it without an import running upward.
+
+import * as v from "valibot";
+
+const int = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
+
+/** Bounds of each setting, also used by the CLI's flag parser. */
+export const LOAD_SETTING_BOUNDS = {
+  contextLength: { min: 0, max: 1_048_576 },
+  parallel: { min: 1, max: 64 },
+  threads: { min: 0, max: 1024 },
+  gpuLayers: { min: 0, max: 10_000 },
+  ttl: { min: 0, max: 31_536_000 },
+} as const;
+
+const b = LOAD_SETTING_BOUNDS;
+
+/** The field schemas, for wire formats that name the same settings differently. */
+export const loadSettingFields = {
+  /** Tokens each parallel sequence can hold; 0: the model's declared context. */
+  contextLength: v.optional(int(b.contextLength.min, b.contextLength.max)),
+  /** Parallel sequences served at once by one loaded instance. */
+  parallel: v.optional(int(b.parallel.min, b.parallel.max)),
+  /** CPU threads; 0: the server's default. */
+  threads: v.optional(int(b.threads.min, b.threads.max)),
+  /** Upper bound on layers offloaded to an accelerator; 0 keeps everything on the CPU. */
+  gpuLayers: v.optional(int(b.gpuLayers.min, b.gpuLayers.max)),
+  /** Idle seconds before the model unloads itself; 0 keeps it loaded. */
+  ttl: v.optional(int(b.ttl.min, b.ttl.max)),
+};
+
+/** Per-model load settings, every one optional: unset means "the next layer down decides". */
+export const LoadSettings = v.object(loadSettingFields);
+export type LoadSettings = v.InferOutput<typeof LoadSettings>;
+
+/** What an engine loads with: the settings after layering and defaults, nothing left open. */
+export interface ResolvedLoadSettings {
+  contextLength: number;
+  parallel: number;
+  threads: number;
+  gpuLayers?: number;
+  /** Tokens per prompt-processing batch (a server-wide setting, not per model). */
+  batchSize?: number;
+}
+
+/** Layers settings, later ones winning; an unset field never hides an earlier value. */
+export function layerLoadSettings(...layers: (LoadSettings | undefined)[]): LoadSettings {
+  const out: LoadSettings = {};
+  for (const layer of layers) {
+    if (!layer) continue;
+    for (const [k, value] of Object.entries(layer) as [keyof LoadSettings, number | undefined][]) {
+      if (value !== undefined) out[k] = value;
+    }
+  }
+  return out;
+}
