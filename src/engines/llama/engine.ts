@@ -1,5 +1,6 @@
 import type { GgufFileInfo, Llama } from "node-llama-cpp";
-import { EngineError, EngineRestartingError, errorMessage, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
+import { EngineError, EngineRestartingError, errorMessage, InvalidModelFileError, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
+import { validateGgufModel } from "../../gguf/model.ts";
 import { log } from "../../log.ts";
 import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
@@ -55,6 +56,9 @@ export class LlamaCppEngine implements Engine {
   }
 
   private async fileInfo(path: string): Promise<GgufFileInfo> {
+    // Our strict reader sees every file first (cached per file identity, so this is a stat when
+    // nothing changed): node-llama-cpp's reader and llama.cpp trust the counts and shapes in it.
+    validateGgufModel(path);
     let hit = this.infoCache.get(path);
     if (!hit) {
       hit = this.get().then(({ nlc }) => nlc.readGgufFileInfo(path, { readTensorInfo: true }));
@@ -64,7 +68,7 @@ export class LlamaCppEngine implements Engine {
     try {
       return await hit;
     } catch (err) {
-      throw new ModelLoadError(`cannot read GGUF file ${path}: ${errorMessage(err)}`, "invalid_model_file");
+      throw new InvalidModelFileError(`cannot read GGUF file ${path}: ${errorMessage(err)}`);
     }
   }
 
@@ -111,6 +115,8 @@ export class LlamaCppEngine implements Engine {
     }
     const { nlc, llama } = await this.get();
     const estimate = await this.estimateMemory(descriptor, options);
+    // Checked again right before the load: the file may have changed since it was inspected.
+    validateGgufModel(descriptor.path);
     let model;
     try {
       model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers: options.gpuLayers ?? (llama.gpu ? "auto" : 0) });
