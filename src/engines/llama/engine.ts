@@ -7,6 +7,7 @@ import { DecodeGate } from "./batching.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
 import { unsupportedArchitectureMessage } from "../../release/engines.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
+import { ensureTrialLoaded } from "./trial-load.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -93,7 +94,23 @@ export class LlamaCppEngine implements Engine {
     };
   }
 
+  /**
+   * The first load of each file runs in a child process (trial-load.ts), so a native abort costs
+   * one request. It must come before anything hands the file to llama.cpp in this process, and
+   * node-llama-cpp's memory estimate already does (it simulates the load with noAlloc).
+   */
+  private async trialLoad(descriptor: ModelDescriptor, options: LoadOptions): Promise<void> {
+    await ensureTrialLoaded({
+      path: descriptor.path,
+      lmxHome: this.lmxHome,
+      contextLength: options.contextLength,
+      gpuLayers: options.gpuLayers,
+      embedding: (await this.inspect(descriptor)).isEmbeddingModel,
+    });
+  }
+
   async estimateMemory(descriptor: ModelDescriptor, options: LoadOptions): Promise<MemoryEstimate> {
+    await this.trialLoad(descriptor, options);
     const { nlc, llama } = await this.get();
     const insights = await nlc.GgufInsights.from(await this.fileInfo(descriptor.path), llama);
     const gpuLayers = options.gpuLayers ?? 0;
@@ -117,6 +134,7 @@ export class LlamaCppEngine implements Engine {
     const estimate = await this.estimateMemory(descriptor, options);
     // Checked again right before the load: the file may have changed since it was inspected.
     validateGgufModel(descriptor.path);
+    await this.trialLoad(descriptor, options);
     let model;
     try {
       model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers: options.gpuLayers ?? (llama.gpu ? "auto" : 0) });
