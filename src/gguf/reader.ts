@@ -22,9 +22,14 @@ export const LIMITS = {
   maxDims: 4,
   /** GGML_MAX_NAME is 64 including the terminating NUL. */
   maxTensorName: 63,
-  maxTensors: 1 << 20,
+  /** Merged-expert GGUFs of the largest models have a few thousand. */
+  maxTensors: 1 << 18,
+  /** Real models have under a hundred keys. */
+  maxKeys: 1 << 16,
   maxKeyBytes: 1 << 16,
   maxArrayItems: 1 << 24,
+  /** The largest real vocabularies have about 260k tokens. */
+  maxVocabulary: 1 << 20,
   /** All metadata strings kept in memory together (chat templates are the big ones). */
   maxStringBytes: 64 << 20,
 } as const;
@@ -37,6 +42,7 @@ const WIDTH: Record<ValueTypeName, number> = { u8: 1, i8: 1, u16: 2, i16: 2, u32
 const KEPT_STRING_ARRAYS = new Set(["tokenizer.ggml.tokens"]);
 /** Numeric arrays up to this length keep their values (per-layer hyperparameters); longer ones only their length. */
 const KEPT_ARRAY_ITEMS = 4096;
+const KEPT_ITEMS_TOTAL = 1 << 16;
 
 export type GgufScalar = number | bigint | boolean | string;
 export interface GgufArray {
@@ -80,6 +86,7 @@ class Cursor {
   private buf = Buffer.alloc(0);
   private bufStart = 0;
   private stringBytes = 0;
+  private keptItems = 0;
   private readonly decoder = new TextDecoder("utf-8");
 
   constructor(private readonly fd: number, readonly size: number, private readonly fail: (msg: string) => never) {}
@@ -155,6 +162,13 @@ class Cursor {
     return this.decoder.decode(this.take(len, what));
   }
 
+  /** Whether `n` more array items may be kept in memory (bounded per file, whatever the key count). */
+  keepItems(n: number): boolean {
+    if (this.keptItems + n > KEPT_ITEMS_TOTAL) return false;
+    this.keptItems += n;
+    return true;
+  }
+
   /** A string kept byte for byte (latin1), counted against the string budget; as fast as skipString. */
   bytesString(what: () => string): string {
     const start = this.pos;
@@ -198,6 +212,7 @@ function readArray(c: Cursor, key: string, fail: (m: string) => never): GgufArra
   const length = c.count(`array length of ${key}`, WIDTH[itemType], LIMITS.maxArrayItems);
   if (itemType === "string") {
     if (KEPT_STRING_ARRAYS.has(key)) {
+      if (length > LIMITS.maxVocabulary) fail(`${key} has ${length} tokens, more than the limit of ${LIMITS.maxVocabulary}`);
       const strings: string[] = [];
       for (let i = 0; i < length; i++) strings.push(c.bytesString(() => `${key}[${i}]`));
       return { itemType, length, strings };
@@ -205,7 +220,7 @@ function readArray(c: Cursor, key: string, fail: (m: string) => never): GgufArra
     for (let i = 0; i < length; i++) c.skipString(() => `${key}[${i}]`);
     return { itemType, length };
   }
-  if (length > KEPT_ARRAY_ITEMS) {
+  if (length > KEPT_ARRAY_ITEMS || !c.keepItems(length)) {
     c.skip(length * WIDTH[itemType], key);
     return { itemType, length };
   }
@@ -223,7 +238,7 @@ function parse(c: Cursor, path: string, fail: (m: string) => never): GgufHeader 
   // Minimum on-disk sizes: a tensor info is name length + n_dims + one dim + type + offset,
   // a KV is key length + type + a one-byte value.
   const tensorCount = c.count("tensor count", 32, LIMITS.maxTensors);
-  const kvCount = c.count("metadata key count", 13, Number.MAX_SAFE_INTEGER);
+  const kvCount = c.count("metadata key count", 13, LIMITS.maxKeys);
 
   const metadata = new Map<string, GgufValue>();
   for (let i = 0; i < kvCount; i++) {

@@ -97,6 +97,23 @@ export const HOSTILE_CASES: HostileCase[] = [
     bytes: () => header(0n, (1n << 62n), (_v, at) => at + 8),
   },
   {
+    name: "too-many-keys",
+    expect: /metadata key count is 1048576, more than the limit of 65536/,
+    bytes: () => header(0n, 1n << 20n, (_v, at) => at, 16 << 20),
+  },
+  {
+    // 2^21 empty tokens fit in 16 MiB; keeping them all would cost far more than the file.
+    name: "huge-vocabulary",
+    expect: /tokenizer\.ggml\.tokens has 2097152 tokens, more than the limit/,
+    bytes: () => header(0n, 1n, (v, at) => {
+      at = putString(v, at, "tokenizer.ggml.tokens");
+      v.setUint32(at, 9, true);
+      v.setUint32(at + 4, 8, true);
+      v.setBigUint64(at + 8, 1n << 21n, true);
+      return at + 16 + 8 * (1 << 21);
+    }, 17 << 20),
+  },
+  {
     name: "huge-tensor-count",
     expect: /tensor count is \d+, more than the limit/,
     bytes: () => header(1n << 40n, 0n, (_v, at) => at),

@@ -53,7 +53,7 @@ describe("the strict GGUF reader", () => {
     const rss = process.memoryUsage().rss;
     const started = performance.now();
     expect(() => validateGgufModel(path)).toThrow(/array length of a is 1125899906842624/);
-    expect(performance.now() - started).toBeLessThan(50);
+    expect(performance.now() - started).toBeLessThan(250);
     expect(process.memoryUsage().rss - rss).toBeLessThan(64 * MiB);
   });
 });
