@@ -29,10 +29,10 @@ function hostileFolder(name: string): { dir: string; bad: Map<string, RegExp> } 
   symlinkSync(join(root, "missing.gguf"), join(dir, "dangling.gguf"));
   symlinkSync("/dev/zero", join(dir, "zero.gguf"));
   const bad = new Map([
-    [join(dir, "fifo.gguf"), /it is a FIFO/],
-    [join(dir, "link-to-fifo.gguf"), /it is a symlink to a FIFO/],
-    [join(dir, "dangling.gguf"), /it is a dangling symlink/],
-    [join(dir, "zero.gguf"), /it is a symlink to a device/],
+    [join(dir, "fifo.gguf"), /^not a regular file: it is a FIFO$/],
+    [join(dir, "link-to-fifo.gguf"), /^not a regular file: it is a symlink to a FIFO$/],
+    [join(dir, "dangling.gguf"), /^not a regular file: it is a dangling symlink$/],
+    [join(dir, "zero.gguf"), /^not a regular file: it is a symlink to a device$/],
   ]);
   return { dir, bad };
 }
