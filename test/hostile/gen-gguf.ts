@@ -251,6 +251,15 @@ function withTokens(edit: (tokens: string[]) => void, types?: number): Uint8Arra
   });
 }
 
+/** qwen2-tiny claiming an architecture the validator does not know, with `changes` applied to its keys. */
+export function unknownArchitecture(arch: string, changes: Record<string, GgufValue>): Uint8Array {
+  const metadata = new Map<string, GgufValue>();
+  for (const [k, v] of qwen2().metadata) metadata.set(k.startsWith("qwen2.") ? `${arch}.${k.slice(6)}` : k, v);
+  metadata.set("general.architecture", kv.string(arch));
+  for (const [k, v] of Object.entries(changes)) metadata.set(`${arch}.${k}`, v);
+  return encodeGguf({ metadata, tensors: qwen2().tensors });
+}
+
 /** Writes case `c` to DIR/<name>.gguf and returns the path. */
 export function writeCase(dir: string, c: HostileCase): string {
   const path = join(dir, `${c.name}.gguf`);

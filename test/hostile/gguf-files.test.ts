@@ -4,13 +4,14 @@
 // serving afterwards.
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { validateGgufModel } from "../../src/gguf/model.ts";
 import { fixtures } from "../fixtures/models.ts";
 import { startTestServer } from "../helpers/server.ts";
-import { HOSTILE_CASES, writeCase } from "./gen-gguf.ts";
+import { kv } from "../fixtures/gguf.ts";
+import { HOSTILE_CASES, unknownArchitecture, writeCase } from "./gen-gguf.ts";
 
 const root = mkdtempSync(join(tmpdir(), "lmx-hostile-gguf-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -46,6 +47,16 @@ describe("the strict GGUF reader", () => {
       expect(performance.now() - started).toBeLessThan(2000);
     });
   }
+
+  test("is lenient on architectures it does not know, but not on structure", () => {
+    // State-space models legitimately declare no attention heads; the trial load covers the rest.
+    const lenient = join(root, "unknown-arch.gguf");
+    writeFileSync(lenient, unknownArchitecture("somessm", { "attention.head_count": kv.u32(0) }));
+    expect(() => validateGgufModel(lenient)).not.toThrow();
+    const strict = join(root, "unknown-arch-blocks.gguf");
+    writeFileSync(strict, unknownArchitecture("somessm", { block_count: kv.u32(1) }));
+    expect(() => validateGgufModel(strict)).toThrow(/belongs to block 1, but somessm\.block_count is 1/);
+  });
 
   test("the 78-byte file claiming 2^50 strings fails in milliseconds without allocating", () => {
     const path = paths.get("huge-array-count")!;
