@@ -7,10 +7,13 @@
 import type { GgufArray, GgufTensor, GgufValue } from "./reader.ts";
 import { isArray } from "./reader.ts";
 
-/** Architectures whose hyperparameters follow the llama layout closely enough to check strictly. */
+/**
+ * Architectures whose hyperparameters and tensor names follow the llama layout closely enough to
+ * check strictly. Not phi3 or jina-bert-v2: they store gate and up as one ffn_up of twice the width.
+ */
 const STRICT = new Set([
   "llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe", "mistral", "mistral3", "gemma", "gemma2", "gemma3",
-  "granite", "olmo", "olmo2", "internlm2", "starcoder2", "stablelm", "phi3", "bert", "nomic-bert", "jina-bert-v2",
+  "granite", "olmo", "olmo2", "internlm2", "starcoder2", "stablelm", "bert", "nomic-bert",
 ]);
 /**
  * Architectures whose llama.cpp graph asserts that rope covers the whole head
