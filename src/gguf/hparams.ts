@@ -9,7 +9,8 @@ import { isArray } from "./reader.ts";
 
 /**
  * Architectures whose hyperparameters and tensor names follow the llama layout closely enough to
- * check strictly. Not phi3 or jina-bert-v2: they store gate and up as one ffn_up of twice the width.
+ * check strictly. Not phi3 (its ffn_up holds gate and up together, twice as wide) nor other
+ * architectures whose layout we have not checked against llama.cpp.
  */
 const STRICT = new Set([
   "llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe", "mistral", "mistral3", "gemma", "gemma2", "gemma3",
