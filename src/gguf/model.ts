@@ -57,16 +57,34 @@ function validate(path: string): GgufModel {
   return { header, shards, tensors };
 }
 
+/** Path, size, mtime and inode of the file and of every shard its name implies. */
+function identity(path: string): string {
+  const m = SHARD.exec(path);
+  const n = m && Number(m[1]) === 1 ? Math.min(Number(m[2]), 99_999) : 1;
+  const parts: string[] = [];
+  for (let i = 1; i <= n; i++) {
+    const p = i === 1 ? path : `${path.slice(0, m!.index)}-${String(i).padStart(5, "0")}-of-${m![2]}.gguf`;
+    try {
+      const st = statSync(p);
+      parts.push(`${p}\0${st.size}\0${st.mtimeMs}\0${st.ino}`);
+    } catch {
+      // The model is invalid while this shard is missing; later shards cannot change that.
+      parts.push(`${p}\0missing`);
+      break;
+    }
+  }
+  return parts.join("\n");
+}
+
 /**
  * Checks a GGUF model (every shard) before anything else opens it, and returns its header. The
- * result, good or bad, is remembered per file identity (path, size, mtime, inode), so a scan of
- * the models folder reads each header once.
+ * result, good or bad, is remembered per file identity (path, size, mtime, inode, of every
+ * shard), so a scan of the models folder reads each header once.
  */
 export function validateGgufModel(path: string): GgufModel {
   const why = notRegularFile(path);
   if (why) throw new InvalidModelFileError(`${path} cannot be used as a model file: ${why}`);
-  const st = statSync(path);
-  const key = `${path}\0${st.size}\0${st.mtimeMs}\0${st.ino}`;
+  const key = identity(path);
   let hit = cache.get(key);
   if (!hit) {
     try {

@@ -260,6 +260,22 @@ export function unknownArchitecture(arch: string, changes: Record<string, GgufVa
   return encodeGguf({ metadata, tensors: qwen2().tensors });
 }
 
+/** qwen2-tiny split into two shards the way gguf-split names and tags them; returns the shard paths. */
+export function writeSplit(dir: string, name: string): [string, string] {
+  const f = qwen2();
+  const half = Math.floor(f.tensors.length / 2);
+  const split = (no: number): [string, GgufValue][] => [
+    ["split.no", kv.u16(no)],
+    ["split.count", kv.u16(2)],
+    ["split.tensors.count", kv.i32(f.tensors.length)],
+  ];
+  const first = join(dir, `${name}-00001-of-00002.gguf`);
+  const second = join(dir, `${name}-00002-of-00002.gguf`);
+  writeFileSync(first, encodeGguf({ metadata: new Map([...f.metadata, ...split(0)]), tensors: f.tensors.slice(0, half) }));
+  writeFileSync(second, encodeGguf({ metadata: new Map(split(1)), tensors: f.tensors.slice(half) }));
+  return [first, second];
+}
+
 /** Writes case `c` to DIR/<name>.gguf and returns the path. */
 export function writeCase(dir: string, c: HostileCase): string {
   const path = join(dir, `${c.name}.gguf`);

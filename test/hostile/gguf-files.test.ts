@@ -4,14 +4,14 @@
 // serving afterwards.
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { validateGgufModel } from "../../src/gguf/model.ts";
 import { fixtures } from "../fixtures/models.ts";
 import { startTestServer } from "../helpers/server.ts";
 import { kv } from "../fixtures/gguf.ts";
-import { HOSTILE_CASES, unknownArchitecture, writeCase } from "./gen-gguf.ts";
+import { HOSTILE_CASES, unknownArchitecture, writeCase, writeSplit } from "./gen-gguf.ts";
 
 const root = mkdtempSync(join(tmpdir(), "lmx-hostile-gguf-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -56,6 +56,19 @@ describe("the strict GGUF reader", () => {
     const strict = join(root, "unknown-arch-blocks.gguf");
     writeFileSync(strict, unknownArchitecture("somessm", { block_count: kv.u32(1) }));
     expect(() => validateGgufModel(strict)).toThrow(/belongs to block 1, but somessm\.block_count is 1/);
+  });
+
+  test("checks every shard of a split model", () => {
+    const dir = join(root, "split");
+    mkdirSync(dir);
+    const [first, second] = writeSplit(dir, "m");
+    expect(validateGgufModel(first).shards).toEqual([first, second]);
+
+    const bytes = readFileSync(second);
+    writeFileSync(second, bytes.subarray(0, bytes.length - 4096));
+    expect(() => validateGgufModel(first)).toThrow(/m-00002-of-00002\.gguf: tensor .* extends past the end of the file/);
+    rmSync(second);
+    expect(() => validateGgufModel(first)).toThrow(/shard 2 of 2 .* no such file/);
   });
 
   test("the 78-byte file claiming 2^50 strings fails in milliseconds without allocating", () => {
