@@ -78,6 +78,9 @@ export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions =
         resolve();
       } else if (timedOut) {
         reject(new ModelLoadError(`loading ${req.path} took longer than ${Math.round(timeoutMs / 1000)} s in the trial process and was stopped${tail ? `; its last output:\n${tail}` : ""}`, "model_load_timeout"));
+      } else if (signal === "SIGKILL") {
+        // The kernel's OOM killer, or someone else: not evidence against the file, so not remembered.
+        reject(new ModelLoadError(`the trial load of ${req.path} was killed by SIGKILL (out of memory?)${tail ? `; its last output:\n${tail}` : ""}`));
       } else if (signal !== null || (code ?? 0) >= 128) {
         const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
         log.warn("trial load crashed", { path: req.path, how, ms });
