@@ -5,7 +5,7 @@
 // only the request that asked for the model fails, and the server keeps serving. A file that
 // passed or crashed is remembered by its identity (path, size, mtime, inode) for the life of the process.
 
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { errorMessage, InvalidModelFileError, ModelLoadError } from "../../errors.ts";
@@ -38,6 +38,12 @@ function fileKey(path: string): string {
   return `${path}\0${st.size}\0${st.mtimeMs}\0${st.ino}`;
 }
 
+// A server that exits (or is killed by a second signal) does not leave trial children behind.
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
 /** How to start this executable (compiled) or this module (from source) as the trial child. */
 function childCommand(req: TrialLoadRequest): string[] {
   const arg = JSON.stringify(req);
@@ -53,6 +59,8 @@ export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions =
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd!, args, { stdio: ["ignore", "ignore", "pipe"], env: process.env });
+    running.add(child);
+    child.once("exit", () => running.delete(child));
     let stderr = "";
     child.stderr.on("data", (chunk: Buffer) => {
       // Only the tail matters; keep the buffer bounded whatever the child prints.
