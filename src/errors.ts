@@ -70,8 +70,18 @@ export class EngineError extends LmxError {
 }
 
 export class ModelLoadError extends LmxError {
-  constructor(message: string, code = "model_load_failed", status = 500) {
-    super(message, status, "server_error", code);
+  constructor(message: string, code = "model_load_failed", status = 500, type: ErrorType = "server_error") {
+    super(message, status, type, code);
+  }
+}
+
+/**
+ * The model file itself is malformed or inconsistent (see src/gguf/): the server is fine, the file
+ * is not, so a 4xx. A ModelLoadError so the scheduler passes it through unchanged.
+ */
+export class InvalidModelFileError extends ModelLoadError {
+  constructor(message: string) {
+    super(message, "invalid_model_file", 422, "invalid_request_error");
   }
 }
 

@@ -2,11 +2,14 @@
 import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { runForkedEngineScript } from "../engines/llama/loader.ts";
+import { runTrialLoadChild } from "../engines/llama/trial-load.ts";
 import { commands, printHelp } from "./commands/index.ts";
 
 async function main(argv: string[]): Promise<number> {
   // node-llama-cpp re-runs this executable to test its native binary; hand such a child over to it.
   if (await runForkedEngineScript()) return -1;
+  // The engine runs a model's first load in a child of this executable (crash isolation).
+  if (await runTrialLoadChild(process.argv)) return -1;
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     const topic = name === "help" ? rest[0] : undefined;

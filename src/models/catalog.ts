@@ -1,6 +1,8 @@
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import { UsageError } from "../errors.ts";
+import { notRegularFile } from "../gguf/file-kind.ts";
+import { log } from "../log.ts";
 import type { ModelDescriptor } from "../engines/types.ts";
 
 // Split GGUFs are named name-00001-of-00003.gguf; only the first shard is a model entry and
@@ -22,6 +24,20 @@ function idFromFile(path: string): string {
   return basename(path).replace(SHARD, "").replace(/\.gguf$/i, "");
 }
 
+// Paths already warned about, so a rescan on every request does not repeat the warning.
+const warned = new Set<string>();
+
+/** A FIFO, device or dangling symlink named *.gguf is never served (opening a FIFO blocks for ever). */
+function skipNonRegular(path: string): boolean {
+  const why = notRegularFile(path);
+  if (why === undefined) return false;
+  if (!warned.has(path)) {
+    warned.add(path);
+    log.warn("skipping a .gguf in the models folder that is not a regular file", { path, reason: why });
+  }
+  return true;
+}
+
 function* walkGguf(dir: string, depth = 0): Generator<string> {
   if (depth > 6) return;
   let entries;
@@ -37,6 +53,7 @@ function* walkGguf(dir: string, depth = 0): Generator<string> {
     else if ((e.isFile() || e.isSymbolicLink()) && /\.gguf$/i.test(e.name)) {
       const shard = SHARD.exec(e.name);
       if (shard && Number(shard[1]) !== 1) continue;
+      if (skipNonRegular(full)) continue;
       yield full;
     }
   }
@@ -49,8 +66,8 @@ export class ModelCatalog {
   constructor(private readonly source: CatalogSource) {
     for (const spec of source.explicit) {
       const path = this.parseSpec(spec).path;
-      if (!existsSync(path)) throw new UsageError(`--model ${spec}: no such file ${path}`);
-      if (!statSync(path).isFile()) throw new UsageError(`--model ${spec}: ${path} is not a file`);
+      const why = notRegularFile(path);
+      if (why) throw new UsageError(`--model ${spec}: ${path} cannot be a model file: ${why}`);
     }
     this.refresh();
   }

@@ -1,7 +1,9 @@
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import type { ModelDescriptor, ModelInfo } from "../engines/types.ts";
 import { InvalidRequestError } from "../errors.ts";
+import { notRegularFile } from "../gguf/file-kind.ts";
+import { log } from "../log.ts";
 import type { ModelRegistry } from "./registry.ts";
 
 // Registers models other tools already downloaded, without copying them: LM Studio's model folder,
@@ -41,8 +43,29 @@ function isMlxFolder(dir: string): boolean {
   }
 }
 
+type Skipped = ImportResult["skipped"];
+
+/** True for a dangling symlink too, which existsSync calls missing. */
+function lstatExists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A `.gguf` path that is not a regular file (FIFO, device, dangling symlink…): never open it. */
+function skipNonRegular(path: string, skipped: Skipped): boolean {
+  const why = notRegularFile(path);
+  if (why === undefined) return false;
+  log.warn("skipping a .gguf that is not a regular file", { path, reason: why });
+  skipped.push({ path, reason: `not a regular file: ${why}` });
+  return true;
+}
+
 /** GGUF files and MLX folders under `root` (first shard only for split GGUFs). */
-export function scanFolder(root: string, source: string, depth = 0): Found[] {
+export function scanFolder(root: string, source: string, skipped: Skipped = [], depth = 0): Found[] {
   if (depth > 8) return [];
   if (isMlxFolder(root)) return [{ id: basename(root), format: "mlx", path: root, source }];
   let entries;
@@ -55,10 +78,11 @@ export function scanFolder(root: string, source: string, depth = 0): Found[] {
   for (const e of entries) {
     if (e.name.startsWith(".")) continue;
     const full = join(root, e.name);
-    if (e.isDirectory()) out.push(...scanFolder(full, source, depth + 1));
+    if (e.isDirectory()) out.push(...scanFolder(full, source, skipped, depth + 1));
     else if (/\.gguf$/i.test(e.name) && !/mmproj/i.test(e.name)) {
       const shard = SHARD.exec(e.name);
       if (shard && Number(shard[1]) !== 1) continue;
+      if (skipNonRegular(full, skipped)) continue;
       out.push({ id: e.name.replace(SHARD, "").replace(/\.gguf$/i, ""), format: "gguf", path: full, source });
     }
   }
@@ -73,7 +97,7 @@ interface OllamaManifest {
  * Ollama keeps manifests/<registry>/<namespace>/<model>/<tag> (JSON) pointing at
  * blobs/sha256-<hex>; the layer of media type application/vnd.ollama.image.model is the GGUF.
  */
-export function scanOllama(dir: string): Found[] {
+export function scanOllama(dir: string, skipped: Skipped = []): Found[] {
   const manifests = join(dir, "manifests");
   if (!existsSync(manifests)) return [];
   const out: Found[] = [];
@@ -82,6 +106,8 @@ export function scanOllama(dir: string): Found[] {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const full = join(d, e.name);
       if (e.isDirectory()) { walk(full, depth + 1); continue; }
+      // A manifest is a small regular file; anything else (a FIFO would block the read) is not one.
+      if (!e.isFile()) continue;
       let manifest: OllamaManifest;
       try {
         manifest = JSON.parse(readFileSync(full, "utf8")) as OllamaManifest;
@@ -92,7 +118,7 @@ export function scanOllama(dir: string): Found[] {
       const digest = layer?.digest?.match(/^sha256:([0-9a-f]{64})$/)?.[1];
       if (!digest) continue;
       const blob = join(dir, "blobs", `sha256-${digest}`);
-      if (!existsSync(blob)) continue;
+      if (!existsSync(blob) || skipNonRegular(blob, skipped)) continue;
       // registry/namespace/model/tag → model:tag, keeping the namespace unless it is "library".
       const parts = relative(manifests, full).split(/[\\/]/);
       const [, namespace, model, tag] = parts.length >= 4 ? parts.slice(-4) : [undefined, undefined, parts.at(-2), parts.at(-1)];
@@ -115,16 +141,20 @@ export class ModelImporter {
     const found: Found[] = [];
     const skipped: ImportResult["skipped"] = [];
     const useDefaults = !req.paths?.length && req.lmstudio === undefined && req.ollama === undefined;
-    if (req.lmstudio || useDefaults) found.push(...scanFolder(this.sources.lmstudioDir, "lmstudio"));
-    if (req.ollama || useDefaults) found.push(...scanOllama(this.sources.ollamaDir));
+    if (req.lmstudio || useDefaults) found.push(...scanFolder(this.sources.lmstudioDir, "lmstudio", skipped));
+    if (req.ollama || useDefaults) found.push(...scanOllama(this.sources.ollamaDir, skipped));
     for (const p of req.paths ?? []) {
       const abs = resolve(p);
-      if (!existsSync(abs)) throw new InvalidRequestError(`no such file or folder: ${abs}`, "paths");
-      if (statSync(abs).isFile()) {
-        if (!/\.gguf$/i.test(abs)) skipped.push({ path: abs, reason: "not a .gguf file" });
-        else found.push({ id: basename(abs).replace(SHARD, "").replace(/\.gguf$/i, ""), format: "gguf", path: abs, source: "path" });
-      } else {
-        found.push(...scanFolder(abs, "path"));
+      let isDir = false;
+      try {
+        isDir = statSync(abs).isDirectory();
+      } catch {
+        if (!lstatExists(abs)) throw new InvalidRequestError(`no such file or folder: ${abs}`, "paths");
+      }
+      if (isDir) found.push(...scanFolder(abs, "path", skipped));
+      else if (!/\.gguf$/i.test(abs)) skipped.push({ path: abs, reason: "not a .gguf file" });
+      else if (!skipNonRegular(abs, skipped)) {
+        found.push({ id: basename(abs).replace(SHARD, "").replace(/\.gguf$/i, ""), format: "gguf", path: abs, source: "path" });
       }
     }
     return { found, skipped };

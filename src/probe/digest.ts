@@ -17,6 +17,8 @@ export function sampledDigest(path: string): string {
   const files = st.isDirectory()
     ? readdirSync(path).filter((f) => f.endsWith(".safetensors") || f === "config.json").sort().map((f) => join(path, f))
     : [path];
+  // Never open a FIFO or device (the open would block); model paths are checked before here too.
+  for (const f of files) if (!statSync(f).isFile()) throw new Error(`${f} is not a regular file`);
   const key = files.map((f) => `${f}:${statSync(f).size}:${statSync(f).mtimeMs}`).join("|");
   const hit = cache.get(key);
   if (hit) return hit;

@@ -1,4 +1,4 @@
-import { errorMessage, InsufficientMemoryError, InvalidRequestError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
+import { errorMessage, InsufficientMemoryError, InvalidModelFileError, InvalidRequestError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
 import { layerLoadSettings, type LoadSettings } from "../config/load-settings.ts";
 import type { Engine, LoadedModel, MemoryEstimate, ModelDescriptor, ModelFormat, ModelInfo, ResolvedLoadSettings } from "../engines/types.ts";
 import type { EventBus } from "../events/bus.ts";
@@ -218,7 +218,23 @@ export class Scheduler {
         await this.unloadEntry(e, "request");
       }
       const engine = this.engineFor(descriptor);
-      const estimate = await engine.estimateMemory(descriptor, options);
+      const failed = (err: unknown) => {
+        e.lifecycle.transition("failed");
+        log.error("model load failed", { model: descriptor.id, error: errorMessage(err) });
+        this.seams.events?.publish({ type: "model.load_failed", model: descriptor.id, error: errorMessage(err) });
+      };
+      let estimate;
+      try {
+        estimate = await engine.estimateMemory(descriptor, options);
+      } catch (err) {
+        // The estimate is the first thing to hand the file to the engine (llama.cpp's trial load
+        // runs there): a broken file fails the model, not just this request.
+        if (err instanceof InvalidModelFileError) {
+          e.lifecycle.transition("loading");
+          failed(err);
+        }
+        throw err;
+      }
       await this.makeRoom(descriptor.id, totalBytes(estimate));
       e.lifecycle.transition("loading");
       this.seams.events?.publish({ type: "model.loading", model: descriptor.id, contextLength: options.contextLength, parallel: options.parallel, threads: options.threads });
@@ -238,9 +254,7 @@ export class Scheduler {
         this.seams.events?.publish({ type: "model.loaded", model: descriptor.id, contextLength: model.contextLength, memoryBytes: totalBytes(e.memory), ms });
         return model;
       } catch (err) {
-        e.lifecycle.transition("failed");
-        log.error("model load failed", { model: descriptor.id, error: errorMessage(err) });
-        this.seams.events?.publish({ type: "model.load_failed", model: descriptor.id, error: errorMessage(err) });
+        failed(err);
         throw err instanceof ModelLoadError ? err : new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
       }
     }));

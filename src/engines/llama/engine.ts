@@ -1,10 +1,12 @@
 import type { GgufFileInfo, Llama } from "node-llama-cpp";
-import { EngineError, EngineRestartingError, errorMessage, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
+import { EngineError, EngineRestartingError, errorMessage, InvalidModelFileError, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
+import { validateGgufModel } from "../../gguf/model.ts";
 import { log } from "../../log.ts";
 import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
+import { ensureTrialLoaded } from "./trial-load.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -62,6 +64,9 @@ export class LlamaCppEngine implements Engine {
   }
 
   private async fileInfo(path: string): Promise<GgufFileInfo> {
+    // Our strict reader sees every file first (cached per file identity, so this is a stat when
+    // nothing changed): node-llama-cpp's reader and llama.cpp trust the counts and shapes in it.
+    validateGgufModel(path);
     let hit = this.infoCache.get(path);
     if (!hit) {
       hit = this.get().then(({ nlc }) => nlc.readGgufFileInfo(path, { readTensorInfo: true }));
@@ -71,7 +76,7 @@ export class LlamaCppEngine implements Engine {
     try {
       return await hit;
     } catch (err) {
-      throw new ModelLoadError(`cannot read GGUF file ${path}: ${errorMessage(err)}`, "invalid_model_file");
+      throw new InvalidModelFileError(`cannot read GGUF file ${path}: ${errorMessage(err)}`);
     }
   }
 
@@ -96,7 +101,23 @@ export class LlamaCppEngine implements Engine {
     };
   }
 
+  /**
+   * The first load of each file runs in a child process (trial-load.ts), so a native abort costs
+   * one request. It must come before anything hands the file to llama.cpp in this process, and
+   * node-llama-cpp's memory estimate already does (it simulates the load with noAlloc).
+   */
+  private async trialLoad(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<void> {
+    await ensureTrialLoaded({
+      path: descriptor.path,
+      lmxHome: this.lmxHome,
+      contextLength: options.contextLength,
+      gpuLayers: options.gpuLayers,
+      embedding: (await this.inspect(descriptor)).isEmbeddingModel,
+    });
+  }
+
   async estimateMemory(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
+    await this.trialLoad(descriptor, options);
     const { nlc, llama } = await this.get();
     const insights = await nlc.GgufInsights.from(await this.fileInfo(descriptor.path), llama);
     const gpuLayers = options.gpuLayers ?? 0;
@@ -118,6 +139,9 @@ export class LlamaCppEngine implements Engine {
     }
     const { nlc, llama } = await this.get();
     const estimate = await this.estimateMemory(descriptor, options);
+    // Checked again right before the load: the file may have changed since it was inspected.
+    validateGgufModel(descriptor.path);
+    await this.trialLoad(descriptor, options);
     let model;
     try {
       model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers: options.gpuLayers ?? (llama.gpu ? "auto" : 0) });

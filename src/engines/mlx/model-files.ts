@@ -4,7 +4,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
-import { ModelLoadError } from "../../errors.ts";
+import { InvalidModelFileError } from "../../errors.ts";
 import type { ResolvedLoadSettings, MemoryEstimate, ModelInfo } from "../types.ts";
 
 const int = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -39,24 +39,26 @@ export interface MlxModelFiles {
 
 function readJson(path: string): unknown {
   try {
+    // Never open a FIFO or device (the read would block or never end).
+    if (!statSync(path).isFile()) throw new Error("not a regular file");
     return JSON.parse(readFileSync(path, "utf8"));
   } catch (err) {
-    throw new ModelLoadError(`cannot read ${path}: ${(err as Error).message}`, "invalid_model_file");
+    throw new InvalidModelFileError(`cannot read ${path}: ${(err as Error).message}`);
   }
 }
 
 export function readModelFiles(dir: string): MlxModelFiles {
-  if (!existsSync(join(dir, "config.json"))) throw new ModelLoadError(`${dir} is not an MLX model folder: no config.json`, "invalid_model_file");
+  if (!existsSync(join(dir, "config.json"))) throw new InvalidModelFileError(`${dir} is not an MLX model folder: no config.json`);
   const parsed = v.safeParse(Config, readJson(join(dir, "config.json")));
   if (!parsed.success) {
-    throw new ModelLoadError(`${dir}/config.json: ${v.getDotPath(parsed.issues[0]) ?? "(root)"}: ${parsed.issues[0].message}`, "invalid_model_file");
+    throw new InvalidModelFileError(`${dir}/config.json: ${v.getDotPath(parsed.issues[0]) ?? "(root)"}: ${parsed.issues[0].message}`);
   }
   const { text_config, ...top } = parsed.output;
   // Fields of the language model win; the top level still names the architecture and quantization.
   const config = { ...top, ...text_config, model_type: top.model_type ?? text_config?.model_type, quantization: top.quantization ?? text_config?.quantization };
   // mlx-lm loads model*.safetensors (model.safetensors or model-00001-of-00002.safetensors …).
   const weightFiles = readdirSync(dir).filter((n) => /^model.*\.safetensors$/.test(n)).sort();
-  if (weightFiles.length === 0) throw new ModelLoadError(`${dir} has no model*.safetensors weights`, "invalid_model_file");
+  if (weightFiles.length === 0) throw new InvalidModelFileError(`${dir} has no model*.safetensors weights`);
   const weightsBytes = weightFiles.reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
   let hasChatTemplate = existsSync(join(dir, "chat_template.jinja")) || existsSync(join(dir, "chat_template.json"));
   if (!hasChatTemplate && existsSync(join(dir, "tokenizer_config.json"))) {

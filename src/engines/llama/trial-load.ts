@@ -1,0 +1,170 @@
+// Crash isolation for model loads. llama.cpp answers some malformed models with GGML_ASSERT, i.e.
+// abort() of the whole process, and src/gguf/ cannot know every such case in every architecture.
+// So the first load of each file runs in a short-lived child process (this executable again)
+// that loads the model with the server's settings and evaluates one token: if that child dies,
+// only the request that asked for the model fails, and the server keeps serving. A file that
+// passed or crashed is remembered by its identity (path, size, mtime, inode) for the life of the process.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { statSync } from "node:fs";
+import { join } from "node:path";
+import { errorMessage, InvalidModelFileError, ModelLoadError } from "../../errors.ts";
+import { log } from "../../log.ts";
+import { loadNodeLlamaCpp } from "./loader.ts";
+
+/** The hidden argument that makes the executable run a trial load (see src/cli/main.ts). */
+export const TRIAL_LOAD_ARG = "__lmx-trial-load";
+const STDERR_LINES = 12;
+/** The child's exit code when llama.cpp refused the model with an ordinary error. */
+const CLEAN_FAILURE = 3;
+
+export interface TrialLoadRequest {
+  path: string;
+  lmxHome: string;
+  contextLength: number;
+  gpuLayers?: number;
+  embedding: boolean;
+}
+
+export interface TrialLoadOptions {
+  /** Defaults to a minute plus a second per 100 MB of model. */
+  timeoutMs?: number;
+}
+
+const results = new Map<string, Promise<void>>();
+
+function fileKey(path: string): string {
+  const st = statSync(path);
+  return `${path}\0${st.size}\0${st.mtimeMs}\0${st.ino}`;
+}
+
+// A server that exits (or is killed by a second signal) does not leave trial children behind.
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
+/** How to start this executable (compiled) or this module (from source) as the trial child. */
+function childCommand(req: TrialLoadRequest): string[] {
+  const arg = JSON.stringify(req);
+  // A compiled executable serves its own modules from a virtual folder another process cannot read.
+  if (Bun.main.startsWith("/$bunfs/")) return [process.execPath, TRIAL_LOAD_ARG, arg];
+  return [process.execPath, join(import.meta.dir, "trial-load.ts"), TRIAL_LOAD_ARG, arg];
+}
+
+/** Runs one trial load in a child process; rejects with what killed it. */
+export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions = {}): Promise<void> {
+  const timeoutMs = opts.timeoutMs ?? 60_000 + Math.ceil(statSync(req.path).size / 100e6) * 1000;
+  const [cmd, ...args] = childCommand(req);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd!, args, { stdio: ["ignore", "ignore", "pipe"], env: process.env });
+    running.add(child);
+    child.once("exit", () => running.delete(child));
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      // Only the tail matters; keep the buffer bounded whatever the child prints.
+      stderr = (stderr + chunk.toString("utf8")).slice(-16_384);
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, timeoutMs);
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      reject(new ModelLoadError(`cannot start the trial load of ${req.path}: ${errorMessage(err)}`));
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const ms = Math.round(performance.now() - started);
+      const tail = stderr.trim().split("\n").slice(-STDERR_LINES).join("\n");
+      if (code === 0 || code === CLEAN_FAILURE) {
+        // A clean failure (an exception, not an abort) is left to the real load, which reports it
+        // in full (e.g. an unknown architecture) and cannot take the process down with it.
+        log.info(code === 0 ? "trial load passed" : "trial load failed cleanly", { path: req.path, ms });
+        resolve();
+      } else if (timedOut) {
+        reject(new ModelLoadError(`loading ${req.path} took longer than ${Math.round(timeoutMs / 1000)} s in the trial process and was stopped${tail ? `; its last output:\n${tail}` : ""}`, "model_load_timeout"));
+      } else if (signal === "SIGKILL") {
+        // The kernel's OOM killer, or someone else: not evidence against the file, so not remembered.
+        reject(new ModelLoadError(`the trial load of ${req.path} was killed by SIGKILL (out of memory?)${tail ? `; its last output:\n${tail}` : ""}`));
+      } else if (signal !== null || (code ?? 0) >= 128) {
+        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        log.warn("trial load crashed", { path: req.path, how, ms });
+        reject(new InvalidModelFileError(`loading ${req.path} crashed llama.cpp (the trial process ${how}); the model file is broken or not supported${tail ? `. Last output:\n${tail}` : ""}`));
+      } else {
+        // Not the file's fault as far as we can tell (the trial itself could not run).
+        reject(new ModelLoadError(`the trial load of ${req.path} exited with code ${code}${tail ? `: ${tail}` : ""}`));
+      }
+    });
+  });
+}
+
+/**
+ * Resolves once the file has passed a trial load in this process's lifetime (running one if not).
+ * A crash is remembered too, so requests for a broken model do not each start a process; a
+ * changed file (another size, mtime or inode) or a retry after a timeout gets a new trial.
+ */
+export function ensureTrialLoaded(req: TrialLoadRequest, opts?: TrialLoadOptions): Promise<void> {
+  const key = fileKey(req.path);
+  let hit = results.get(key);
+  if (!hit) {
+    hit = trialLoadInChild(req, opts);
+    results.set(key, hit);
+    hit.catch((err: unknown) => {
+      if (!(err instanceof InvalidModelFileError)) results.delete(key);
+    });
+  }
+  return hit;
+}
+
+/** The child's side: load, evaluate one token, exit 0. A native abort ends the process before that. */
+async function runTrialLoad(req: TrialLoadRequest): Promise<void> {
+  const nlc = await loadNodeLlamaCpp(req.lmxHome);
+  const llama = await nlc.getLlama({
+    gpu: process.platform === "darwin" ? "auto" : false,
+    build: "never",
+    maxThreads: 0,
+    logLevel: nlc.LlamaLogLevel.error,
+    logger: (_level: unknown, message: string) => process.stderr.write(message.endsWith("\n") ? message : message + "\n"),
+  });
+  const model = await llama.loadModel({ modelPath: req.path, gpuLayers: req.gpuLayers ?? (llama.gpu ? "auto" : 0) });
+  const threads = { ideal: 1, min: 1 };
+  if (req.embedding) {
+    const ctx = await model.createEmbeddingContext({ contextSize: Math.min(req.contextLength, 512), threads: 1 });
+    await ctx.getEmbeddingFor("hello");
+    return;
+  }
+  const ctx = await model.createContext({ contextSize: req.contextLength, sequences: 1, threads });
+  const tokens = model.tokenize("Hello");
+  const bos = model.tokens.bos;
+  const input = tokens.length > 0 ? tokens : bos !== null ? [bos] : [];
+  if (input.length === 0) throw new Error("the model's vocabulary cannot encode any text");
+  for await (const token of ctx.getSequence().evaluate(input)) {
+    void token;
+    break;
+  }
+}
+
+/** Entry point for the child: true when `argv` asked for a trial load (which then ends the process). */
+export async function runTrialLoadChild(argv: readonly string[]): Promise<boolean> {
+  const at = argv.indexOf(TRIAL_LOAD_ARG);
+  if (at < 0 || at > 2) return false;
+  let req: TrialLoadRequest;
+  try {
+    req = JSON.parse(argv[at + 1] ?? "") as TrialLoadRequest;
+  } catch (err) {
+    process.stderr.write(`bad trial load request: ${errorMessage(err)}\n`);
+    process.exit(1);
+  }
+  try {
+    await runTrialLoad(req);
+    process.exit(0);
+  } catch (err) {
+    process.stderr.write(`${errorMessage(err)}\n`);
+    process.exit(CLEAN_FAILURE);
+  }
+}
+
+if (import.meta.main) void runTrialLoadChild(process.argv);

@@ -1,0 +1,51 @@
+// Crash isolation (issue 15, item 1): a model that makes llama.cpp abort must cost one request,
+// not the server. The strict reader refuses every such file we know of, so this drives the
+// child-process trial load directly with one of them (head_count 0 → GGML_ASSERT → SIGABRT).
+
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ensureTrialLoaded, trialLoadInChild } from "../../src/engines/llama/trial-load.ts";
+import { InvalidModelFileError, ModelLoadError } from "../../src/errors.ts";
+import { fixtures } from "../fixtures/models.ts";
+import { HOSTILE_CASES, writeCase } from "./gen-gguf.ts";
+
+const root = mkdtempSync(join(tmpdir(), "lmx-hostile-trial-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const home = join(root, "home");
+
+describe("the trial load in a child process", () => {
+  test("a model that aborts llama.cpp kills only the child, and the parent reports the signal", async () => {
+    const path = writeCase(root, HOSTILE_CASES.find((c) => c.name === "head-count-0")!);
+    const err = await trialLoadInChild({ path, lmxHome: home, contextLength: 256, embedding: false }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidModelFileError);
+    expect((err as InvalidModelFileError).status).toBe(422);
+    expect((err as Error).message).toContain("killed by SIGABRT");
+    expect((err as Error).message).toContain("GGML_ASSERT");
+    // The crash is remembered for this file: asking again does not start another process.
+    await expect(ensureTrialLoaded({ path, lmxHome: home, contextLength: 256, embedding: false })).rejects.toThrow(/SIGABRT/);
+    const started = performance.now();
+    await expect(ensureTrialLoaded({ path, lmxHome: home, contextLength: 256, embedding: false })).rejects.toThrow(/SIGABRT/);
+    expect(performance.now() - started).toBeLessThan(100);
+    // Still here, and the next (good) model passes.
+    await trialLoadInChild({ path: fixtures.qwen2Tiny, lmxHome: home, contextLength: 256, embedding: false });
+  }, 180_000);
+
+  test("a good file is trial-loaded once per process; an embedding model evaluates as one", async () => {
+    const req = { path: fixtures.bertTiny, lmxHome: home, contextLength: 256, embedding: true };
+    await ensureTrialLoaded(req);
+    const started = performance.now();
+    await ensureTrialLoaded(req);
+    expect(performance.now() - started).toBeLessThan(100);
+  }, 180_000);
+
+  test("a trial that takes too long is stopped with a clear error and not remembered", async () => {
+    const req = { path: fixtures.stories260K, lmxHome: home, contextLength: 256, embedding: false };
+    const err = await ensureTrialLoaded(req, { timeoutMs: 50 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect((err as ModelLoadError).code).toBe("model_load_timeout");
+    expect((err as Error).message).toMatch(/took longer than/);
+    await ensureTrialLoaded(req);
+  }, 180_000);
+});
