@@ -3,7 +3,7 @@
 // child-process trial load directly with one of them (head_count 0 → GGML_ASSERT → SIGABRT).
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureTrialLoaded, trialLoadInChild } from "../../src/engines/llama/trial-load.ts";
@@ -41,7 +41,10 @@ describe("the trial load in a child process", () => {
   }, 180_000);
 
   test("a trial that takes too long is stopped with a clear error and not remembered", async () => {
-    const req = { path: fixtures.stories260K, lmxHome: home, contextLength: 256, embedding: false };
+    // A copy of its own: other test files in this process may have trial-loaded the shared one.
+    const path = join(root, "slow-stories260K.gguf");
+    copyFileSync(fixtures.stories260K, path);
+    const req = { path, lmxHome: home, contextLength: 256, embedding: false };
     const err = await ensureTrialLoaded(req, { timeoutMs: 50 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ModelLoadError);
     expect((err as ModelLoadError).code).toBe("model_load_timeout");
