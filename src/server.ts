@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { adminImportRoutes } from "./api/routes/admin-import.ts";
 import { adminRuntimeRoutes } from "./api/routes/admin-runtimes.ts";
 import { createApp } from "./api/app.ts";
+import { ConnectionGuard } from "./api/connections.ts";
+import { portTakenMessage } from "./api/port-clash.ts";
 import { isLoopback, Security } from "./api/security.ts";
 import { KeyStore } from "./auth/keys.ts";
 import type { ModelOverrides, Resolved } from "./config/resolve.ts";
@@ -56,6 +58,13 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   } catch (err) {
     throw new UsageError(`--memory-budget: ${(err as Error).message}`);
   }
+  let maxBodyBytes: number;
+  try {
+    if (config.maxBodySize.includes("%")) throw new Error("give a size like 16MB, not a share of RAM");
+    maxBodyBytes = parseMemorySize(config.maxBodySize);
+  } catch (err) {
+    throw new UsageError(`--max-body-size: ${(err as Error).message}`);
+  }
   const db = openDb(join(home, "lmx.db"));
   const events = new EventBus();
   const registry = new ModelRegistry(db);
@@ -97,21 +106,37 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   }, (d) => engine.inspect(d));
   const inference = new InferenceService(scheduler);
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
-  const app = createApp({ scheduler, inference, security, manager, events, keys, probes, home, extra: [adminImportRoutes(importer), adminRuntimeRoutes(mlxRuntime), ...extras.map((x) => x.routes)] });
+  const connections = new ConnectionGuard(config.maxConnections ?? 4096);
+  const idleSeconds = config.idleTimeout ?? 30;
+  // Bound late: the server exists only once the app listens.
+  const idle = {
+    hold: (request: Request) => app.server?.timeout(request, 0),
+    release: (request: Request) => app.server?.timeout(request, idleSeconds),
+  };
+  const app = createApp({ scheduler, inference, security, manager, events, keys, probes, home, maxBodyBytes, idle, connections, extra: [adminImportRoutes(importer), adminRuntimeRoutes(mlxRuntime), ...extras.map((x) => x.routes)] });
   const shutdownCore = async () => {
+    connections.stop();
     probes.stop();
     for (const x of extras) await watched("a plugin to stop", Promise.resolve(x.stop?.()));
     await scheduler.shutdown();
     history.close();
     db.$client.close();
   };
+  const port0 = config.port ?? 1234;
   try {
-    // idleTimeout 0: a non-streamed generation may run for minutes before its first byte.
-    app.listen({ hostname: config.host, port: config.port ?? 1234, idleTimeout: 0 });
+    // Idle connections close after idleTimeout; a request being handled lifts it (holdOpen), as a
+    // non-streamed generation may run for minutes before its first byte. reusePort false: a second
+    // server on the same port must fail to bind, not share the port and get half the requests.
+    // The body limit is enforced in the app (OpenAI-shaped 413, chunked bodies counted as they
+    // arrive); Bun's own cap would answer a bare 413 first.
+    app.listen({ hostname: config.host, port: port0, idleTimeout: idleSeconds, reusePort: false, maxRequestBodySize: Number.MAX_SAFE_INTEGER });
   } catch (err) {
     await shutdownCore();
+    const code = (err as { code?: string }).code;
+    if (code === "EADDRINUSE") throw new UsageError(await portTakenMessage(config.host, port0));
     throw new UsageError(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
   }
+  connections.start();
   const port = app.server!.port!;
   const shownHost = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${shownHost}:${port}`;

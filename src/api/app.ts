@@ -1,7 +1,7 @@
 import { openapi } from "@elysiajs/openapi";
 import { toJsonSchema } from "@valibot/to-json-schema";
 import { type AnyElysia, Elysia } from "elysia";
-import { ForbiddenError } from "../errors.ts";
+import { ForbiddenError, InvalidRequestError, LmxError } from "../errors.ts";
 import type { KeyStore } from "../auth/keys.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { InferenceService } from "../inference/service.ts";
@@ -11,6 +11,8 @@ import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import { VERSION } from "../version.ts";
 import { mapError } from "./errors.ts";
+import type { ConnectionGuard } from "./connections.ts";
+import { checkContentLength, readJsonBody } from "./limits.ts";
 import { adminModelRoutes } from "./routes/admin-models.ts";
 import { adminSystemRoutes } from "./routes/admin-system.ts";
 import { chatRoutes } from "./routes/chat.ts";
@@ -28,6 +30,14 @@ export interface AppDeps {
   keys: KeyStore;
   probes: ProbeService;
   home: string;
+  /** Largest request body accepted, in bytes (--max-body-size). */
+  maxBodyBytes: number;
+  /**
+   * The connection's idle timeout is lifted while a request is handled (a prefill may take minutes
+   * before its first byte) and restored once the answer is complete, for the keep-alive wait.
+   */
+  idle?: { hold(request: Request): void; release(request: Request): void };
+  connections?: ConnectionGuard;
   /** Routes of capabilities wired by the server (downloads, hub search, import). */
   extra?: AnyElysia[];
 }
@@ -35,30 +45,65 @@ export interface AppDeps {
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 
-export function createApp({ scheduler, inference, security, manager, events, keys, probes, home, extra = [] }: AppDeps) {
+/** A path whose %-escapes do not decode would make every route that decodes a parameter throw. */
+function checkPath(pathname: string): void {
+  try {
+    decodeURIComponent(pathname);
+  } catch {
+    throw new InvalidRequestError("the request path has malformed %-escapes", null, "invalid_path");
+  }
+}
+
+export function createApp({ scheduler, inference, security, manager, events, keys, probes, home, maxBodyBytes, idle, connections, extra = [] }: AppDeps) {
   let app = new Elysia()
     .onRequest(({ request }) => {
-      const url = new URL(request.url);
       try {
+        connections?.check();
         security.checkHost(request.headers.get("host"));
+        const url = new URL(request.url);
+        checkPath(url.pathname);
         const cors = security.corsHeaders(request.headers.get("origin"), request.headers.get("access-control-request-headers"));
         if (request.method === "OPTIONS") {
           if (!cors) throw new ForbiddenError("CORS is not enabled for this origin; see --cors-origin", "cors_forbidden");
           return new Response(null, { status: 204, headers: cors });
         }
         if (url.pathname !== "/health") {
+          security.checkOrigin(request);
+          security.checkBodyType(request);
+          checkContentLength(request, maxBodyBytes);
           security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), url.pathname.startsWith("/admin") ? "admin" : "inference");
         }
       } catch (err) {
         const { status, body } = mapError(err);
-        return json(status, body);
+        // An unread body (413) or a server short of descriptors (503): do not keep the connection.
+        return json(status, body, status === 413 || status === 503 ? { connection: "close" } : undefined);
       }
     })
-    .onAfterHandle(({ request, set }) => {
+    // Only JSON ever reaches a handler, read within the size limit and depth-checked before parsing.
+    .onParse({ as: "global" }, ({ request, contentType }) => {
+      if (!contentType) return undefined;
+      if (!/^application\/json\s*(;|$)/i.test(contentType)) {
+        throw new LmxError(`request bodies must be JSON: send 'Content-Type: application/json' (got '${contentType}')`, 415, "invalid_request_error", "unsupported_media_type");
+      }
+      return readJsonBody(request, maxBodyBytes);
+    })
+    // Never runs (the reader above answers every request with a body): a named parser is what the
+    // OpenAPI generator reads the body's media type from, and Elysia's typings only name custom ones.
+    .onParse({ as: "global" }, { fn: "json" } as unknown as () => undefined)
+    .onBeforeHandle({ as: "global" }, ({ request }) => idle?.hold(request))
+    .onAfterHandle({ as: "global" }, ({ request, set, responseValue }) => {
       const cors = security.corsHeaders(request.headers.get("origin"));
       if (cors) Object.assign(set.headers, cors);
+      if (!idle) return undefined;
+      if (responseValue instanceof Response && responseValue.body) {
+        const done = new TransformStream<Uint8Array, Uint8Array>({ flush: () => idle.release(request) });
+        return new Response(responseValue.body.pipeThrough(done), { status: responseValue.status, statusText: responseValue.statusText, headers: responseValue.headers });
+      }
+      idle.release(request);
+      return undefined;
     })
     .onError(({ code, error, request, set }) => {
+      idle?.release(request);
       const { status, body } = mapError(error, code);
       if (status >= 500) log.warn("request failed", { path: new URL(request.url).pathname, status, error: body.error.message });
       set.status = status;

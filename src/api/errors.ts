@@ -29,6 +29,8 @@ function issuePath(issue: v.BaseIssue<unknown> | undefined): string | null {
 /** The one mapping from any thrown value to an HTTP status and OpenAI's error shape. */
 export function mapError(err: unknown, code?: string | number): Mapped {
   if (err instanceof LmxError) return { status: err.status, body: body(err.message, err.type, err.param, err.code) };
+  // A %-escape that does not decode, wherever a route decodes one.
+  if (err instanceof URIError) return { status: 400, body: body(`malformed %-escape in the request: ${err.message}`, "invalid_request_error", null, "invalid_path") };
   if (err instanceof AbortedWhileQueuedError) return { status: 499, body: body("client closed the request", "invalid_request_error", null, "client_closed") };
   switch (code) {
     case "VALIDATION": {
@@ -38,6 +40,8 @@ export function mapError(err: unknown, code?: string | number): Mapped {
       return { status: 400, body: body(param ? `${param}: ${message}` : message, "invalid_request_error", param, "invalid_value") };
     }
     case "PARSE":
+      // Our body reader's own refusals (size, depth, type) arrive wrapped by the framework.
+      if ((err as { cause?: unknown }).cause instanceof LmxError) return mapError((err as { cause: unknown }).cause);
       return { status: 400, body: body("request body is not valid JSON", "invalid_request_error", null, "invalid_json") };
     case "NOT_FOUND":
       return { status: 404, body: body("no such route", "invalid_request_error", null, "unknown_route") };

@@ -2,11 +2,13 @@ import { Elysia } from "elysia";
 import type { InferenceService } from "../../inference/service.ts";
 import { toChatRequest } from "../../inference/requests.ts";
 import { chatChunk, chatCompletion, newId, nowSeconds, timingsOf, toolCallsOf, usageOf } from "../openai-format.ts";
+import { checkRequestSchemas } from "../limits.ts";
 import { ChatCompletionBody } from "../schemas.ts";
 import { sseResponse } from "../sse.ts";
 
 export function chatRoutes(service: InferenceService) {
   return new Elysia().post("/v1/chat/completions", async ({ body, request }) => {
+    checkRequestSchemas(body);
     const req = toChatRequest(body);
     const id = newId("chatcmpl");
     if (!body.stream) {
