@@ -23,6 +23,7 @@ import { type FileRemover, ModelManager } from "./models/manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import { ProbeService } from "./probe/service.ts";
 import { MlxRuntime } from "./runtimes/mlx.ts";
+import { maxThreads } from "./scheduler/load-limits.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
 import { type Db, openDb } from "./store/db.ts";
 import { cpuInfo } from "./util/cpu.ts";
@@ -82,6 +83,7 @@ export async function startServer(config: ServeConfig, home: string, modelOverri
   const mlxRuntime: MlxRuntime = new MlxRuntime(db, home, { python: config.python, autoInstall: config.autoInstallRuntimes, inUse: (): boolean => mlxEngine.inUse });
   const mlxEngine = new MlxEngine(mlxRuntime);
   const threads = config.threads || cpuInfo().defaultThreads;
+  if (threads > maxThreads()) throw new UsageError(`--threads ${threads}: at most ${maxThreads()} (twice this machine's logical CPUs); 0 picks the best count`);
   const scheduler = new Scheduler(catalog, { gguf: engine, mlx: mlxEngine }, {
     contextLength: config.ctx,
     parallel: config.parallel ?? 4,

@@ -81,14 +81,16 @@ export function createApp({ scheduler, inference, security, manager, events, key
     })
     // Only JSON ever reaches a handler, read within the size limit and depth-checked before parsing.
     .onParse({ as: "global" }, ({ request, contentType }) => {
-      if (!contentType) return undefined;
+      // Only a body-less request gets here without a type (onRequest refused the rest): it reads as
+      // the empty object, so the named parser below is never reached.
+      if (!contentType) return {};
       if (!/^application\/json\s*(;|$)/i.test(contentType)) {
         throw new LmxError(`request bodies must be JSON: send 'Content-Type: application/json' (got '${contentType}')`, 415, "invalid_request_error", "unsupported_media_type");
       }
       return readJsonBody(request, maxBodyBytes);
     })
-    // Never runs (the reader above answers every request with a body): a named parser is what the
-    // OpenAPI generator reads the body's media type from, and Elysia's typings only name custom ones.
+    // Never runs (the reader above answers every request): a named parser is what the OpenAPI
+    // generator reads the body's media type from, and Elysia's typings only name custom ones.
     .onParse({ as: "global" }, { fn: "json" } as unknown as () => undefined)
     .onBeforeHandle({ as: "global" }, ({ request }) => idle?.hold(request))
     .onAfterHandle({ as: "global" }, ({ request, set, responseValue }) => {

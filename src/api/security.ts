@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import type { KeyScope } from "../auth/keys.ts";
-import { AuthenticationError, ForbiddenError, LmxError } from "../errors.ts";
+import { AuthenticationError, ForbiddenError, InvalidRequestError, LmxError } from "../errors.ts";
 
 export interface KeyVerifier {
   hasKeys(): boolean;
@@ -52,7 +52,7 @@ export class Security {
    * IP literals cannot be rebound, so they are accepted; names must be ours.
    */
   checkHost(header: string | null): void {
-    if (!header) throw new ForbiddenError("missing Host header", "invalid_host");
+    if (!header?.trim()) throw new InvalidRequestError("the request has no Host header (HTTP/1.1 requires one)", null, "missing_host");
     const host = hostOnly(header);
     if (this.names.has(host) || IPV4.test(host) || host.startsWith("[") || host.endsWith(".localhost")) return;
     throw new ForbiddenError(`Host '${host}' is not allowed. Add it with --allowed-host if this server is meant to be reached by that name.`, "invalid_host");

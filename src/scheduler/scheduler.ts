@@ -6,6 +6,7 @@ import type { ModelCatalog } from "../models/catalog.ts";
 import { formatBytes, formatBytesApart } from "../util/size.ts";
 import { watched } from "../util/watch.ts";
 import { Lifecycle, type ModelState } from "./lifecycle.ts";
+import { checkContext, checkModelFile, checkThreads } from "./load-limits.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 
 /** Context used when neither the user nor the model says otherwise: big enough for chat, small enough for RAM. */
@@ -150,6 +151,7 @@ export class Scheduler {
   async loadOptions(descriptor: ModelDescriptor, request: ModelOverride = {}): Promise<LoadOptions & { ttlSeconds: number }> {
     const o = { ...this.overrides[descriptor.id], ...this.seams.savedDefaults?.(descriptor.id), ...stripUndefined(request) };
     const engine = this.engineFor(descriptor);
+    checkModelFile(descriptor);
     const declared = (await engine.inspect(descriptor)).declaredContextLength;
     const requested = o.ctx ?? this.defaults.contextLength;
     const options = {
@@ -171,7 +173,10 @@ export class Scheduler {
       }
     } else if (requested === undefined) options.contextLength = Math.min(DEFAULT_CONTEXT, declared ?? DEFAULT_CONTEXT);
     else if (requested === 0) options.contextLength = declared ?? DEFAULT_CONTEXT;
+    else if (o.ctx === undefined) options.contextLength = Math.min(requested, declared ?? requested);
     else options.contextLength = requested;
+    checkContext(descriptor, options.contextLength, declared);
+    checkThreads(options.threads, `model '${descriptor.id}'`);
     return options;
   }
 
