@@ -215,6 +215,25 @@ describe("resource limits", () => {
     await stillChats(srv);
   });
 
+  test("a 15 MB prompt that cannot fit the context is refused before tokenizing, and /health answers meanwhile", async () => {
+    await using srv = await startTestServer(MODEL);
+    expect((await srv.request("/admin/v1/models/qwen2-tiny/load", { method: "POST", json: {} })).status).toBe(200);
+    for (const [path, payload] of [
+      ["/v1/chat/completions", { messages: [{ role: "user", content: "word ".repeat(3_000_000) }] }],
+      ["/v1/completions", { prompt: "word ".repeat(3_000_000) }],
+    ] as const) {
+      const body = JSON.stringify({ model: "qwen2-tiny", ...payload });
+      await bounded({ ms: 5_000, rssMb: 400 }, async () => {
+        const work = srv.request(path, { method: "POST", headers: { "content-type": "application/json" }, body });
+        await healthWhile(srv, work);
+        const res = await work;
+        expect(res.status).toBe(400);
+        expect(((await res.json()) as { error: { code: string } }).error.code).toBe("context_length_exceeded");
+      });
+    }
+    await stillChats(srv);
+  });
+
   test("JSON nested 100,000 deep is refused before parsing", async () => {
     await using srv = await startTestServer(MODEL);
     await bounded({ ms: 3_000, rssMb: 100 }, async () => {

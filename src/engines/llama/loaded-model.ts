@@ -10,6 +10,7 @@ import type {
 } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { forcedToolPreamble, toChatHistory } from "./chat-history.ts";
+import { checkPromptBytes, longestTokenBytes } from "./prompt-bound.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
 /** The client went away; 499 is what proxies log for that, and nobody is left to read the body. */
@@ -79,6 +80,7 @@ export class LlamaLoadedModel implements LoadedModel {
   private embedQueue: Promise<unknown> = Promise.resolve();
   private unloaded = false;
   private eogBias: TokenBias | undefined;
+  private longestTokenBytes: number | null | undefined;
 
   constructor(
     private readonly nlc: NodeLlamaCpp,
@@ -98,6 +100,11 @@ export class LlamaLoadedModel implements LoadedModel {
    * What was asked for, not what llama.cpp allocated: it pads each sequence's cells up (280 → 512),
    * and the extra room is memory, not a promise: a tested context of 280 must stay the limit.
    */
+  private get longestToken(): number | undefined {
+    this.longestTokenBytes ??= longestTokenBytes(this.model.fileInfo.metadata) ?? null;
+    return this.longestTokenBytes ?? undefined;
+  }
+
   get contextLength(): number {
     return Math.min(this.options.contextLength, this.context.contextSize);
   }
@@ -163,6 +170,7 @@ export class LlamaLoadedModel implements LoadedModel {
   }
 
   private async planChat(request: ChatRequest): Promise<ChatPlan> {
+    checkPromptBytes(request.messages.map((m) => m.content), this.longestToken, this.contextLength, "messages", "messages");
     const tools = request.toolChoice === "none" ? [] : request.tools ?? [];
     const choice = request.toolChoice ?? "auto";
     const forced = tools.length > 0 && choice !== "auto" && choice !== "none";
@@ -328,6 +336,7 @@ export class LlamaLoadedModel implements LoadedModel {
   }
 
   async complete(request: CompletionRequest, hooks: GenerationHooks): Promise<GenerationResult> {
+    checkPromptBytes([request.prompt], this.longestToken, this.contextLength, "prompt", "prompt");
     const tokens = this.model.tokenize(request.prompt);
     const promptTokens = tokens.length;
     const maxTokens = this.budget(promptTokens, request.maxTokens, "prompt", "prompt");
