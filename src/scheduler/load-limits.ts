@@ -25,7 +25,7 @@ export function checkThreads(threads: number, where: string): void {
 /** The model's file went away since it was listed (deleted, moved, a dangling link): a clear 404, not an ENOENT. */
 export function checkModelFile(descriptor: ModelDescriptor): void {
   if (existsSync(descriptor.path)) return;
-  throw new LmxError(`the file of model '${descriptor.id}' no longer exists at ${descriptor.path} (deleted or moved). Restore it, or remove the model with 'lmx rm ${descriptor.id}'.`,
+  throw new LmxError(`the file of model '${descriptor.id}' no longer exists at ${descriptor.path} (deleted or moved, or a link to a file that is gone). Restore the file, or remove the model: 'lmx rm ${descriptor.id}' for a pulled or imported model, otherwise delete it from the models folder.`,
     404, "invalid_request_error", "model_file_missing", "model");
 }
 
