@@ -276,11 +276,11 @@ describe("resource limits", () => {
     await stillChats(srv);
   });
 
-  test("idle keep-alive connections are closed; a long silent generation is not", async () => {
+  test("idle keep-alive connections are closed; a long silent generation or a quiet stream is not", async () => {
     await using srv = await startTestServer([...MODEL, "--idle-timeout", "1"]);
     const port = srv.server.port;
     // The runtime's idle timer ticks in 4 s steps, so "1 s" closes within ~8 s.
-    await bounded({ ms: 60_000, rssMb: 200 }, async () => {
+    await bounded({ ms: 60_000, rssMb: 600 }, async () => {
       const t0 = performance.now();
       const res = await raw(port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
       expect(statusOf(res)).toBe(200);
@@ -294,6 +294,17 @@ describe("resource limits", () => {
       expect(statusOf(answer)).toBe(200);
       expect(answer).toContain("chat.completion");
       await Promise.all(busy);
+      // A quiet stream (the event feed pings every 15 s) outlives the idle timeout too.
+      let feed = "";
+      let closed = false;
+      const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data(_s, d) { feed += d.toString(); }, close() { closed = true; } } });
+      socket.write("GET /admin/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      await Bun.sleep(10_000);
+      expect(closed).toBe(false);
+      expect((await srv.request("/admin/v1/models/qwen2-tiny/unload", { method: "POST" })).status).toBe(200);
+      await Bun.sleep(200);
+      expect(feed).toContain("model.unloaded");
+      socket.end();
     });
     await stillChats(srv);
   }, 120_000);
