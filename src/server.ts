@@ -1,6 +1,8 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { createApp } from "./api/app.ts";
+import { ConnectionGuard } from "./api/connections.ts";
+import { portTakenMessage } from "./api/port-clash.ts";
 import { isLoopback, Security } from "./api/security.ts";
 import { KeyStore } from "./auth/keys.ts";
 import type { ConfiguredModel, Resolved } from "./config/resolve.ts";
@@ -21,6 +23,7 @@ import { ModelManager } from "./admin/model-manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import { ProbeService } from "./probe/service.ts";
 import { MlxRuntime } from "./runtimes/mlx.ts";
+import { maxThreads } from "./scheduler/load-limits.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
 import { unsupportedArchitectureMessage } from "./update/engines.ts";
 import { type Db, openDb } from "./store/db.ts";
@@ -56,6 +59,13 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     throw new UsageError(`--memory-budget: ${(err as Error).message}`);
   }
   const hubTokenFromEnv = await hubToken(env);
+  let maxBodyBytes: number;
+  try {
+    if (config.maxBodySize.includes("%")) throw new Error("give a size like 16MB, not a share of RAM");
+    maxBodyBytes = parseMemorySize(config.maxBodySize);
+  } catch (err) {
+    throw new UsageError(`--max-body-size: ${(err as Error).message}`);
+  }
   const db = openDb(join(home, "lmx.db"));
   const events = new EventBus();
   const registry = new ModelRegistry(db);
@@ -73,6 +83,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   const mlxRuntime: MlxRuntime = new MlxRuntime(db, home, { python: config.python, autoInstall: config.autoInstallRuntimes, inUse: (): boolean => mlxEngine.inUse });
   const mlxEngine = new MlxEngine(mlxRuntime);
   const threads = config.threads || cpuInfo().defaultThreads;
+  if (threads > maxThreads()) throw new UsageError(`--threads ${threads}: at most ${maxThreads()} (twice this machine's logical CPUs); 0 picks the best count`);
   const scheduler = new Scheduler(catalog, { gguf: engine, mlx: mlxEngine }, {
     load: { contextLength: config.ctx, parallel: config.parallel ?? 4, threads, ttl: config.ttl ?? 0 },
     batchSize: config.batchSize,
@@ -96,21 +107,37 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   }, (d) => engine.inspect(d));
   const inference = new InferenceCore(scheduler, { stallTimeoutMs: (config.stallTimeout ?? 600) * 1000 });
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
-  const app = createApp({ scheduler, inference, security, manager, events, keys, probes, importer, mlx: mlxRuntime, downloads, hub, home });
+  const connections = new ConnectionGuard(config.maxConnections ?? 4096);
+  const idleSeconds = config.idleTimeout ?? 30;
+  // Bound late: the server exists only once the app listens.
+  const idle = {
+    hold: (request: Request) => app.server?.timeout(request, 0),
+    release: (request: Request) => app.server?.timeout(request, idleSeconds),
+  };
+  const app = createApp({ scheduler, inference, security, manager, events, keys, probes, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections });
   const shutdownCore = async () => {
+    connections.stop();
     probes.stop();
     await watched("the download jobs to stop", downloads.stop());
     await scheduler.shutdown();
     history.close();
     db.$client.close();
   };
+  const port0 = config.port ?? 1234;
   try {
-    // idleTimeout 0: a non-streamed generation may run for minutes before its first byte.
-    app.listen({ hostname: config.host, port: config.port ?? 1234, idleTimeout: 0 });
+    // Idle connections close after idleTimeout; a request being handled lifts it (holdOpen), as a
+    // non-streamed generation may run for minutes before its first byte. reusePort false: a second
+    // server on the same port must fail to bind, not share the port and get half the requests.
+    // The body limit is enforced in the app (OpenAI-shaped 413, chunked bodies counted as they
+    // arrive); Bun's own cap would answer a bare 413 first.
+    app.listen({ hostname: config.host, port: port0, idleTimeout: idleSeconds, reusePort: false, maxRequestBodySize: Number.MAX_SAFE_INTEGER });
   } catch (err) {
     await shutdownCore();
+    const code = (err as { code?: string }).code;
+    if (code === "EADDRINUSE") throw new UsageError(await portTakenMessage(config.host, port0));
     throw new UsageError(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
   }
+  connections.start();
   const port = app.server!.port!;
   const shownHost = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${shownHost}:${port}`;

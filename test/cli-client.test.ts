@@ -58,6 +58,16 @@ describe("client commands against a live server", () => {
     const inf = JSON.parse((await lmx(srv.url, ["keys", "create", "--scope", "inference", "--json"], env)).stdout) as { id: string };
     expect((await lmx(srv.url, ["keys", "revoke", inf.id], env)).stdout).toContain(`revoked ${inf.id}`);
   });
+
+  test("a first key with inference scope prints the admin key created with it", async () => {
+    await using srv = await startTestServer([]);
+    const out = await lmx(srv.url, ["keys", "create", "--scope", "inference"]);
+    expect(out.code).toBe(0);
+    const keys = out.stdout.match(/^lmx-\S+$/gm) ?? [];
+    expect(keys).toHaveLength(2);
+    expect(out.stdout).toContain("This admin key");
+    expect((await lmx(srv.url, ["keys", "list"], { LMX_API_KEY: keys[1]! })).code).toBe(0);
+  });
 });
 
 describe("pull and search", () => {

@@ -72,8 +72,9 @@ describe("Host header (DNS rebinding)", () => {
 describe("CORS", () => {
   test("off by default", async () => {
     await using srv = await startTestServer(model);
+    // A page on another origin is refused outright (CSRF defence), not just denied CORS headers.
     const res = await srv.request("/v1/models", { headers: { origin: "http://app.example" } });
-    expect(res.status).toBe(200);
+    expect(res.status).toBe(403);
     expect(res.headers.get("access-control-allow-origin")).toBeNull();
     const pre = await srv.request("/v1/models", { method: "OPTIONS", headers: { origin: "http://app.example", "access-control-request-method": "GET" } });
     expect(pre.headers.get("access-control-allow-origin")).toBeNull();
@@ -84,6 +85,7 @@ describe("CORS", () => {
     const ok = await srv.request("/v1/models", { headers: { origin: "http://app.example" } });
     expect(ok.headers.get("access-control-allow-origin")).toBe("http://app.example");
     const other = await srv.request("/v1/models", { headers: { origin: "http://other.example" } });
+    expect(other.status).toBe(403);
     expect(other.headers.get("access-control-allow-origin")).toBeNull();
     const pre = await srv.request("/v1/chat/completions", {
       method: "OPTIONS",

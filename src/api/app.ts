@@ -1,7 +1,7 @@
 import { openapi } from "@elysiajs/openapi";
 import { toJsonSchema } from "@valibot/to-json-schema";
 import { Elysia } from "elysia";
-import { ForbiddenError } from "../errors.ts";
+import { ForbiddenError, InvalidRequestError, LmxError } from "../errors.ts";
 import type { KeyStore } from "../auth/keys.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { InferenceCore } from "../core/service.ts";
@@ -22,6 +22,8 @@ import { adminModelRoutes } from "./admin/models.ts";
 import { adminRuntimeRoutes } from "./admin/runtimes.ts";
 import { adminSystemRoutes } from "./admin/system.ts";
 import { openaiRoutes } from "./openai/plugin.ts";
+import type { ConnectionGuard } from "./connections.ts";
+import { checkContentLength, readJsonBody } from "./limits.ts";
 import type { Security } from "./security.ts";
 
 export interface AppDeps {
@@ -37,40 +39,85 @@ export interface AppDeps {
   downloads: DownloadJobs;
   hub: HubSettings;
   home: string;
+  /** Largest request body accepted, in bytes (--max-body-size). */
+  maxBodyBytes: number;
+  /**
+   * The connection's idle timeout is lifted while a request is handled (a prefill may take minutes
+   * before its first byte) and restored once the answer is complete, for the keep-alive wait.
+   */
+  idle?: { hold(request: Request): void; release(request: Request): void };
+  connections?: ConnectionGuard;
 }
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
+
+/** A path whose %-escapes do not decode would make every route that decodes a parameter throw. */
+function checkPath(pathname: string): void {
+  try {
+    decodeURIComponent(pathname);
+  } catch {
+    throw new InvalidRequestError("the request path has malformed %-escapes", null, "invalid_path");
+  }
+}
 
 /**
  * The HTTP app: cross-cutting hooks (host check, auth, CORS, errors), then one Elysia plugin per
  * feature, each a function of the services it needs. A new feature adds its plugin here.
  */
 export function createApp(deps: AppDeps) {
-  const { scheduler, inference, security, probes } = deps;
+  const { scheduler, inference, security, probes, maxBodyBytes, idle, connections } = deps;
   return new Elysia()
     .onRequest(({ request }) => {
-      const url = new URL(request.url);
       try {
+        connections?.check();
         security.checkHost(request.headers.get("host"));
+        const url = new URL(request.url);
+        checkPath(url.pathname);
         const cors = security.corsHeaders(request.headers.get("origin"), request.headers.get("access-control-request-headers"));
         if (request.method === "OPTIONS") {
           if (!cors) throw new ForbiddenError("CORS is not enabled for this origin; see --cors-origin", "cors_forbidden");
           return new Response(null, { status: 204, headers: cors });
         }
         if (url.pathname !== "/health") {
+          security.checkOrigin(request);
+          security.checkBodyType(request);
+          checkContentLength(request, maxBodyBytes);
           security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), url.pathname.startsWith("/admin") ? "admin" : "inference");
         }
       } catch (err) {
         const { status, body } = mapError(err);
-        return json(status, body);
+        // An unread body (413) or a server short of descriptors (503): do not keep the connection.
+        return json(status, body, status === 413 || status === 503 ? { connection: "close" } : undefined);
       }
     })
-    .onAfterHandle(({ request, set }) => {
+    // Only JSON ever reaches a handler, read within the size limit and depth-checked before parsing.
+    .onParse({ as: "global" }, ({ request, contentType }) => {
+      // Only a body-less request gets here without a type (onRequest refused the rest): it reads as
+      // the empty object, so the named parser below is never reached.
+      if (!contentType) return {};
+      if (!/^application\/json\s*(;|$)/i.test(contentType)) {
+        throw new LmxError(`request bodies must be JSON: send 'Content-Type: application/json' (got '${contentType}')`, 415, "invalid_request_error", "unsupported_media_type");
+      }
+      return readJsonBody(request, maxBodyBytes);
+    })
+    // Never runs (the reader above answers every request): a named parser is what the OpenAPI
+    // generator reads the body's media type from, and Elysia's typings only name custom ones.
+    .onParse({ as: "global" }, { fn: "json" } as unknown as () => undefined)
+    .onBeforeHandle({ as: "global" }, ({ request }) => idle?.hold(request))
+    .onAfterHandle({ as: "global" }, ({ request, set, responseValue }) => {
       const cors = security.corsHeaders(request.headers.get("origin"));
       if (cors) Object.assign(set.headers, cors);
+      if (!idle) return undefined;
+      if (responseValue instanceof Response && responseValue.body) {
+        const done = new TransformStream<Uint8Array, Uint8Array>({ flush: () => idle.release(request) });
+        return new Response(responseValue.body.pipeThrough(done), { status: responseValue.status, statusText: responseValue.statusText, headers: responseValue.headers });
+      }
+      idle.release(request);
+      return undefined;
     })
     .onError(({ code, error, request, set }) => {
+      idle?.release(request);
       const { status, body, headers } = mapError(error, code);
       if (headers) Object.assign(set.headers, headers);
       if (status >= 500) log.warn("request failed", { path: new URL(request.url).pathname, status, error: body.error.message });

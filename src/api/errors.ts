@@ -34,6 +34,8 @@ export function mapError(err: unknown, code?: string | number): Mapped {
     if (err.retryAfterSeconds !== undefined) mapped.headers = { "retry-after": String(err.retryAfterSeconds) };
     return mapped;
   }
+  // A %-escape that does not decode, wherever a route decodes one.
+  if (err instanceof URIError) return { status: 400, body: body(`malformed %-escape in the request: ${err.message}`, "invalid_request_error", null, "invalid_path") };
   if (err instanceof AbortedWhileQueuedError) return { status: 499, body: body("client closed the request", "invalid_request_error", null, "client_closed") };
   switch (code) {
     case "VALIDATION": {
@@ -43,6 +45,8 @@ export function mapError(err: unknown, code?: string | number): Mapped {
       return { status: 400, body: body(param ? `${param}: ${message}` : message, "invalid_request_error", param, "invalid_value") };
     }
     case "PARSE":
+      // Our body reader's own refusals (size, depth, type) arrive wrapped by the framework.
+      if ((err as { cause?: unknown }).cause instanceof LmxError) return mapError((err as { cause: unknown }).cause);
       return { status: 400, body: body("request body is not valid JSON", "invalid_request_error", null, "invalid_json") };
     case "NOT_FOUND":
       return { status: 404, body: body("no such route", "invalid_request_error", null, "unknown_route") };

@@ -1,8 +1,14 @@
 import { and, eq, isNull } from "drizzle-orm";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { NotFoundError } from "../errors.ts";
+import { LmxError, NotFoundError } from "../errors.ts";
 import type { Db } from "../store/db.ts";
 import { apiKeys } from "../store/schema.ts";
+
+class ConflictError extends LmxError {
+  constructor(message: string, code: string) {
+    super(message, 409, "invalid_request_error", code);
+  }
+}
 
 export type KeyScope = "admin" | "inference";
 
@@ -39,7 +45,19 @@ export class KeyStore {
     return this.db.select({ id: apiKeys.id }).from(apiKeys).where(isNull(apiKeys.revokedAt)).limit(1).all().length > 0;
   }
 
-  create(scope: KeyScope, name?: string): { key: string; info: KeyInfo } {
+  /**
+   * The first key turns authentication on. If it is an inference key, an admin key is created with
+   * it (and shown once, like every key): otherwise no key could reach /admin and the owner would be
+   * locked out of managing the server.
+   */
+  create(scope: KeyScope, name?: string): { key: string; info: KeyInfo; admin?: { key: string; info: KeyInfo } } {
+    if (scope === "inference" && !this.hasKeys()) {
+      return this.db.transaction(() => ({ admin: this.insert("admin", "admin (created with the first key)"), ...this.insert(scope, name) }));
+    }
+    return this.insert(scope, name);
+  }
+
+  private insert(scope: KeyScope, name?: string): { key: string; info: KeyInfo } {
     const key = "lmx-" + randomBytes(24).toString("base64url");
     const row = { id: "key_" + randomBytes(6).toString("hex"), name: name ?? null, scope, hash: sha256(key), prefix: key.slice(0, 10), createdAt: Date.now() };
     this.db.insert(apiKeys).values(row).run();
@@ -54,6 +72,10 @@ export class KeyStore {
   revoke(ref: string): KeyInfo {
     const matches = this.list().filter((k) => !k.revokedAt && (k.id === ref || k.name === ref || k.prefix === ref));
     if (matches.length !== 1) throw new NotFoundError(matches.length ? `'${ref}' matches ${matches.length} keys; use the id` : `no active key '${ref}'`);
+    const active = this.list().filter((k) => !k.revokedAt);
+    if (matches[0]!.scope === "admin" && this.staticDigests.length === 0 && active.length > 1 && active.filter((k) => k.scope === "admin").length === 1) {
+      throw new ConflictError(`'${ref}' is the last admin key while inference keys remain: revoking it would lock every /admin route. Create another admin key first, or revoke the inference keys.`, "last_admin_key");
+    }
     const now = Date.now();
     this.db.update(apiKeys).set({ revokedAt: now }).where(eq(apiKeys.id, matches[0]!.id)).run();
     return { ...matches[0]!, revokedAt: now };

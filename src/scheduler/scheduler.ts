@@ -8,6 +8,7 @@ import { formatBytes, formatBytesApart } from "../util/size.ts";
 import { watched } from "../util/watch.ts";
 import type { StateMachine } from "../util/state-machine.ts";
 import { modelLifecycle, type ModelState } from "./lifecycle.ts";
+import { checkContext, checkModelFile, checkThreads } from "./load-limits.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 
 /** Context used when neither the user nor the model says otherwise: big enough for chat, small enough for RAM. */
@@ -147,8 +148,11 @@ export class Scheduler {
    */
   async resolveLoad(descriptor: ModelDescriptor, request: LoadSettings = {}): Promise<ModelLoad> {
     const base = this.settings.load;
-    const o = layerLoadSettings(base, this.configured[descriptor.id], this.seams.savedDefaults?.(descriptor.id), request);
+    const own = layerLoadSettings(this.configured[descriptor.id], this.seams.savedDefaults?.(descriptor.id), request);
+    const o = layerLoadSettings(base, own);
+    const explicitContext = own.contextLength;
     const engine = this.engineFor(descriptor);
+    checkModelFile(descriptor);
     const declared = (await engine.inspect(descriptor)).declaredContextLength;
     const requested = o.contextLength;
     const resolved: ModelLoad = {
@@ -171,7 +175,12 @@ export class Scheduler {
       }
     } else if (requested === undefined) resolved.contextLength = Math.min(DEFAULT_CONTEXT, declared ?? DEFAULT_CONTEXT);
     else if (requested === 0) resolved.contextLength = declared ?? DEFAULT_CONTEXT;
+    // The server-wide --ctx serves models of every size: capped at what each declares. A context
+    // asked for this model in particular is checked against its declared one instead.
+    else if (explicitContext === undefined) resolved.contextLength = Math.min(requested, declared ?? requested);
     else resolved.contextLength = requested;
+    checkContext(descriptor, resolved.contextLength, declared);
+    checkThreads(resolved.threads, `model '${descriptor.id}'`);
     return resolved;
   }
 

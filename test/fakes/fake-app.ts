@@ -53,7 +53,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   const importer = new ModelImporter(registry, { lmstudioDir: "/nonexistent/lmx-fake-lmstudio", ollamaDir: "/nonexistent/lmx-fake-ollama" }, (d) => engine.inspect(d));
   const mlx = new MlxRuntime(db, "/nonexistent/lmx-fake-home", { autoInstall: false });
   const security = new Security({ boundHost: "127.0.0.1", keys, corsOrigins: [], allowedHosts: [] });
-  const app = createApp({ scheduler, inference: core, security, manager, events, keys, probes, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home" });
+  const app = createApp({ scheduler, inference: core, security, manager, events, keys, probes, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024 });
 
   const request = (path: string, init: RequestInit & { json?: unknown } = {}) => {
     const { json, ...rest } = init;

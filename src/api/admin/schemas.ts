@@ -49,7 +49,9 @@ export const PatchModelBody = v.object({
 export const DownloadBody = v.object({
   /** org/repo, org/repo:QUANT or org/repo:file.gguf */
   model: v.pipe(v.string(), v.minLength(3), v.maxLength(300)),
-  revision: v.optional(v.pipe(v.string(), v.regex(/^[\w.\-/]{1,200}$/, "not a valid revision"))),
+  // The revision becomes a path in the hub cache (snapshots/<revision>/…): no way out of it.
+  revision: v.optional(v.pipe(v.string(), v.regex(/^[\w.\-/]{1,200}$/, "not a valid revision"),
+    v.check((r) => r.split("/").every((part) => part !== "" && part !== "." && part !== ".."), "a revision has no empty, '.' or '..' path parts"))),
 });
 
 export const SearchQuery = v.object({

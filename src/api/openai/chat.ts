@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import { Collector } from "../../core/collect.ts";
 import type { InferenceCore } from "../../core/service.ts";
+import { checkRequestSchemas } from "../limits.ts";
 import { sseResponse } from "../sse.ts";
 import { chatChunk, chatCompletion, newId, nowSeconds, timingsOf, toolCallsOf, usageOf } from "./format.ts";
 import { toChatRequest } from "./requests.ts";
@@ -8,6 +9,7 @@ import { ChatCompletionBody } from "./schemas.ts";
 
 export function chatRoutes(core: InferenceCore) {
   return new Elysia().post("/v1/chat/completions", async ({ body, request }) => {
+    checkRequestSchemas(body);
     const req = toChatRequest(body);
     const id = newId("chatcmpl");
     const collected = new Collector();

@@ -2,7 +2,7 @@ import { UsageError } from "../../errors.ts";
 import { clientCommand } from "../client-command.ts";
 import { table } from "../table.ts";
 
-interface Key { id: string; name: string | null; scope: string; prefix: string; createdAt: number; lastUsedAt: number | null; revokedAt: number | null; key?: string }
+interface Key { id: string; name: string | null; scope: string; prefix: string; createdAt: number; lastUsedAt: number | null; revokedAt: number | null; key?: string; admin_key?: Key }
 
 const date = (t: number | null) => (t ? new Date(t).toISOString().slice(0, 19).replace("T", " ") : null);
 
@@ -19,7 +19,8 @@ export const keys = clientCommand({
     if (action === "create") {
       if (flags.scope !== "admin" && flags.scope !== "inference") throw new UsageError("--scope must be admin or inference");
       const k = await client.post<Key>("/admin/v1/keys", { scope: flags.scope, name: flags.name });
-      print(k, () => `${k.key}\n\nThis ${k.scope} key (${k.id}) is shown only now: store it. Clients send it as 'Authorization: Bearer <key>'.`);
+      print(k, () => `${k.key}\n\nThis ${k.scope} key (${k.id}) is shown only now: store it. Clients send it as 'Authorization: Bearer <key>'.` +
+        (k.admin_key ? `\n\n${k.admin_key.key}\n\nThis admin key (${k.admin_key.id}) was created with it: the first key turns authentication on, and /admin routes (and 'lmx' commands) need an admin key. It is shown only now: store it (e.g. as LMX_API_KEY for the lmx commands).` : ""));
       return 0;
     }
     if (action === "list") {

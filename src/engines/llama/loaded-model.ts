@@ -12,6 +12,7 @@ import { ContextLengthExceededError, EngineError, errorMessage, GenerationAborte
 import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { toChatHistory } from "./chat-history.ts";
+import { checkPromptBytes, longestTokenBytes } from "./prompt-bound.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
 interface LlamaChatPlan {
@@ -58,6 +59,7 @@ export class LlamaLoadedModel implements LoadedModel {
   private embedQueue: Promise<unknown> = Promise.resolve();
   private unloaded = false;
   private eogBias: TokenBias | undefined;
+  private longestTokenBytes: number | null | undefined;
 
   constructor(
     private readonly nlc: NodeLlamaCpp,
@@ -77,6 +79,11 @@ export class LlamaLoadedModel implements LoadedModel {
    * What was asked for, not what llama.cpp allocated: it pads each sequence's cells up (280 → 512),
    * and the extra room is memory, not a promise: a tested context of 280 must stay the limit.
    */
+  private get longestToken(): number | undefined {
+    this.longestTokenBytes ??= longestTokenBytes(this.model.fileInfo.metadata) ?? null;
+    return this.longestTokenBytes ?? undefined;
+  }
+
   get contextLength(): number {
     return Math.min(this.options.contextLength, this.context.contextSize);
   }
@@ -142,6 +149,7 @@ export class LlamaLoadedModel implements LoadedModel {
   }
 
   private async planChat(prompt: ChatPrompt): Promise<LlamaChatPlan> {
+    checkPromptBytes(prompt.messages.map((m) => m.content), this.longestToken, this.contextLength, "messages", "messages");
     const plan = planChat(prompt);
     let grammar: LlamaGrammar | undefined;
     let functions: ChatModelFunctions | undefined;
@@ -261,6 +269,7 @@ export class LlamaLoadedModel implements LoadedModel {
   }
 
   private async complete(request: TextGeneration, emit: EventSink, signal: AbortSignal): Promise<void> {
+    checkPromptBytes([request.prompt], this.longestToken, this.contextLength, "prompt", "prompt");
     const tokens = this.model.tokenize(request.prompt);
     const promptTokens = tokens.length;
     const maxTokens = completionBudget(promptTokens, request.maxTokens, this.contextLength, "prompt");
