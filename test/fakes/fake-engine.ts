@@ -3,6 +3,9 @@
 // and can reach states a real model rarely shows: stalls, mid-stream failures, crashes, slow or
 // failing loads, exact memory figures. It follows the engine contract (core/events.ts order, the
 // core's tool and context rules), so an adapter that works on it works on a real engine.
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { completionBudget } from "../../src/core/context.ts";
 import type { EventSink, FinishReason } from "../../src/core/events.ts";
 import type { ChatPrompt, EmbeddingResult, GenerationRequest } from "../../src/core/request.ts";
@@ -185,12 +188,22 @@ export class FakeEngine implements Engine {
   readonly instances: FakeLoadedModel[] = [];
   disposed = false;
 
+  /** Each fake model has an (empty) file, since the scheduler refuses models whose file is gone. */
+  private readonly dir = mkdtempSync(join(tmpdir(), "lmx-fake-models-"));
+
   constructor(specs: FakeModelSpec[]) {
-    for (const s of specs) this.specs.set(s.id, s);
+    for (const s of specs) {
+      this.specs.set(s.id, s);
+      writeFileSync(this.path(s.id), "");
+    }
+  }
+
+  path(id: string): string {
+    return join(this.dir, `${encodeURIComponent(id)}.gguf`);
   }
 
   descriptors(): ModelDescriptor[] {
-    return [...this.specs.keys()].map((id) => ({ id, format: "gguf", path: `/fake/${id}.gguf` }));
+    return [...this.specs.keys()].map((id) => ({ id, format: "gguf", path: this.path(id) }));
   }
 
   private spec(d: ModelDescriptor): FakeModelSpec {
