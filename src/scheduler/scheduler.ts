@@ -1,4 +1,4 @@
-import { errorMessage, InsufficientMemoryError, InvalidRequestError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
+import { errorMessage, InsufficientMemoryError, InvalidRequestError, LmxError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
 import type { Engine, LoadedModel, LoadOptions, MemoryEstimate, ModelDescriptor, ModelFormat, ModelInfo } from "../engines/types.ts";
 import type { EventBus } from "../events/bus.ts";
 import { log } from "../log.ts";
@@ -240,7 +240,8 @@ export class Scheduler {
         e.lifecycle.transition("failed");
         log.error("model load failed", { model: descriptor.id, error: errorMessage(err) });
         this.seams.events?.publish({ type: "model.load_failed", model: descriptor.id, error: errorMessage(err) });
-        throw err instanceof ModelLoadError ? err : new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
+        // A 4xx from the engine (the model's chat template was refused) is the model's fault, not the server's: kept as is.
+        throw err instanceof ModelLoadError || (err instanceof LmxError && err.status < 500) ? err : new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
       }
     }));
     e.op = loading.catch(() => undefined);

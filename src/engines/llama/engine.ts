@@ -6,6 +6,7 @@ import { DecodeGate } from "./batching.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
 import { unsupportedArchitectureMessage } from "../../release/engines.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
+import { InvalidChatTemplateError, probeChatTemplate, resolveChatWrapperGuarded } from "./template-guard.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -111,6 +112,12 @@ export class LlamaCppEngine implements Engine {
     }
     const { nlc, llama } = await this.get();
     const estimate = await this.estimateMemory(descriptor, options);
+    try {
+      await probeChatTemplate(nlc, (await this.fileInfo(descriptor.path)).metadata);
+    } catch (err) {
+      if (err instanceof InvalidChatTemplateError) throw new InvalidChatTemplateError(`cannot load ${descriptor.id}: ${err.message}`);
+      throw err;
+    }
     let model;
     try {
       model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers: options.gpuLayers ?? (llama.gpu ? "auto" : 0) });
@@ -132,11 +139,13 @@ export class LlamaCppEngine implements Engine {
         // A request never takes a sequence another one holds, so no evaluation waits on a global thread budget.
         batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: gate.strategy },
       });
-      const chatWrapper = nlc.resolveChatWrapper(model);
+      // Renders the model's template, which is untrusted code (template-guard.ts).
+      const chatWrapper = await resolveChatWrapperGuarded(nlc, model);
       log.debug("chat wrapper resolved", { model: descriptor.id, wrapper: chatWrapper.wrapperName });
       return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate, gate);
     } catch (err) {
       await model.dispose();
+      if (err instanceof InvalidChatTemplateError) throw new InvalidChatTemplateError(`cannot load ${descriptor.id}: ${err.message}`);
       throw new ModelLoadError(`cannot create a ${options.contextLength}-token context for ${descriptor.id}: ${errorMessage(err)}`);
     }
   }

@@ -10,6 +10,7 @@ import type {
 } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { forcedToolPreamble, toChatHistory } from "./chat-history.ts";
+import { withTemplateGuard } from "./template-guard.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
 /** The client went away; 499 is what proxies log for that, and nobody is left to read the body. */
@@ -205,11 +206,11 @@ export class LlamaLoadedModel implements LoadedModel {
       else if (format?.type === "json_schema") grammar = await this.grammarForSchema(format.schema, "response_format.json_schema.schema");
     }
 
-    const { contextText } = this.chatWrapper.generateContextState({
+    const { contextText } = await withTemplateGuard(this.nlc, () => this.chatWrapper.generateContextState({
       chatHistory: history,
       availableFunctions: functions,
       documentFunctionParams: true,
-    });
+    }));
     const promptTokens = contextText.tokenize(this.model.tokenizer);
     return { history, functions, grammar, forcedTool: forced, promptTokens };
   }
