@@ -50,6 +50,18 @@ export class InvalidChatTemplateError extends LmxError {
   }
 }
 
+/** The renderer itself failed (its worker would not start or died): a server error, whatever the template. */
+export class TemplateRendererError extends LmxError {
+  constructor(message: string) {
+    super(message, 500, "server_error", "template_renderer_failed");
+  }
+}
+
+function unbroken(outcome: RenderOutcome): RenderOutcome {
+  if (!outcome.ok && outcome.broken === true) throw new TemplateRendererError(outcome.message);
+  return outcome;
+}
+
 /** Thrown inside a `prepare` round for a render whose answer is still to be computed. */
 class RenderPending extends Error {
   constructor() {
@@ -90,25 +102,30 @@ function seededRandom(seed: number): () => number {
   };
 }
 
-function workerUrl(): URL {
-  // A string literal next to import.meta.url is what `bun build --compile` maps to the worker it
-  // embeds (scripts/build.ts lists this file as an extra entrypoint).
-  return new URL("./template-worker.ts", import.meta.url);
-}
+/**
+ * In the compiled executable the worker is an extra entrypoint (scripts/build.ts), addressed by its
+ * path relative to the entrypoints' common folder, which the build defines here.
+ */
+declare const LMX_TEMPLATE_WORKER: string | undefined;
+const LMX_TEMPLATE_WORKER_PATH = typeof LMX_TEMPLATE_WORKER === "string" ? LMX_TEMPLATE_WORKER : undefined;
 
 /** One warm worker thread; a render that overruns terminates it and the next render starts another. */
 class RenderSandbox {
   private worker: Worker | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  private lastError: string | undefined;
 
   constructor(private readonly limits: TemplateGuardLimits) {}
 
   private current(): Worker {
     if (this.worker === undefined) {
-      const worker = new Worker(workerUrl());
+      const worker = new Worker(LMX_TEMPLATE_WORKER_PATH ?? new URL("./template-worker.ts", import.meta.url));
       // Never what keeps the process alive: shutdown must not wait for an idle renderer.
       worker.unref();
-      worker.on("error", (err) => log.warn("chat template worker failed", { error: String(err) }));
+      worker.on("error", (err) => {
+        this.lastError = String(err);
+        log.error("chat template worker failed", { error: this.lastError });
+      });
       worker.on("exit", () => { if (this.worker === worker) this.worker = undefined; });
       this.worker = worker;
     }
@@ -148,7 +165,7 @@ class RenderSandbox {
         port.close();
         resolve(outcome);
       };
-      const onExit = (): void => finish({ ok: false, limit: "time", message: "the template renderer stopped" });
+      const onExit = (): void => finish({ ok: false, broken: true, message: `the chat template renderer stopped: ${this.lastError ?? "no error given"}` });
       const timer = setTimeout(() => { this.kill(worker); finish(this.overrun("time")); }, this.limits.timeMs);
       const poll = setInterval(() => {
         if (process.memoryUsage.rss() - rssAtStart > this.limits.maxMemoryGrowthBytes) {
@@ -249,8 +266,7 @@ export class TemplateGuard {
         return result as T;
       }
       for (const [key, job] of scope.pending ?? []) {
-        const outcome = await this.sandbox.render(job.template, job.itemsJson);
-        this.remember(key, job.template, outcome);
+        this.remember(key, job.template, unbroken(await this.sandbox.render(job.template, job.itemsJson)));
         const breach = this.breachOf(job.template);
         if (breach !== undefined) throw breach;
       }
@@ -287,7 +303,7 @@ export class TemplateGuard {
         const key = hash(template, itemsJson);
         const known = this.breachOf(template);
         if (known !== undefined) throw known;
-        if (this.cached(key) === undefined) this.remember(key, template, await this.sandbox.render(template, itemsJson));
+        if (this.cached(key) === undefined) this.remember(key, template, unbroken(await this.sandbox.render(template, itemsJson)));
       }
     }
   }
@@ -330,6 +346,7 @@ export class TemplateGuard {
       this.remember(key, template, outcome);
     }
     if (outcome.ok) return outcome.output;
+    if (outcome.broken === true) throw new TemplateRendererError(outcome.message);
     if (outcome.limit !== undefined) {
       const limited = this.breachOf(template) ?? new InvalidChatTemplateError(outcome.message);
       if (this.scope !== undefined) this.scope.breach ??= limited;
@@ -363,6 +380,7 @@ export class TemplateGuard {
   }
 
   private remember(key: string, template: string, outcome: RenderOutcome): void {
+    if (!outcome.ok && outcome.broken === true) return;
     if (!outcome.ok && outcome.limit !== undefined) {
       const transient = outcome.limit === "time" || outcome.limit === "memory";
       const message = `the model's chat template was refused: ${outcome.message} (limits: ${this.limits.timeMs} ms, `

@@ -32,8 +32,11 @@ export interface RenderJob {
 
 export type RenderOutcome =
   | { ok: true; output: string }
-  /** `limit`: which cap the template broke; absent for an ordinary template error (raise_exception, a syntax error). */
-  | { ok: false; message: string; limit?: "steps" | "depth" | "size" | "range" | "time" | "memory" };
+  /**
+   * `limit`: which cap the template broke; absent for an ordinary template error (raise_exception,
+   * a syntax error). `broken`: the renderer itself failed, which says nothing about the template.
+   */
+  | { ok: false; message: string; limit?: "steps" | "depth" | "size" | "range" | "time" | "memory"; broken?: true };
 
 class LimitError extends Error {
   constructor(readonly limit: "steps" | "depth" | "size" | "range", message: string) {
