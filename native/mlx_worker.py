@@ -168,6 +168,52 @@ def validate(msg):
 _inbox = queue.Queue()
 
 
+# A chat template is code from the model's files (jinja2, sandboxed by transformers, which caps
+# range() but not loops, recursion or string growth). It renders on the main thread, between
+# generation steps, so a template that never ends would stall every request of this model.
+TEMPLATE_SECONDS = 2.0
+TEMPLATE_MEMORY_BYTES = 256 * 1024 * 1024
+
+
+class TemplateLimitError(Exception):
+    pass
+
+
+def _peak_rss():
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def render_template_with_limits(render):
+    """Runs `render` with a wall-clock limit and a cap on how far it raises the process's peak
+    memory. A timer signal checks both every 20 ms and raises between two Python steps of the
+    render; one C-level step (a string doubling) can overshoot the memory cap once."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return render()
+    started = time.monotonic()
+    baseline = _peak_rss()
+
+    def check(_signum, _frame):
+        if time.monotonic() - started > TEMPLATE_SECONDS:
+            raise TemplateLimitError(f"rendering took longer than {TEMPLATE_SECONDS:g} s")
+        if _peak_rss() - baseline > TEMPLATE_MEMORY_BYTES:
+            raise TemplateLimitError(f"rendering used more than {TEMPLATE_MEMORY_BYTES // 2**20} MB")
+
+    previous = signal.signal(signal.SIGALRM, check)
+    signal.setitimer(signal.ITIMER_REAL, 0.02, 0.02)
+    try:
+        return render()
+    except RecursionError as e:
+        raise TemplateLimitError("the template recursed too deeply") from e
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _reader():
     try:
         for raw in sys.stdin.buffer:
@@ -432,7 +478,7 @@ class Worker:
         kwargs = {}
         if tools:
             kwargs["tools"] = [{"type": "function", "function": {k: v for k, v in t.items() if v is not None}} for t in tools]
-        return list(tok.apply_chat_template(converted, add_generation_prompt=True, tokenize=True, **kwargs))
+        return list(render_template_with_limits(lambda: tok.apply_chat_template(converted, add_generation_prompt=True, tokenize=True, **kwargs)))
 
     def text_tokens(self, text):
         tok = self.tokenizer
@@ -458,6 +504,9 @@ class Worker:
         tools = p.get("tools") or []
         try:
             prompt = self.chat_tokens(p["messages"], tools) if p["kind"] == "chat" else self.text_tokens(p["text"])
+        except TemplateLimitError as e:
+            send({"type": "error", "id": rid, "code": "invalid_chat_template", "message": f"the model's chat template was refused: {e}"})
+            return
         except Exception as e:  # a template can fail on odd message sequences
             send({"type": "error", "id": rid, "code": "template_error", "message": f"cannot apply the chat template: {e}"})
             return

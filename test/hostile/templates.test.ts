@@ -5,12 +5,14 @@
 // serves a normal chat afterwards. Last, SIGTERM stops the server even while a render is running.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { ensureFixtures } from "../fixtures/models.ts";
 import { sharedModel, SYNTHETIC_FIXTURES } from "../fixtures/prepare.ts";
 import { synthesizeModel } from "../fixtures/synth.ts";
+import { mlxTestEnv } from "../helpers/mlx.ts";
+import { WorkerRequestError, WorkerSupervisor } from "../../src/engines/mlx/supervisor.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
 const CHATML = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}"
@@ -55,48 +57,48 @@ function chat(model: string, messages = [{ role: "user", content: "Hi" }], timeo
   });
 }
 
-beforeAll(async () => {
-  const fixtures = ensureFixtures();
-  dir = mkdtempSync(join(tmpdir(), "lmx-hostile-templates-"));
-  const { file: _file, vocab, ...shape } = SYNTHETIC_FIXTURES.qwen2Tiny;
-  const models = ["--model", `good=${fixtures.qwen2Tiny}`];
-  const SIGTERM_TEMPLATE = "{# a template of its own, so no refusal is remembered for it #}" + HOSTILE["request-time"]!.template;
-  for (const [name, { template }] of [...Object.entries(HOSTILE), ["sigterm", { template: SIGTERM_TEMPLATE }] as const]) {
-    const out = join(dir, `${name}.gguf`);
-    synthesizeModel({ ...shape, vocab: sharedModel(vocab), out, chatTemplate: template, name });
-    models.push("--model", `${name}=${out}`);
-  }
-  proc = Bun.spawn([process.execPath, MAIN, "serve", "--port", "0", "--threads", "1", "--ctx", "512", "--log-format", "json", ...models], {
-    env: { ...process.env, LMX_HOME: join(dir, "home") },
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  const reader = (proc.stderr as ReadableStream<Uint8Array>).getReader();
-  let found: string | undefined;
-  while (found === undefined) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("lmx serve exited: " + stderr);
-    stderr += new TextDecoder().decode(value);
-    found = /"url":"(http:[^"]+)"/.exec(stderr)?.[1];
-  }
-  url = found;
-  void (async () => {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      stderr += new TextDecoder().decode(value);
-    }
-  })();
-  // Warm: the good model loaded and answering, so the memory baseline includes a loaded model.
-  expect((await chat("good", undefined, 90_000)).status).toBe(200);
-}, 120_000);
-
-afterAll(() => {
-  if (proc !== undefined && proc.exitCode === null) proc.kill("SIGKILL");
-  rmSync(dir, { recursive: true, force: true });
-});
-
 describe("hostile chat templates", () => {
+  beforeAll(async () => {
+    const fixtures = ensureFixtures();
+    dir = mkdtempSync(join(tmpdir(), "lmx-hostile-templates-"));
+    const { file: _file, vocab, ...shape } = SYNTHETIC_FIXTURES.qwen2Tiny;
+    const models = ["--model", `good=${fixtures.qwen2Tiny}`];
+    const SIGTERM_TEMPLATE = "{# a template of its own, so no refusal is remembered for it #}" + HOSTILE["request-time"]!.template;
+    for (const [name, { template }] of [...Object.entries(HOSTILE), ["sigterm", { template: SIGTERM_TEMPLATE }] as const]) {
+      const out = join(dir, `${name}.gguf`);
+      synthesizeModel({ ...shape, vocab: sharedModel(vocab), out, chatTemplate: template, name });
+      models.push("--model", `${name}=${out}`);
+    }
+    proc = Bun.spawn([process.execPath, MAIN, "serve", "--port", "0", "--threads", "1", "--ctx", "512", "--log-format", "json", ...models], {
+      env: { ...process.env, LMX_HOME: join(dir, "home") },
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    const reader = (proc.stderr as ReadableStream<Uint8Array>).getReader();
+    let found: string | undefined;
+    while (found === undefined) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("lmx serve exited: " + stderr);
+      stderr += new TextDecoder().decode(value);
+      found = /"url":"(http:[^"]+)"/.exec(stderr)?.[1];
+    }
+    url = found;
+    void (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        stderr += new TextDecoder().decode(value);
+      }
+    })();
+    // Warm: the good model loaded and answering, so the memory baseline includes a loaded model.
+    expect((await chat("good", undefined, 90_000)).status).toBe(200);
+  }, 120_000);
+
+  afterAll(() => {
+    if (proc !== undefined && proc.exitCode === null) proc.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   for (const [name, { why }] of Object.entries(HOSTILE)) {
     test(`${name} (${why}) fails its request with a 4xx and the server keeps serving`, async () => {
       // Loaded first where the template lets it load, so the time bound is the template's alone.
@@ -153,4 +155,53 @@ describe("hostile chat templates", () => {
     expect(performance.now() - started).toBeLessThan(10_000);
     await pending;
   }, 120_000);
+});
+
+// MLX: transformers renders the template with jinja2 inside the worker process. A hostile one costs
+// its request (a clear protocol error within the time limit), not the worker: the heartbeat keeps
+// coming, and the same worker serves the next, template-free, request.
+describe("hostile chat templates in the MLX worker", () => {
+  let sup: WorkerSupervisor;
+  let modelDir: string;
+  beforeAll(async () => {
+    const env = await mlxTestEnv();
+    modelDir = mkdtempSync(join(tmpdir(), "lmx-hostile-mlx-"));
+    cpSync(env.model, modelDir, { recursive: true });
+    const configPath = join(modelDir, "tokenizer_config.json");
+    const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+    // range() is capped by jinja2's sandbox at 100,000 items; two nested ones are 10^10 iterations.
+    config.chat_template = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}" + CHATML;
+    writeFileSync(configPath, JSON.stringify(config));
+    sup = new WorkerSupervisor({
+      label: "hostile-template",
+      command: [env.python, join(resolve(import.meta.dir, "../.."), "native", "mlx_worker.py")],
+      load: { path: modelDir, context_length: 512, parallel: 1, prefill_step_size: 256 },
+      hangTimeoutMs: 3000,
+      backoffMs: 200,
+    });
+    await sup.ensureRunning();
+  }, 600_000);
+  afterAll(async () => {
+    await sup?.stop();
+    if (modelDir !== undefined) rmSync(modelDir, { recursive: true, force: true });
+  });
+
+  test("a template that never ends fails its request with invalid_chat_template; the worker keeps serving", async () => {
+    const pid = sup.pid;
+    const started = performance.now();
+    const err = await sup.generate({
+      type: "generate", id: sup.newId("g"), prompt: { kind: "chat", messages: [{ role: "user", content: "Hi" }] },
+      max_tokens: 4, sampling: { temperature: 0 }, stop: [], parse_tools: false,
+    }, () => undefined).then(() => undefined, (e: unknown) => e);
+    expect(performance.now() - started).toBeLessThan(TIME_BOUND_MS);
+    expect(err).toBeInstanceOf(WorkerRequestError);
+    expect((err as WorkerRequestError).reply).toMatchObject({ code: "invalid_chat_template", message: expect.stringContaining("chat template") });
+    expect(sup.state).toBe("ready");
+    expect(sup.pid).toBe(pid);
+    const done = await sup.generate({
+      type: "generate", id: sup.newId("g"), prompt: { kind: "text", text: "Once upon a time" },
+      max_tokens: 4, sampling: { temperature: 0 }, stop: [], parse_tools: false,
+    }, () => undefined);
+    expect(done.completion_tokens).toBe(4);
+  }, 60_000);
 });

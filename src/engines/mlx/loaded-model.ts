@@ -185,6 +185,7 @@ export class MlxLoadedModel implements LoadedModel {
         return new ContextLengthExceededError(prompt + (maxTokens ?? 0), ctx, detail, what);
       }
       if (r.code === "template_error") return new InvalidRequestError(`${r.message} (model '${this.descriptor.id}')`, "messages", "template_error");
+      if (r.code === "invalid_chat_template") return new InvalidRequestError(`${r.message} (model '${this.descriptor.id}')`, null, "invalid_chat_template");
       return new EngineError(`generation failed: ${r.message}`);
     }
     return new EngineError(`generation failed: ${errorMessage(err)}`);
