@@ -181,11 +181,11 @@ class RenderSandbox {
     return result;
   }
 
-  /** Blocks the calling thread on the worker's answer, for at most twice the time limit (a job may be ahead of it). */
+  /** Blocks the calling thread on the worker's answer, for at most the time limit. */
   renderSync(template: string, itemsJson: string): RenderOutcome {
     const worker = this.current();
     const rssAtStart = process.memoryUsage.rss();
-    const deadline = performance.now() + 2 * this.limits.timeMs;
+    const deadline = performance.now() + this.limits.timeMs;
     const { port, flag } = this.post(worker, template, itemsJson);
     try {
       while (Atomics.wait(flag, 0, 0, POLL_MS) === "timed-out") {
@@ -220,6 +220,8 @@ interface Scope {
 
 export class TemplateGuard {
   private readonly sandbox: RenderSandbox;
+  /** Its own worker, so a synchronous render never waits behind an asynchronous one (which may be hostile). */
+  private readonly syncSandbox: RenderSandbox;
   private readonly cache = new Map<string, { outcome: RenderOutcome; at: number }>();
   private cacheChars = 0;
   /** Templates that broke a limit: template hash → why, and until when that verdict holds. */
@@ -229,6 +231,7 @@ export class TemplateGuard {
 
   constructor(readonly limits: TemplateGuardLimits = TEMPLATE_LIMITS) {
     this.sandbox = new RenderSandbox(limits);
+    this.syncSandbox = new RenderSandbox(limits);
   }
 
   /**
@@ -342,7 +345,7 @@ export class TemplateGuard {
         this.scope.pending.set(key, { template, itemsJson });
         throw new RenderPending();
       }
-      outcome = this.sandbox.renderSync(template, itemsJson);
+      outcome = this.syncSandbox.renderSync(template, itemsJson);
       this.remember(key, template, outcome);
     }
     if (outcome.ok) return outcome.output;
@@ -408,7 +411,7 @@ export class TemplateGuard {
   }
 
   dispose(): Promise<void> {
-    return this.sandbox.dispose();
+    return Promise.all([this.sandbox.dispose(), this.syncSandbox.dispose()]).then(() => undefined);
   }
 }
 
