@@ -35,6 +35,7 @@ const HOSTILE: Record<string, { template: string; why: string }> = {
 };
 
 const TIME_BOUND_MS = 10_000;
+const HEALTH_BOUND_MS = 2_000;
 const RSS_GROWTH_BOUND = 400 * 1024 * 1024;
 
 let dir: string;
@@ -122,14 +123,14 @@ describe("hostile chat templates", () => {
       clearInterval(sampler);
       rssPeak = Math.max(rssPeak, rssBytes(pid));
 
-      expect(health.status).toBe(200);
-      expect(healthMs).toBeLessThan(1_000);
       const body = (await res.json()) as { error?: { message: string; type: string; code: string | null } };
-      expect({ status: res.status, code: body.error?.code }).toEqual({ status: 400, code: "invalid_chat_template" });
-      expect(body.error?.type).toBe("invalid_request_error");
+      expect({ status: res.status, code: body.error?.code, type: body.error?.type }).toEqual({ status: 400, code: "invalid_chat_template", type: "invalid_request_error" });
       expect(body.error?.message).toContain("chat template");
-      expect(elapsed).toBeLessThan(TIME_BOUND_MS);
-      expect(rssPeak - rssBefore).toBeLessThan(RSS_GROWTH_BOUND);
+      // One object, so a failure shows every measurement. /health's bound leaves room for reading the
+      // GGUF's metadata, which shares the event loop (unguarded, /health never answers at all).
+      const measured = { health: health.status, healthMs: Math.round(healthMs), elapsedMs: Math.round(elapsed), rssGrowthMB: Math.round((rssPeak - rssBefore) / 2 ** 20) };
+      expect({ ...measured, healthFast: healthMs < HEALTH_BOUND_MS, inTime: elapsed < TIME_BOUND_MS, rssBounded: rssPeak - rssBefore < RSS_GROWTH_BOUND })
+        .toMatchObject({ health: 200, healthFast: true, inTime: true, rssBounded: true });
 
       // A second request is refused too (and faster: the verdict is remembered for a while).
       const again = await chat(name, messages);

@@ -18,21 +18,15 @@
 // rendered twice; the cache lives a minute (strftime_now makes output depend on the date).
 
 import { createHash, randomBytes } from "node:crypto";
-import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
+import type { ChatWrapper, LlamaModel } from "node-llama-cpp";
 import { LmxError } from "../../errors.ts";
 import { log } from "../../log.ts";
-import type { RenderJob, RenderLimits, RenderOutcome } from "./template-worker.ts";
-
-import type { ChatWrapper, LlamaModel } from "node-llama-cpp";
+import { RenderSandbox, type SandboxLimits } from "./template-sandbox.ts";
+import type { RenderLimits, RenderOutcome } from "./template-worker.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
-export interface TemplateGuardLimits extends RenderLimits {
-  /** Wall-clock time of one render; the worker is terminated after it. */
-  timeMs: number;
-  /** Growth of this process's resident memory during one render before the worker is terminated. */
-  maxMemoryGrowthBytes: number;
-}
+export type TemplateGuardLimits = SandboxLimits & RenderLimits;
 
 export const TEMPLATE_LIMITS: TemplateGuardLimits = {
   timeMs: 2_000,
@@ -43,7 +37,7 @@ export const TEMPLATE_LIMITS: TemplateGuardLimits = {
   maxRange: 100_000,
 };
 
-/** A model's chat template broke a render limit (or failed) so no prompt can be built from it. */
+/** A model's chat template broke a render limit, so no prompt is built from it. */
 export class InvalidChatTemplateError extends LmxError {
   constructor(message: string) {
     super(message, 400, "invalid_request_error", "invalid_chat_template");
@@ -76,7 +70,6 @@ const CACHE_TTL_MS = 60_000;
 const TRANSIENT_VERDICT_MS = 60_000;
 /** A prompt needs a round per render that depends on an earlier one: two or three. */
 const MAX_ROUNDS = 32;
-const POLL_MS = 10;
 
 function hash(...parts: string[]): string {
   const h = createHash("sha256");
@@ -100,116 +93,6 @@ function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-/**
- * In the compiled executable the worker is an extra entrypoint (scripts/build.ts), addressed by its
- * path relative to the entrypoints' common folder, which the build defines here.
- */
-declare const LMX_TEMPLATE_WORKER: string | undefined;
-const LMX_TEMPLATE_WORKER_PATH = typeof LMX_TEMPLATE_WORKER === "string" ? LMX_TEMPLATE_WORKER : undefined;
-
-/** One warm worker thread; a render that overruns terminates it and the next render starts another. */
-class RenderSandbox {
-  private worker: Worker | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
-  private lastError: string | undefined;
-
-  constructor(private readonly limits: TemplateGuardLimits) {}
-
-  private current(): Worker {
-    if (this.worker === undefined) {
-      const worker = new Worker(LMX_TEMPLATE_WORKER_PATH ?? new URL("./template-worker.ts", import.meta.url));
-      // Never what keeps the process alive: shutdown must not wait for an idle renderer.
-      worker.unref();
-      worker.on("error", (err) => {
-        this.lastError = String(err);
-        log.error("chat template worker failed", { error: this.lastError });
-      });
-      worker.on("exit", () => { if (this.worker === worker) this.worker = undefined; });
-      this.worker = worker;
-    }
-    return this.worker;
-  }
-
-  private kill(worker: Worker): void {
-    if (this.worker === worker) this.worker = undefined;
-    void worker.terminate();
-  }
-
-  private post(worker: Worker, template: string, itemsJson: string): { port: MessagePort; flag: Int32Array } {
-    const { port1, port2 } = new MessageChannel();
-    const flag = new Int32Array(new SharedArrayBuffer(4));
-    const { timeMs: _t, maxMemoryGrowthBytes: _m, ...caps } = this.limits;
-    const job: RenderJob = { port: port2, flag, template, itemsJson, limits: caps };
-    worker.postMessage(job, [port2]);
-    return { port: port1, flag };
-  }
-
-  private overrun(kind: "time" | "memory"): RenderOutcome {
-    return kind === "time"
-      ? { ok: false, limit: "time", message: `rendering took longer than ${this.limits.timeMs} ms` }
-      : { ok: false, limit: "memory", message: `rendering used more than ${Math.round(this.limits.maxMemoryGrowthBytes / 2 ** 20)} MB` };
-  }
-
-  /** Renders off the main thread; one job at a time so each gets the whole time limit. */
-  render(template: string, itemsJson: string): Promise<RenderOutcome> {
-    const run = (): Promise<RenderOutcome> => new Promise((resolve) => {
-      const worker = this.current();
-      const rssAtStart = process.memoryUsage.rss();
-      const { port } = this.post(worker, template, itemsJson);
-      const finish = (outcome: RenderOutcome): void => {
-        clearTimeout(timer);
-        clearInterval(poll);
-        worker.off("exit", onExit);
-        port.close();
-        resolve(outcome);
-      };
-      const onExit = (): void => finish({ ok: false, broken: true, message: `the chat template renderer stopped: ${this.lastError ?? "no error given"}` });
-      const timer = setTimeout(() => { this.kill(worker); finish(this.overrun("time")); }, this.limits.timeMs);
-      const poll = setInterval(() => {
-        if (process.memoryUsage.rss() - rssAtStart > this.limits.maxMemoryGrowthBytes) {
-          this.kill(worker);
-          finish(this.overrun("memory"));
-        }
-      }, POLL_MS);
-      worker.once("exit", onExit);
-      port.once("message", (outcome: RenderOutcome) => finish(outcome));
-    });
-    const result = this.queue.then(run, run);
-    this.queue = result;
-    return result;
-  }
-
-  /** Blocks the calling thread on the worker's answer, for at most the time limit. */
-  renderSync(template: string, itemsJson: string): RenderOutcome {
-    const worker = this.current();
-    const rssAtStart = process.memoryUsage.rss();
-    const deadline = performance.now() + this.limits.timeMs;
-    const { port, flag } = this.post(worker, template, itemsJson);
-    try {
-      while (Atomics.wait(flag, 0, 0, POLL_MS) === "timed-out") {
-        if (performance.now() > deadline) {
-          this.kill(worker);
-          return this.overrun("time");
-        }
-        if (process.memoryUsage.rss() - rssAtStart > this.limits.maxMemoryGrowthBytes) {
-          this.kill(worker);
-          return this.overrun("memory");
-        }
-      }
-      const received = receiveMessageOnPort(port);
-      return (received?.message as RenderOutcome | undefined) ?? { ok: false, message: "the template renderer gave no answer" };
-    } finally {
-      port.close();
-    }
-  }
-
-  async dispose(): Promise<void> {
-    const worker = this.worker;
-    this.worker = undefined;
-    if (worker !== undefined) await worker.terminate();
-  }
 }
 
 interface Scope {
@@ -408,10 +291,6 @@ export class TemplateGuard {
     if (hit === undefined) return;
     this.cache.delete(key);
     this.cacheChars -= hit.outcome.ok ? hit.outcome.output.length : hit.outcome.message.length;
-  }
-
-  dispose(): Promise<void> {
-    return Promise.all([this.sandbox.dispose(), this.syncSandbox.dispose()]).then(() => undefined);
   }
 }
 
