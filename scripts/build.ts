@@ -18,6 +18,7 @@ import { downloadUv } from "../src/runtimes/uv.ts";
 import { UV_VERSION } from "../src/runtimes/versions.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
+const TEMPLATE_WORKER = "src/engines/llama/template-worker.ts";
 
 interface PackageJson {
   name?: string;
@@ -247,6 +248,18 @@ export interface CompileOptions {
   embed?: string[];
 }
 
+/**
+ * How code in the executable names an extra entrypoint for `new Worker`: "./" and its path from the
+ * folder that holds all entrypoints, files embedded as-is included (Bun lays them out from there).
+ */
+export function embeddedWorkerPath(entrypoints: string[], worker: string): string {
+  const dirs = entrypoints.map((path) => resolve(ROOT, path).split(sep).slice(0, -1));
+  const target = resolve(ROOT, worker).split(sep);
+  let common = 0;
+  while (common < target.length - 1 && dirs.every((dir) => dir[common] === target[common])) common++;
+  return "./" + target.slice(common).join("/");
+}
+
 /** Runs `bun build --compile`, embedding the bundle and telling the code where to find it. */
 export async function compileExecutable(options: CompileOptions): Promise<void> {
   const { bundle } = options;
@@ -263,6 +276,7 @@ export async function compileExecutable(options: CompileOptions): Promise<void> 
     "--external",
     "node-llama-cpp",
     ...define("LMX_BUILD_VERSION", options.version),
+    ...define("LMX_TEMPLATE_WORKER", embeddedWorkerPath([options.entry, bundle.path, ...(options.embed ?? [])], TEMPLATE_WORKER)),
     ...define("LMX_ENGINE_LLAMA_ARCHIVE", basename(bundle.path)),
     ...define("LMX_ENGINE_LLAMA_SHA256", bundle.sha256),
     ...define("LMX_ENGINE_LLAMA_VERSION", bundle.nodeLlamaCppVersion),
@@ -272,6 +286,8 @@ export async function compileExecutable(options: CompileOptions): Promise<void> 
     ...(options.target === undefined ? [] : [`--target=${options.target}`]),
     ...(options.executablePath === undefined ? [] : ["--compile-executable-path", options.executablePath]),
     options.entry,
+    // Workers are separate entrypoints in a compiled executable (chat templates render in one).
+    TEMPLATE_WORKER,
     // An extra entrypoint that is not code is embedded as-is and shows up in Bun.embeddedFiles.
     bundle.path,
     ...(options.embed ?? []),

@@ -8,9 +8,12 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { engineDir } from "../src/engines/llama/bundle.ts";
 import { hostTarget } from "../src/engines/llama/platform.ts";
+import { ensureFixtures } from "./fixtures/models.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 const MODEL = resolve(REPO, "../shared/models/stories260K.gguf");
+/** Has a Jinja chat template, which the executable renders in its embedded worker (template-worker.ts). */
+const TEMPLATED_MODEL = ensureFixtures().qwen2Tiny;
 const BUILD_VERSION = `${(JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { version: string }).version}-smoke`;
 const NLC_VERSION = (JSON.parse(readFileSync(join(REPO, "node_modules/node-llama-cpp/package.json"), "utf8")) as { version: string }).version;
 
@@ -52,7 +55,9 @@ test("serves a chat completion from a fresh LMX_HOME and exits 0 on SIGTERM", as
   expect(statSync(MODEL).isFile()).toBe(true);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const server = Bun.spawn([binary, "serve", "--port", String(port), "--model", MODEL, "--threads", "1"], {
+  const server = Bun.spawn([binary, "serve", "--port", String(port), "--model", MODEL, "--model", TEMPLATED_MODEL, "--threads", "1"], {
+    // Not the repository: a file the executable failed to embed must not be found on disk instead.
+    cwd: home,
     env: { ...process.env, LMX_HOME: home },
     stdout: "pipe",
     stderr: "pipe",
@@ -82,6 +87,13 @@ test("serves a chat completion from a fresh LMX_HOME and exits 0 on SIGTERM", as
     expect((content as string).length).toBeGreaterThan(0);
 
     expect(existsSync(engineDir(home, NLC_VERSION, hostTarget()))).toBe(true);
+
+    const templated = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "qwen2-tiny", messages: [{ role: "user", content: "Hi" }], max_tokens: 4 }),
+    });
+    expect({ status: templated.status, body: await templated.text() }).toMatchObject({ status: 200 });
 
     server.kill("SIGTERM");
     const exited = await Promise.race([server.exited, Bun.sleep(5_000).then(() => "timeout" as const)]);

@@ -7,6 +7,7 @@ import traceback
 
 from protocol import count_step, log, send
 from sampling import make_sampler
+from templates import TemplateLimitError, render_template_with_limits
 from textfilter import TextFilter
 
 # Penalties look this many tokens back, as the llama.cpp engine does (its lastTokens).
@@ -128,7 +129,7 @@ class Worker:
         kwargs = {}
         if tools:
             kwargs["tools"] = [{"type": "function", "function": {k: v for k, v in t.items() if v is not None}} for t in tools]
-        return list(tok.apply_chat_template(converted, add_generation_prompt=True, tokenize=True, **kwargs))
+        return list(render_template_with_limits(lambda: tok.apply_chat_template(converted, add_generation_prompt=True, tokenize=True, **kwargs)))
 
     def text_tokens(self, text):
         tok = self.tokenizer
@@ -154,6 +155,9 @@ class Worker:
         tools = p.get("tools") or []
         try:
             prompt = self.chat_tokens(p["messages"], tools) if p["kind"] == "chat" else self.text_tokens(p["text"])
+        except TemplateLimitError as e:
+            send({"type": "error", "id": rid, "code": "invalid_chat_template", "message": f"the model's chat template was refused: {e}"})
+            return
         except Exception as e:  # a template can fail on odd message sequences
             send({"type": "error", "id": rid, "code": "template_error", "message": f"cannot apply the chat template: {e}"})
             return

@@ -1,4 +1,4 @@
-import { errorMessage, InsufficientMemoryError, InvalidModelFileError, InvalidRequestError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
+import { errorMessage, InsufficientMemoryError, InvalidModelFileError, InvalidRequestError, LmxError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
 import { layerLoadSettings, type LoadSettings } from "../config/load-settings.ts";
 import type { Engine, LoadedModel, MemoryEstimate, ModelDescriptor, ModelFormat, ModelInfo, ResolvedLoadSettings } from "../engines/types.ts";
 import type { EventBus } from "../events/bus.ts";
@@ -264,7 +264,8 @@ export class Scheduler {
         return model;
       } catch (err) {
         failed(err);
-        throw err instanceof ModelLoadError ? err : new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
+        // A 4xx from the engine (a bad model file, a refused chat template) is the model's fault, not the server's: kept as is.
+        throw err instanceof ModelLoadError || (err instanceof LmxError && err.status < 500) ? err : new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
       }
     }));
     e.op = loading.catch(() => undefined);

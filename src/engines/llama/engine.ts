@@ -7,6 +7,7 @@ import { DecodeGate } from "./batching.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
 import { ensureTrialLoaded } from "./trial-load.ts";
+import { InvalidChatTemplateError, probeChatTemplate, resolveChatWrapperGuarded } from "./template-guard.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -142,6 +143,12 @@ export class LlamaCppEngine implements Engine {
     // Checked again right before the load: the file may have changed since it was inspected.
     validateGgufModel(descriptor.path);
     await this.trialLoad(descriptor, options);
+    try {
+      await probeChatTemplate(nlc, (await this.fileInfo(descriptor.path)).metadata);
+    } catch (err) {
+      if (err instanceof InvalidChatTemplateError) throw new InvalidChatTemplateError(`cannot load ${descriptor.id}: ${err.message}`);
+      throw err;
+    }
     let model;
     try {
       model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers: options.gpuLayers ?? (llama.gpu ? "auto" : 0) });
@@ -163,11 +170,13 @@ export class LlamaCppEngine implements Engine {
         // A request never takes a sequence another one holds, so no evaluation waits on a global thread budget.
         batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: gate.strategy },
       });
-      const chatWrapper = nlc.resolveChatWrapper(model);
+      // Renders the model's template, which is untrusted code (template-guard.ts).
+      const chatWrapper = await resolveChatWrapperGuarded(nlc, model);
       log.debug("chat wrapper resolved", { model: descriptor.id, wrapper: chatWrapper.wrapperName });
       return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate, gate);
     } catch (err) {
       await model.dispose();
+      if (err instanceof InvalidChatTemplateError) throw new InvalidChatTemplateError(`cannot load ${descriptor.id}: ${err.message}`);
       throw new ModelLoadError(`cannot create a ${options.contextLength}-token context for ${descriptor.id}: ${errorMessage(err)}`);
     }
   }

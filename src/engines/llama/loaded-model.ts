@@ -13,6 +13,7 @@ import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor
 import { DecodeGate } from "./batching.ts";
 import { toChatHistory } from "./chat-history.ts";
 import { checkPromptBytes, longestTokenBytes } from "./prompt-bound.ts";
+import { withTemplateGuard } from "./template-guard.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
 interface LlamaChatPlan {
@@ -172,12 +173,12 @@ export class LlamaLoadedModel implements LoadedModel {
       else if (plan.mode === "text" && plan.format?.type === "json_schema") grammar = await this.grammarForSchema(plan.format.schema, "response_format.json_schema.schema");
     }
 
-    // The chat wrapper renders the prompt here and in LlamaChat.generateResponse below.
-    const { contextText } = this.chatWrapper.generateContextState({
+    // The chat wrapper renders the prompt here (in the template guard's worker) and in LlamaChat.generateResponse below.
+    const { contextText } = await withTemplateGuard(this.nlc, () => this.chatWrapper.generateContextState({
       chatHistory: history,
       availableFunctions: functions,
       documentFunctionParams: true,
-    });
+    }));
     const promptTokens = contextText.tokenize(this.model.tokenizer);
     return { history, functions, grammar, forced: plan.mode === "forced" ? plan.tools : undefined, promptTokens };
   }

@@ -160,6 +160,7 @@ export class MlxLoadedModel implements LoadedModel {
       const r = err.reply;
       if (r.code === "context_length_exceeded") return contextExceeded(r.prompt_tokens ?? 0, maxTokens, r.context_length ?? this.contextLength, what);
       if (r.code === "template_error") return new InvalidRequestError(`${r.message} (model '${this.descriptor.id}')`, "messages", "template_error");
+      if (r.code === "invalid_chat_template") return new InvalidRequestError(`${r.message} (model '${this.descriptor.id}')`, null, "invalid_chat_template");
       return new EngineError(`generation failed: ${r.message}`);
     }
     return new EngineError(`generation failed: ${errorMessage(err)}`);

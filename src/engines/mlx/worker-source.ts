@@ -9,6 +9,7 @@ import main from "../../../native/mlx_worker/__main__.py" with { type: "text" };
 import generation from "../../../native/mlx_worker/generation.py" with { type: "text" };
 import protocol from "../../../native/mlx_worker/protocol.py" with { type: "text" };
 import sampling from "../../../native/mlx_worker/sampling.py" with { type: "text" };
+import templates from "../../../native/mlx_worker/templates.py" with { type: "text" };
 import textfilter from "../../../native/mlx_worker/textfilter.py" with { type: "text" };
 
 /** File name → source, in a fixed order (the hash depends on it). */
@@ -17,6 +18,7 @@ export const WORKER_FILES: Readonly<Record<string, string>> = {
   "generation.py": generation,
   "protocol.py": protocol,
   "sampling.py": sampling,
+  "templates.py": templates,
   "textfilter.py": textfilter,
 };
 
