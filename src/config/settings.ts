@@ -57,6 +57,8 @@ export const serveSettings = [
     description: "RAM all loaded models may use together: 24GB, 512MB or a share of physical RAM like 75%. Idle models are evicted to stay under it." },
   { key: "ttl", kind: "int", default: 0, min: 0, max: 31_536_000, placeholder: "SECONDS",
     description: "Unload a model after it has been idle this long; 0 keeps models loaded. Per model: the load request's ttl." },
+  { key: "shutdownGrace", kind: "int", default: 10, min: 0, max: 3600, placeholder: "SECONDS",
+    description: "On SIGTERM/SIGINT, how long running requests may finish before they are aborted and the server exits anyway. A second signal exits at once." },
   { key: "hubUrl", kind: "string", default: "https://huggingface.co", placeholder: "URL", envAliases: ["HF_ENDPOINT"],
     description: "Hugging Face Hub endpoint (a mirror works)." },
   { key: "hfToken", kind: "string", placeholder: "TOKEN", envAliases: ["HF_TOKEN"],

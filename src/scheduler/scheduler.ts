@@ -4,7 +4,7 @@ import type { EventBus } from "../events/bus.ts";
 import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
 import { formatBytes, formatBytesApart } from "../util/size.ts";
-import { watched } from "../util/watch.ts";
+import { bounded } from "../util/watch.ts";
 import { Lifecycle, type ModelState } from "./lifecycle.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 
@@ -267,6 +267,7 @@ export class Scheduler {
 
   /** A loaded model and one of its parallel sequences, waiting in its queue if all are busy. */
   async acquire(id: string, signal?: AbortSignal): Promise<Lease> {
+    if (this.closed) throw new OverloadedError("server is shutting down");
     const descriptor = this.descriptor(id);
     const e = this.entry(descriptor.id);
     for (;;) {
@@ -380,11 +381,33 @@ export class Scheduler {
     return [...this.entries.values()].filter((e) => e.loaded).reduce((a, e) => a + totalBytes(e.memory), 0);
   }
 
-  async shutdown(): Promise<void> {
+  /** Refuses new loads and requests from now on; running and queued ones carry on. */
+  drain(): void {
+    this.closed = true;
+  }
+
+  /** Resolves true once no request runs, waits or loads a model, or false after `timeoutMs`. */
+  async waitIdle(timeoutMs: number): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      if (![...this.entries.values()].some((e) => e.busy || e.loading)) return true;
+      if (Date.now() >= end) return false;
+      await Bun.sleep(Math.min(50, Math.max(1, end - Date.now())));
+    }
+  }
+
+  /**
+   * Aborts what still runs, unloads every model and frees the engines, each step given at most
+   * `stepLimitMs`: a step that does not finish is left to the process exit (which frees it anyway)
+   * rather than hanging the shutdown. Known case: node-llama-cpp 3.21.1's Llama.dispose() waits for
+   * every model's dispose handle, and a model whose load failed keeps its handle for ever once it is
+   * garbage-collected, so after two failed loads the engine never disposes.
+   */
+  async shutdown(stepLimitMs = 5000): Promise<void> {
     this.closed = true;
     if (this.sweeper) clearInterval(this.sweeper);
-    await Promise.all([...this.entries.keys()].map((id) => watched(`model '${id}' to unload`, this.unload(id, "shutdown"))));
-    for (const engine of Object.values(this.engines)) if (engine) await watched(`the ${engine.name} engine to dispose`, engine.dispose());
+    await Promise.all([...this.entries.keys()].map((id) => bounded(`model '${id}' to unload`, this.unload(id, "shutdown"), stepLimitMs)));
+    for (const engine of Object.values(this.engines)) if (engine) await bounded(`the ${engine.name} engine to dispose`, engine.dispose(), stepLimitMs);
   }
 }
 
