@@ -32,7 +32,7 @@ import {
   snapshotPath,
   writeRef,
 } from "./cache.ts";
-import { type Context, HubUnreachableError, makeHubFetch, throwIfAborted, withRetry } from "./hub-request.ts";
+import { type Context, HubUnreachableError, makeHubFetch, throwIfAborted, timeoutFetch, withRetry } from "./hub-request.ts";
 import { assertInsideCache, validateRepoId, validateRepoPath, validateRevision } from "./names.ts";
 import { type DownloadProgress, ProgressTracker } from "./progress.ts";
 import { downloadOne, formatBytes, freeBytes, type RemoteFile, sizeOf, withBlobLock } from "./transfer.ts";
@@ -65,8 +65,10 @@ export interface DownloadOptions {
   /** Least interval between onProgress calls (start and end of each file always report). Default 250 ms. */
   progressIntervalMs?: number;
   retry?: RetryOptions;
-  /** A transfer that receives nothing for this long is dropped and resumed. Default 60 s. */
+  /** A transfer that receives nothing for this long is dropped and resumed. Default 20 s. */
   idleTimeoutMs?: number;
+  /** Longest a metadata request (commit, file list, download URL) may take, its body included. Default 30 s. */
+  requestTimeoutMs?: number;
   /** Free space to leave on the cache's disk besides the download itself. Default 256 MiB. */
   diskReserveBytes?: number;
   /** Use only the cache (HF_HUB_OFFLINE=1): fail if any file is missing instead of asking the hub. */
@@ -100,21 +102,21 @@ export interface DownloadResult {
   offline: boolean;
 }
 
-const DEFAULTS = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000, idleTimeoutMs: 60_000, diskReserveBytes: 256 * 1024 * 1024, progressIntervalMs: 250 };
+const DEFAULTS = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000, idleTimeoutMs: 20_000, requestTimeoutMs: 30_000, diskReserveBytes: 256 * 1024 * 1024, progressIntervalMs: 250 };
 
 // ---- metadata ----
 
 async function remoteFiles(ctx: Context, files: readonly string[]): Promise<{ commit: string; remote: RemoteFile[] }> {
   const credentials = ctx.token ? { accessToken: ctx.token } : {};
   const info = await withRetry(ctx, `look up ${ctx.repo}@${ctx.revision}`, () =>
-    modelInfo({ name: ctx.repo, revision: ctx.revision, hubUrl: ctx.hubUrl, fetch: ctx.fetch, additionalFields: ["sha"], ...credentials }),
+    modelInfo({ name: ctx.repo, revision: ctx.revision, hubUrl: ctx.hubUrl, fetch: ctx.metadataFetch, additionalFields: ["sha"], ...credentials }),
   );
   const commit = info.sha;
   if (typeof commit !== "string" || !isCommitHash(commit)) {
     throw new HubUnavailableError(`${ctx.repo}@${ctx.revision}: the hub did not report a commit id`);
   }
   const entries = await withRetry(ctx, `list files of ${ctx.repo}@${ctx.revision}`, () =>
-    pathsInfo({ repo: ctx.repo, paths: [...files], revision: commit, hubUrl: ctx.hubUrl, fetch: ctx.fetch, ...credentials }),
+    pathsInfo({ repo: ctx.repo, paths: [...files], revision: commit, hubUrl: ctx.hubUrl, fetch: ctx.metadataFetch, ...credentials }),
   );
   const byPath = new Map(entries.map((e) => [e.path, e]));
   const remote: RemoteFile[] = [];
@@ -181,6 +183,8 @@ export async function downloadFiles(opts: DownloadOptions): Promise<DownloadResu
     throw new HubAuthError("HF_TOKEN does not look like a Hugging Face token (they start with hf_)");
   }
   const cacheDir = opts.cacheDir ?? hubCacheDir(process.env);
+  const hubFetch = makeHubFetch(hubOrigin);
+  let progress: ProgressTracker | undefined;
   const ctx: Context = {
     repo,
     revision,
@@ -193,7 +197,10 @@ export async function downloadFiles(opts: DownloadOptions): Promise<DownloadResu
     baseDelayMs: opts.retry?.baseDelayMs ?? DEFAULTS.baseDelayMs,
     maxDelayMs: opts.retry?.maxDelayMs ?? DEFAULTS.maxDelayMs,
     idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
-    fetch: makeHubFetch(hubOrigin),
+    fetch: hubFetch,
+    metadataFetch: timeoutFetch(hubFetch, opts.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs),
+    // Before the file list is known there is no tracker yet; a blank one still tells the caller.
+    onRetry: (r) => (progress ?? new ProgressTracker(repo, 0, files.length, 0, opts.onProgress)).retrying(`${r.reason}, retrying ${r.attempt}/${r.attempts}`),
   };
   throwIfAborted(ctx.signal);
   // Every folder we may write under, checked before the first byte goes anywhere.
@@ -245,7 +252,7 @@ export async function downloadFiles(opts: DownloadOptions): Promise<DownloadResu
     }
   }
 
-  const progress = new ProgressTracker(
+  progress = new ProgressTracker(
     repo,
     remote.reduce((n, f) => n + f.size, 0),
     remote.length,

@@ -17,7 +17,22 @@ export interface Context {
   baseDelayMs: number;
   maxDelayMs: number;
   idleTimeoutMs: number;
+  /** For transfers: no time limit of its own (the idle timer in transfer.ts bounds a stall). */
   fetch: typeof fetch;
+  /** For metadata calls: each request, body included, is bounded in time. */
+  metadataFetch: typeof fetch;
+  /** Told before each retry, so a stall shows in the progress instead of looking like a hang. */
+  onRetry?: (retry: RetryNotice) => void;
+}
+
+export interface RetryNotice {
+  what: string;
+  /** The attempt about to start (2 for the first retry). */
+  attempt: number;
+  attempts: number;
+  /** Why the last attempt failed, e.g. "no data for 20 s". */
+  reason: string;
+  retryInMs: number;
 }
 
 /** A non-2xx answer from our own ranged fetch (the library raises HubApiError for its calls). */
@@ -111,6 +126,8 @@ export async function withRetry<T>(ctx: Context, what: string, fn: () => Promise
       }
       const delay = Math.min(ctx.maxDelayMs, ctx.baseDelayMs * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
       log.warn("hub request failed, retrying", { what, attempt, error: error.message, retryInMs: Math.round(delay) });
+      const reason = err instanceof TransferError ? err.message : error.message.replace(`${what}: `, "");
+      ctx.onRetry?.({ what, attempt: attempt + 1, attempts: ctx.attempts, reason, retryInMs: Math.round(delay) });
       await sleep(delay, ctx.signal);
     }
   }
@@ -149,4 +166,23 @@ export function makeHubFetch(hubOrigin: string): typeof fetch {
     throw new TypeError(`too many redirects from ${String(input)}`);
   };
   return Object.assign(hubFetch, { preconnect: fetch.preconnect });
+}
+
+/**
+ * `base` with every request bounded to `timeoutMs`, reading the body included (the signal stays
+ * attached to the response), so a hub that stalls mid-answer fails instead of hanging. Handed to
+ * @huggingface/hub's calls, which take a custom fetch.
+ */
+export function timeoutFetch(base: typeof fetch, timeoutMs: number): typeof fetch {
+  const bounded = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    return base(input, { ...init, signal });
+  };
+  return Object.assign(bounded, { preconnect: fetch.preconnect });
+}
+
+/** "20 s", "0.3 s": for messages people read while a download stalls. */
+export function seconds(ms: number): string {
+  return `${ms >= 10_000 ? Math.round(ms / 1000) : Number((ms / 1000).toFixed(1))} s`;
 }

@@ -15,6 +15,8 @@ export interface DownloadProgress {
   bytesPerSecond: number;
   /** Seconds left at the current rate, or null while the rate is unknown. */
   etaSeconds: number | null;
+  /** Set while a failed or stalled request waits for its retry, e.g. "no data for 20 s, retrying 2/5". */
+  retrying: string | null;
 }
 
 export class ProgressTracker {
@@ -29,6 +31,7 @@ export class ProgressTracker {
   file: string | null = null;
   fileBytesDone = 0;
   fileBytesTotal = 0;
+  private retryNote: string | null = null;
 
   constructor(
     private readonly repo: string,
@@ -58,7 +61,14 @@ export class ProgressTracker {
     this.fileBytesDone = 0;
   }
 
+  /** A request failed and will be retried: say so now, not only when bytes flow again. */
+  retrying(note: string): void {
+    this.retryNote = note;
+    this.emit(true);
+  }
+
   add(n: number): void {
+    this.retryNote = null;
     this.transferred += n;
     this.bytesDone += n;
     this.fileBytesDone += n;
@@ -104,6 +114,7 @@ export class ProgressTracker {
       bytesTotal: this.bytesTotal,
       bytesPerSecond: Math.round(this.rate),
       etaSeconds: left === 0 ? 0 : this.rate > 0 ? left / this.rate : null,
+      retrying: this.retryNote,
     });
   }
 }

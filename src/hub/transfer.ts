@@ -8,7 +8,7 @@ import { dirname } from "node:path";
 import { ChecksumMismatchError, HubNotFoundError, HubUnavailableError } from "../errors.ts";
 import { log } from "../log.ts";
 import { blobPath, incompletePath } from "./cache.ts";
-import { type Context, HttpStatusError, throwIfAborted, TransferError, withRetry } from "./hub-request.ts";
+import { type Context, HttpStatusError, seconds, throwIfAborted, TransferError, withRetry } from "./hub-request.ts";
 import { assertInsideCache } from "./names.ts";
 import type { ProgressTracker } from "./progress.ts";
 
@@ -128,7 +128,7 @@ async function transferOnce(ctx: Context, f: RemoteFile, url: string, incomplete
   let timer: ReturnType<typeof setTimeout> | undefined;
   const arm = () => {
     clearTimeout(timer);
-    timer = setTimeout(() => idle.abort(new TransferError(`no data for ${ctx.idleTimeoutMs} ms`)), ctx.idleTimeoutMs);
+    timer = setTimeout(() => idle.abort(new TransferError(`no data for ${seconds(ctx.idleTimeoutMs)}`)), ctx.idleTimeoutMs);
   };
   arm();
   try {
@@ -217,7 +217,7 @@ export async function downloadOne(ctx: Context, commit: string, f: RemoteFile, p
           path: f.file,
           revision: commit,
           hubUrl: ctx.hubUrl,
-          fetch: ctx.fetch,
+          fetch: ctx.metadataFetch,
           ...(ctx.token ? { accessToken: ctx.token } : {}),
         });
         if (!info) throw new HubNotFoundError(`${ctx.repo}: file ${f.file} not found at ${commit}`);
