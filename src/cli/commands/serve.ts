@@ -46,7 +46,7 @@ export const serve: Command = {
         } finally {
           process.exit(1);
         }
-      }, graceMs + 15_000).unref();
+      }, graceMs + 30_000).unref();
       server.stop(graceMs).then(
         () => process.exit(0),
         (err: unknown) => {
