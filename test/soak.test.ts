@@ -133,6 +133,18 @@ describe("soak", () => {
       expect(res.status).toBe(200);
       const status = (await srv.server.scheduler.list()).find((m) => m.descriptor.id === model)!;
       expect({ running: status.running, queued: status.queued }).toEqual({ running: 0, queued: 0 });
+      // With every request settled, nothing may be left in the engine: no decode still queued in
+      // node-llama-cpp's context, no sequence the batch gate still counts as generating.
+      const lease = await srv.server.scheduler.acquire(model);
+      const engine = lease.model as unknown as { context?: { _queuedDecodes?: unknown[]; _batchDispatchPending?: boolean }; gate?: { generating?: number } };
+      const state = { queuedDecodes: engine.context?._queuedDecodes?.length ?? 0, dispatchPending: engine.context?._batchDispatchPending ?? false, generating: engine.gate?.generating ?? 0 };
+      lease.release();
+      expect(state).toEqual({ queuedDecodes: 0, dispatchPending: false, generating: 0 });
+    }
+    // An unload frees the context; one stuck decode would hold it for ever.
+    for (const model of models) {
+      const res = await bounded(`unloading ${model}`, srv.request(`/admin/v1/models/${model}/unload`, { method: "POST" }), PER_REQUEST_MS);
+      expect(res.status).toBe(200);
     }
   }, Math.max(120_000, REQUESTS * 3000));
 });
