@@ -95,6 +95,8 @@ export class Scheduler {
   private loadLock: Promise<unknown> = Promise.resolve();
   private sweeper: ReturnType<typeof setInterval> | undefined;
   private closed = false;
+  /** Requests between asking for a model and holding one of its slots. */
+  private acquiring = 0;
   private readonly now: () => number;
 
   constructor(
@@ -240,6 +242,8 @@ export class Scheduler {
         e.lifecycle.transition("failed");
         log.error("model load failed", { model: descriptor.id, error: errorMessage(err) });
         this.seams.events?.publish({ type: "model.load_failed", model: descriptor.id, error: errorMessage(err) });
+        // A load the shutdown cut short (its engine freed under it) is the shutdown's 503, not a broken model.
+        if (this.closed) throw new OverloadedError(`server is shutting down; loading ${descriptor.id} was abandoned`);
         throw err instanceof ModelLoadError ? err : new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
       }
     }));
@@ -268,6 +272,17 @@ export class Scheduler {
   /** A loaded model and one of its parallel sequences, waiting in its queue if all are busy. */
   async acquire(id: string, signal?: AbortSignal): Promise<Lease> {
     if (this.closed) throw new OverloadedError("server is shutting down");
+    // Counted from here, not only once a slot is held: a graceful stop must also wait for a
+    // request whose model is still loading or that is between the load and its slot.
+    this.acquiring++;
+    try {
+      return await this.acquireLease(id, signal);
+    } finally {
+      this.acquiring--;
+    }
+  }
+
+  private async acquireLease(id: string, signal?: AbortSignal): Promise<Lease> {
     const descriptor = this.descriptor(id);
     const e = this.entry(descriptor.id);
     for (;;) {
@@ -390,7 +405,7 @@ export class Scheduler {
   async waitIdle(timeoutMs: number): Promise<boolean> {
     const end = Date.now() + timeoutMs;
     for (;;) {
-      if (![...this.entries.values()].some((e) => e.busy || e.loading)) return true;
+      if (this.acquiring === 0 && ![...this.entries.values()].some((e) => e.busy || e.loading)) return true;
       if (Date.now() >= end) return false;
       await Bun.sleep(Math.min(50, Math.max(1, end - Date.now())));
     }
