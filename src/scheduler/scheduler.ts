@@ -414,9 +414,9 @@ export class Scheduler {
   /**
    * Aborts what still runs, unloads every model and frees the engines, each step given at most
    * `stepLimitMs`: a step that does not finish is left to the process exit (which frees it anyway)
-   * rather than hanging the shutdown. Known case: node-llama-cpp 3.21.1's Llama.dispose() waits for
-   * every model's dispose handle, and a model whose load failed keeps its handle for ever once it is
-   * garbage-collected, so after two failed loads the engine never disposes.
+   * rather than hanging the shutdown. Known case: node-llama-cpp 3.21.1's Llama.dispose() waits until
+   * no dispose-prevention handle is left, and failed model loads leak one (measured: after two failed
+   * loads of a truncated GGUF one handle stays after dispose, which then never resolves).
    */
   async shutdown(stepLimitMs = 5000): Promise<void> {
     this.closed = true;
