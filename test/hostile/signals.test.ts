@@ -2,8 +2,8 @@
 // server exits 0 within its grace period plus a bounded margin, in-flight work that fits the grace
 // finishes, the database passes SQLite's integrity check, and a second signal exits at once.
 
-import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, readFileSync, writeFileSync } from "node:fs";
 import { Database } from "bun:sqlite";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,15 @@ import { demoRepos, startFakeHub } from "../hub/fake-hub.ts";
 const fx = ensureFixtures();
 /** Shutdown steps after the grace are bounded at 3 s each (unload, engine, HTTP); start-up noise on a busy machine on top. */
 const MARGIN_MS = 12_000;
-const newHome = () => mkdtempSync(join(tmpdir(), "lmx-signals-"));
+const homes: string[] = [];
+const newHome = () => {
+  const home = mkdtempSync(join(tmpdir(), "lmx-signals-"));
+  homes.push(home);
+  return home;
+};
+afterAll(() => {
+  for (const home of homes.splice(0)) rmSync(home, { recursive: true, force: true });
+});
 
 /** Waits for the exit, killing the server (and failing) if it takes longer than `ms`. */
 async function exitWithin(p: ServeProcess, exited: Promise<{ code: number; ms: number }>, ms: number) {
