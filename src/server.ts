@@ -29,9 +29,12 @@ import { unsupportedArchitectureMessage } from "./update/engines.ts";
 import { type Db, openDb } from "./store/db.ts";
 import { cpuInfo } from "./util/cpu.ts";
 import { parseMemorySize } from "./util/size.ts";
-import { watched } from "./util/watch.ts";
+import { bounded } from "./util/watch.ts";
 
 export type ServeConfig = Resolved<typeof serveSettings>;
+
+/** Longest wait for one shutdown step after the grace period (unloading a model, freeing an engine). */
+const STEP_LIMIT_MS = 3000;
 
 export interface RunningServer {
   url: string;
@@ -39,7 +42,14 @@ export interface RunningServer {
   scheduler: Scheduler;
   db: Db;
   events: EventBus;
-  stop(): Promise<void>;
+  /**
+   * Stops taking requests, lets running ones finish for up to `graceMs` (default 0: abort them at
+   * once), then aborts the rest, frees models and closes the database. Never hangs: every step
+   * is bounded. Idempotent.
+   */
+  stop(graceMs?: number): Promise<void>;
+  /** Checkpoints and closes the database now (for an immediate exit on a second signal). */
+  closeDbNow(): void;
 }
 
 /**
@@ -115,13 +125,29 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     release: (request: Request) => app.server?.timeout(request, idleSeconds),
   };
   const app = createApp({ scheduler, inference, security, manager, events, keys, probes, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections });
-  const shutdownCore = async () => {
-    connections.stop();
-    probes.stop();
-    await watched("the download jobs to stop", downloads.stop());
-    await scheduler.shutdown();
+  let dbClosed = false;
+  const closeDb = () => {
+    if (dbClosed) return;
+    dbClosed = true;
     history.close();
+    try {
+      // Folds the WAL into the database file, so what is left on disk is one self-contained file.
+      db.$client.run("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch (err) {
+      log.warn("WAL checkpoint failed at shutdown", { error: errorMessage(err) });
+    }
     db.$client.close();
+  };
+  const shutdownCore = async () => {
+    try {
+      connections.stop();
+      probes.stop();
+      // Download jobs re-queue themselves and resume at the next start.
+      await bounded("the download jobs to stop", downloads.stop(), STEP_LIMIT_MS);
+      await scheduler.shutdown(STEP_LIMIT_MS);
+    } finally {
+      closeDb();
+    }
   };
   const port0 = config.port ?? 1234;
   try {
@@ -138,7 +164,9 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     throw new UsageError(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
   }
   connections.start();
-  const port = app.server!.port!;
+  // Bun's server itself: Elysia's stop() complains when called twice, and shutdown stops in two steps.
+  const http = app.server!;
+  const port = http.port!;
   const shownHost = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${shownHost}:${port}`;
   log.info("lmx listening", { url, models: catalog.list().length, threads, parallel: config.parallel, budget: config.memoryBudget, auth: security.authRequired });
@@ -150,12 +178,17 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     scheduler,
     db,
     events,
-    stop() {
+    stop(graceMs = 0) {
       stopping ??= (async () => {
-        await watched("the HTTP server to close its connections", app.stop(true));
+        scheduler.drain();
+        // Stop listening; connections with a request in flight stay open for the grace period.
+        void Promise.resolve(http.stop(false)).catch(() => undefined);
+        if (graceMs > 0 && !(await scheduler.waitIdle(graceMs))) log.warn("grace period over; aborting running requests", { graceSeconds: graceMs / 1000 });
         await shutdownCore();
+        await bounded("the HTTP server to close its connections", Promise.resolve(http.stop(true)), STEP_LIMIT_MS);
       })();
       return stopping;
     },
+    closeDbNow: closeDb,
   };
 }

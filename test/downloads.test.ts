@@ -143,6 +143,34 @@ describe("downloads", () => {
   });
 });
 
+describe("a stalled hub", () => {
+  test("the job's progress events say the transfer stalled and is retried, then it resumes and finishes", async () => {
+    await using hub = await startFakeHub({ repos: demoRepos() });
+    await using srv = await startTestServer(hubArgs(hub, newCache()));
+    hub.stallAfter(STORIES, 300_000);
+    const ac = new AbortController();
+    const events = await srv.request("/admin/v1/events", { signal: ac.signal });
+    const job = await pull(srv, "ggml-org/tiny-llamas");
+    const retrying: string[] = [];
+    const reader = events.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    // The default idle timeout (20 s) is what users see; this test waits for it once.
+    const end = Date.now() + 60_000;
+    while (Date.now() < end && !text.includes("event: download.done")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    ac.abort();
+    for (const m of text.matchAll(/"retrying":"([^"]+)"/g)) if (!retrying.includes(m[1]!)) retrying.push(m[1]!);
+    expect(retrying).toEqual(["no data for 20 s, retrying 2/5"]);
+    const done = await waitJob(srv, job.id);
+    expect(done.state).toBe("done");
+    expect(hub.transfersFor(STORIES).at(-1)!.range).toBe("bytes=300000-");
+  }, 90_000);
+});
+
 describe("downloads across restarts", () => {
   const main = join(import.meta.dir, "..", "src", "cli", "main.ts");
 

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { ChecksumMismatchError, HubAuthError, HubNotFoundError, HubUnavailableError, InsufficientDiskSpaceError } from "../src/errors.ts";
 import { findCachedFile, hubCacheDir, listCachedFiles, listCachedRepos } from "../src/hub/cache.ts";
 import { type DownloadOptions, type DownloadProgress, downloadFiles } from "../src/hub/download.ts";
+import { searchModels } from "../src/hub/search.ts";
 import { DEMO_REVISION, type FakeHub, demoRepos, startFakeHub } from "./hub/fake-hub.ts";
 
 const MODELS = join(import.meta.dir, "../../shared/models");
@@ -49,6 +50,12 @@ function opts(cacheDir: string, extra: Partial<DownloadOptions> = {}): DownloadO
 
 const repoDir = (cache: string, repo = TINY) => join(cache, `models--${repo.replace("/", "--")}`);
 const incomplete = (cache: string, sha = STORIES_SHA, repo = TINY) => join(repoDir(cache, repo), "blobs", `${sha}.incomplete`);
+
+/** A server that takes every request and never answers it (a hub stalled before its first byte). */
+function stallingServer(): { url: string } & AsyncDisposable {
+  const server = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, fetch: () => new Promise<Response>(() => undefined) });
+  return { url: `http://127.0.0.1:${server.port}`, [Symbol.asyncDispose]: async () => { await server.stop(true); } };
+}
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
   try {
@@ -161,6 +168,42 @@ describe("downloadFiles", () => {
     const ranges = hub.transfersFor(target).slice(before).map((t) => t.range);
     expect(ranges.length).toBe(2);
     expect(ranges[1]).toMatch(/^bytes=\d+-$/);
+  });
+
+  test("a transfer that stalls on every attempt says so while retrying, then fails clearly and registers nothing", async () => {
+    const cache = tempCache();
+    hub.stallAfter(target, 200_000, { times: 3 });
+    const notes: string[] = [];
+    const started = Date.now();
+    const err = await rejection(downloadFiles(opts(cache, {
+      idleTimeoutMs: 300,
+      progressIntervalMs: 0,
+      onProgress: (p) => { if (p.retrying && notes.at(-1) !== p.retrying) notes.push(p.retrying); },
+    })));
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(err).toBeInstanceOf(HubUnavailableError);
+    expect(err.message).toMatch(/no data for 0\.3 s \(gave up after 3 attempts\)/);
+    expect(notes).toEqual(["no data for 0.3 s, retrying 2/3", "no data for 0.3 s, retrying 3/3"]);
+    // The partial file stays for a later resume; nothing is in the snapshot a loader would open.
+    expect(existsSync(join(repoDir(cache), "snapshots"))).toBe(false);
+    expect(existsSync(incomplete(cache))).toBe(true);
+  });
+
+  test("a hub that accepts the connection and never answers fails the metadata calls in bounded time", async () => {
+    await using silent = stallingServer();
+    const started = Date.now();
+    const err = await rejection(downloadFiles({ ...opts(tempCache()), hubUrl: silent.url, requestTimeoutMs: 300, retry: { attempts: 2, baseDelayMs: 5, maxDelayMs: 20 } }));
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(err).toBeInstanceOf(HubUnavailableError);
+    expect(err.message).toMatch(/gave up after 2 attempts/);
+  });
+
+  test("lmx search's hub calls are bounded in time too", async () => {
+    await using silent = stallingServer();
+    const started = Date.now();
+    const err = await rejection(searchModels({ query: "tiny", hubUrl: silent.url, requestTimeoutMs: 300 }));
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(err.message).toMatch(/searching .* failed: no answer within 0\.3 s/);
   });
 
   test("an AbortSignal cancels cleanly and leaves the partial file for a later resume", async () => {

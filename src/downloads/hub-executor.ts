@@ -5,6 +5,7 @@ import type { ModelDescriptor, ModelInfo } from "../engines/types.ts";
 import { errorMessage, HubAuthError, HubNotFoundError, HubUnavailableError, InvalidRequestError, LmxError, UsageError } from "../errors.ts";
 import { snapshotPath } from "../hub/cache.ts";
 import { downloadFiles } from "../hub/download.ts";
+import { timeoutFetch } from "../hub/hub-request.ts";
 import { parsePullSpec, selectFiles, type RepoFile } from "../hub/select.ts";
 import { ModelRegistry } from "../models/registry.ts";
 import type { FileRemover } from "../admin/model-manager.ts";
@@ -18,6 +19,8 @@ export interface HubSettings {
 }
 
 const SHARD = /-(\d{5})-of-(\d{5})\.gguf$/i;
+/** Each listing request, body included, is bounded: a hub that stalls fails the job instead of holding it. */
+const LISTING_FETCH = timeoutFetch(fetch, 30_000);
 
 function hubError(err: unknown, repo: string, hubUrl: string): Error {
   if (err instanceof LmxError) return err;
@@ -48,7 +51,7 @@ export class HubExecutor implements JobExecutor, FileRemover {
   private async listing(repo: string, revision: string): Promise<RepoFile[]> {
     const files: RepoFile[] = [];
     try {
-      for await (const f of listFiles({ repo: { type: "model", name: repo }, revision, recursive: true, hubUrl: this.hub.hubUrl, accessToken: this.hub.token })) {
+      for await (const f of listFiles({ repo: { type: "model", name: repo }, revision, recursive: true, hubUrl: this.hub.hubUrl, accessToken: this.hub.token, fetch: LISTING_FETCH })) {
         if (f.type === "file") files.push({ path: f.path, size: f.lfs?.size ?? f.size });
       }
     } catch (err) {
@@ -69,7 +72,7 @@ export class HubExecutor implements JobExecutor, FileRemover {
       token: this.hub.token,
       cacheDir: this.hub.cacheDir,
       signal: ctx.signal,
-      onProgress: (p) => ctx.onProgress({ file: p.file, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, bytesPerSecond: p.bytesPerSecond, etaSeconds: p.etaSeconds }),
+      onProgress: (p) => ctx.onProgress({ file: p.file, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, bytesPerSecond: p.bytesPerSecond, etaSeconds: p.etaSeconds, retrying: p.retrying }),
     });
 
     const first = result.files[0]!;

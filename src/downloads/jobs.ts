@@ -15,6 +15,8 @@ export interface JobProgress {
   bytesTotal: number;
   bytesPerSecond: number;
   etaSeconds: number | null;
+  /** While a stalled or failed request waits for its retry: "no data for 20 s, retrying 2/5". */
+  retrying: string | null;
 }
 
 /** The part that talks to the hub; jobs only schedule, persist and report. */
@@ -130,8 +132,9 @@ export class DownloadJobs {
           }
           this.events.publish({
             type: "download.progress", id: job.id, spec: job.spec, file: p.file ?? "", bytesDone: p.bytesDone, bytesTotal: p.bytesTotal,
-            rate: Math.round(p.bytesPerSecond), etaSeconds: p.etaSeconds === null ? null : Math.round(p.etaSeconds),
+            rate: Math.round(p.bytesPerSecond), etaSeconds: p.etaSeconds === null ? null : Math.round(p.etaSeconds), retrying: p.retrying,
           });
+          if (p.retrying) log.warn("download retrying", { id: job.id, file: p.file, retrying: p.retrying });
         },
         finish: (register) => {
           this.db.transaction((tx) => {

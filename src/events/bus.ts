@@ -11,7 +11,7 @@ export type LmxEvent =
   | { type: "model.failed"; model: string; error: string }
   | { type: "download.queued" | "download.started" | "download.done" | "download.cancelled"; id: string; spec: string; model?: string }
   | { type: "download.failed"; id: string; spec: string; error: string }
-  | { type: "download.progress"; id: string; spec: string; file: string; bytesDone: number; bytesTotal: number; rate: number; etaSeconds: number | null }
+  | { type: "download.progress"; id: string; spec: string; file: string; bytesDone: number; bytesTotal: number; rate: number; etaSeconds: number | null; retrying: string | null }
   | { type: "probe.started"; id: string; model: string }
   | { type: "probe.step"; id: string; model: string; contextLength: number; loads: boolean; works: boolean; decidedBy: string | null; detail: string; ms: number }
   | { type: "probe.done"; id: string; model: string; testedContextLength: number; reason: string }

@@ -11,19 +11,10 @@
 //     an idle timeout for stalled transfers, clean cancellation through an AbortSignal;
 //   - the token is only ever sent to the hub's own origin, never to the CDN it redirects to.
 
-import { HubApiError, InvalidApiResponseFormatError, fileDownloadInfo, modelInfo, pathsInfo } from "@huggingface/hub";
-import { createHash, type Hash } from "node:crypto";
-import { open, mkdir, realpath, rename, rm, stat, statfs } from "node:fs/promises";
-import { basename, dirname } from "node:path";
-import {
-  ChecksumMismatchError,
-  HubAuthError,
-  HubNotFoundError,
-  HubUnavailableError,
-  InsufficientDiskSpaceError,
-  LmxError,
-  errorMessage,
-} from "../errors.ts";
+import { modelInfo, pathsInfo } from "@huggingface/hub";
+import { mkdir, realpath } from "node:fs/promises";
+import { basename } from "node:path";
+import { HubAuthError, HubNotFoundError, HubUnavailableError, InsufficientDiskSpaceError } from "../errors.ts";
 import { log } from "../log.ts";
 import {
   blobPath,
@@ -41,24 +32,12 @@ import {
   snapshotPath,
   writeRef,
 } from "./cache.ts";
+import { type Context, HubUnreachableError, makeHubFetch, throwIfAborted, timeoutFetch, withRetry } from "./hub-request.ts";
 import { assertInsideCache, validateRepoId, validateRepoPath, validateRevision } from "./names.ts";
+import { type DownloadProgress, ProgressTracker } from "./progress.ts";
+import { downloadOne, formatBytes, freeBytes, type RemoteFile, sizeOf, withBlobLock } from "./transfer.ts";
 
-export interface DownloadProgress {
-  repo: string;
-  /** The file being transferred, or null between files. */
-  file: string | null;
-  fileBytesDone: number;
-  fileBytesTotal: number;
-  filesDone: number;
-  filesTotal: number;
-  /** Bytes of all requested files that are on disk, including ones already cached or resumed. */
-  bytesDone: number;
-  bytesTotal: number;
-  /** Transfer rate of this run, exponentially smoothed. 0 until measured. */
-  bytesPerSecond: number;
-  /** Seconds left at the current rate, or null while the rate is unknown. */
-  etaSeconds: number | null;
-}
+export type { DownloadProgress } from "./progress.ts";
 
 export interface RetryOptions {
   /** Tries per request, the first included. Default 5. */
@@ -86,8 +65,10 @@ export interface DownloadOptions {
   /** Least interval between onProgress calls (start and end of each file always report). Default 250 ms. */
   progressIntervalMs?: number;
   retry?: RetryOptions;
-  /** A transfer that receives nothing for this long is dropped and resumed. Default 60 s. */
+  /** A transfer that receives nothing for this long is dropped and resumed. Default 20 s. */
   idleTimeoutMs?: number;
+  /** Longest a metadata request (commit, file list, download URL) may take, its body included. Default 30 s. */
+  requestTimeoutMs?: number;
   /** Free space to leave on the cache's disk besides the download itself. Default 256 MiB. */
   diskReserveBytes?: number;
   /** Use only the cache (HF_HUB_OFFLINE=1): fail if any file is missing instead of asking the hub. */
@@ -121,497 +102,21 @@ export interface DownloadResult {
   offline: boolean;
 }
 
-interface RemoteFile {
-  file: string;
-  size: number;
-  etag: string;
-  sha256: string | null;
-  oid: string | null;
-}
-
-interface Context {
-  repo: string;
-  revision: string;
-  hubUrl: string;
-  hubOrigin: string;
-  token: string | undefined;
-  cacheDir: string;
-  signal: AbortSignal | undefined;
-  attempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-  idleTimeoutMs: number;
-  fetch: typeof fetch;
-}
-
-const DEFAULTS = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000, idleTimeoutMs: 60_000, diskReserveBytes: 256 * 1024 * 1024, progressIntervalMs: 250 };
-
-/** A non-2xx answer from our own ranged fetch (the library raises HubApiError for its calls). */
-class HttpStatusError extends Error {
-  constructor(readonly status: number, readonly url: string, readonly detail: string) {
-    super(`HTTP ${status} from ${url}${detail ? `: ${detail}` : ""}`);
-  }
-}
-
-/** Retry-worthy conditions of a transfer that are not HTTP errors: short bodies, wrong ranges, stalls. */
-class TransferError extends Error {}
-
-/** The hub could not be reached at all (as opposed to answering with an error): the cache may serve. */
-class HubUnreachableError extends HubUnavailableError {}
-
-// ---- errors ----
-
-function hubMessage(err: HubApiError): string {
-  const data: unknown = err.data;
-  if (data && typeof data === "object" && "error" in data && typeof data.error === "string") return data.error;
-  return err.message.replace(/\. URL: .*$/s, "");
-}
-
-function isAbort(err: unknown): boolean {
-  return err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError");
-}
-
-/** Maps any failure to a typed error and says whether trying again could help. */
-function classify(err: unknown, ctx: Context, what: string): { error: Error; retriable: boolean } {
-  if (err instanceof LmxError) return { error: err, retriable: false };
-  let status: number | null = null;
-  let detail = "";
-  if (err instanceof HubApiError) {
-    status = err.statusCode;
-    detail = hubMessage(err);
-  } else if (err instanceof HttpStatusError) {
-    status = err.status;
-    detail = err.detail;
-  }
-  if (status !== null) {
-    if (status === 401 || status === 403) {
-      const message = ctx.token
-        ? `access to ${ctx.repo} denied with the configured HF_TOKEN: ${detail || `HTTP ${status}`} (check the token, and accept the repo's terms on the hub if it is gated)`
-        : `authentication required for ${ctx.repo}: set HF_TOKEN (a token from ${ctx.hubUrl}/settings/tokens; gated repos also need their terms accepted, and the hub answers this for repos that do not exist too). Hub said: ${detail || `HTTP ${status}`}`;
-      return { error: new HubAuthError(message), retriable: false };
-    }
-    if (status === 404) {
-      return { error: new HubNotFoundError(`${what}: not found on ${ctx.hubUrl} (${detail || "HTTP 404"})`), retriable: false };
-    }
-    const retriable = status >= 500 || status === 429 || status === 408;
-    return { error: new HubUnavailableError(`${what}: the hub answered HTTP ${status}${detail ? ` (${detail})` : ""}`), retriable };
-  }
-  if (err instanceof TransferError) return { error: new HubUnavailableError(`${what}: ${err.message}`), retriable: true };
-  // fetch reports the network (refused, reset, DNS, TLS) as TypeErrors. File system errors
-  // (ENOSPC, EACCES...) carry a syscall and are not helped by retrying.
-  if ((err instanceof TypeError && !("syscall" in err)) || isAbort(err)) {
-    return { error: new HubUnreachableError(`${what}: cannot reach ${ctx.hubUrl}: ${errorMessage(err)}`), retriable: true };
-  }
-  return { error: new HubUnavailableError(`${what}: ${errorMessage(err)}`), retriable: false };
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new DOMException("download cancelled", "AbortError");
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason instanceof Error ? signal.reason : new DOMException("download cancelled", "AbortError"));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-async function withRetry<T>(ctx: Context, what: string, fn: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    throwIfAborted(ctx.signal);
-    try {
-      return await fn();
-    } catch (err) {
-      throwIfAborted(ctx.signal);
-      const { error, retriable } = classify(err, ctx, what);
-      if (!retriable || attempt >= ctx.attempts) {
-        if (retriable) error.message += ` (gave up after ${attempt} attempts)`;
-        throw error;
-      }
-      const delay = Math.min(ctx.maxDelayMs, ctx.baseDelayMs * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
-      log.warn("hub request failed, retrying", { what, attempt, error: error.message, retryInMs: Math.round(delay) });
-      await sleep(delay, ctx.signal);
-    }
-  }
-}
-
-// ---- HTTP ----
-
-function headerRecord(init: RequestInit["headers"]): Record<string, string> {
-  const out: Record<string, string> = {};
-  new Headers(init).forEach((v, k) => {
-    out[k] = v;
-  });
-  return out;
-}
-
-/**
- * fetch that follows redirects itself so the Authorization header goes only to the hub's origin:
- * the hub redirects file downloads to a CDN with a signed URL, which must not see the token.
- * Also handed to the library, whose own calls then get the same treatment.
- */
-function makeHubFetch(hubOrigin: string): typeof fetch {
-  const hubFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const method = (init?.method ?? (input instanceof Request ? input.method : "GET")).toUpperCase();
-    if ((method !== "GET" && method !== "HEAD") || input instanceof Request) return fetch(input, init);
-    let url = new URL(input);
-    const headers = headerRecord(init?.headers);
-    for (let hop = 0; hop < 10; hop++) {
-      // Checked on every hop, the first included: the library may hand back a CDN URL directly.
-      if (url.origin !== hubOrigin) delete headers.authorization;
-      const res = await fetch(url, { ...init, headers, redirect: "manual" });
-      const location = res.headers.get("location");
-      if (![301, 302, 303, 307, 308].includes(res.status) || !location) return res;
-      await res.body?.cancel();
-      url = new URL(location, url);
-    }
-    throw new TypeError(`too many redirects from ${String(input)}`);
-  };
-  return Object.assign(hubFetch, { preconnect: fetch.preconnect });
-}
-
-// ---- progress ----
-
-class ProgressTracker {
-  private transferred = 0;
-  private rate = 0;
-  private lastSampleAt: number;
-  private lastSampleBytes = 0;
-  private lastEmit = 0;
-  private readonly startedAt: number;
-  bytesDone = 0;
-  filesDone = 0;
-  file: string | null = null;
-  fileBytesDone = 0;
-  fileBytesTotal = 0;
-
-  constructor(
-    private readonly repo: string,
-    readonly bytesTotal: number,
-    readonly filesTotal: number,
-    private readonly intervalMs: number,
-    private readonly onProgress: ((p: DownloadProgress) => void) | undefined,
-  ) {
-    this.startedAt = this.lastSampleAt = performance.now();
-  }
-
-  get transferredBytes(): number {
-    return this.transferred;
-  }
-
-  startFile(file: string, have: number, total: number): void {
-    this.file = file;
-    this.fileBytesDone = have;
-    this.fileBytesTotal = total;
-    this.bytesDone += have;
-    this.emit(true);
-  }
-
-  /** The partial file was discarded (server ignored Range, or a restart): take its bytes back. */
-  rewindFile(): void {
-    this.bytesDone -= this.fileBytesDone;
-    this.fileBytesDone = 0;
-  }
-
-  add(n: number): void {
-    this.transferred += n;
-    this.bytesDone += n;
-    this.fileBytesDone += n;
-    this.emit(false);
-  }
-
-  finishFile(fromCacheBytes: number): void {
-    this.bytesDone += fromCacheBytes;
-    this.filesDone++;
-    this.file = null;
-    this.fileBytesDone = this.fileBytesTotal = 0;
-    this.emit(true);
-  }
-
-  private sample(now: number): void {
-    const dt = (now - this.lastSampleAt) / 1000;
-    // Sampling windows under half a second are dominated by chunk timing noise.
-    if (dt < 0.5) {
-      if (this.rate === 0 && now > this.startedAt) this.rate = (this.transferred / (now - this.startedAt)) * 1000;
-      return;
-    }
-    const instant = (this.transferred - this.lastSampleBytes) / dt;
-    this.rate = this.rate === 0 ? instant : 0.3 * instant + 0.7 * this.rate;
-    this.lastSampleAt = now;
-    this.lastSampleBytes = this.transferred;
-  }
-
-  emit(force: boolean): void {
-    if (!this.onProgress) return;
-    const now = performance.now();
-    if (!force && now - this.lastEmit < this.intervalMs) return;
-    this.lastEmit = now;
-    if (this.transferred > 0) this.sample(now);
-    const left = Math.max(0, this.bytesTotal - this.bytesDone);
-    this.onProgress({
-      repo: this.repo,
-      file: this.file,
-      fileBytesDone: this.fileBytesDone,
-      fileBytesTotal: this.fileBytesTotal,
-      filesDone: this.filesDone,
-      filesTotal: this.filesTotal,
-      bytesDone: this.bytesDone,
-      bytesTotal: this.bytesTotal,
-      bytesPerSecond: Math.round(this.rate),
-      etaSeconds: left === 0 ? 0 : this.rate > 0 ? left / this.rate : null,
-    });
-  }
-}
-
-// ---- cache-side helpers ----
-
-function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
-
-async function sizeOf(path: string): Promise<number> {
-  try {
-    return (await stat(path)).size;
-  } catch {
-    return 0;
-  }
-}
-
-async function freeBytes(dir: string): Promise<number> {
-  const st = await statfs(dir);
-  return Number(st.bavail) * Number(st.bsize);
-}
-
-// The hash a file must have: sha256 for LFS files; for small git-stored files the git blob id,
-// which is the sha1 of "blob <size>\0" followed by the contents.
-function newHasher(f: RemoteFile): Hash {
-  if (f.sha256) return createHash("sha256");
-  const h = createHash("sha1");
-  h.update(`blob ${f.size}\0`);
-  return h;
-}
-
-function expectedDigest(f: RemoteFile): string | null {
-  return f.sha256 ?? f.oid;
-}
-
-async function hashFilePrefix(path: string, bytes: number, hash: Hash, signal: AbortSignal | undefined): Promise<void> {
-  const fh = await open(path, "r");
-  try {
-    const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
-    let pos = 0;
-    while (pos < bytes) {
-      throwIfAborted(signal);
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, bytes - pos), pos);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-// One download per blob at a time in this process: two jobs pulling the same model would
-// otherwise append to the same .incomplete file.
-const blobLocks = new Map<string, Promise<unknown>>();
-
-async function withBlobLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const previous = blobLocks.get(key) ?? Promise.resolve();
-  const run = previous.catch(() => undefined).then(fn);
-  const tail = run.catch(() => undefined);
-  blobLocks.set(key, tail);
-  try {
-    return await run;
-  } finally {
-    if (blobLocks.get(key) === tail) blobLocks.delete(key);
-  }
-}
-
-// ---- the transfer of one file ----
-
-interface HashState {
-  hash: Hash;
-  bytes: number;
-}
-
-function parseContentRangeStart(header: string | null): number | null {
-  const m = header ? /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header.trim()) : null;
-  return m ? Number(m[1]) : null;
-}
-
-/**
- * One attempt at bringing `incomplete` up to `f.size` bytes from `url`, hashing as it goes.
- * `state` carries the hash of the bytes already on disk between attempts so a retry does not
- * re-read them. Whatever was written stays on disk when this throws: the next attempt resumes.
- */
-async function transferOnce(ctx: Context, f: RemoteFile, url: string, incomplete: string, state: { current: HashState | null }, progress: ProgressTracker): Promise<void> {
-  let have = await sizeOf(incomplete);
-  if (have > f.size) {
-    log.warn("partial download is larger than the file; starting over", { repo: ctx.repo, file: f.file, have, size: f.size });
-    await rm(incomplete, { force: true });
-    progress.rewindFile();
-    have = 0;
-  }
-  if (!state.current || state.current.bytes !== have) {
-    const hash = newHasher(f);
-    if (have > 0) await hashFilePrefix(incomplete, have, hash, ctx.signal);
-    state.current = { hash, bytes: have };
-  }
-  if (have === f.size) return;
-
-  // A stalled connection never errors by itself; this aborts it so the retry loop resumes it.
-  const idle = new AbortController();
-  const signal = ctx.signal ? AbortSignal.any([ctx.signal, idle.signal]) : idle.signal;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const arm = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => idle.abort(new TransferError(`no data for ${ctx.idleTimeoutMs} ms`)), ctx.idleTimeoutMs);
-  };
-  arm();
-  try {
-    const headers: Record<string, string> = {};
-    if (have > 0) headers.range = `bytes=${have}-`;
-    if (ctx.token) headers.authorization = `Bearer ${ctx.token}`;
-    const res = await ctx.fetch(url, { headers, signal });
-    if (res.status === 206) {
-      const start = parseContentRangeStart(res.headers.get("content-range"));
-      if (start !== have) {
-        await res.body?.cancel();
-        throw new TransferError(`asked for bytes from ${have} but the server sent a range starting at ${start ?? "?"}`);
-      }
-    } else if (res.status === 200) {
-      if (have > 0) {
-        log.info("server ignored the Range request; downloading from the start", { repo: ctx.repo, file: f.file, had: have });
-        progress.rewindFile();
-        have = 0;
-        state.current = { hash: newHasher(f), bytes: 0 };
-      }
-    } else if (res.status === 416) {
-      // What we have cannot be extended (the file changed underneath?): start clean next attempt.
-      await res.body?.cancel();
-      await rm(incomplete, { force: true });
-      progress.rewindFile();
-      state.current = null;
-      throw new TransferError(`server refused the range bytes=${have}- (HTTP 416)`);
-    } else {
-      const detail = (await res.text().catch(() => "")).slice(0, 300);
-      throw new HttpStatusError(res.status, url, detail);
-    }
-    if (!res.body) throw new TransferError("response has no body");
-
-    await assertInsideCache(ctx.cacheDir, incomplete);
-    const fh = await open(incomplete, have === 0 ? "w" : "a");
-    const hs = state.current;
-    try {
-      for await (const chunk of res.body) {
-        arm();
-        if (hs.bytes + chunk.byteLength > f.size) {
-          // Nothing sensible can be kept from a body longer than the file.
-          state.current = null;
-          await fh.truncate(0);
-          progress.rewindFile();
-          throw new TransferError(`server sent more than the ${f.size} bytes expected`);
-        }
-        await fh.write(chunk);
-        hs.hash.update(chunk);
-        hs.bytes += chunk.byteLength;
-        progress.add(chunk.byteLength);
-      }
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    if (hs.bytes < f.size) throw new TransferError(`connection closed after ${hs.bytes} of ${f.size} bytes`);
-  } catch (err) {
-    // The idle timer's abort surfaces as whatever fetch makes of it; report it as the stall it was.
-    if (idle.signal.aborted && !ctx.signal?.aborted) throw idle.signal.reason;
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function downloadOne(ctx: Context, commit: string, f: RemoteFile, progress: ProgressTracker): Promise<void> {
-  const incomplete = incompletePath(ctx.cacheDir, ctx.repo, f.etag);
-  const blob = blobPath(ctx.cacheDir, ctx.repo, f.etag);
-  await assertInsideCache(ctx.cacheDir, incomplete);
-  await assertInsideCache(ctx.cacheDir, blob);
-  await mkdir(dirname(incomplete), { recursive: true });
-  const state: { current: HashState | null } = { current: null };
-  progress.startFile(f.file, await sizeOf(incomplete).then((n) => Math.min(n, f.size)), f.size);
-
-  if (f.size === 0) {
-    // Nothing to transfer (and the hub cannot answer a Range probe for an empty file).
-    await assertInsideCache(ctx.cacheDir, incomplete);
-    await open(incomplete, "w").then((fh) => fh.close());
-    state.current = { hash: newHasher(f), bytes: 0 };
-  } else {
-    await withRetry(ctx, `download ${ctx.repo}/${f.file}`, async () => {
-      let url: string;
-      try {
-        const info = await fileDownloadInfo({
-          repo: ctx.repo,
-          path: f.file,
-          revision: commit,
-          hubUrl: ctx.hubUrl,
-          fetch: ctx.fetch,
-          ...(ctx.token ? { accessToken: ctx.token } : {}),
-        });
-        if (!info) throw new HubNotFoundError(`${ctx.repo}: file ${f.file} not found at ${commit}`);
-        if (info.size !== f.size) {
-          throw new HubUnavailableError(`${ctx.repo}/${f.file}: the hub reports two sizes (${f.size} in the listing, ${info.size} for the download)`);
-        }
-        url = info.url;
-      } catch (err) {
-        // fileDownloadInfo learns the size from a 1-byte Range probe; a mirror or proxy that
-        // ignores Range answers it with the whole file and no size. The listing already gave the
-        // size, so download from the resolve URL and let the transfer cope with the 200.
-        if (!(err instanceof InvalidApiResponseFormatError)) throw err;
-        log.debug("file info probe failed; using the resolve URL", { repo: ctx.repo, file: f.file, error: err.message });
-        url = `${ctx.hubUrl}/${ctx.repo}/resolve/${commit}/${f.file.split("/").map(encodeURIComponent).join("/")}`;
-      }
-      await transferOnce(ctx, f, url, incomplete, state, progress);
-    });
-  }
-
-  const want = expectedDigest(f);
-  const got = state.current?.hash.digest("hex") ?? "";
-  if (want && got !== want) {
-    await rm(incomplete, { force: true });
-    throw new ChecksumMismatchError(f.file, want, got);
-  }
-  await assertInsideCache(ctx.cacheDir, blob);
-  await rename(incomplete, blob);
-}
+const DEFAULTS = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000, idleTimeoutMs: 20_000, requestTimeoutMs: 30_000, diskReserveBytes: 256 * 1024 * 1024, progressIntervalMs: 250 };
 
 // ---- metadata ----
 
 async function remoteFiles(ctx: Context, files: readonly string[]): Promise<{ commit: string; remote: RemoteFile[] }> {
   const credentials = ctx.token ? { accessToken: ctx.token } : {};
   const info = await withRetry(ctx, `look up ${ctx.repo}@${ctx.revision}`, () =>
-    modelInfo({ name: ctx.repo, revision: ctx.revision, hubUrl: ctx.hubUrl, fetch: ctx.fetch, additionalFields: ["sha"], ...credentials }),
+    modelInfo({ name: ctx.repo, revision: ctx.revision, hubUrl: ctx.hubUrl, fetch: ctx.metadataFetch, additionalFields: ["sha"], ...credentials }),
   );
   const commit = info.sha;
   if (typeof commit !== "string" || !isCommitHash(commit)) {
     throw new HubUnavailableError(`${ctx.repo}@${ctx.revision}: the hub did not report a commit id`);
   }
   const entries = await withRetry(ctx, `list files of ${ctx.repo}@${ctx.revision}`, () =>
-    pathsInfo({ repo: ctx.repo, paths: [...files], revision: commit, hubUrl: ctx.hubUrl, fetch: ctx.fetch, ...credentials }),
+    pathsInfo({ repo: ctx.repo, paths: [...files], revision: commit, hubUrl: ctx.hubUrl, fetch: ctx.metadataFetch, ...credentials }),
   );
   const byPath = new Map(entries.map((e) => [e.path, e]));
   const remote: RemoteFile[] = [];
@@ -678,6 +183,8 @@ export async function downloadFiles(opts: DownloadOptions): Promise<DownloadResu
     throw new HubAuthError("HF_TOKEN does not look like a Hugging Face token (they start with hf_)");
   }
   const cacheDir = opts.cacheDir ?? hubCacheDir(process.env);
+  const hubFetch = makeHubFetch(hubOrigin);
+  let progress: ProgressTracker | undefined;
   const ctx: Context = {
     repo,
     revision,
@@ -690,7 +197,10 @@ export async function downloadFiles(opts: DownloadOptions): Promise<DownloadResu
     baseDelayMs: opts.retry?.baseDelayMs ?? DEFAULTS.baseDelayMs,
     maxDelayMs: opts.retry?.maxDelayMs ?? DEFAULTS.maxDelayMs,
     idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
-    fetch: makeHubFetch(hubOrigin),
+    fetch: hubFetch,
+    metadataFetch: timeoutFetch(hubFetch, opts.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs),
+    // Before the file list is known there is no tracker yet; a blank one still tells the caller.
+    onRetry: (r) => (progress ?? new ProgressTracker(repo, 0, files.length, 0, opts.onProgress)).retrying(`${r.reason}, retrying ${r.attempt}/${r.attempts}`),
   };
   throwIfAborted(ctx.signal);
   // Every folder we may write under, checked before the first byte goes anywhere.
@@ -742,7 +252,7 @@ export async function downloadFiles(opts: DownloadOptions): Promise<DownloadResu
     }
   }
 
-  const progress = new ProgressTracker(
+  progress = new ProgressTracker(
     repo,
     remote.reduce((n, f) => n + f.size, 0),
     remote.length,

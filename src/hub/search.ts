@@ -6,6 +6,7 @@ import { totalmem } from "node:os";
 import { HubAuthError, HubUnavailableError, LmxError, errorMessage } from "../errors.ts";
 import { log } from "../log.ts";
 import { hubEndpoint } from "./cache.ts";
+import { seconds, timeoutFetch } from "./hub-request.ts";
 import { type RepoFile, type RepoFormat, type Selection, detectFormat, isMmproj, quantOf, selectFiles } from "./select.ts";
 
 /**
@@ -59,13 +60,16 @@ export interface SearchOptions {
   memoryBytes?: number;
   /** Only one format; default both. */
   format?: RepoFormat;
+  /** Longest one hub request may take, its body included. Default 30 s. */
+  requestTimeoutMs?: number;
 }
 
 // How many repo listings run at once: they are small JSON requests, and the hub rate-limits.
 const LISTING_CONCURRENCY = 4;
 
-function mapError(err: unknown, hubUrl: string): Error {
+function mapError(err: unknown, hubUrl: string, timeoutMs: number): Error {
   if (err instanceof LmxError) return err;
+  if (err instanceof Error && err.name === "TimeoutError") return new HubUnavailableError(`searching ${hubUrl} failed: no answer within ${seconds(timeoutMs)}`);
   if (err instanceof HubApiError) {
     if (err.statusCode === 401 || err.statusCode === 403) return new HubAuthError(`the hub refused the search: set a valid HF_TOKEN (HTTP ${err.statusCode})`);
     return new HubUnavailableError(`searching ${hubUrl} failed: HTTP ${err.statusCode}`);
@@ -148,12 +152,16 @@ export async function searchModels(opts: SearchOptions): Promise<SearchResult[]>
   const memoryBytes = opts.memoryBytes ?? totalmem();
   const credentials = opts.token ? { accessToken: opts.token } : {};
   const formats: RepoFormat[] = opts.format ? [opts.format] : ["gguf", "mlx"];
+  // A hub that stalls mid-answer would otherwise hold the search (and `lmx search`) for minutes.
+  const timeoutMs = opts.requestTimeoutMs ?? 30_000;
+  const boundedFetch = timeoutFetch(fetch, timeoutMs);
 
   const byRepo = new Map<string, Candidate>();
   try {
     for (const format of formats) {
       const models = listModels({
         hubUrl,
+        fetch: boundedFetch,
         search: { query: opts.query, tags: [format] },
         sort: "downloads",
         limit,
@@ -164,14 +172,14 @@ export async function searchModels(opts: SearchOptions): Promise<SearchResult[]>
       }
     }
   } catch (err) {
-    throw mapError(err, hubUrl);
+    throw mapError(err, hubUrl, timeoutMs);
   }
   const candidates = [...byRepo.values()].sort((a, b) => b.downloads - a.downloads || (a.repo < b.repo ? -1 : 1)).slice(0, limit);
 
   const results = await mapLimit(candidates, LISTING_CONCURRENCY, async (c): Promise<SearchResult | null> => {
     try {
       const listing: RepoFile[] = [];
-      for await (const e of listFiles({ repo: c.repo, hubUrl, recursive: true, ...credentials })) {
+      for await (const e of listFiles({ repo: c.repo, hubUrl, recursive: true, fetch: boundedFetch, ...credentials })) {
         if (e.type === "file") listing.push({ path: e.path, size: e.lfs?.size ?? e.size });
       }
       return describeRepo(c, listing, memoryBytes);

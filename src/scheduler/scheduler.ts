@@ -5,7 +5,7 @@ import type { EventBus } from "../events/bus.ts";
 import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
 import { formatBytes, formatBytesApart } from "../util/size.ts";
-import { watched } from "../util/watch.ts";
+import { bounded } from "../util/watch.ts";
 import type { StateMachine } from "../util/state-machine.ts";
 import { modelLifecycle, type ModelState } from "./lifecycle.ts";
 import { checkContext, checkModelFile, checkThreads } from "./load-limits.ts";
@@ -93,6 +93,8 @@ export class Scheduler {
   private loadLock: Promise<unknown> = Promise.resolve();
   private sweeper: ReturnType<typeof setInterval> | undefined;
   private closed = false;
+  /** Requests between asking for a model and holding one of its slots. */
+  private acquiring = 0;
   private readonly now: () => number;
 
   constructor(
@@ -264,6 +266,8 @@ export class Scheduler {
         return model;
       } catch (err) {
         failed(err);
+        // A load the shutdown cut short (its engine freed under it) is the shutdown's 503, not a broken model.
+        if (this.closed) throw new OverloadedError(`server is shutting down; loading ${descriptor.id} was abandoned`);
         // A 4xx from the engine (a bad model file, a refused chat template) is the model's fault, not the server's: kept as is.
         throw err instanceof ModelLoadError || (err instanceof LmxError && err.status < 500) ? err : new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
       }
@@ -292,6 +296,18 @@ export class Scheduler {
 
   /** A loaded model and one of its parallel sequences, waiting in its queue if all are busy. */
   async acquire(id: string, signal?: AbortSignal): Promise<Lease> {
+    if (this.closed) throw new OverloadedError("server is shutting down");
+    // Counted from here, not only once a slot is held: a graceful stop must also wait for a
+    // request whose model is still loading or that is between the load and its slot.
+    this.acquiring++;
+    try {
+      return await this.acquireLease(id, signal);
+    } finally {
+      this.acquiring--;
+    }
+  }
+
+  private async acquireLease(id: string, signal?: AbortSignal): Promise<Lease> {
     const descriptor = this.descriptor(id);
     const e = this.entry(descriptor.id);
     for (;;) {
@@ -421,11 +437,33 @@ export class Scheduler {
     return [...this.entries.values()].filter((e) => e.loaded).reduce((a, e) => a + totalBytes(e.memory), 0);
   }
 
-  async shutdown(): Promise<void> {
+  /** Refuses new loads and requests from now on; running and queued ones carry on. */
+  drain(): void {
+    this.closed = true;
+  }
+
+  /** Resolves true once no request runs, waits or loads a model, or false after `timeoutMs`. */
+  async waitIdle(timeoutMs: number): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.acquiring === 0 && ![...this.entries.values()].some((e) => e.busy || e.loading)) return true;
+      if (Date.now() >= end) return false;
+      await Bun.sleep(Math.min(50, Math.max(1, end - Date.now())));
+    }
+  }
+
+  /**
+   * Aborts what still runs, unloads every model and frees the engines, each step given at most
+   * `stepLimitMs`: a step that does not finish is left to the process exit (which frees it anyway)
+   * rather than hanging the shutdown. Known case: node-llama-cpp 3.21.1's Llama.dispose() waits until
+   * no dispose-prevention handle is left, and failed model loads leak one (measured: after two failed
+   * loads of a truncated GGUF one handle stays after dispose, which then never resolves).
+   */
+  async shutdown(stepLimitMs = 5000): Promise<void> {
     this.closed = true;
     if (this.sweeper) clearInterval(this.sweeper);
-    await Promise.all([...this.entries.keys()].map((id) => watched(`model '${id}' to unload`, this.unload(id, "shutdown"))));
-    for (const engine of Object.values(this.engines)) if (engine) await watched(`the ${engine.name} engine to dispose`, engine.dispose());
+    await Promise.all([...this.entries.keys()].map((id) => bounded(`model '${id}' to unload`, this.unload(id, "shutdown"), stepLimitMs)));
+    for (const engine of Object.values(this.engines)) if (engine) await bounded(`the ${engine.name} engine to dispose`, engine.dispose(), stepLimitMs);
   }
 }
 

@@ -656,6 +656,8 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub & Asyn
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: opts.port ?? 0,
+    // A stall must look like one to the client: Bun would otherwise close an idle connection after 10 s.
+    idleTimeout: 0,
     async fetch(req) {
       const url = new URL(req.url);
       const rec: RequestRecord = {

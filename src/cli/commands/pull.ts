@@ -2,7 +2,7 @@ import { clientCommand } from "../client-command.ts";
 import { bytes, duration } from "../table.ts";
 
 interface Job { id: string; state: string; error: string | null; model_id: string | null; bytes_done: number; bytes_total: number; note: string | null; model: string }
-interface Progress { id: string; file: string; bytesDone: number; bytesTotal: number; rate: number; etaSeconds: number | null }
+interface Progress { id: string; file: string; bytesDone: number; bytesTotal: number; rate: number; etaSeconds: number | null; retrying?: string | null }
 
 function bar(done: number, total: number, width = 30): string {
   const frac = total > 0 ? Math.min(1, done / total) : 0;
@@ -39,8 +39,13 @@ export const pull = clientCommand({
         if (data.id !== job.id) continue;
         if (e.event === "download.progress" && !json) {
           const p = e.data as Progress;
-          const line = `${p.file || job.model}  ${bar(p.bytesDone, p.bytesTotal)}  ${bytes(p.bytesDone)}/${bytes(p.bytesTotal)}  ${bytes(p.rate)}/s  ETA ${duration(p.etaSeconds)}`;
-          if (tty) {
+          const state = p.retrying ? p.retrying : `${bytes(p.rate)}/s  ETA ${duration(p.etaSeconds)}`;
+          const line = `${p.file || job.model}  ${bar(p.bytesDone, p.bytesTotal)}  ${bytes(p.bytesDone)}/${bytes(p.bytesTotal)}  ${state}`;
+          if (p.retrying && !tty) {
+            // A stall is news: logs get it at once, not at the next five-second line.
+            process.stderr.write(line + "\n");
+            lastPrinted = Date.now();
+          } else if (tty) {
             process.stderr.write(`\r${line.padEnd(shownWidth)}`);
             shownWidth = line.length;
           } else if (Date.now() - lastPrinted > 5000) {

@@ -25,11 +25,28 @@ export const serve: Command = {
     restartOnEngineSwitch(server);
     let shuttingDown = false;
     const shutdown = (signal: string) => {
-      // A second signal means "now": skip the graceful unload.
-      if (shuttingDown) process.exit(1);
+      if (shuttingDown) {
+        // A second signal means "now". SQLite calls are synchronous, so no write is half-done here.
+        log.warn("second signal; exiting now", { signal });
+        try {
+          server.closeDbNow();
+        } finally {
+          process.exit(1);
+        }
+      }
       shuttingDown = true;
-      log.info("shutting down", { signal });
-      server.stop().then(
+      const graceMs = (config.shutdownGrace ?? 10) * 1000;
+      log.info("shutting down", { signal, graceSeconds: config.shutdownGrace });
+      // Every step of stop() is bounded; this is the last resort should one still hang.
+      setTimeout(() => {
+        log.error("shutdown did not finish in time; exiting");
+        try {
+          server.closeDbNow();
+        } finally {
+          process.exit(1);
+        }
+      }, graceMs + 30_000).unref();
+      server.stop(graceMs).then(
         () => process.exit(0),
         (err: unknown) => {
           log.error("shutdown failed", { error: String(err) });
