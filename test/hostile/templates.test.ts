@@ -175,7 +175,7 @@ describe("hostile chat templates in the MLX worker", () => {
     writeFileSync(configPath, JSON.stringify(config));
     sup = new WorkerSupervisor({
       label: "hostile-template",
-      command: [env.python, join(resolve(import.meta.dir, "../.."), "native", "mlx_worker.py")],
+      command: [env.python, join(resolve(import.meta.dir, "../.."), "native", "mlx_worker")],
       load: { path: modelDir, context_length: 512, parallel: 1, prefill_step_size: 256 },
       hangTimeoutMs: 3000,
       backoffMs: 200,
