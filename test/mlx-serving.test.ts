@@ -238,7 +238,7 @@ describe("MLX model over the OpenAI API", () => {
     process.kill(pid, "SIGKILL");
     const r = await reply;
     expect(r.status).toBe(500);
-    expect(r.body.error.code).toBe("worker_crashed");
+    expect(r.body.error?.code).toBe("worker_crashed");
     const next = await chat({ max_tokens: 3 });
     expect(next.status).toBe(200);
     expect(next.body.usage.completion_tokens).toBe(3);

@@ -1,7 +1,7 @@
 // The engine-agnostic rules of the inference core, without any engine.
 import { describe, expect, test } from "bun:test";
 import { Collector } from "../../src/core/collect.ts";
-import { completionBudget } from "../../src/core/context.ts";
+import { checkPromptLength, completionBudget } from "../../src/core/context.ts";
 import { withSamplingDefaults } from "../../src/core/sampling.ts";
 import { checkJsonReply, checkTools, cutShortNote, parseForcedCall, planChat } from "../../src/core/tools.ts";
 import { ContextLengthExceededError, InvalidRequestError } from "../../src/errors.ts";
@@ -109,5 +109,43 @@ describe("collector", () => {
     failed.add({ type: "text", text: "x" });
     failed.add({ type: "error", error: new InvalidRequestError("boom") });
     expect(() => failed.result()).toThrow("boom");
+  });
+});
+
+describe("checkPromptLength: a prompt that cannot fit is refused without blocking the event loop", () => {
+  // One token per space-separated word, as a stand-in for a real tokenizer.
+  const words = (text: string) => text.split(" ").filter(Boolean).length;
+  const prose = (n: number) => "lorem ".repeat(n);
+
+  test("short prompts are not counted at all; long ones that fit pass", async () => {
+    let calls = 0;
+    await checkPromptLength([prose(100)], (t) => { calls++; return words(t); }, 10, "messages");
+    expect(calls).toBe(0);
+    await checkPromptLength([prose(20_000), prose(20_000)], words, 40_000, "messages");
+  });
+
+  test("counting stops at the first chunk that proves the prompt too long, with a context_length_exceeded naming the field", async () => {
+    let counted = 0;
+    const err = await checkPromptLength([prose(2_000_000)], (t) => { counted += t.length; return words(t); }, 10_000, "prompt").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ContextLengthExceededError);
+    expect((err as ContextLengthExceededError).param).toBe("prompt");
+    expect(counted).toBeLessThan(200_000);
+  });
+
+  test("other work runs between chunks: a timer due now fires before a long count ends", async () => {
+    let fired = false;
+    setTimeout(() => { fired = true; }, 0);
+    let firedDuringCount = false;
+    await checkPromptLength([prose(200_000)], (t) => { if (fired) firedDuringCount = true; return words(t); }, 1_000_000, "messages");
+    expect(firedDuringCount).toBe(true);
+  });
+
+  test("chunk boundaries never split a surrogate pair nor make a fitting prompt fail", async () => {
+    const emoji = "😀".repeat(100_000);
+    const seen: string[] = [];
+    await checkPromptLength([emoji], (t) => { seen.push(t); return [...t].length; }, 100_000, "messages");
+    expect(seen.length).toBeGreaterThan(1);
+    for (const piece of seen) expect(piece.isWellFormed()).toBe(true);
+    expect(seen.join("")).toBe(emoji);
   });
 });

@@ -2,7 +2,7 @@ import type {
   ChatHistoryItem, ChatModelFunctions, ChatWrapper, GbnfJsonSchema, Llama, LlamaChatResponse, LlamaContext,
   LlamaContextSequence, LlamaEmbeddingContext, LlamaGrammar, LlamaModel, Token, TokenBias,
 } from "node-llama-cpp";
-import { completionBudget } from "../../core/context.ts";
+import { checkPromptLength, completionBudget } from "../../core/context.ts";
 import type { EventSink, FinishReason } from "../../core/events.ts";
 import type { ChatGeneration, ChatPrompt, GenerationRequest, JsonSchema, TextGeneration, ToolDefinition , EmbeddingResult } from "../../core/request.ts";
 import { withSamplingDefaults } from "../../core/sampling.ts";
@@ -150,7 +150,9 @@ export class LlamaLoadedModel implements LoadedModel {
   }
 
   private async planChat(prompt: ChatPrompt): Promise<LlamaChatPlan> {
-    checkPromptBytes(prompt.messages.map((m) => m.content), this.longestToken, this.contextLength, "messages", "messages");
+    const contents = prompt.messages.map((m) => m.content);
+    checkPromptBytes(contents, this.longestToken, this.contextLength, "messages", "messages");
+    await checkPromptLength(contents, (text) => this.countTokens(text), this.contextLength, "messages");
     const plan = planChat(prompt);
     let grammar: LlamaGrammar | undefined;
     let functions: ChatModelFunctions | undefined;
@@ -271,6 +273,7 @@ export class LlamaLoadedModel implements LoadedModel {
 
   private async complete(request: TextGeneration, emit: EventSink, signal: AbortSignal): Promise<void> {
     checkPromptBytes([request.prompt], this.longestToken, this.contextLength, "prompt", "prompt");
+    await checkPromptLength([request.prompt], (text) => this.countTokens(text), this.contextLength, "prompt");
     const tokens = this.model.tokenize(request.prompt);
     const promptTokens = tokens.length;
     const maxTokens = completionBudget(promptTokens, request.maxTokens, this.contextLength, "prompt");

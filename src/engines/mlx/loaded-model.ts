@@ -1,5 +1,5 @@
 import type { Tokenizer } from "@huggingface/tokenizers";
-import { contextExceeded, type PromptKind } from "../../core/context.ts";
+import { checkPromptLength, contextExceeded, type PromptKind } from "../../core/context.ts";
 import type { EventSink, FinishReason } from "../../core/events.ts";
 import type { ChatMessage, ChatPrompt, GenerationRequest, ResponseFormat, SamplingOptions, ToolDefinition , EmbeddingResult } from "../../core/request.ts";
 import { withSamplingDefaults } from "../../core/sampling.ts";
@@ -217,6 +217,9 @@ export class MlxLoadedModel implements LoadedModel {
   }
 
   async generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal): Promise<void> {
+    // The worker tokenizes on its own thread, but a prompt that cannot fit is refused here first, without a round trip.
+    const texts = request.kind === "text" ? [request.prompt] : request.messages.map((m) => m.content);
+    await checkPromptLength(texts, (text) => this.countTokens(text), this.contextLength, request.kind === "text" ? "prompt" : "messages");
     if (request.kind === "text") {
       const { done } = await this.run({ kind: "text", text: request.prompt }, request, emit, signal, { buffer: false, parseTools: false, what: "prompt" });
       this.finish(emit, done);
