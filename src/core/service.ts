@@ -5,11 +5,13 @@ import { GenerationStalledError, OverloadedError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { EventSink, GenerationEvent } from "./events.ts";
 import type { EmbeddingResult, GenerationRequest } from "./request.ts";
+import { stopAtStrings } from "./stop.ts";
 import { checkTools } from "./tools.ts";
 
 /** What the core needs of a loaded model (the engines' LoadedModel is one). */
 export interface ModelRunner {
-  generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal): Promise<void>;
+  /** `stop` is the soft stop: the engine finishes normally, early (engines/types.ts LoadedModel.generate). */
+  generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void>;
   embed(inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult>;
 }
 
@@ -99,11 +101,14 @@ export class InferenceCore {
       };
       timer = setTimeout(check, bound);
     });
+    // Stop strings are matched here, once for every engine; a match ends the generation softly.
+    const soft = request.stop && request.stop.some((s) => s.length > 0) ? new AbortController() : undefined;
+    const out = soft ? stopAtStrings(request.stop!, emit, () => soft.abort()) : emit;
     const engine = lease.model.generate(request, (e) => {
       if (stalled) return;
       last = performance.now();
-      emit(e);
-    }, ac.signal);
+      out(e);
+    }, ac.signal, soft?.signal);
     try {
       await Promise.race([engine, stall]);
     } finally {
