@@ -183,6 +183,18 @@ describe("stop strings", () => {
     expect(completion.choices[0]).toMatchObject({ text: "Once upon a ti", finish_reason: "stop" });
   });
 
+  test("stops apply to answer text, not to tool-call arguments; held text goes out before a call", async () => {
+    const call = { name: "f", arguments: '{"q":"a <END> b"}', pieces: 4 };
+    await using f = fakeApp([{ id: "m", script: () => ({ steps: [{ text: "see <E" }, { toolCall: call }] }) }]);
+    const r = await run(f, { kind: "chat", messages: [{ role: "user", content: "go" }], tools: [{ name: "f" }], toolChoice: { name: "f" }, stop: ["<END>"] });
+    const types = r.events.map((e) => e.type);
+    expect(types.lastIndexOf("text")).toBeLessThan(types.indexOf("tool_call_start"));
+    const c = new Collector();
+    for (const e of r.events) c.add(e);
+    expect(c.result()).toMatchObject({ text: "see <E", finishReason: "tool_calls", toolCalls: [{ name: "f", arguments: call.arguments }] });
+    expect(f.engine.model("m").stoppedEarly).toBe(0);
+  });
+
   test("without stop strings, events pass untouched and the engine gets no stop signal", async () => {
     await using f = fakeApp([{ id: "m" }]);
     const r = await run(f, chat("go"));
