@@ -5,7 +5,7 @@ import { GenerationStalledError, OverloadedError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { EventSink, GenerationEvent } from "./events.ts";
 import type { EmbeddingResult, GenerationRequest } from "./request.ts";
-import { stopAtStrings } from "./stop.ts";
+import { checkStops, stopAtStrings } from "./stop.ts";
 import { checkTools } from "./tools.ts";
 
 /** What the core needs of a loaded model (the engines' LoadedModel is one). */
@@ -49,7 +49,10 @@ export class InferenceCore {
   async generate(model: string, requests: readonly GenerationRequest[], emit: IndexedSink, signal?: AbortSignal): Promise<void> {
     let index = 0;
     try {
-      for (const r of requests) if (r.kind === "chat") checkTools(r);
+      for (const r of requests) {
+        if (r.kind === "chat") checkTools(r);
+        checkStops(r.stop);
+      }
       const lease = await this.leases.acquire(model, signal);
       // A stalled engine may still hold its sequence: the slot is given back once it lets go, or
       // after a grace period if it never does, so a wedged engine cannot block the queue forever.

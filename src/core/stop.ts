@@ -4,7 +4,22 @@
 // held text, so a delta costs time linear in its own length, never a re-scan of the reply. The
 // automaton matches any set of needles, so reasoning and tool-call markers can join as needles of
 // another kind when the core takes them over from the engines.
+import { InvalidRequestError } from "../errors.ts";
 import type { EventSink } from "./events.ts";
+
+/**
+ * Longest stop string accepted, in UTF-16 code units. The automaton takes a node per character,
+ * so an unbounded stop string from a 16 MB body would cost gigabytes; 16 stops of this length
+ * compile in a few milliseconds and megabytes.
+ */
+export const MAX_STOP_LENGTH = 1024;
+
+/** Rejects stop strings the filter will not compile, before the request takes a sequence. */
+export function checkStops(stops: readonly string[] | undefined): void {
+  stops?.forEach((s, i) => {
+    if (s.length > MAX_STOP_LENGTH) throw new InvalidRequestError(`stop[${i}] is ${s.length} characters long; a stop string may have at most ${MAX_STOP_LENGTH}`, "stop");
+  });
+}
 
 interface Node {
   next: Map<string, number>;

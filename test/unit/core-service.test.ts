@@ -2,6 +2,7 @@
 // generation watchdog.
 import { describe, expect, test } from "bun:test";
 import { Collector } from "../../src/core/collect.ts";
+import { MAX_STOP_LENGTH } from "../../src/core/stop.ts";
 import type { GenerationEvent } from "../../src/core/events.ts";
 import type { GenerationRequest } from "../../src/core/request.ts";
 import { GenerationAbortedError, GenerationStalledError, LmxError, OverloadedError } from "../../src/errors.ts";
@@ -193,6 +194,16 @@ describe("stop strings", () => {
     for (const e of r.events) c.add(e);
     expect(c.result()).toMatchObject({ text: "see <E", finishReason: "tool_calls", toolCalls: [{ name: "f", arguments: call.arguments }] });
     expect(f.engine.model("m").stoppedEarly).toBe(0);
+  });
+
+  test("an overlong stop string is a 400 naming the parameter, before any engine work", async () => {
+    await using f = fakeApp([{ id: "m" }]);
+    const res = await f.post("/v1/chat/completions", { model: "m", messages: [{ role: "user", content: "go" }], stop: ["ok", "x".repeat(MAX_STOP_LENGTH + 1)] });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { param: string; message: string } }).error).toMatchObject({ param: "stop", message: expect.stringContaining("stop[1]") });
+    expect(f.engine.loads).toEqual([]);
+    const ok = await f.post("/v1/chat/completions", { model: "m", messages: [{ role: "user", content: "go" }], stop: ["x".repeat(MAX_STOP_LENGTH)] });
+    expect(ok.status).toBe(200);
   });
 
   test("without stop strings, events pass untouched and the engine gets no stop signal", async () => {
