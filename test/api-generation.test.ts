@@ -76,7 +76,8 @@ describe("chat completions", () => {
 
   test("stop strings end the answer, across token boundaries, and are never emitted", async () => {
     const base = { model: "stories260K", messages: story, max_tokens: 60, seed: 3, temperature: 0 };
-    const free = ((await (await post("/v1/chat/completions", base)).json()) as ChatResponse).choices[0]!.message.content!;
+    const freeRes = (await (await post("/v1/chat/completions", base)).json()) as ChatResponse;
+    const free = freeRes.choices[0]!.message.content!;
     // A stop string that starts inside one token and ends in another.
     const at = Math.floor(free.length / 2);
     const stop = free.slice(at, at + 5);
@@ -86,6 +87,9 @@ describe("chat completions", () => {
     const stopped = (await (await post("/v1/chat/completions", { ...base, stop: [stop, "zzzz-never"] })).json()) as ChatResponse;
     expect(stopped.choices[0]!.message.content).toBe(expected);
     expect(stopped.choices[0]!.finish_reason).toBe("stop");
+    // The engine stopped there (soft stop), and usage counts what it generated up to then.
+    expect(stopped.usage.completion_tokens).toBeGreaterThan(0);
+    expect(stopped.usage.completion_tokens).toBeLessThan(freeRes.usage.completion_tokens);
 
     const { events } = await readSse(await post("/v1/chat/completions", { ...base, stop, stream: true }));
     const streamed = (events as Chunk[]).map((c) => c.choices[0]?.delta.content ?? "").join("");

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ToWorker } from "../src/engines/mlx/protocol.ts";
+import { PROTOCOL_VERSION, type ToWorker } from "../src/engines/mlx/protocol.ts";
 import { type SupervisorOptions, WorkerCrashedError, WorkerFailedError, WorkerSupervisor, WorkerUnavailableError } from "../src/engines/mlx/supervisor.ts";
 import { configureLog } from "../src/log.ts";
 
@@ -39,7 +39,7 @@ function stub(plan: string, opts: Partial<SupervisorOptions> = {}): WorkerSuperv
 }
 
 const gen = (sup: WorkerSupervisor, maxTokens = 4): Extract<ToWorker, { type: "generate" }> => ({
-  type: "generate", id: sup.newId("g"), prompt: { kind: "text", text: "hi" }, max_tokens: maxTokens, sampling: {}, stop: [], parse_tools: false,
+  type: "generate", id: sup.newId("g"), prompt: { kind: "text", text: "hi" }, max_tokens: maxTokens, sampling: {}, parse_tools: false,
 });
 
 /** One generation through `serve`, as the loaded model runs it: retried only while no text went out. */
@@ -64,7 +64,7 @@ describe("supervisor with the stub worker", () => {
     const sup = stub("ok");
     await sup.ensureRunning();
     expect(sup.state).toBe("ready");
-    expect(sup.hello).toMatchObject({ protocol: 1, python: "stub" });
+    expect(sup.hello).toMatchObject({ protocol: PROTOCOL_VERSION, python: "stub" });
     expect(sup.loaded).toMatchObject({ model_type: "stub" });
     const { text, done } = await request(sup);
     expect(text).toBe("w0 w1 w2 w3");
@@ -73,6 +73,18 @@ describe("supervisor with the stub worker", () => {
     await sup.stop();
     expect(sup.state).toBe("stopped");
     expect(await failure(sup.ensureRunning())).toHaveProperty("code", "worker_stopping");
+  });
+
+  test("the soft stop sends `end`: the worker finishes early and the generation resolves with the tokens so far", async () => {
+    const sup = stub("ok", { env: { STUB_HEARTBEAT_MS: "50", STUB_TOKEN_MS: "20" } });
+    await sup.ensureRunning();
+    const stop = new AbortController();
+    let texts = 0;
+    const done = await sup.generate(gen(sup, 200), (e) => { if (e.type === "text" && ++texts === 3) stop.abort(); }, undefined, stop.signal);
+    expect(done.finish_reason).toBe("stop");
+    expect(done.completion_tokens).toBeGreaterThanOrEqual(3);
+    expect(done.completion_tokens).toBeLessThan(10);
+    expect(sup.state).toBe("ready");
   });
 
   test("a crash at start is reported with the exit code; restarts wait out a growing back-off", async () => {
@@ -133,7 +145,7 @@ describe("supervisor with the stub worker", () => {
   test("a worker speaking another protocol version is refused", async () => {
     const sup = stub("protocol-mismatch");
     const err = await failure(sup.ensureRunning());
-    expect(err.message).toContain("protocol version 2 but this lmx needs 1");
+    expect(err.message).toContain(`protocol version ${PROTOCOL_VERSION + 1} but this lmx needs ${PROTOCOL_VERSION}`);
   });
 });
 

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { WorkerCrashedError, WorkerSupervisor } from "../src/engines/mlx/supervisor.ts";
-import { parseWorkerLine, ProtocolViolation } from "../src/engines/mlx/protocol.ts";
+import { parseWorkerLine, PROTOCOL_VERSION, ProtocolViolation } from "../src/engines/mlx/protocol.ts";
 import { REPO_ROOT } from "./fixtures/prepare.ts";
 import { mlxTestEnv, type MlxTestEnv } from "./helpers/mlx.ts";
 
@@ -29,7 +29,7 @@ async function converse(lines: string[]): Promise<Record<string, unknown>[]> {
 describe("protocol", () => {
   test("the worker greets with its protocol version and versions, and ends on a message that does not validate", async () => {
     const msgs = await converse([JSON.stringify({ type: "load", id: "", path: "/x", context_length: 1, parallel: 1 })]);
-    expect(msgs[0]).toMatchObject({ type: "hello", protocol: 1, mlx: "0.32.4", mlx_lm: "0.32.2" });
+    expect(msgs[0]).toMatchObject({ type: "hello", protocol: PROTOCOL_VERSION, mlx: "0.32.4", mlx_lm: "0.32.2" });
     expect(msgs.at(-1)).toMatchObject({ type: "fatal" });
     expect(String(msgs.at(-1)!.message)).toContain("id: expected a non-empty string");
   });
@@ -43,28 +43,30 @@ describe("protocol", () => {
     expect(parseWorkerLine(JSON.stringify({ type: "text", id: "x", text: "hi" }))).toEqual({ type: "text", id: "x", text: "hi" });
   });
 
-  test("stop strings and tool-call markers are matched across chunk boundaries and never leak partially", () => {
+  test("tool-call markers are matched across chunk boundaries and never leak partially; stop strings are not the worker's", () => {
     const script = `
 import json, sys
 sys.path.insert(0, ${JSON.stringify(WORKER)})
 import protocol
 from textfilter import TextFilter
 out = {}
-f = TextFilter(["STOP"], None, None)
-out["stop"] = [f.feed(x) for x in ["ab", "cS", "TO", "Pxyz"]]
-f = TextFilter(["STOP"], None, None)
-out["almost"] = [f.feed(x) for x in ["aST", "b"]] + [f.finish()]
-f = TextFilter([], "<tool_call>", "</tool_call>")
-out["tool"] = [f.feed(x) for x in ["Hi <tool", "_call>{\\"name\\": \\"f\\"}</tool", "_call> bye"]] + [f.finish()]
+f = TextFilter(None, None)
+out["plain"] = [f.feed(x) for x in ["ab", "cS", "TO", "Pxyz"]] + [f.finish()]
+f = TextFilter("<tool_call>", "</tool_call>")
+out["tool"] = [f.feed(x) for x in ["Hi <tool", "_call>{\\"name\\": \\"f\\"}</tool", "_call> bye <to"]] + [f.finish()]
 out["calls"] = f.tool_calls
+f = TextFilter("<tool_call>", "</tool_call>")
+out["abandoned"] = [f.feed("a <tool_call>{\\"na")]
+f.abandon()
+out["abandoned"] += [f.finish(), f.tool_text, f.tool_calls]
 protocol.send(out)
 `;
     const proc = Bun.spawnSync([env.python, "-c", script], { stdout: "pipe", stderr: "pipe" });
     const out = JSON.parse(proc.stdout.toString()) as Record<string, unknown>;
-    expect(out.stop).toEqual([["ab", false], ["c", false], ["", false], ["", true]]);
-    expect(out.almost).toEqual([["a", false], ["STb", false], ""]);
-    expect(out.tool).toEqual([["Hi ", false], ["", false], [" bye", false], ""]);
+    expect(out.plain).toEqual(["ab", "cS", "TO", "Pxyz", ""]);
+    expect(out.tool).toEqual(["Hi ", "", " bye ", "<to"]);
     expect(out.calls).toEqual(['{"name": "f"}']);
+    expect(out.abandoned).toEqual(["a ", "", "", []]);
   });
 });
 
@@ -86,7 +88,7 @@ describe("supervisor", () => {
 
   const chat = (id: string, content: string, extra: object = {}) => ({
     type: "generate" as const, id, prompt: { kind: "chat" as const, messages: [{ role: "user" as const, content }] },
-    max_tokens: 6, sampling: { temperature: 0 }, stop: [], parse_tools: false, ...extra,
+    max_tokens: 6, sampling: { temperature: 0 }, parse_tools: false, ...extra,
   });
 
   test("loads the model and reports it", () => {
@@ -107,6 +109,18 @@ describe("supervisor", () => {
     expect(second.cached_tokens).toBe(cached);
     expect(second.prompt_tokens).toBeGreaterThan(cached);
   }, 60_000);
+
+  test("`end` finishes a generation early as if the model stopped: done, stop, the tokens so far; the worker serves on", async () => {
+    const stop = new AbortController();
+    let texts = 0;
+    const done = await sup.generate(chat(sup.newId("g"), "Tell me a long story", { max_tokens: 300, sampling: { temperature: 0, ignore_eos: true } }), (e) => {
+      if (e.type === "text" && ++texts === 2) stop.abort();
+    }, undefined, stop.signal);
+    expect(done).toMatchObject({ finish_reason: "stop", tool_calls: [], unparsed_tool_calls: [] });
+    expect(done.completion_tokens).toBeGreaterThanOrEqual(2);
+    expect(done.completion_tokens).toBeLessThan(100);
+    expect((await sup.generate(chat(sup.newId("g"), "Again"), () => undefined)).finish_reason).toBe("length");
+  });
 
   test("scores a continuation (teacher forcing) with finite log-probabilities", async () => {
     const reply = await sup.call({ type: "score", id: sup.newId("s"), tokens: [9707, 1879, 11, 1052, 13], first_scored: 2 }, "scores");

@@ -199,7 +199,7 @@ class Worker:
             frequency_penalty=s.get("frequency_penalty"), frequency_context_size=PENALTY_WINDOW,
         )
         parse_tools = msg["parse_tools"] and bool(tools) and tok.has_tool_calling
-        text_filter = TextFilter(list(msg["stop"]), tok.tool_call_start if parse_tools else None, tok.tool_call_end if parse_tools else None)
+        text_filter = TextFilter(tok.tool_call_start if parse_tools else None, tok.tool_call_end if parse_tools else None)
         (uid,) = self.gen.insert(
             [rest],
             max_tokens=[max_tokens],
@@ -221,6 +221,18 @@ class Worker:
         self.active.pop(req.uid, None)
         self.gen.remove([req.uid])
         send({"type": "error", "id": rid, "code": "cancelled", "message": "cancelled"})
+
+    def end(self, rid):
+        """Ends a generation as if the model had stopped: `done` with the tokens generated so far."""
+        req = self.by_id.get(rid)
+        if req is None:
+            return  # already finished: its `done` is on the way or sent
+        caches = self.gen.remove([req.uid], return_prompt_caches=True)
+        for cache, tokens in caches.values():
+            self.prompt_cache.insert_cache("model", list(tokens), cache)
+        # Text after the stop is never wanted, nor a tool call it cut off.
+        req.filter.abandon()
+        self.finish(req, "stop")
 
     def has_work(self):
         return bool(self.active)
@@ -255,25 +267,18 @@ class Worker:
                 req.detok.add_token(r.token)
                 if r.finish_reason == "length":
                     req.detok.finalize()
-            text, hit_stop = req.filter.feed(req.detok.last_segment)
-            reason = "stop" if hit_stop else r.finish_reason
-            if reason is None:
+            text = req.filter.feed(req.detok.last_segment)
+            if r.finish_reason is None:
                 if text:
                     send({"type": "text", "id": req.id, "text": text})
                 continue
-            if not hit_stop:
-                text += req.filter.finish()
+            text += req.filter.finish()
             if text:
                 send({"type": "text", "id": req.id, "text": text})
-            if r.finish_reason is not None and r.prompt_cache is not None:
+            if r.prompt_cache is not None:
                 self.prompt_cache.insert_cache("model", list(r.all_tokens), r.prompt_cache)
-            finished.append((req, reason, r.finish_reason is None))
-        stopped_early = [req.uid for req, _, early in finished if early]
-        if stopped_early:
-            caches = self.gen.remove(stopped_early, return_prompt_caches=True)
-            for cache, tokens in caches.values():
-                self.prompt_cache.insert_cache("model", list(tokens), cache)
-        for req, reason, _ in finished:
+            finished.append((req, r.finish_reason))
+        for req, reason in finished:
             self.finish(req, reason)
 
     def finish(self, req, reason):
@@ -370,6 +375,8 @@ class Worker:
             self.generate(msg)
         elif kind == "cancel":
             self.cancel(msg["id"])
+        elif kind == "end":
+            self.end(msg["id"])
         elif kind == "tokenize":
             if self.require_model(msg["id"]):
                 send({"type": "tokens", "id": msg["id"], "tokens": list(self.tokenizer.encode(msg["text"], add_special_tokens=msg["add_special_tokens"]))})

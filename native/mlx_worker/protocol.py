@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEARTBEAT_SECONDS = 1.0
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +122,6 @@ def validate(msg):
         _opt(s, "top_k", lambda x: _is_int(x) and x >= 0, "expected a non-negative integer")
         _opt(s, "seed", _is_int, "expected an integer")
         _opt(s, "ignore_eos", lambda x: isinstance(x, bool), "expected a boolean")
-        _check(isinstance(msg.get("stop"), list) and all(isinstance(x, str) and x for x in msg["stop"]), "stop: expected a list of non-empty strings")
         _check(isinstance(msg.get("parse_tools"), bool), "parse_tools: expected a boolean")
     elif kind in ("tokenize",):
         _id(msg)
@@ -135,7 +134,7 @@ def validate(msg):
         _id(msg)
         _check_messages(msg.get("messages"))
         _opt(msg, "tools", lambda x: _check_tools(x) or True, "invalid")
-    elif kind in ("cancel", "memory"):
+    elif kind in ("cancel", "end", "memory"):
         _id(msg)
     elif kind == "score":
         _id(msg)

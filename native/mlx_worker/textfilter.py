@@ -1,13 +1,14 @@
-"""Stop strings and tool-call markers, matched on decoded text across token boundaries."""
+"""Tool-call markers, matched on decoded text across token boundaries."""
 
 # ---------------------------------------------------------------------------------------------
-# Text handling: stop strings and tool-call markers are matched on decoded text, across token
-# boundaries. Text that could still turn into a stop string or a marker is held back.
+# Text handling: the model's tool-call markers are matched on decoded text, across token
+# boundaries; text that could still turn into a marker is held back. Stop strings are not matched
+# here: LMX matches them on the text it receives, for every engine, and ends the generation with
+# an `end` message.
 
 
 class TextFilter:
-    def __init__(self, stops, tool_start, tool_end):
-        self.stops = stops
+    def __init__(self, tool_start, tool_end):
         self.tool_start = tool_start
         self.tool_end = tool_end
         self.buf = ""
@@ -15,29 +16,29 @@ class TextFilter:
         self.tool_text = ""
         self.tool_calls = []
 
-    def _holdback(self, text, needles):
-        """Length of the longest suffix of `text` that is a proper prefix of a needle."""
-        best = 0
-        for n in needles:
-            for k in range(min(len(n) - 1, len(text)), best, -1):
-                if text.endswith(n[:k]):
-                    best = k
-                    break
-        return best
+    def _holdback(self, text, needle):
+        """Length of the longest suffix of `text` that is a proper prefix of `needle`."""
+        for k in range(min(len(needle) - 1, len(text)), 0, -1):
+            if text.endswith(needle[:k]):
+                return k
+        return 0
 
     def feed(self, text):
-        """Returns (content to emit, whether a stop string was hit)."""
+        """Returns the content to emit now."""
         self.buf += text
+        if not self.tool_start:
+            rest, self.buf = self.buf, ""
+            return rest
         out = []
         while True:
             if self.in_tool:
                 if self.tool_end:
                     j = self.buf.find(self.tool_end)
                     if j == -1:
-                        keep = self._holdback(self.buf, [self.tool_end])
+                        keep = self._holdback(self.buf, self.tool_end)
                         self.tool_text += self.buf[: len(self.buf) - keep]
                         self.buf = self.buf[len(self.buf) - keep:]
-                        return "".join(out), False
+                        return "".join(out)
                     self.tool_calls.append(self.tool_text + self.buf[:j])
                     self.tool_text = ""
                     self.buf = self.buf[j + len(self.tool_end):]
@@ -45,28 +46,20 @@ class TextFilter:
                     continue
                 self.tool_text += self.buf
                 self.buf = ""
-                return "".join(out), False
-            hits = [(self.buf.find(s), 0, s) for s in self.stops]
-            if self.tool_start:
-                hits.append((self.buf.find(self.tool_start), 1, self.tool_start))
-            hits = [h for h in hits if h[0] != -1]
-            if hits:
-                i, is_tool, needle = min(hits)
+                return "".join(out)
+            i = self.buf.find(self.tool_start)
+            if i != -1:
                 out.append(self.buf[:i])
-                if not is_tool:
-                    self.buf = ""
-                    return "".join(out), True
-                self.buf = self.buf[i + len(needle):]
+                self.buf = self.buf[i + len(self.tool_start):]
                 self.in_tool = True
                 continue
-            needles = self.stops + ([self.tool_start] if self.tool_start else [])
-            keep = self._holdback(self.buf, needles)
+            keep = self._holdback(self.buf, self.tool_start)
             out.append(self.buf[: len(self.buf) - keep])
             self.buf = self.buf[len(self.buf) - keep:]
-            return "".join(out), False
+            return "".join(out)
 
     def finish(self):
-        """Text still held back once generation ended without a stop string."""
+        """Text still held back once generation ended."""
         if self.in_tool:
             self.tool_text += self.buf
             self.buf = ""
@@ -77,3 +70,8 @@ class TextFilter:
         rest, self.buf = self.buf, ""
         return rest
 
+    def abandon(self):
+        """Generation was ended from outside: held text and a tool call still being written are dropped."""
+        self.buf = ""
+        self.in_tool = False
+        self.tool_text = ""

@@ -5,11 +5,13 @@ import { GenerationStalledError, OverloadedError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { EventSink, GenerationEvent } from "./events.ts";
 import type { EmbeddingResult, GenerationRequest } from "./request.ts";
+import { checkStops, stopAtStrings } from "./stop.ts";
 import { checkTools } from "./tools.ts";
 
 /** What the core needs of a loaded model (the engines' LoadedModel is one). */
 export interface ModelRunner {
-  generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal): Promise<void>;
+  /** `stop` is the soft stop: the engine finishes normally, early (engines/types.ts LoadedModel.generate). */
+  generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void>;
   embed(inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult>;
 }
 
@@ -47,7 +49,10 @@ export class InferenceCore {
   async generate(model: string, requests: readonly GenerationRequest[], emit: IndexedSink, signal?: AbortSignal): Promise<void> {
     let index = 0;
     try {
-      for (const r of requests) if (r.kind === "chat") checkTools(r);
+      for (const r of requests) {
+        if (r.kind === "chat") checkTools(r);
+        checkStops(r.stop);
+      }
       const lease = await this.leases.acquire(model, signal);
       // A stalled engine may still hold its sequence: the slot is given back once it lets go, or
       // after a grace period if it never does, so a wedged engine cannot block the queue forever.
@@ -99,11 +104,14 @@ export class InferenceCore {
       };
       timer = setTimeout(check, bound);
     });
+    // Stop strings are matched here, once for every engine; a match ends the generation softly.
+    const soft = request.stop && request.stop.some((s) => s.length > 0) ? new AbortController() : undefined;
+    const out = soft ? stopAtStrings(request.stop!, emit, () => soft.abort()) : emit;
     const engine = lease.model.generate(request, (e) => {
       if (stalled) return;
       last = performance.now();
-      emit(e);
-    }, ac.signal);
+      out(e);
+    }, ac.signal, soft?.signal);
     try {
       await Promise.race([engine, stall]);
     } finally {

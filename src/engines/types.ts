@@ -55,8 +55,13 @@ export interface LoadedModel {
    * error (GenerationAbortedError once `signal` aborts). Request rules the core checks before
    * (core/tools.ts checkTools) are not checked again. The caller (scheduler) guarantees at most
    * `parallel` at once.
+   *
+   * `stop` is the soft stop (the core aborts it when a stop string matched, core/stop.ts): the
+   * engine ends as if the model had stopped there, without an error: it may drop text still in
+   * flight, then emits `usage` counting the tokens generated so far and `finish` "stop" (a
+   * finished tool call keeps "tool_calls"). `signal` stays the hard abort: it rejects.
    */
-  generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal): Promise<void>;
+  generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void>;
   embed(inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult>;
   /**
    * Natural-log probabilities of each `continuation` token given everything before it

@@ -104,13 +104,19 @@ export class FakeLoadedModel implements LoadedModel {
     for (const go of this.wedged.splice(0)) go();
   }
 
-  async generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal): Promise<void> {
+  /** Generations that ended on the core's soft stop before their script ran out. */
+  stoppedEarly = 0;
+  /** The soft-stop signal each generation received (undefined without stop strings). */
+  readonly stopSignals: (AbortSignal | undefined)[] = [];
+
+  async generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void> {
     if (this.unloaded) throw new EngineError(`model '${this.descriptor.id}' was unloaded`);
     if (this.crashed) throw new EngineError(`generation failed: ${this.crashed}`, "worker_crashed");
     const promptTokens = request.kind === "chat" ? chatTokens(request) : countTokens(request.prompt);
     if (request.kind === "chat") planChat(request);
     const budget = completionBudget(promptTokens, request.maxTokens, this.contextLength, request.kind === "chat" ? "messages" : "prompt");
     this.requests.push(request);
+    this.stopSignals.push(stop);
     const script = (this.spec.script ?? (() => DEFAULT_SCRIPT))(request);
     const started = performance.now();
     let first: number | undefined;
@@ -124,6 +130,7 @@ export class FakeLoadedModel implements LoadedModel {
         if (this.spec.stepMs) await sleep(this.spec.stepMs, signal);
         if (signal.aborted) throw new GenerationAbortedError();
         if (tokens >= budget) { finish = "length"; break; }
+        if (stop?.aborted) { this.stoppedEarly++; finish = "stop"; break; }
         if ("text" in step || "reasoning" in step) {
           first ??= performance.now();
           tokens++;

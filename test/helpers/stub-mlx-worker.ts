@@ -60,6 +60,7 @@ const traceback = (what: string) =>
   `Traceback (most recent call last):\n  File "mlx_worker.py", line 1, in ${what}\nRuntimeError: stub worker ${what} failed on purpose (start ${start + 1})`;
 
 const cancelled = new Set<string>();
+const ended = new Set<string>();
 const memory = { active_bytes: 1000, peak_bytes: 2000, cache_bytes: 0, prompt_cache_bytes: 0 };
 
 async function generate(msg: Extract<ToWorker, { type: "generate" }>): Promise<void> {
@@ -67,16 +68,19 @@ async function generate(msg: Extract<ToWorker, { type: "generate" }>): Promise<v
   if (behaviour === "hang-on-generate") { silent = true; return; }
   const max = msg.max_tokens ?? 16;
   await send({ type: "started", id: msg.id, prompt_tokens: 5, cached_tokens: 0, max_tokens: max });
-  for (let i = 0; i < max; i++) {
+  let finish: "stop" | "length" = "length";
+  let i = 0;
+  for (; i < max; i++) {
     if (cancelled.delete(msg.id)) return;
+    if (ended.delete(msg.id)) { finish = "stop"; break; }
     if (i === 2 && behaviour === "exit-mid-generation") await die("kill");
     if (i === 2 && behaviour === "garbage-on-generate") await line("{not json");
     await send({ type: "text", id: msg.id, text: `${i ? " " : ""}w${i}` });
     await Bun.sleep(tokenMs);
   }
   await send({
-    type: "done", id: msg.id, finish_reason: "length", tool_calls: [], unparsed_tool_calls: [], prompt_tokens: 5, cached_tokens: 0,
-    completion_tokens: max, prefill_ms: 1, decode_ms: max * tokenMs, peak_memory_bytes: memory.peak_bytes,
+    type: "done", id: msg.id, finish_reason: finish, tool_calls: [], unparsed_tool_calls: [], prompt_tokens: 5, cached_tokens: 0,
+    completion_tokens: i, prefill_ms: 1, decode_ms: i * tokenMs, peak_memory_bytes: memory.peak_bytes,
   });
 }
 
@@ -91,6 +95,7 @@ function handle(msg: ToWorker): void {
       return;
     case "generate": void generate(msg); return;
     case "cancel": cancelled.add(msg.id); return;
+    case "end": ended.add(msg.id); return;
     case "tokenize": void send({ type: "tokens", id: msg.id, tokens: [...Buffer.from(msg.text)] }); return;
     case "detokenize": void send({ type: "text_of", id: msg.id, text: Buffer.from(msg.tokens).toString() }); return;
     case "chat_tokens": void send({ type: "tokens", id: msg.id, tokens: msg.messages.flatMap((m) => [...Buffer.from(m.content)]) }); return;

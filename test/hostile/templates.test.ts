@@ -192,7 +192,7 @@ describe("hostile chat templates in the MLX worker", () => {
     const started = performance.now();
     const err = await sup.generate({
       type: "generate", id: sup.newId("g"), prompt: { kind: "chat", messages: [{ role: "user", content: "Hi" }] },
-      max_tokens: 4, sampling: { temperature: 0 }, stop: [], parse_tools: false,
+      max_tokens: 4, sampling: { temperature: 0 }, parse_tools: false,
     }, () => undefined).then(() => undefined, (e: unknown) => e);
     expect(performance.now() - started).toBeLessThan(TIME_BOUND_MS);
     expect(err).toBeInstanceOf(WorkerRequestError);
@@ -201,7 +201,7 @@ describe("hostile chat templates in the MLX worker", () => {
     expect(sup.pid).toBe(pid);
     const done = await sup.generate({
       type: "generate", id: sup.newId("g"), prompt: { kind: "text", text: "Once upon a time" },
-      max_tokens: 4, sampling: { temperature: 0 }, stop: [], parse_tools: false,
+      max_tokens: 4, sampling: { temperature: 0 }, parse_tools: false,
     }, () => undefined);
     expect(done.completion_tokens).toBe(4);
   }, 60_000);

@@ -2,6 +2,7 @@
 // generation watchdog.
 import { describe, expect, test } from "bun:test";
 import { Collector } from "../../src/core/collect.ts";
+import { MAX_STOP_LENGTH } from "../../src/core/stop.ts";
 import type { GenerationEvent } from "../../src/core/events.ts";
 import type { GenerationRequest } from "../../src/core/request.ts";
 import { GenerationAbortedError, GenerationStalledError, LmxError, OverloadedError } from "../../src/errors.ts";
@@ -122,5 +123,94 @@ describe("generation watchdog", () => {
     await within(2000, "the next request", f.core.generate("m", [chat("fine")], next.add));
     expect(next.result().text).toBe("ok");
     f.engine.model("m").release();
+  });
+});
+
+describe("stop strings", () => {
+  // An engine that would go on well past the stop string, which arrives split over three tokens.
+  const words = ["Once", " upon", " a", " ti", "me", " <", "EN", "D>", " and", " then", " more", " text"];
+  const longScript = () => ({ steps: [...words, ...Array.from({ length: 200 }, () => " more")].map((text) => ({ text })) });
+  const spec = { id: "m", stepMs: 1, script: longScript };
+
+  test("the reply ends before the stop, the engine is stopped early and finishes normally", async () => {
+    await using f = fakeApp([spec]);
+    const r = await run(f, { ...chat("go"), stop: ["never-there", " <END>"] });
+    expect(r.error).toBeUndefined();
+    const c = new Collector();
+    for (const e of r.events) c.add(e);
+    const res = c.result();
+    expect(res.text).toBe("Once upon a time");
+    expect(res.finishReason).toBe("stop");
+    // Usage counts what the engine generated, the stop string's tokens included.
+    expect(res.usage.completionTokens).toBeGreaterThanOrEqual(8);
+    expect(res.usage.completionTokens).toBeLessThan(20);
+    expect(f.engine.model("m").stoppedEarly).toBe(1);
+    expect(r.events.filter((e) => e.type === "text").map((e) => e.type === "text" && e.text).join("")).not.toContain("<");
+    expect(r.events.slice(-2).map((e) => e.type)).toEqual(["usage", "finish"]);
+  });
+
+  test("a stop the model never writes changes nothing: held text is flushed at the end", async () => {
+    await using f = fakeApp([{ id: "m", script: () => ({ steps: [{ text: "a <E" }, { text: "N" }] }) }]);
+    const r = await run(f, { ...chat("go"), stop: [" <END>"] });
+    const c = new Collector();
+    for (const e of r.events) c.add(e);
+    expect(c.result()).toMatchObject({ text: "a <EN", finishReason: "stop", usage: { completionTokens: 2 } });
+    expect(f.engine.model("m").stoppedEarly).toBe(0);
+  });
+
+  test("a stop matched on the last token allowed finishes with 'stop', not 'length'", async () => {
+    await using f = fakeApp([spec]);
+    const r = await run(f, { ...chat("go", 8), stop: ["<END>"] });
+    const c = new Collector();
+    for (const e of r.events) c.add(e);
+    expect(c.result()).toMatchObject({ text: "Once upon a time ", finishReason: "stop", usage: { completionTokens: 8 } });
+  });
+
+  test("through HTTP, streamed and not: only the text before the stop, finish_reason stop", async () => {
+    await using f = fakeApp([spec]);
+    const body = { model: "m", messages: [{ role: "user", content: "go" }], stop: "<END>" };
+    const whole = (await (await f.post("/v1/chat/completions", body)).json()) as { choices: { message: { content: string }; finish_reason: string }[]; usage: { completion_tokens: number } };
+    expect(whole.choices[0]!.message.content).toBe("Once upon a time ");
+    expect(whole.choices[0]!.finish_reason).toBe("stop");
+    expect(whole.usage.completion_tokens).toBeLessThan(20);
+    const { events, done } = await readSse(await f.post("/v1/chat/completions", { ...body, stream: true }));
+    const chunks = events as { choices: { delta: { content?: string }; finish_reason: string | null }[] }[];
+    expect(done).toBe(true);
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? "").join("")).toBe("Once upon a time ");
+    expect(chunks.map((c) => c.choices[0]?.finish_reason).filter(Boolean)).toEqual(["stop"]);
+    expect(f.engine.model("m").stoppedEarly).toBe(2);
+
+    const completion = (await (await f.post("/v1/completions", { model: "m", prompt: "go", stop: ["me <"] })).json()) as { choices: { text: string; finish_reason: string }[] };
+    expect(completion.choices[0]).toMatchObject({ text: "Once upon a ti", finish_reason: "stop" });
+  });
+
+  test("stops apply to answer text, not to tool-call arguments; held text goes out before a call", async () => {
+    const call = { name: "f", arguments: '{"q":"a <END> b"}', pieces: 4 };
+    await using f = fakeApp([{ id: "m", script: () => ({ steps: [{ text: "see <E" }, { toolCall: call }] }) }]);
+    const r = await run(f, { kind: "chat", messages: [{ role: "user", content: "go" }], tools: [{ name: "f" }], toolChoice: { name: "f" }, stop: ["<END>"] });
+    const types = r.events.map((e) => e.type);
+    expect(types.lastIndexOf("text")).toBeLessThan(types.indexOf("tool_call_start"));
+    const c = new Collector();
+    for (const e of r.events) c.add(e);
+    expect(c.result()).toMatchObject({ text: "see <E", finishReason: "tool_calls", toolCalls: [{ name: "f", arguments: call.arguments }] });
+    expect(f.engine.model("m").stoppedEarly).toBe(0);
+  });
+
+  test("an overlong stop string is a 400 naming the parameter, before any engine work", async () => {
+    await using f = fakeApp([{ id: "m" }]);
+    const res = await f.post("/v1/chat/completions", { model: "m", messages: [{ role: "user", content: "go" }], stop: ["ok", "x".repeat(MAX_STOP_LENGTH + 1)] });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { param: string; message: string } }).error).toMatchObject({ param: "stop", message: expect.stringContaining("stop[1]") });
+    expect(f.engine.loads).toEqual([]);
+    const ok = await f.post("/v1/chat/completions", { model: "m", messages: [{ role: "user", content: "go" }], stop: ["x".repeat(MAX_STOP_LENGTH)] });
+    expect(ok.status).toBe(200);
+  });
+
+  test("without stop strings, events pass untouched and the engine gets no stop signal", async () => {
+    await using f = fakeApp([{ id: "m" }]);
+    const r = await run(f, chat("go"));
+    expect(r.events.filter((e) => e.type === "text").map((e) => e.type === "text" && e.text)).toEqual(["Hello", " world"]);
+    await run(f, { ...chat("go"), stop: ["zz"] });
+    expect(f.engine.model("m").stopSignals.map((s) => s !== undefined)).toEqual([false, true]);
   });
 });

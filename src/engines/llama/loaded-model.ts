@@ -31,6 +31,15 @@ function isAbort(err: unknown, signal?: AbortSignal): boolean {
   return signal?.aborted === true || (err instanceof Error && err.name === "AbortError");
 }
 
+/**
+ * node-llama-cpp's ending options: `signal` alone rejects on abort; with the core's soft stop, either
+ * signal ends generation with the response so far (`stopOnAbortSignal`), and the caller turns a
+ * client abort back into a rejection.
+ */
+function until(signal: AbortSignal, stop?: AbortSignal): { signal: AbortSignal; stopOnAbortSignal?: boolean } {
+  return stop ? { signal: AbortSignal.any([signal, stop]), stopOnAbortSignal: true } : { signal };
+}
+
 /** Counts generated tokens and splits wall time into prefill (until the first token) and decode. */
 class GenerationClock {
   private readonly start = performance.now();
@@ -216,15 +225,14 @@ export class LlamaLoadedModel implements LoadedModel {
       repeatPenalty: penalize
         ? { penalty: req.repeatPenalty ?? 1, presencePenalty: req.presencePenalty, frequencyPenalty: req.frequencyPenalty, lastTokens: 64 }
         : (false as const),
-      customStopTriggers: req.stop && req.stop.length > 0 ? req.stop : undefined,
     };
   }
 
-  generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal): Promise<void> {
-    return request.kind === "chat" ? this.chat(request, emit, signal) : this.complete(request, emit, signal);
+  generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void> {
+    return request.kind === "chat" ? this.chat(request, emit, signal, stop) : this.complete(request, emit, signal, stop);
   }
 
-  private async chat(request: ChatGeneration, emit: EventSink, signal: AbortSignal): Promise<void> {
+  private async chat(request: ChatGeneration, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void> {
     const plan = await this.planChat(request);
     const promptTokens = plan.promptTokens.length;
     const maxTokens = completionBudget(promptTokens, request.maxTokens, this.contextLength, "messages");
@@ -240,13 +248,14 @@ export class LlamaLoadedModel implements LoadedModel {
         grammar: plan.grammar,
         functions: plan.functions,
         documentFunctionParams: plan.functions ? true : undefined,
-        signal,
+        ...until(signal, stop),
         onToken: (t) => { tracked.firstToken(); clock.onTokens(t); },
         // A forced tool call is raw JSON: it reaches the client as a tool call, not as text.
         onTextChunk: plan.forced ? undefined : (text) => { if (text) emit({ type: "text", text }); },
         // The context was checked to fit; shifting would drop the start of the conversation.
         contextShift: { strategy: "eraseFirstResponseAndKeepFirstSystem" },
       } as Parameters<typeof chat.generateResponse>[1]);
+      if (signal.aborted) throw new GenerationAbortedError();
     } catch (err) {
       if (isAbort(err, signal)) throw new GenerationAbortedError();
       throw new EngineError(`generation failed: ${errorMessage(err)}`);
@@ -271,7 +280,7 @@ export class LlamaLoadedModel implements LoadedModel {
     }
   }
 
-  private async complete(request: TextGeneration, emit: EventSink, signal: AbortSignal): Promise<void> {
+  private async complete(request: TextGeneration, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void> {
     checkPromptBytes([request.prompt], this.longestToken, this.contextLength, "prompt", "prompt");
     await checkPromptLength([request.prompt], (text) => this.countTokens(text), this.contextLength, "prompt");
     const tokens = this.model.tokenize(request.prompt);
@@ -285,11 +294,12 @@ export class LlamaLoadedModel implements LoadedModel {
       const res = await completion.generateCompletionWithMeta(request.prompt, {
         ...this.sampling(request),
         maxTokens,
-        signal,
+        ...until(signal, stop),
         onToken: (t) => { tracked.firstToken(); clock.onTokens(t); },
         onTextChunk: (text) => { if (text) emit({ type: "text", text }); },
         disableContextShift: true,
       });
+      if (signal.aborted) throw new GenerationAbortedError();
       clock.finish(emit, promptTokens, res.metadata.stopReason === "maxTokens" ? "length" : "stop");
     } catch (err) {
       if (isAbort(err, signal)) throw new GenerationAbortedError();

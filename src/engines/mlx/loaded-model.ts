@@ -172,6 +172,7 @@ export class MlxLoadedModel implements LoadedModel {
     request: SamplingOptions,
     emit: EventSink,
     signal: AbortSignal,
+    stop: AbortSignal | undefined,
     opts: { buffer: boolean; parseTools: boolean; what: PromptKind },
   ): Promise<{ text: string; done: Done }> {
     if (signal.aborted) throw new GenerationAbortedError();
@@ -184,7 +185,6 @@ export class MlxLoadedModel implements LoadedModel {
       prompt,
       ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
       sampling: this.sampling(request),
-      stop: (request.stop ?? []).filter((s) => s.length > 0),
       parse_tools: opts.parseTools,
     });
     let done: Done;
@@ -198,7 +198,7 @@ export class MlxLoadedModel implements LoadedModel {
             text += e.text;
             if (!opts.buffer) { emitted = true; emit({ type: "text", text: e.text }); }
           }
-        }, signal);
+        }, signal, stop);
       }, () => !emitted && !signal.aborted);
     } catch (err) {
       throw this.mapError(err, signal, request.maxTokens, opts.what);
@@ -216,12 +216,12 @@ export class MlxLoadedModel implements LoadedModel {
     emit({ type: "finish", reason });
   }
 
-  async generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal): Promise<void> {
+  async generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void> {
     // The worker tokenizes on its own thread, but a prompt that cannot fit is refused here first, without a round trip.
     const texts = request.kind === "text" ? [request.prompt] : request.messages.map((m) => m.content);
     await checkPromptLength(texts, (text) => this.countTokens(text), this.contextLength, request.kind === "text" ? "prompt" : "messages");
     if (request.kind === "text") {
-      const { done } = await this.run({ kind: "text", text: request.prompt }, request, emit, signal, { buffer: false, parseTools: false, what: "prompt" });
+      const { done } = await this.run({ kind: "text", text: request.prompt }, request, emit, signal, stop, { buffer: false, parseTools: false, what: "prompt" });
       this.finish(emit, done);
       return;
     }
@@ -229,7 +229,7 @@ export class MlxLoadedModel implements LoadedModel {
     const buffer = plan.forced !== undefined || plan.json !== undefined;
     const { text, done } = await this.run(
       { kind: "chat", messages: plan.messages, ...(plan.tools ? { tools: plan.tools } : {}) },
-      request, emit, signal, { buffer, parseTools: plan.tools !== undefined, what: "messages" });
+      request, emit, signal, stop, { buffer, parseTools: plan.tools !== undefined, what: "messages" });
     const note = cutShortNote(done.finish_reason, done.completion_tokens);
 
     if (plan.forced) {

@@ -1,4 +1,5 @@
-// The message format between LMX and its MLX worker (native/mlx_worker/), version 1.
+// The message format between LMX and its MLX worker (native/mlx_worker/), version 2 (2: stop strings
+// left the worker for the core; `end` finishes a generation early without an error).
 //
 // Newline-delimited JSON over the worker's stdin (LMX → worker) and stdout (worker → LMX); stderr
 // is log text. The worker speaks first with `hello`, naming the protocol version; LMX refuses a
@@ -9,7 +10,7 @@
 
 import * as v from "valibot";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 const id = v.pipe(v.string(), v.minLength(1), v.maxLength(200));
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -64,11 +65,12 @@ export const ToWorker = v.variant("type", [
       /** End-of-sequence tokens are never sampled: generation runs to max_tokens. */
       ignore_eos: v.optional(v.boolean()),
     }),
-    stop: v.array(v.pipe(v.string(), v.minLength(1))),
     /** Pull tool calls out of the text with the model's own tool-call format. */
     parse_tools: v.boolean(),
   }),
   v.object({ type: v.literal("cancel"), id }),
+  /** Ends a generation as if the model had stopped: `done` (finish_reason "stop") with the tokens so far. */
+  v.object({ type: v.literal("end"), id }),
   v.object({ type: v.literal("tokenize"), id, text: v.string(), add_special_tokens: v.boolean() }),
   v.object({ type: v.literal("detokenize"), id, tokens: v.array(count) }),
   v.object({ type: v.literal("chat_tokens"), id, messages: v.pipe(v.array(WireMessage), v.minLength(1)), tools: v.optional(v.array(WireTool)) }),

@@ -380,8 +380,9 @@ export class WorkerSupervisor {
   /**
    * A generation: events flow to `onEvent` until `done` (resolves) or `error` (rejects). The
    * signal sends a cancel and rejects at once; the worker drops the sequence at its next step.
+   * `stop` (the core's soft stop) sends `end`: the worker finishes the sequence and its `done` resolves.
    */
-  generate(msg: Extract<ToWorker, { type: "generate" }>, onEvent: (e: WorkerReply) => void, signal?: AbortSignal): Promise<Extract<WorkerReply, { type: "done" }>> {
+  generate(msg: Extract<ToWorker, { type: "generate" }>, onEvent: (e: WorkerReply) => void, signal?: AbortSignal, stop?: AbortSignal): Promise<Extract<WorkerReply, { type: "done" }>> {
     return new Promise((resolve, reject) => {
       let settled = false;
       const finish = () => {
@@ -389,6 +390,7 @@ export class WorkerSupervisor {
         settled = true;
         this.listeners.delete(msg.id);
         signal?.removeEventListener("abort", onAbort);
+        stop?.removeEventListener("abort", onStop);
         this.generating--;
         if (this.generating === 0 && this.state === "busy") this.transition("ready");
         return true;
@@ -401,6 +403,14 @@ export class WorkerSupervisor {
           // A worker that cannot take the cancel is already being replaced.
         }
         reject(signal?.reason instanceof Error ? signal.reason : new DOMException("aborted", "AbortError"));
+      };
+      const onStop = () => {
+        if (settled) return;
+        try {
+          this.write({ type: "end", id: msg.id });
+        } catch {
+          // A worker that cannot take it is being replaced; the request fails with the crash.
+        }
       };
       this.generating++;
       if (this.state === "ready") this.transition("busy");
@@ -418,7 +428,10 @@ export class WorkerSupervisor {
         this.write(msg);
       } catch (err) {
         if (finish()) reject(err);
+        return;
       }
+      if (stop?.aborted) onStop();
+      else stop?.addEventListener("abort", onStop, { once: true });
     });
   }
 
