@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ensureFixtures } from "./fixtures/models.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
+import { rng } from "../src/probe/text.ts";
 
 // A bounded soak: concurrent streamed and non-streamed chat and completion requests with client
 // aborts at random points (queued, prefill, mid-stream) against the real engine. Every request must
@@ -14,17 +15,6 @@ const REQUESTS = Number(process.env.LMX_SOAK_REQUESTS ?? 40);
 /** Far above any request here (≤ 96 tokens on a tiny model, even on a starved machine), below the test time-out. */
 const PER_REQUEST_MS = 60_000;
 
-/** mulberry32: small, seedable, good enough to pick abort points. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Outcome = "completed" | "aborted" | "refused";
 

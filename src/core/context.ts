@@ -26,7 +26,7 @@ export function completionBudget(promptTokens: number, maxTokens: number | undef
 const CHECK_FROM_CHARS = 64 * 1024;
 const CHUNK_CHARS = 32 * 1024;
 /**
- * Tokens a chunk boundary may add to a count (a merge split in two, a dummy-prefix space, a byte
+ * Tokens a chunk boundary may add to a count (a merge split in two, a leading-space marker, a byte
  * sequence cut apart), so counting in chunks never refuses a prompt that would fit.
  */
 const BOUNDARY_SLACK = 3;

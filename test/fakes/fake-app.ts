@@ -82,17 +82,4 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
 
 export type FakeApp = ReturnType<typeof fakeApp>;
 
-/** Reads an SSE body into its data payloads (without the final [DONE]) and whether [DONE] came. */
-export async function readSse(res: Response): Promise<{ events: unknown[]; done: boolean }> {
-  const raw = await res.text();
-  const events: unknown[] = [];
-  let done = false;
-  for (const block of raw.split("\n\n")) {
-    const line = block.trim();
-    if (!line.startsWith("data: ")) continue;
-    const data = line.slice(6);
-    if (data === "[DONE]") done = true;
-    else events.push(JSON.parse(data));
-  }
-  return { events, done };
-}
+export { readSse } from "../helpers/server.ts";
