@@ -1,91 +1,19 @@
 import { errorMessage, InsufficientMemoryError, InvalidModelFileError, InvalidRequestError, LmxError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
 import { layerLoadSettings, type LoadSettings } from "../config/load-settings.ts";
-import type { Engine, LoadedModel, MemoryEstimate, ModelDescriptor, ModelFormat, ModelInfo, ResolvedLoadSettings } from "../engines/types.ts";
-import type { EventBus } from "../events/bus.ts";
+import type { Engine, LoadedModel, ModelDescriptor, ModelFormat, ModelInfo, ResolvedLoadSettings } from "../engines/types.ts";
 import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
 import { formatBytes, formatBytesApart } from "../util/size.ts";
 import { bounded } from "../util/watch.ts";
-import type { StateMachine } from "../util/state-machine.ts";
-import { modelLifecycle, type ModelState } from "./lifecycle.ts";
+import type { Lease, ModelLoad, ModelStatus, SchedulerSeams, SchedulerSettings } from "./types.ts";
+import { Entry, totalBytes } from "./entry.ts";
 import { checkContext, checkModelFile, checkThreads } from "./load-limits.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 
 /** Context used when neither the user nor the model says otherwise: big enough for chat, small enough for RAM. */
 export const DEFAULT_CONTEXT = 4096;
 
-/**
- * Server-wide settings of the scheduler (from `lmx serve` flags, env and config.json). `load` is the
- * bottom layer of every model's load settings; the rest are not per-load settings.
- */
-export interface SchedulerSettings {
-  /** contextLength undefined: DEFAULT_CONTEXT capped at the declared context; 0: the declared context. */
-  load: LoadSettings & { parallel: number; threads: number; ttl: number };
-  batchSize?: number;
-  /** Requests that may wait for a sequence, per model. */
-  queueLimit: number;
-  /** Bytes of RAM all loaded models together may use. */
-  memoryBudget: number;
-}
-
-/** The settings a model loads with, plus the idle time after which it unloads itself. */
-export type ModelLoad = ResolvedLoadSettings & { ttl: number };
-
-export interface Lease {
-  model: LoadedModel;
-  /** Aborted when the client goes away or the model is unloaded under the request. */
-  signal: AbortSignal;
-  release: () => void;
-}
-
-export interface ModelStatus {
-  descriptor: ModelDescriptor;
-  info?: ModelInfo;
-  infoError?: string;
-  state: ModelState;
-  loadedContextLength?: number;
-  options?: ResolvedLoadSettings;
-  memory?: MemoryEstimate;
-  running: number;
-  queued: number;
-  lastUsed?: number;
-  loadedAt?: number;
-  ttlSeconds?: number;
-}
-
-export interface SchedulerSeams {
-  /** Saved per-model defaults (registry), layered under the settings of one load request. */
-  savedDefaults?: (id: string) => LoadSettings | undefined;
-  events?: EventBus;
-  /** The measured working context (context probe), used when a load names no context length. */
-  testedContext?: (descriptor: ModelDescriptor) => Promise<number | undefined>;
-  now?: () => number;
-}
-
-class Entry {
-  readonly lifecycle: StateMachine<ModelState>;
-  loaded: LoadedModel | undefined;
-  loading: Promise<LoadedModel> | undefined;
-  slots: Slots | undefined;
-  memory: MemoryEstimate | undefined;
-  ttlSeconds = 0;
-  /** One controller per running request, so an unload can stop them before freeing the model. */
-  readonly inflight = new Set<AbortController>();
-  lastUsed = 0;
-  loadedAt = 0;
-  /** Serialises load and unload of this model. */
-  op: Promise<unknown> = Promise.resolve();
-
-  constructor(readonly id: string) {
-    this.lifecycle = modelLifecycle(id, { onChange: ({ from, to, reason }) => log.debug("model state", { model: id, from, to, reason }) });
-  }
-
-  get busy(): boolean {
-    return (this.slots?.running ?? 0) > 0 || (this.slots?.queued ?? 0) > 0;
-  }
-}
-
-const totalBytes = (m: MemoryEstimate | undefined) => (m ? m.modelBytes + m.contextBytes : 0);
+export type { Lease, ModelLoad, ModelStatus, SchedulerSeams, SchedulerSettings } from "./types.ts";
 
 export class Scheduler {
   private readonly entries = new Map<string, Entry>();
