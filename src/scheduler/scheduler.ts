@@ -146,62 +146,66 @@ export class Scheduler {
   }
 
   private load(e: Entry, descriptor: ModelDescriptor, request?: LoadSettings): Promise<LoadedModel> {
-    const loading: Promise<LoadedModel> = e.op.then(() => this.withLoadLock(async () => {
-      if (this.closed) throw new OverloadedError("server is shutting down");
-      const options = await this.resolveLoad(descriptor, request);
-      if (e.loaded) {
-        if (!request || this.sameSettings(e.loaded.options, options)) {
-          e.ttlSeconds = options.ttl;
-          return e.loaded;
-        }
-        await this.unloadEntry(e, "request");
-      }
-      const engine = this.engineFor(descriptor);
-      const failed = (err: unknown) => {
-        e.lifecycle.transition("failed");
-        log.error("model load failed", { model: descriptor.id, error: errorMessage(err) });
-        this.seams.events?.publish({ type: "model.load_failed", model: descriptor.id, error: errorMessage(err) });
-      };
-      let estimate;
-      try {
-        estimate = await engine.estimateMemory(descriptor, options);
-      } catch (err) {
-        // The estimate is the first thing to hand the file to the engine (llama.cpp's trial load
-        // runs there): a broken file fails the model, not just this request.
-        if (err instanceof InvalidModelFileError) {
-          e.lifecycle.transition("loading");
-          failed(err);
-        }
-        throw err;
-      }
-      await this.makeRoom(descriptor.id, totalBytes(estimate));
-      e.lifecycle.transition("loading");
-      this.seams.events?.publish({ type: "model.loading", model: descriptor.id, contextLength: options.contextLength, parallel: options.parallel, threads: options.threads });
-      const started = performance.now();
-      try {
-        log.info("loading model", { model: descriptor.id, path: descriptor.path, ctx: options.contextLength, parallel: options.parallel, threads: options.threads, estimate: formatBytes(totalBytes(estimate)) });
-        const model = await engine.load(descriptor, options);
-        model.onFailed?.((err) => this.failLoaded(e, model, err));
-        e.loaded = model;
-        e.memory = model.memoryInUse();
-        e.slots = new Slots(options.parallel, this.settings.queueLimit, `model '${descriptor.id}'`);
-        e.ttlSeconds = options.ttl;
-        e.lastUsed = e.loadedAt = this.now();
-        e.lifecycle.transition("ready");
-        const ms = Math.round(performance.now() - started);
-        log.info("model ready", { model: descriptor.id, ms, ctx: model.contextLength });
-        this.seams.events?.publish({ type: "model.loaded", model: descriptor.id, contextLength: model.contextLength, memoryBytes: totalBytes(e.memory), ms });
-        return model;
-      } catch (err) {
-        failed(err);
-        // A load the shutdown cut short (its engine freed under it) is the shutdown's 503, not a broken model.
-        if (this.closed) throw new OverloadedError(`server is shutting down; loading ${descriptor.id} was abandoned`);
-        // A 4xx from the engine (a bad model file, a refused chat template) is the model's fault, not the server's: kept as is.
-        throw err instanceof ModelLoadError || (err instanceof LmxError && err.status < 500) ? err : new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
-      }
-    }));
+    const loading: Promise<LoadedModel> = e.op.then(() => this.withLoadLock(() => this.loadLocked(e, descriptor, request).catch((err: unknown) => {
+      // A load the shutdown cut short (its engine freed, its trial process stopped) is the shutdown's 503, not a broken model.
+      if (this.closed && !(err instanceof OverloadedError)) throw new OverloadedError(`server is shutting down; loading ${descriptor.id} was abandoned`);
+      throw err;
+    })));
     e.op = loading.catch(() => undefined);
     return loading;
+  }
+
+  private async loadLocked(e: Entry, descriptor: ModelDescriptor, request?: LoadSettings): Promise<LoadedModel> {
+    if (this.closed) throw new OverloadedError("server is shutting down");
+    const options = await this.resolveLoad(descriptor, request);
+    if (e.loaded) {
+      if (!request || this.sameSettings(e.loaded.options, options)) {
+        e.ttlSeconds = options.ttl;
+        return e.loaded;
+      }
+      await this.unloadEntry(e, "request");
+    }
+    const engine = this.engineFor(descriptor);
+    const failed = (err: unknown) => {
+      e.lifecycle.transition("failed");
+      log.error("model load failed", { model: descriptor.id, error: errorMessage(err) });
+      this.seams.events?.publish({ type: "model.load_failed", model: descriptor.id, error: errorMessage(err) });
+    };
+    let estimate;
+    try {
+      estimate = await engine.estimateMemory(descriptor, options);
+    } catch (err) {
+      // The estimate is the first thing to hand the file to the engine (llama.cpp's trial load
+      // runs there): a broken file fails the model, not just this request.
+      if (err instanceof InvalidModelFileError) {
+        e.lifecycle.transition("loading");
+        failed(err);
+      }
+      throw err;
+    }
+    await this.makeRoom(descriptor.id, totalBytes(estimate));
+    e.lifecycle.transition("loading");
+    this.seams.events?.publish({ type: "model.loading", model: descriptor.id, contextLength: options.contextLength, parallel: options.parallel, threads: options.threads });
+    const started = performance.now();
+    try {
+      log.info("loading model", { model: descriptor.id, path: descriptor.path, ctx: options.contextLength, parallel: options.parallel, threads: options.threads, estimate: formatBytes(totalBytes(estimate)) });
+      const model = await engine.load(descriptor, options);
+      model.onFailed?.((err) => this.failLoaded(e, model, err));
+      e.loaded = model;
+      e.memory = model.memoryInUse();
+      e.slots = new Slots(options.parallel, this.settings.queueLimit, `model '${descriptor.id}'`);
+      e.ttlSeconds = options.ttl;
+      e.lastUsed = e.loadedAt = this.now();
+      e.lifecycle.transition("ready");
+      const ms = Math.round(performance.now() - started);
+      log.info("model ready", { model: descriptor.id, ms, ctx: model.contextLength });
+      this.seams.events?.publish({ type: "model.loaded", model: descriptor.id, contextLength: model.contextLength, memoryBytes: totalBytes(e.memory), ms });
+      return model;
+    } catch (err) {
+      failed(err);
+      // A 4xx from the engine (a bad model file, a refused chat template) is the model's fault, not the server's: kept as is.
+      throw err instanceof ModelLoadError || (err instanceof LmxError && err.status < 500) ? err : new ModelLoadError(`cannot load ${descriptor.id}: ${errorMessage(err)}`);
+    }
   }
 
   private ensureLoaded(e: Entry, descriptor: ModelDescriptor): Promise<LoadedModel> {

@@ -47,6 +47,10 @@ export interface FakeModelSpec {
   loadMs?: number;
   /** Loads fail with this message (until cleared). */
   loadError?: string;
+  /** Milliseconds the memory estimate takes (llama.cpp's trial load of a new file runs there). */
+  estimateMs?: number;
+  /** The estimate fails with this plain (untyped) error, as a trial process stopped under it would. */
+  estimateError?: string;
   /** Milliseconds between two scripted steps (tokens). */
   stepMs?: number;
   /** The script for a request; default: "Hello" " world". */
@@ -237,6 +241,8 @@ export class FakeEngine implements Engine {
 
   async estimateMemory(d: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
     const s = this.spec(d);
+    if (s.estimateMs) await Bun.sleep(s.estimateMs);
+    if (s.estimateError) throw new Error(s.estimateError);
     return { modelBytes: s.modelBytes ?? 1000, contextBytes: (s.bytesPerContextToken ?? 0) * options.contextLength * options.parallel, gpuBytes: 0 };
   }
 

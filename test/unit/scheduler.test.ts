@@ -121,6 +121,16 @@ describe("scheduler on the fake engine", () => {
     expect(f.engine.unloads).toEqual(["a"]);
   });
 
+  test("a load that fails because the server is stopping is a 503, not a broken model's 500", async () => {
+    await using f = fakeApp([{ id: "a", estimateMs: 50, estimateError: "the trial load's process was stopped" }]);
+    const pending = f.scheduler.acquire("a").then(() => undefined, (e: unknown) => e);
+    await Bun.sleep(10);
+    f.scheduler.drain();
+    const err = await pending;
+    expect(err).toBeInstanceOf(OverloadedError);
+    expect((err as OverloadedError).status).toBe(503);
+  });
+
   test("shutdown unloads everything and disposes the engine", async () => {
     const f = fakeApp([{ id: "a" }, { id: "b" }]);
     (await f.scheduler.acquire("a")).release();
