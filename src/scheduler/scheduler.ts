@@ -21,6 +21,8 @@ export class Scheduler {
   private loadLock: Promise<unknown> = Promise.resolve();
   private sweeper: ReturnType<typeof setInterval> | undefined;
   private closed = false;
+  /** Past the grace period: models and engines are being freed. */
+  private stopping = false;
   /** Requests between asking for a model and holding one of its slots. */
   private acquiring = 0;
   private readonly now: () => number;
@@ -248,6 +250,11 @@ export class Scheduler {
       // Unloaded between the load and here (evicted, or unloaded by a bot): load again.
       if (!slots || e.loaded !== model) continue;
       const release = await slots.acquire(signal);
+      // The grace period is over: the engines are being freed, so nothing new may start on them.
+      if (this.stopping) {
+        release();
+        throw new OverloadedError("server is shutting down");
+      }
       e.lastUsed = this.now();
       const ac = new AbortController();
       const onAbort = () => ac.abort();
@@ -393,6 +400,10 @@ export class Scheduler {
    */
   async shutdown(stepLimitMs = 5000): Promise<void> {
     this.closed = true;
+    this.stopping = true;
+    // Generations end before their models are freed, even where an unload waits behind a load
+    // still running (and gives up after the step limit) while the engine is disposed regardless.
+    for (const e of this.entries.values()) for (const ac of e.inflight) ac.abort();
     if (this.sweeper) clearInterval(this.sweeper);
     await Promise.all([...this.entries.keys()].map((id) => bounded(`model '${id}' to unload`, this.unload(id, "shutdown"), stepLimitMs)));
     for (const engine of Object.values(this.engines)) if (engine) await bounded(`the ${engine.name} engine to dispose`, engine.dispose(), stepLimitMs);

@@ -131,6 +131,18 @@ describe("scheduler on the fake engine", () => {
     expect((err as OverloadedError).status).toBe(503);
   });
 
+  test("a load that outlives the shutdown's bound never starts a generation on the freed engine", async () => {
+    await using f = fakeApp([{ id: "a", loadMs: 150 }]);
+    const pending = f.scheduler.acquire("a").then((lease) => { lease.release(); return "lease"; }, (e: unknown) => e);
+    await Bun.sleep(20);
+    // The unload waits behind the running load, gives up after 30 ms, and the engine is disposed.
+    await f.scheduler.shutdown(30);
+    expect(f.engine.disposed).toBe(true);
+    const outcome = await pending;
+    expect(outcome).toBeInstanceOf(OverloadedError);
+    expect((outcome as OverloadedError).status).toBe(503);
+  });
+
   test("shutdown unloads everything and disposes the engine", async () => {
     const f = fakeApp([{ id: "a" }, { id: "b" }]);
     (await f.scheduler.acquire("a")).release();
