@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ensureFixtures } from "./fixtures/models.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
-import { rng } from "../src/probe/text.ts";
+import { rng } from "../src/util/random.ts";
 
 // A bounded soak: concurrent streamed and non-streamed chat and completion requests with client
 // aborts at random points (queued, prefill, mid-stream) against the real engine. Every request must

@@ -1,3 +1,4 @@
+import { rng } from "../util/random.ts";
 // Material for the probe's prompts. The filler is ordinary English prose (written for LMX) whose
 // sentences are shuffled by a seeded generator, so long contexts have realistic token statistics
 // without long verbatim repeats a model could copy from. Passages are random word sequences:
@@ -74,17 +75,7 @@ const WORDS = [
   "meadow", "pencil", "cobalt", "lantern", "granite", "thistle", "saffron", "pebble", "falcon", "timber", "velvet", "cedar",
 ];
 
-/** Deterministic PRNG (mulberry32): the same seed builds the same prompts on every machine. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 /** Shuffled sentences, as many as asked for. */
 export function fillerSentences(count: number, random: () => number): string[] {

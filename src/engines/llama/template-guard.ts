@@ -21,6 +21,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { ChatWrapper, LlamaModel } from "node-llama-cpp";
 import { LmxError } from "../../errors.ts";
 import { log } from "../../log.ts";
+import { rng } from "../../util/random.ts";
 import { RenderSandbox, type SandboxLimits } from "./template-sandbox.ts";
 import type { RenderLimits, RenderOutcome } from "./template-worker.ts";
 
@@ -77,24 +78,6 @@ function hash(...parts: string[]): string {
   return h.digest("base64url");
 }
 
-/**
- * node-llama-cpp stands random ids in for message contents before rendering (Math.random), so the
- * same call renders different inputs each time. Within one `prepare` every round draws the same ids
- * from a generator seeded once per call (random, so the ids stay unguessable), and the renders a
- * round asks for are the ones the next round finds in the cache.
- */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    // mulberry32: a small, well-distributed 32-bit generator; this is not for secrets.
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Scope {
   /** Renders to run before the next round; undefined: render synchronously instead. */
   pending: Map<string, { template: string; itemsJson: string }> | undefined;
@@ -143,10 +126,14 @@ export class TemplateGuard {
    * InvalidChatTemplateError.
    */
   async prepare<T>(fn: () => T): Promise<T> {
+    // node-llama-cpp stands random ids (Math.random) in for message contents before rendering, so
+    // the same call renders different inputs each time. Every round of one `prepare` draws the same
+    // ids from a generator seeded once per call (randomly, so the ids stay unguessable), and the
+    // renders a round asks for are the ones the next round finds in the cache.
     const seed = randomBytes(4).readUInt32LE(0);
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const scope: Scope = { pending: new Map(), breach: undefined };
-      const { result, failed, failure } = this.within(scope, seededRandom(seed), fn);
+      const { result, failed, failure } = this.within(scope, rng(seed), fn);
       if (scope.pending?.size === 0) {
         if (failed) throw failure;
         return result as T;
