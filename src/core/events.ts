@@ -14,7 +14,12 @@ export type FinishReason = "stop" | "length" | "tool_calls";
 
 export interface Usage {
   promptTokens: number;
+  /** Every generated token: answer, reasoning and tool calls. */
   completionTokens: number;
+  /** Of completionTokens, those spent thinking (0 for models that do not think). */
+  reasoningTokens?: number;
+  /** Of promptTokens, those served from the prompt cache. */
+  cachedTokens?: number;
 }
 
 export interface Timings {
@@ -27,6 +32,8 @@ export interface Timings {
 
 export interface TokenLogprob {
   token: string;
+  /** The token's UTF-8 bytes (a token can be part of a character). */
+  bytes?: number[];
   logprob: number;
   /** The most likely alternatives at this position, most likely first. */
   top: { token: string; logprob: number }[];

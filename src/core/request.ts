@@ -11,7 +11,8 @@ export interface ToolCall {
 export type ChatMessage =
   | { role: "system"; content: string }
   | { role: "user"; content: string }
-  | { role: "assistant"; content: string; toolCalls?: ToolCall[] }
+  /** `reasoning`: the model's thinking in that turn, as a client sent it back (reasoning_content). */
+  | { role: "assistant"; content: string; toolCalls?: ToolCall[]; reasoning?: string }
   | { role: "tool"; content: string; toolCallId: string };
 
 export interface ToolDefinition {
@@ -41,7 +42,17 @@ export interface SamplingOptions {
   stop?: string[];
   /** Never sample end-of-generation tokens, so generation runs to maxTokens (llama-server's ignore_eos). */
   ignoreEos?: boolean;
+  /** Added to the logits of these token ids before sampling (-100 bans a token, 100 all but forces it). */
+  logitBias?: Record<number, number>;
+  /** Report each generated token's log-probability with this many top alternatives (0-20); undefined: none. */
+  logprobs?: number;
 }
+
+/** How much a thinking model thinks: "none" turns thinking off where the template can. */
+export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high";
+
+/** Where a thinking model's thoughts go: their own field, left in the text as the model wrote them, or dropped. */
+export type ReasoningFormat = "separate" | "inline" | "none";
 
 /** A conversation rendered with the model's chat template. */
 export interface ChatPrompt {
@@ -49,16 +60,25 @@ export interface ChatPrompt {
   tools?: ToolDefinition[];
   toolChoice?: ToolChoice;
   responseFormat?: ResponseFormat;
+  /** More than one tool call per turn (default true); false: at most one. */
+  parallelToolCalls?: boolean;
+  reasoningEffort?: ReasoningEffort;
+  /** Extra variables for the chat template (e.g. enable_thinking); values are JSON. */
+  templateKwargs?: Record<string, unknown>;
 }
 
 export interface ChatGeneration extends SamplingOptions, ChatPrompt {
   kind: "chat";
+  /** Where thoughts go in the result; the server's default when unset. */
+  reasoningFormat?: ReasoningFormat;
 }
 
 /** Raw text continued as is, no template. */
 export interface TextGeneration extends SamplingOptions {
   kind: "text";
   prompt: string;
+  /** Text after the insertion point: fill-in-the-middle between `prompt` and this (models with FIM tokens). */
+  suffix?: string;
 }
 
 export type GenerationRequest = ChatGeneration | TextGeneration;
