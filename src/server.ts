@@ -14,6 +14,7 @@ import { DownloadJobs } from "./downloads/jobs.ts";
 import { errorMessage, UsageError } from "./errors.ts";
 import { EventBus } from "./events/bus.ts";
 import { hubCacheDir, hubToken } from "./hub/cache.ts";
+import { isReasoningFormat, REASONING_FORMATS } from "./core/reasoning.ts";
 import { InferenceCore } from "./core/service.ts";
 import { log } from "./log.ts";
 import { ModelCatalog } from "./models/catalog.ts";
@@ -68,6 +69,8 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   } catch (err) {
     throw new UsageError(`--memory-budget: ${(err as Error).message}`);
   }
+  if (!isReasoningFormat(config.reasoningFormat)) throw new UsageError(`--reasoning-format: '${config.reasoningFormat}' is not one of ${REASONING_FORMATS.join(", ")}`);
+  const reasoningFormat = config.reasoningFormat;
   const hubTokenFromEnv = await hubToken(env);
   let maxBodyBytes: number;
   try {
@@ -115,7 +118,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     lmstudioDir: config.lmstudioDir ?? join(homedir(), ".lmstudio", "models"),
     ollamaDir: config.ollamaDir ?? join(homedir(), ".ollama", "models"),
   }, (d) => engine.inspect(d));
-  const inference = new InferenceCore(scheduler, { stallTimeoutMs: (config.stallTimeout ?? 600) * 1000 });
+  const inference = new InferenceCore(scheduler, { stallTimeoutMs: (config.stallTimeout ?? 600) * 1000, reasoningFormat });
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
   const connections = new ConnectionGuard(config.maxConnections ?? 4096);
   const idleSeconds = config.idleTimeout ?? 30;

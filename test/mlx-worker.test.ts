@@ -43,30 +43,37 @@ describe("protocol", () => {
     expect(parseWorkerLine(JSON.stringify({ type: "text", id: "x", text: "hi" }))).toEqual({ type: "text", id: "x", text: "hi" });
   });
 
-  test("tool-call markers are matched across chunk boundaries and never leak partially; stop strings are not the worker's", () => {
+  test("thinking and tool-call markers are matched across chunk boundaries and never leak partially; stop strings are not the worker's", () => {
     const script = `
 import json, sys
 sys.path.insert(0, ${JSON.stringify(WORKER)})
 import protocol
-from textfilter import TextFilter
+from textfilter import OutputSplitter
 out = {}
-f = TextFilter(None, None)
+f = OutputSplitter()
 out["plain"] = [f.feed(x) for x in ["ab", "cS", "TO", "Pxyz"]] + [f.finish()]
-f = TextFilter("<tool_call>", "</tool_call>")
-out["tool"] = [f.feed(x) for x in ["Hi <tool", "_call>{\\"name\\": \\"f\\"}</tool", "_call> bye <to"]] + [f.finish()]
-out["calls"] = f.tool_calls
-f = TextFilter("<tool_call>", "</tool_call>")
+f = OutputSplitter("<think>", "</think>", "<tool_call>", "</tool_call>")
+out["agent"] = [f.feed(x) for x in ["<thi", "nk>hmm</th", "ink>Hi <tool", "_call>{\\"name\\": \\"f\\"}</tool", "_call> bye <to"]] + [f.finish()]
+f = OutputSplitter("<think>", "</think>", None, None, in_think=True)
+out["opened"] = [f.feed("still thinking</think>answer")]
+f = OutputSplitter(None, None, "[TOOL_CALLS]", "")
+out["no_end"] = [f.feed("x[TOOL_CALLS][{\\"name\\"")] + [f.finish()]
+f = OutputSplitter(None, None, "<tool_call>", "</tool_call>")
 out["abandoned"] = [f.feed("a <tool_call>{\\"na")]
 f.abandon()
-out["abandoned"] += [f.finish(), f.tool_text, f.tool_calls]
+out["abandoned"] += [f.finish()]
 protocol.send(out)
 `;
     const proc = Bun.spawnSync([env.python, "-c", script], { stdout: "pipe", stderr: "pipe" });
     const out = JSON.parse(proc.stdout.toString()) as Record<string, unknown>;
-    expect(out.plain).toEqual(["ab", "cS", "TO", "Pxyz", ""]);
-    expect(out.tool).toEqual(["Hi ", "", " bye ", "<to"]);
-    expect(out.calls).toEqual(['{"name": "f"}']);
-    expect(out.abandoned).toEqual(["a ", "", "", []]);
+    expect(out.plain).toEqual([[["text", "ab"]], [["text", "cS"]], [["text", "TO"]], [["text", "Pxyz"]], []]);
+    expect(out.agent).toEqual([
+      [], [["reasoning", "hmm"]], [["text", "Hi "]],
+      [["tool", '{"name": "f"}']], [["tool_end", ""], ["text", " bye "]], [["text", "<to"]],
+    ]);
+    expect(out.opened).toEqual([[["reasoning", "still thinking"], ["text", "answer"]]]);
+    expect(out.no_end).toEqual([[["text", "x"], ["tool", '[{"name"']], [["tool_end", ""]]]);
+    expect(out.abandoned).toEqual([[["text", "a "], ["tool", '{"na']], [["tool_end", ""]]]);
   });
 });
 
@@ -116,7 +123,7 @@ describe("supervisor", () => {
     const done = await sup.generate(chat(sup.newId("g"), "Tell me a long story", { max_tokens: 300, sampling: { temperature: 0, ignore_eos: true } }), (e) => {
       if (e.type === "text" && ++texts === 2) stop.abort();
     }, undefined, stop.signal);
-    expect(done).toMatchObject({ finish_reason: "stop", tool_calls: [], unparsed_tool_calls: [] });
+    expect(done).toMatchObject({ finish_reason: "stop", reasoning_tokens: 0 });
     expect(done.completion_tokens).toBeGreaterThanOrEqual(2);
     expect(done.completion_tokens).toBeLessThan(100);
     expect((await sup.generate(chat(sup.newId("g"), "Again"), () => undefined)).finish_reason).toBe("length");

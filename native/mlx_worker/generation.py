@@ -8,7 +8,7 @@ import traceback
 from protocol import count_step, log, send
 from sampling import make_sampler
 from templates import TemplateLimitError, render_template_with_limits
-from textfilter import TextFilter
+from textfilter import TEXT, THINK, TOOL, OutputSplitter
 
 # Penalties look this many tokens back, as the llama.cpp engine does (its lastTokens).
 PENALTY_WINDOW = 64
@@ -17,16 +17,20 @@ PENALTY_WINDOW = 64
 
 
 class Request:
-    def __init__(self, rid, uid, prompt_tokens, cached, max_tokens, detok, text_filter, tools):
+    def __init__(self, rid, uid, prompt_tokens, cached, max_tokens, detok, splitter, tools):
         self.id = rid
         self.uid = uid
         self.prompt_tokens = prompt_tokens
         self.cached = cached
         self.max_tokens = max_tokens
         self.detok = detok
-        self.filter = text_filter
+        self.splitter = splitter
         self.tools = tools
         self.completion_tokens = 0
+        self.reasoning_tokens = 0
+        # The tool call being written: its index in this generation and its text so far.
+        self.calls = 0
+        self.call_text = ""
         self.started = time.perf_counter()
         self.first = None
 
@@ -69,12 +73,23 @@ class Worker:
             "vocab_size": len(tok),
             "has_chat_template": bool(tok.has_chat_template),
             "has_tool_calling": bool(tok.has_tool_calling),
+            "think_start": tok.think_start if tok.has_thinking else None,
+            "think_end": tok.think_end if tok.has_thinking else None,
+            "tool_call_start": tok.tool_call_start if tok.has_tool_calling else None,
+            "tool_call_end": (tok.tool_call_end or "") if tok.has_tool_calling else None,
+            "tool_parser": self.tool_parser_name(),
             "eos_token_ids": sorted(int(t) for t in tok.eos_token_ids),
             # What the tokenizer puts before a text when asked for special tokens (BOS, if the model wants one).
             "bos_token_ids": [int(t) for t in self.bos_ids()],
             "load_ms": round((time.perf_counter() - started) * 1000, 1),
             "memory": self.memory_numbers(),
         })
+
+    def tool_parser_name(self):
+        """The mlx-lm module the tokenizer's tool parser comes from (its family), or None."""
+        parser = getattr(self.tokenizer, "_tool_parser", None)
+        module = getattr(parser, "__module__", "") or ""
+        return module.rsplit(".", 1)[-1] or None if parser is not None else None
 
     def _new_generator(self):
         from mlx_lm.generate import BatchGenerator
@@ -105,11 +120,14 @@ class Worker:
 
     # -- prompts ------------------------------------------------------------------------------
 
-    def chat_tokens(self, messages, tools):
+    def chat_tokens(self, messages, tools, template_kwargs=None):
         tok = self.tokenizer
         converted = []
         for m in messages:
             item = {"role": m["role"], "content": m["content"]}
+            if m.get("reasoning"):
+                # The name chat templates of thinking models read an earlier turn's thought from.
+                item["reasoning_content"] = m["reasoning"]
             if m["role"] == "tool":
                 item["tool_call_id"] = m["tool_call_id"]
             if m.get("tool_calls"):
@@ -126,7 +144,7 @@ class Worker:
             # Models without a template get a plain transcript, as mlx-lm's own server does.
             text = "".join(f"{m['role'].upper()}: {m['content']}\n" for m in converted) + "ASSISTANT:"
             return list(tok.encode(text))
-        kwargs = {}
+        kwargs = dict(template_kwargs or {})
         if tools:
             kwargs["tools"] = [{"type": "function", "function": {k: v for k, v in t.items() if v is not None}} for t in tools]
         return list(render_template_with_limits(lambda: tok.apply_chat_template(converted, add_generation_prompt=True, tokenize=True, **kwargs)))
@@ -154,7 +172,7 @@ class Worker:
         p = msg["prompt"]
         tools = p.get("tools") or []
         try:
-            prompt = self.chat_tokens(p["messages"], tools) if p["kind"] == "chat" else self.text_tokens(p["text"])
+            prompt = self.chat_tokens(p["messages"], tools, p.get("template_kwargs")) if p["kind"] == "chat" else self.text_tokens(p["text"])
         except TemplateLimitError as e:
             send({"type": "error", "id": rid, "code": "invalid_chat_template", "message": f"the model's chat template was refused: {e}"})
             return
@@ -199,7 +217,11 @@ class Worker:
             frequency_penalty=s.get("frequency_penalty"), frequency_context_size=PENALTY_WINDOW,
         )
         parse_tools = msg["parse_tools"] and bool(tools) and tok.has_tool_calling
-        text_filter = TextFilter(tok.tool_call_start if parse_tools else None, tok.tool_call_end if parse_tools else None)
+        split = msg.get("split_reasoning", False) and p["kind"] == "chat" and tok.has_thinking
+        splitter = OutputSplitter(
+            tok.think_start if split else None, tok.think_end if split else None,
+            tok.tool_call_start if parse_tools else None, tok.tool_call_end if parse_tools else None,
+            in_think=split and self.ends_in_thinking(prompt))
         (uid,) = self.gen.insert(
             [rest],
             max_tokens=[max_tokens],
@@ -209,7 +231,7 @@ class Worker:
             logits_processors=[processors],
             stop_sequences=[StopSequences([] if ignore_eos else [(int(t),) for t in tok.eos_token_ids])],
         )
-        req = Request(rid, uid, n, cached, max_tokens, tok.detokenizer, text_filter, tools if parse_tools else None)
+        req = Request(rid, uid, n, cached, max_tokens, tok.detokenizer, splitter, tools if parse_tools else None)
         self.active[uid] = req
         self.by_id[rid] = req
         send({"type": "started", "id": rid, "prompt_tokens": n, "cached_tokens": cached, "max_tokens": max_tokens})
@@ -230,8 +252,9 @@ class Worker:
         caches = self.gen.remove([req.uid], return_prompt_caches=True)
         for cache, tokens in caches.values():
             self.prompt_cache.insert_cache("model", list(tokens), cache)
-        # Text after the stop is never wanted, nor a tool call it cut off.
-        req.filter.abandon()
+        # Text after the stop is never wanted; a tool call it cut is closed as it stands.
+        req.splitter.abandon()
+        self.send_output(req, req.splitter.finish(), cut=True)
         self.finish(req, "stop")
 
     def has_work(self):
@@ -259,6 +282,7 @@ class Worker:
                 continue
             if req.first is None:
                 req.first = time.perf_counter()
+            thinking = req.splitter.state == THINK
             if r.finish_reason == "stop":
                 # The end-of-sequence token itself is not text.
                 req.detok.finalize()
@@ -267,51 +291,72 @@ class Worker:
                 req.detok.add_token(r.token)
                 if r.finish_reason == "length":
                     req.detok.finalize()
-            text = req.filter.feed(req.detok.last_segment)
+            events = req.splitter.feed(req.detok.last_segment)
+            if r.finish_reason is not None:
+                events += req.splitter.finish()
+            if r.finish_reason != "stop" and (thinking or any(kind == THINK for kind, _ in events)):
+                req.reasoning_tokens += 1
+            self.send_output(req, events, cut=r.finish_reason == "length")
             if r.finish_reason is None:
-                if text:
-                    send({"type": "text", "id": req.id, "text": text})
                 continue
-            text += req.filter.finish()
-            if text:
-                send({"type": "text", "id": req.id, "text": text})
             if r.prompt_cache is not None:
                 self.prompt_cache.insert_cache("model", list(r.all_tokens), r.prompt_cache)
             finished.append((req, r.finish_reason))
         for req, reason in finished:
             self.finish(req, reason)
 
+    def ends_in_thinking(self, prompt):
+        """Whether the rendered prompt opens a thought for the model (DeepSeek-R1, Qwen3 thinking templates)."""
+        tok = self.tokenizer
+        tail = tok.decode(prompt[-8:])
+        return tail.rstrip().endswith(tok.think_start)
+
+    def send_output(self, req, events, cut):
+        """Answer and thinking text as they come; a tool call's text as it comes, then its parse when it closes."""
+        for kind, text in events:
+            if kind == TEXT:
+                if text:
+                    send({"type": "text", "id": req.id, "text": text})
+            elif kind == THINK:
+                if text:
+                    send({"type": "reasoning", "id": req.id, "text": text})
+            elif kind == TOOL:
+                req.call_text += text
+                if text:
+                    send({"type": "tool_text", "id": req.id, "call": req.calls, "text": text})
+            else:
+                send({"type": "tool_end", "id": req.id, "call": req.calls, "calls": self.parse_call(req.call_text, req.tools), "cut": cut})
+                req.calls += 1
+                req.call_text = ""
+
+    def parse_call(self, raw, tools):
+        """The call(s) in one tool-call block by the model's own parser (mlx-lm's), or None."""
+        try:
+            parsed = self.tokenizer.tool_parser(raw, tools)
+        except Exception as e:
+            log(f"cannot parse a tool call ({e}): {raw[:200]!r}")
+            return None
+        out = []
+        for c in parsed if isinstance(parsed, list) else [parsed]:
+            if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+                return None
+            args = c.get("arguments", {})
+            out.append({"name": c["name"], "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)})
+        return out
+
     def finish(self, req, reason):
         self.active.pop(req.uid, None)
         self.by_id.pop(req.id, None)
         now = time.perf_counter()
         first = req.first if req.first is not None else now
-        calls, unparsed = [], []
-        if req.tools is not None:
-            for raw in req.filter.tool_calls:
-                try:
-                    parsed = self.tokenizer.tool_parser(raw, req.tools)
-                except Exception as e:
-                    log(f"cannot parse a tool call ({e}): {raw[:200]!r}")
-                    unparsed.append(raw)
-                    continue
-                for c in parsed if isinstance(parsed, list) else [parsed]:
-                    if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-                        unparsed.append(raw)
-                        continue
-                    args = c.get("arguments", {})
-                    calls.append({"name": c["name"], "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)})
-            if req.filter.tool_text:
-                unparsed.append(req.filter.tool_text)
         send({
             "type": "done",
             "id": req.id,
             "finish_reason": reason,
-            "tool_calls": calls,
-            "unparsed_tool_calls": unparsed,
             "prompt_tokens": req.prompt_tokens,
             "cached_tokens": req.cached,
             "completion_tokens": req.completion_tokens,
+            "reasoning_tokens": req.reasoning_tokens,
             "prefill_ms": round((first - req.started) * 1000, 3),
             "decode_ms": round((now - first) * 1000, 3),
             "peak_memory_bytes": int(self.mx.get_peak_memory()),
@@ -386,7 +431,7 @@ class Worker:
         elif kind == "chat_tokens":
             if self.require_model(msg["id"]):
                 try:
-                    tokens = self.chat_tokens(msg["messages"], msg.get("tools") or [])
+                    tokens = self.chat_tokens(msg["messages"], msg.get("tools") or [], msg.get("template_kwargs"))
                 except Exception as e:
                     send({"type": "error", "id": msg["id"], "code": "template_error", "message": f"cannot apply the chat template: {e}"})
                     return

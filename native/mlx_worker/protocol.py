@@ -1,4 +1,4 @@
-"""The stdio protocol (version 1, docs/mlx.md): the output channel, validation of what LMX sends,
+"""The stdio protocol (docs/mlx.md; the version is PROTOCOL_VERSION below): the output channel, validation of what LMX sends,
 the reader thread that queues requests and the heartbeat.
 
 Importing this module re-points file descriptor 1 at stderr, so it must be imported before mlx or
@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 HEARTBEAT_SECONDS = 1.0
 
 # ---------------------------------------------------------------------------------------------
@@ -76,6 +76,7 @@ def _check_messages(messages):
         _check(isinstance(m.get("content"), str), f"messages[{i}].content: expected a string")
         if m["role"] == "tool":
             _check(isinstance(m.get("tool_call_id"), str), f"messages[{i}].tool_call_id: expected a string")
+        _opt(m, "reasoning", lambda x: isinstance(x, str), "expected a string")
         calls = m.get("tool_calls")
         if calls is not None:
             _check(m["role"] == "assistant" and isinstance(calls, list), f"messages[{i}].tool_calls: only assistant messages carry a list of tool calls")
@@ -93,7 +94,7 @@ def _check_tools(tools):
 
 
 def validate(msg):
-    """Raises ProtocolError unless `msg` is a well-formed request of protocol version 1."""
+    """Raises ProtocolError unless `msg` is a well-formed request of this protocol version."""
     _check(isinstance(msg, dict), "expected a JSON object")
     kind = msg.get("type")
     if kind == "load":
@@ -110,6 +111,7 @@ def validate(msg):
         if p.get("kind") == "chat":
             _check_messages(p.get("messages"))
             _opt(p, "tools", lambda x: _check_tools(x) or True, "invalid")
+            _opt(p, "template_kwargs", lambda x: isinstance(x, dict) and all(isinstance(k, str) for k in x), "expected an object")
         elif p.get("kind") == "text":
             _check(isinstance(p.get("text"), str), "prompt.text: expected a string")
         else:
@@ -123,6 +125,7 @@ def validate(msg):
         _opt(s, "seed", _is_int, "expected an integer")
         _opt(s, "ignore_eos", lambda x: isinstance(x, bool), "expected a boolean")
         _check(isinstance(msg.get("parse_tools"), bool), "parse_tools: expected a boolean")
+        _opt(msg, "split_reasoning", lambda x: isinstance(x, bool), "expected a boolean")
     elif kind in ("tokenize",):
         _id(msg)
         _check(isinstance(msg.get("text"), str), "text: expected a string")
@@ -133,6 +136,7 @@ def validate(msg):
     elif kind == "chat_tokens":
         _id(msg)
         _check_messages(msg.get("messages"))
+        _opt(msg, "template_kwargs", lambda x: isinstance(x, dict) and all(isinstance(k, str) for k in x), "expected an object")
         _opt(msg, "tools", lambda x: _check_tools(x) or True, "invalid")
     elif kind in ("cancel", "end", "memory"):
         _id(msg)

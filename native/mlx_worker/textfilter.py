@@ -1,22 +1,37 @@
-"""Tool-call markers, matched on decoded text across token boundaries."""
+"""The model's output split into answer, thinking and tool calls, by its own markers.
 
-# ---------------------------------------------------------------------------------------------
-# Text handling: the model's tool-call markers are matched on decoded text, across token
-# boundaries; text that could still turn into a marker is held back. Stop strings are not matched
-# here: LMX matches them on the text it receives, for every engine, and ends the generation with
-# an `end` message.
+Markers (mlx-lm's tokenizer wrapper names them: think_start/think_end, tool_call_start/end) are
+matched on decoded text across token boundaries; text that could still turn into a marker is held
+back. Stop strings are not matched here: LMX matches them on the text it receives, for every
+engine, and ends the generation with an `end` message.
+"""
+
+TEXT, THINK, TOOL = "text", "reasoning", "tool"
 
 
-class TextFilter:
-    def __init__(self, tool_start, tool_end):
-        self.tool_start = tool_start
-        self.tool_end = tool_end
+class OutputSplitter:
+    def __init__(self, think_start=None, think_end=None, tool_start=None, tool_end=None, in_think=False):
+        self.think = (think_start, think_end) if think_start and think_end else None
+        self.tool = (tool_start, tool_end or "") if tool_start else None
+        self.state = THINK if in_think and self.think else TEXT
         self.buf = ""
-        self.in_tool = False
-        self.tool_text = ""
-        self.tool_calls = []
 
-    def _holdback(self, text, needle):
+    def _markers(self):
+        """The markers that can end the current state, each with the state it leads to."""
+        if self.state == TEXT:
+            out = []
+            if self.think:
+                out.append((self.think[0], THINK))
+            if self.tool:
+                out.append((self.tool[0], TOOL))
+            return out
+        if self.state == THINK:
+            return [(self.think[1], TEXT)]
+        # A tool call without an end marker (Mistral's [TOOL_CALLS]) runs to the end of generation.
+        return [(self.tool[1], TEXT)] if self.tool[1] else []
+
+    @staticmethod
+    def _holdback(text, needle):
         """Length of the longest suffix of `text` that is a proper prefix of `needle`."""
         for k in range(min(len(needle) - 1, len(text)), 0, -1):
             if text.endswith(needle[:k]):
@@ -24,54 +39,39 @@ class TextFilter:
         return 0
 
     def feed(self, text):
-        """Returns the content to emit now."""
+        """Events for `text`: (TEXT | THINK | TOOL, fragment) and ("tool_end", "") when a call closes."""
         self.buf += text
-        if not self.tool_start:
-            rest, self.buf = self.buf, ""
-            return rest
-        out = []
+        events = []
         while True:
-            if self.in_tool:
-                if self.tool_end:
-                    j = self.buf.find(self.tool_end)
-                    if j == -1:
-                        keep = self._holdback(self.buf, self.tool_end)
-                        self.tool_text += self.buf[: len(self.buf) - keep]
-                        self.buf = self.buf[len(self.buf) - keep:]
-                        return "".join(out)
-                    self.tool_calls.append(self.tool_text + self.buf[:j])
-                    self.tool_text = ""
-                    self.buf = self.buf[j + len(self.tool_end):]
-                    self.in_tool = False
-                    continue
-                self.tool_text += self.buf
-                self.buf = ""
-                return "".join(out)
-            i = self.buf.find(self.tool_start)
-            if i != -1:
-                out.append(self.buf[:i])
-                self.buf = self.buf[i + len(self.tool_start):]
-                self.in_tool = True
+            markers = self._markers()
+            hits = [(self.buf.find(m), m, nxt) for m, nxt in markers if m]
+            hits = [h for h in hits if h[0] != -1]
+            if hits:
+                i, marker, nxt = min(hits, key=lambda h: h[0])
+                if i > 0:
+                    events.append((self.state, self.buf[:i]))
+                if self.state == TOOL:
+                    events.append(("tool_end", ""))
+                self.buf = self.buf[i + len(marker):]
+                self.state = nxt
                 continue
-            keep = self._holdback(self.buf, self.tool_start)
-            out.append(self.buf[: len(self.buf) - keep])
-            self.buf = self.buf[len(self.buf) - keep:]
-            return "".join(out)
+            keep = max([self._holdback(self.buf, m) for m, _ in markers if m] or [0])
+            if len(self.buf) > keep:
+                events.append((self.state, self.buf[: len(self.buf) - keep]))
+                self.buf = self.buf[len(self.buf) - keep:]
+            return events
 
     def finish(self):
-        """Text still held back once generation ended."""
-        if self.in_tool:
-            self.tool_text += self.buf
+        """Events for what is still held back once generation ended; an open call is closed."""
+        events = []
+        if self.buf:
+            events.append((self.state, self.buf))
             self.buf = ""
-            if not self.tool_end:
-                self.tool_calls.append(self.tool_text)
-                self.tool_text = ""
-            return ""
-        rest, self.buf = self.buf, ""
-        return rest
+        if self.state == TOOL:
+            events.append(("tool_end", ""))
+            self.state = TEXT
+        return events
 
     def abandon(self):
-        """Generation was ended from outside: held text and a tool call still being written are dropped."""
+        """Generation was ended from outside: held text is dropped."""
         self.buf = ""
-        self.in_tool = False
-        self.tool_text = ""

@@ -67,6 +67,8 @@ export const serveSettings = [
     description: "Unload a model after it has been idle this long; 0 keeps models loaded. Per model: the load request's ttl." },
   { key: "stallTimeout", kind: "int", default: 600, min: 1, max: 86_400, placeholder: "SECONDS",
     description: "Stop a generation that makes no progress (no token, no prompt batch) for this long and answer 504 generation_stalled, freeing its slot. Long prompts report each batch, so this bounds one batch, not the whole prompt." },
+  { key: "reasoningFormat", kind: "string", default: "separate", placeholder: "FORMAT",
+    description: "Where a thinking model's thoughts go unless a request says (reasoning_format): 'separate' (message.reasoning_content), 'inline' (in content between <think> tags) or 'none' (dropped; still counted in usage)." },
   { key: "shutdownGrace", kind: "int", default: 10, min: 0, max: 3600, placeholder: "SECONDS",
     description: "On SIGTERM/SIGINT, how long running requests may finish before they are aborted and the server exits anyway. A second signal exits at once." },
   { key: "hubUrl", kind: "string", default: "https://huggingface.co", placeholder: "URL", envAliases: ["HF_ENDPOINT"],

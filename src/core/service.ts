@@ -5,6 +5,8 @@ import { GenerationStalledError, OverloadedError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { EventSink, GenerationEvent } from "./events.ts";
 import type { EmbeddingResult, GenerationRequest } from "./request.ts";
+import { withReasoningFormat } from "./reasoning.ts";
+import type { ReasoningFormat } from "./request.ts";
 import { checkStops, stopAtStrings } from "./stop.ts";
 import { checkTools } from "./tools.ts";
 
@@ -36,6 +38,8 @@ export type IndexedSink = (event: GenerationEvent, index: number) => void;
 export interface CoreOptions {
   /** A generation that emits nothing (no token, no prompt batch) for this long is stopped. */
   stallTimeoutMs: number;
+  /** Where thoughts go when a request does not say (default "separate"). */
+  reasoningFormat?: ReasoningFormat;
 }
 
 export class InferenceCore {
@@ -106,7 +110,9 @@ export class InferenceCore {
     });
     // Stop strings are matched here, once for every engine; a match ends the generation softly.
     const soft = request.stop && request.stop.some((s) => s.length > 0) ? new AbortController() : undefined;
-    const out = soft ? stopAtStrings(request.stop!, emit, () => soft.abort()) : emit;
+    const format = (request.kind === "chat" ? request.reasoningFormat : undefined) ?? this.options.reasoningFormat ?? "separate";
+    const shaped = withReasoningFormat(format, emit);
+    const out = soft ? stopAtStrings(request.stop!, shaped, () => soft.abort()) : shaped;
     const engine = lease.model.generate(request, (e) => {
       if (stalled) return;
       last = performance.now();

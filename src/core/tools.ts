@@ -128,3 +128,25 @@ export function emitToolCalls(emit: EventSink, calls: ToolCall[]): void {
     emit({ type: "tool_call_end", index });
   });
 }
+
+/**
+ * A forced call that max_tokens cut short, answered as far as it got (OpenAI does the same): the
+ * call with its partial arguments when the tool's name was written, else the raw text.
+ */
+export function emitCutShortCall(emit: EventSink, raw: string): void {
+  const m = /^\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*([\s\S]*)$/.exec(raw);
+  if (!m) {
+    if (raw) emit({ type: "text", text: raw });
+    return;
+  }
+  let name: string;
+  try {
+    name = JSON.parse(`"${m[1]}"`) as string;
+  } catch {
+    emit({ type: "text", text: raw });
+    return;
+  }
+  emit({ type: "tool_call_start", index: 0, id: toolCallId(), name });
+  if (m[2]) emit({ type: "tool_call_delta", index: 0, arguments: m[2] });
+  emit({ type: "tool_call_end", index: 0 });
+}

@@ -1,5 +1,6 @@
 // The real LMX app (routing, validation, error mapping, scheduler, core service, adapters) on the
 // FakeEngine, wired as src/server.ts wires it, without a socket: requests go through `app.handle`.
+import type { ReasoningFormat } from "../../src/core/request.ts";
 import { createApp } from "../../src/api/app.ts";
 import { Security } from "../../src/api/security.ts";
 import { KeyStore } from "../../src/auth/keys.ts";
@@ -27,6 +28,7 @@ export interface FakeAppOptions {
   ttlSeconds?: number;
   stallTimeoutMs?: number;
   now?: () => number;
+  reasoningFormat?: ReasoningFormat;
 }
 
 export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
@@ -43,7 +45,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
     queueLimit: opts.queueLimit ?? 8,
     memoryBudget: opts.memoryBudget ?? 1e12,
   }, {}, { events, now: opts.now });
-  const core = new InferenceCore(scheduler, { stallTimeoutMs: opts.stallTimeoutMs ?? 60_000 });
+  const core = new InferenceCore(scheduler, { stallTimeoutMs: opts.stallTimeoutMs ?? 60_000, reasoningFormat: opts.reasoningFormat });
   const probes = new ProbeService(db, scheduler, registry, events);
   // Admin features the fake tests do not exercise are wired as the server wires them, on paths that do not exist.
   const hub = { hubUrl: "http://127.0.0.1:9", token: undefined, cacheDir: "/nonexistent/lmx-fake-hub" };

@@ -125,6 +125,7 @@ export class FakeLoadedModel implements LoadedModel {
     const started = performance.now();
     let first: number | undefined;
     let tokens = 0;
+    let reasoningTokens = 0;
     let calls = 0;
     let finish: FinishReason = "stop";
     this.running++;
@@ -138,6 +139,7 @@ export class FakeLoadedModel implements LoadedModel {
         if ("text" in step || "reasoning" in step) {
           first ??= performance.now();
           tokens++;
+          if ("reasoning" in step) reasoningTokens++;
           emit("text" in step ? { type: "text", text: step.text } : { type: "reasoning", text: step.reasoning });
         } else if ("toolCall" in step) {
           const c = step.toolCall;
@@ -162,7 +164,7 @@ export class FakeLoadedModel implements LoadedModel {
       }
       if (signal.aborted) throw new GenerationAbortedError();
       const end = performance.now();
-      emit({ type: "usage", usage: { promptTokens, completionTokens: tokens }, timings: timings(promptTokens, tokens, (first ?? end) - started, end - (first ?? end)) });
+      emit({ type: "usage", usage: { promptTokens, completionTokens: tokens, reasoningTokens }, timings: timings(promptTokens, tokens, (first ?? end) - started, end - (first ?? end)) });
       emit({ type: "finish", reason: finish });
     } finally {
       this.running--;

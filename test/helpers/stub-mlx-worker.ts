@@ -1,5 +1,5 @@
 // A stand-in for native/mlx_worker/: speaks the real worker protocol (src/engines/mlx/protocol.ts,
-// version 1, JSON lines, validated on receipt like the real worker does) without mlx, and
+// JSON lines, validated on receipt like the real worker does) without mlx, and
 // misbehaves on cue, so the supervisor's crash, hang and restart handling is tested in
 // milliseconds on any machine.
 //
@@ -79,7 +79,7 @@ async function generate(msg: Extract<ToWorker, { type: "generate" }>): Promise<v
     await Bun.sleep(tokenMs);
   }
   await send({
-    type: "done", id: msg.id, finish_reason: finish, tool_calls: [], unparsed_tool_calls: [], prompt_tokens: 5, cached_tokens: 0,
+    type: "done", id: msg.id, finish_reason: finish, prompt_tokens: 5, cached_tokens: 0, reasoning_tokens: 0,
     completion_tokens: i, prefill_ms: 1, decode_ms: i * tokenMs, peak_memory_bytes: memory.peak_bytes,
   });
 }
@@ -90,6 +90,7 @@ function handle(msg: ToWorker): void {
       if (behaviour === "exit-on-load") { void die("exit", 1, traceback("load")); return; }
       void send({
         type: "loaded", id: msg.id, model_type: "stub", vocab_size: 256, has_chat_template: true, has_tool_calling: false,
+        think_start: null, think_end: null, tool_call_start: null, tool_call_end: null, tool_parser: null,
         eos_token_ids: [0], bos_token_ids: [], load_ms: 1, memory,
       });
       return;

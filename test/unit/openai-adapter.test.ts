@@ -59,27 +59,55 @@ describe("chat completions", () => {
     expect(body.choices[0]).toMatchObject({ message: { content: "ab" }, finish_reason: "length" });
   });
 
-  test("reasoning never leaks into content, streamed or not", async () => {
-    await using f = fakeApp([{ id: "m", script: () => ({ steps: [{ reasoning: "let me think" }, { text: "answer" }] }) }]);
+  test("reasoning goes to reasoning_content (streamed: delta.reasoning_content), never into content; usage counts it", async () => {
+    await using f = fakeApp([{ id: "m", script: () => ({ steps: [{ reasoning: "let me" }, { reasoning: " think" }, { text: "answer" }] }) }]);
     const body = await json(await f.post("/v1/chat/completions", { model: "m", messages: user("hi") }));
-    expect(body.choices[0].message.content).toBe("answer");
-    const chunks = (await readSse(await f.post("/v1/chat/completions", { model: "m", messages: user("hi"), stream: true }))).events as Json[];
-    expect(chunks.map((c) => c.choices[0].delta.content ?? "").join("")).toBe("answer");
+    expect(body.choices[0].message).toEqual({ role: "assistant", content: "answer", reasoning_content: "let me think" });
+    expect(body.usage).toMatchObject({ completion_tokens: 3, completion_tokens_details: { reasoning_tokens: 2 } });
+    const chunks = (await readSse(await f.post("/v1/chat/completions", { model: "m", messages: user("hi"), stream: true, stream_options: { include_usage: true } }))).events as Json[];
+    expect(chunks.map((c) => c.choices[0]?.delta)).toEqual([
+      { role: "assistant", content: "" }, { reasoning_content: "let me" }, { reasoning_content: " think" }, { content: "answer" }, {}, undefined,
+    ]);
+    expect(chunks.at(-1)!.usage.completion_tokens_details).toEqual({ reasoning_tokens: 2 });
   });
 
-  test("tool calls: content null and tool_calls when not streamed; one tool_calls chunk with index when streamed", async () => {
-    const script = (): Script => ({ steps: [{ toolCall: { name: "weather", arguments: '{"city":"Oslo"}', id: "call_x", pieces: 3 } }] });
+  test("reasoning_format: inline puts thoughts back between <think> tags, none drops them; the server default applies otherwise", async () => {
+    const script = (): Script => ({ steps: [{ reasoning: "hmm" }, { text: "yes" }] });
+    await using f = fakeApp([{ id: "m", script }], { reasoningFormat: "inline" });
+    const inline = await json(await f.post("/v1/chat/completions", { model: "m", messages: user("hi") }));
+    expect(inline.choices[0].message).toEqual({ role: "assistant", content: "<think>hmm</think>yes" });
+    const none = await json(await f.post("/v1/chat/completions", { model: "m", messages: user("hi"), reasoning_format: "none" }));
+    expect(none.choices[0].message).toEqual({ role: "assistant", content: "yes" });
+    expect(none.usage.completion_tokens_details.reasoning_tokens).toBe(1);
+    const separate = await json(await f.post("/v1/chat/completions", { model: "m", messages: user("hi"), reasoning_format: "separate" }));
+    expect(separate.choices[0].message).toEqual({ role: "assistant", content: "yes", reasoning_content: "hmm" });
+    await expectError(await f.post("/v1/chat/completions", { model: "m", messages: user("hi"), reasoning_format: "loud" }), 400, { param: "reasoning_format" });
+  });
+
+  test("tool calls: content null and tool_calls when not streamed; streamed, the first delta names the call and its arguments follow in fragments", async () => {
+    const script = (): Script => ({ steps: [
+      { toolCall: { name: "weather", arguments: '{"city":"Oslo"}', id: "call_x", pieces: 3 } },
+      { toolCall: { name: "weather", arguments: '{"city":"Rome"}', id: "call_y" } },
+    ] });
     await using f = fakeApp([{ id: "m", script }]);
     const req = { model: "m", messages: user("weather?"), tools: [weatherTool] };
     const body = await json(await f.post("/v1/chat/completions", req));
     expect(body.choices[0]).toMatchObject({
       finish_reason: "tool_calls",
-      message: { role: "assistant", content: null, tool_calls: [{ id: "call_x", type: "function", function: { name: "weather", arguments: '{"city":"Oslo"}' } }] },
+      message: { role: "assistant", content: null, tool_calls: [
+        { id: "call_x", type: "function", function: { name: "weather", arguments: '{"city":"Oslo"}' } },
+        { id: "call_y", type: "function", function: { name: "weather", arguments: '{"city":"Rome"}' } },
+      ] },
     });
     const chunks = (await readSse(await f.post("/v1/chat/completions", { ...req, stream: true }))).events as Json[];
     expect(chunks.map((c) => c.choices[0].delta)).toEqual([
       { role: "assistant", content: "" },
-      { tool_calls: [{ index: 0, id: "call_x", type: "function", function: { name: "weather", arguments: '{"city":"Oslo"}' } }] },
+      { tool_calls: [{ index: 0, id: "call_x", type: "function", function: { name: "weather", arguments: "" } }] },
+      { tool_calls: [{ index: 0, function: { arguments: '{"cit' } }] },
+      { tool_calls: [{ index: 0, function: { arguments: 'y":"O' } }] },
+      { tool_calls: [{ index: 0, function: { arguments: 'slo"}' } }] },
+      { tool_calls: [{ index: 1, id: "call_y", type: "function", function: { name: "weather", arguments: "" } }] },
+      { tool_calls: [{ index: 1, function: { arguments: '{"city":"Rome"}' } }] },
       {},
     ]);
     expect(chunks.at(-1)!.choices[0].finish_reason).toBe("tool_calls");
@@ -93,10 +121,11 @@ describe("chat completions", () => {
       messages: [
         { role: "developer", content: [{ type: "text", text: "be brief" }] },
         { role: "user", content: "weather?" },
-        { role: "assistant", content: null, tool_calls: [{ id: "c1", type: "function", function: { name: "weather", arguments: "{}" } }] },
+        { role: "assistant", content: null, reasoning_content: "need weather", tool_calls: [{ id: "c1", type: "function", function: { name: "weather", arguments: "{}" } }] },
         { role: "tool", tool_call_id: "c1", content: "sunny" },
       ],
       tools: [weatherTool], tool_choice: { type: "function", function: { name: "weather" } },
+      parallel_tool_calls: false, reasoning_effort: "low", chat_template_kwargs: { enable_thinking: true },
       temperature: 0.2, top_p: 0.5, seed: 7, stop: ["\n", ""], max_completion_tokens: 9, max_tokens: 3,
     });
     expect(seen[0]).toEqual({
@@ -104,7 +133,7 @@ describe("chat completions", () => {
       messages: [
         { role: "system", content: "be brief" },
         { role: "user", content: "weather?" },
-        { role: "assistant", content: "", toolCalls: [{ id: "c1", name: "weather", arguments: "{}" }] },
+        { role: "assistant", content: "", toolCalls: [{ id: "c1", name: "weather", arguments: "{}" }], reasoning: "need weather" },
         { role: "tool", content: "sunny", toolCallId: "c1" },
       ],
       tools: [{ name: "weather", description: undefined, parameters: weatherTool.function.parameters }],
@@ -112,6 +141,7 @@ describe("chat completions", () => {
       responseFormat: undefined,
       maxTokens: 9, temperature: 0.2, topP: 0.5, topK: undefined, minP: undefined, seed: 7,
       presencePenalty: undefined, frequencyPenalty: undefined, repeatPenalty: undefined, ignoreEos: undefined, stop: ["\n"],
+      parallelToolCalls: false, reasoningEffort: "low", templateKwargs: { enable_thinking: true },
     });
   });
 });

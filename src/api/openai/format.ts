@@ -7,10 +7,21 @@ import type { ToolCall } from "../../core/request.ts";
 export const newId = (prefix: string) => `${prefix}-${randomBytes(12).toString("base64url")}`;
 export const nowSeconds = () => Math.floor(Date.now() / 1000);
 
+const sumOf = (usages: Usage[], f: (u: Usage) => number | undefined) => usages.reduce((a, u) => a + (f(u) ?? 0), 0);
+
 export function usageOf(usages: Usage[]) {
-  const prompt = usages.reduce((a, u) => a + u.promptTokens, 0);
-  const completion = usages.reduce((a, u) => a + u.completionTokens, 0);
+  const prompt = sumOf(usages, (u) => u.promptTokens);
+  const completion = sumOf(usages, (u) => u.completionTokens);
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** Chat's usage also says how many tokens were thinking and how many prompt tokens came from the cache. */
+export function chatUsageOf(usages: Usage[]) {
+  return {
+    ...usageOf(usages),
+    prompt_tokens_details: { cached_tokens: sumOf(usages, (u) => u.cachedTokens) },
+    completion_tokens_details: { reasoning_tokens: sumOf(usages, (u) => u.reasoningTokens) },
+  };
 }
 
 /** LMX extension, named like llama-server's so tools that read it there work here too. */
@@ -31,6 +42,7 @@ export function toolCallsOf(calls: ToolCall[]) {
 
 export function chatCompletion(id: string, model: string, r: GenerationResult) {
   const message: Record<string, unknown> = { role: "assistant", content: r.toolCalls.length > 0 && !r.text ? null : r.text };
+  if (r.reasoning) message.reasoning_content = r.reasoning;
   if (r.toolCalls.length > 0) message.tool_calls = toolCallsOf(r.toolCalls);
   return {
     id,
@@ -38,20 +50,20 @@ export function chatCompletion(id: string, model: string, r: GenerationResult) {
     created: nowSeconds(),
     model,
     choices: [{ index: 0, message, logprobs: null, finish_reason: r.finishReason }],
-    usage: usageOf([r.usage]),
+    usage: chatUsageOf([r.usage]),
     timings: timingsOf(r),
     system_fingerprint: "lmx",
   };
 }
 
-export function chatChunk(id: string, model: string, created: number, delta: Record<string, unknown>, finishReason: FinishReason | null = null) {
+export function chatChunk(id: string, model: string, created: number, delta: Record<string, unknown>, finishReason: FinishReason | null = null, index = 0) {
   return {
     id,
     object: "chat.completion.chunk",
     created,
     model,
     system_fingerprint: "lmx",
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+    choices: [{ index, delta, logprobs: null, finish_reason: finishReason }],
   };
 }
 

@@ -25,10 +25,12 @@ export function toChatMessages(messages: ChatMessageBody[]): ChatMessage[] {
       case "user":
         return { role: "user", content: textOf(m.content, param) };
       case "assistant":
+        const reasoning = m.reasoning_content ?? m.reasoning;
         return {
           role: "assistant",
           content: textOf(m.content, param),
           toolCalls: m.tool_calls?.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments })),
+          ...(reasoning ? { reasoning } : {}),
         };
       case "tool":
         return { role: "tool", content: textOf(m.content, param), toolCallId: m.tool_call_id };
@@ -78,6 +80,10 @@ export function toChatRequest(body: ChatCompletionBody): ChatGeneration {
     tools,
     toolChoice,
     responseFormat,
+    parallelToolCalls: opt(body.parallel_tool_calls),
+    reasoningEffort: opt(body.reasoning_effort),
+    templateKwargs: opt(body.chat_template_kwargs),
+    reasoningFormat: opt(body.reasoning_format),
   };
 }
 

@@ -23,6 +23,9 @@ export const ChatMessageSchema = v.variant("role", [
     content: v.optional(v.nullable(Content)),
     tool_calls: v.optional(v.nullable(v.array(ToolCallSchema))),
     name: v.optional(v.string()),
+    /** The model's thinking in that turn, as this server returned it (also accepted as `reasoning`). */
+    reasoning_content: v.optional(v.nullable(v.string())),
+    reasoning: v.optional(v.nullable(v.string())),
   }),
   v.looseObject({ role: v.literal("tool"), content: Content, tool_call_id: v.pipe(v.string(), v.minLength(1)) }),
 ]);
@@ -92,6 +95,11 @@ export const ChatCompletionBody = v.looseObject({
   tool_choice: v.optional(v.nullable(ToolChoiceSchema)),
   parallel_tool_calls: v.optional(v.nullable(v.boolean())),
   response_format: v.optional(v.nullable(ResponseFormatSchema)),
+  reasoning_effort: v.optional(v.nullable(v.picklist(["none", "minimal", "low", "medium", "high"]))),
+  /** Extra variables for the model's chat template, e.g. {"enable_thinking": false} (vLLM and llama-server take the same). */
+  chat_template_kwargs: v.optional(v.nullable(v.pipe(v.record(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a template variable name")), v.unknown()), v.check((o) => Object.keys(o).length <= 32, "at most 32 variables")))),
+  /** LMX extension (llama-server has it too): where thoughts go for this request. */
+  reasoning_format: v.optional(v.nullable(v.picklist(["separate", "inline", "none"]))),
 });
 export type ChatCompletionBody = v.InferOutput<typeof ChatCompletionBody>;
 

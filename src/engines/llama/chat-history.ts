@@ -34,6 +34,8 @@ export function toChatHistory(messages: ChatMessage[], systemPreamble?: string):
         break;
       case "assistant": {
         const response: ChatModelResponse["response"] = [];
+        // The wrapper renders an earlier turn's thought the way its template does (most drop all but the last).
+        if (m.reasoning) response.push({ type: "segment", segmentType: "thought", text: m.reasoning, ended: true });
         if (m.content) response.push(m.content);
         pending = new Map();
         for (const call of m.toolCalls ?? []) {

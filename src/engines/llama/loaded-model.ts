@@ -7,13 +7,15 @@ import type { EventSink, FinishReason } from "../../core/events.ts";
 import type { ChatGeneration, ChatPrompt, GenerationRequest, JsonSchema, TextGeneration, ToolDefinition , EmbeddingResult } from "../../core/request.ts";
 import { withSamplingDefaults } from "../../core/sampling.ts";
 import { timings } from "../../core/timings.ts";
-import { cutShortNote, emitToolCalls, parseForcedCall, planChat, toolCallId } from "../../core/tools.ts";
+import { cutShortNote, emitCutShortCall, emitToolCalls, parseForcedCall, planChat } from "../../core/tools.ts";
 import { ContextLengthExceededError, EngineError, errorMessage, GenerationAbortedError, InvalidRequestError, LmxError } from "../../errors.ts";
 import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { toChatHistory } from "./chat-history.ts";
 import { checkPromptBytes, longestTokenBytes } from "./prompt-bound.ts";
-import { withTemplateGuard } from "./template-guard.ts";
+import { ChatOutput } from "./chat-output.ts";
+import { templateGuardOf, withTemplateGuard } from "./template-guard.ts";
+import { WrapperVariants, type WrapperChoice } from "./wrapper-variants.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
 interface LlamaChatPlan {
@@ -23,6 +25,7 @@ interface LlamaChatPlan {
   /** tool_choice forced a call among these tools: the grammar-constrained reply is parsed into a tool call. */
   forced?: ToolDefinition[];
   promptTokens: Token[];
+  wrapper: WrapperChoice;
 }
 
 const GRAMMAR_CACHE_LIMIT = 64;
@@ -47,16 +50,15 @@ class GenerationClock {
   tokens = 0;
 
   onTokens(tokens: readonly Token[]): void {
-    if (tokens.length === 0) return;
     this.first ??= performance.now();
     this.tokens += tokens.length;
   }
 
   /** Emits usage and finish, the end of every successful generation. */
-  finish(emit: EventSink, promptTokens: number, reason: FinishReason): void {
+  finish(emit: EventSink, promptTokens: number, reason: FinishReason, extra: { reasoningTokens?: number } = {}): void {
     const end = performance.now();
     const first = this.first ?? end;
-    emit({ type: "usage", usage: { promptTokens, completionTokens: this.tokens }, timings: timings(promptTokens, this.tokens, first - this.start, end - first) });
+    emit({ type: "usage", usage: { promptTokens, completionTokens: this.tokens, ...extra }, timings: timings(promptTokens, this.tokens, first - this.start, end - first) });
     emit({ type: "finish", reason });
   }
 }
@@ -70,6 +72,7 @@ export class LlamaLoadedModel implements LoadedModel {
   private unloaded = false;
   private eogBias: TokenBias | undefined;
   private longestTokenBytes: number | null | undefined;
+  private readonly wrappers: WrapperVariants;
 
   constructor(
     private readonly nlc: NodeLlamaCpp,
@@ -83,6 +86,7 @@ export class LlamaLoadedModel implements LoadedModel {
     private readonly gate: DecodeGate = new DecodeGate(),
   ) {
     for (let i = 0; i < options.parallel; i++) this.free.push(context.getSequence());
+    this.wrappers = new WrapperVariants(nlc, model, chatWrapper, (build) => templateGuardOf(nlc).synchronously(build));
   }
 
   /**
@@ -158,11 +162,12 @@ export class LlamaLoadedModel implements LoadedModel {
     return grammar;
   }
 
-  private async planChat(prompt: ChatPrompt): Promise<LlamaChatPlan> {
+  private async planChat(prompt: ChatPrompt | ChatGeneration): Promise<LlamaChatPlan> {
     const contents = prompt.messages.map((m) => m.content);
     checkPromptBytes(contents, this.longestToken, this.contextLength, "messages", "messages");
     await checkPromptLength(contents, (text) => this.countTokens(text), this.contextLength, "messages");
     const plan = planChat(prompt);
+    const wrapper = "kind" in prompt ? this.wrappers.choose(prompt) : { wrapper: this.chatWrapper, thinkingOff: false };
     let grammar: LlamaGrammar | undefined;
     let functions: ChatModelFunctions | undefined;
     let history: ChatHistoryItem[];
@@ -185,13 +190,13 @@ export class LlamaLoadedModel implements LoadedModel {
     }
 
     // The chat wrapper renders the prompt here (in the template guard's worker) and in LlamaChat.generateResponse below.
-    const { contextText } = await withTemplateGuard(this.nlc, () => this.chatWrapper.generateContextState({
+    const { contextText } = await withTemplateGuard(this.nlc, () => wrapper.wrapper.generateContextState({
       chatHistory: history,
       availableFunctions: functions,
       documentFunctionParams: true,
     }));
     const promptTokens = contextText.tokenize(this.model.tokenizer);
-    return { history, functions, grammar, forced: plan.mode === "forced" ? plan.tools : undefined, promptTokens };
+    return { history, functions, grammar, forced: plan.mode === "forced" ? plan.tools : undefined, promptTokens, wrapper };
   }
 
   /**
@@ -239,7 +244,9 @@ export class LlamaLoadedModel implements LoadedModel {
     const clock = new GenerationClock();
     const seq = this.acquire(plan.promptTokens);
     const tracked = this.gate.track(() => emit({ type: "progress" }));
-    const chat = new this.nlc.LlamaChat({ contextSequence: seq, chatWrapper: this.chatWrapper, autoDisposeSequence: false });
+    const chat = new this.nlc.LlamaChat({ contextSequence: seq, chatWrapper: plan.wrapper.wrapper, autoDisposeSequence: false });
+    // A forced tool call is raw JSON: it reaches the client as a tool call, not as text.
+    const output = new ChatOutput(emit, { text: !plan.forced });
     let res: LlamaChatResponse<ChatModelFunctions>;
     try {
       res = await chat.generateResponse(plan.history, {
@@ -248,10 +255,11 @@ export class LlamaLoadedModel implements LoadedModel {
         grammar: plan.grammar,
         functions: plan.functions,
         documentFunctionParams: plan.functions ? true : undefined,
+        maxParallelFunctionCalls: plan.functions && request.parallelToolCalls === false ? 1 : undefined,
+        onFunctionCallParamsChunk: plan.functions ? (chunk) => { tracked.firstToken(); clock.onTokens([]); output.onFunctionCallParamsChunk(chunk); } : undefined,
         ...until(signal, stop),
-        onToken: (t) => { tracked.firstToken(); clock.onTokens(t); },
-        // A forced tool call is raw JSON: it reaches the client as a tool call, not as text.
-        onTextChunk: plan.forced ? undefined : (text) => { if (text) emit({ type: "text", text }); },
+        onResponseChunk: (chunk) => { tracked.firstToken(); clock.onTokens(chunk.tokens); output.onResponseChunk(chunk); },
+        budgets: plan.wrapper.thinkingOff ? { thoughtTokens: 0 } : undefined,
         // The context was checked to fit; shifting would drop the start of the conversation.
         contextShift: { strategy: "eraseFirstResponseAndKeepFirstSystem" },
       } as Parameters<typeof chat.generateResponse>[1]);
@@ -266,17 +274,31 @@ export class LlamaLoadedModel implements LoadedModel {
     }
 
     const stopped: "stop" | "length" = res.metadata.stopReason === "maxTokens" ? "length" : "stop";
+    const final = res.functionCalls ?? [];
+    clock.tokens = output.completionTokens(final, this.model.tokenizer, (raw) => this.rawText(raw));
+    const usage = { reasoningTokens: output.reasoningTokens };
     if (plan.forced) {
       const parsed = parseForcedCall(res.response, plan.forced, cutShortNote(stopped, clock.tokens));
-      // The grammar only lets a call through whole, so a broken one means generation was cut short.
+      // A call cut short by max_tokens is answered as it stands (200, finish "length"), never a 500.
+      if ("problem" in parsed && stopped === "length") {
+        emitCutShortCall(emit, res.response);
+        clock.finish(emit, promptTokens, "length", usage);
+        return;
+      }
       if ("problem" in parsed) throw new EngineError(parsed.problem, "invalid_tool_call");
       emitToolCalls(emit, [parsed.call]);
-      clock.finish(emit, promptTokens, "tool_calls");
-    } else if (res.functionCalls && res.functionCalls.length > 0) {
-      emitToolCalls(emit, res.functionCalls.map((c) => ({ id: toolCallId(), name: c.functionName, arguments: JSON.stringify(c.params ?? {}) })));
-      clock.finish(emit, promptTokens, "tool_calls");
-    } else {
-      clock.finish(emit, promptTokens, stopped);
+      clock.finish(emit, promptTokens, "tool_calls", usage);
+      return;
+    }
+    const calls = output.finishCalls(final);
+    clock.finish(emit, promptTokens, calls > 0 && stopped !== "length" ? "tool_calls" : stopped, usage);
+  }
+
+  private rawText(raw: unknown): string | undefined {
+    try {
+      return raw ? this.nlc.LlamaText.fromJSON(raw as Parameters<NodeLlamaCpp["LlamaText"]["fromJSON"]>[0]).toString() : undefined;
+    } catch {
+      return undefined;
     }
   }
 

@@ -4,15 +4,17 @@ import type { EventSink, FinishReason } from "../../core/events.ts";
 import type { ChatMessage, ChatPrompt, GenerationRequest, ResponseFormat, SamplingOptions, ToolDefinition , EmbeddingResult } from "../../core/request.ts";
 import { withSamplingDefaults } from "../../core/sampling.ts";
 import { timings } from "../../core/timings.ts";
-import { checkJsonReply, cutShortNote, emitToolCalls, parseForcedCall, planChat, toolCallId } from "../../core/tools.ts";
+import { checkJsonReply, cutShortNote, emitCutShortCall, emitToolCalls, parseForcedCall, planChat } from "../../core/tools.ts";
 import { ContextLengthExceededError, EngineError, errorMessage, GenerationAbortedError, InvalidRequestError, LmxError, OutputFormatError } from "../../errors.ts";
 import { log } from "../../log.ts";
 import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor } from "../types.ts";
+import { MlxChatOutput } from "./chat-output.ts";
 import type { Done, Loaded, ToWorker, WireMessage, WireTool, WorkerReply } from "./protocol.ts";
 import { WorkerCrashedError, WorkerRequestError, type WorkerSupervisor } from "./supervisor.ts";
 
 interface MlxChatPlan {
   messages: WireMessage[];
+  templateKwargs?: Record<string, unknown>;
   tools?: WireTool[];
   /** tool_choice forced a call: the reply must be one JSON tool call of these tools. */
   forced?: ToolDefinition[];
@@ -29,7 +31,11 @@ function toWire(messages: ChatMessage[]): WireMessage[] {
     switch (m.role) {
       case "assistant":
         for (const c of m.toolCalls ?? []) issued.add(c.id);
-        return { role: "assistant", content: m.content, ...(m.toolCalls?.length ? { tool_calls: m.toolCalls.map((c) => ({ id: c.id, name: c.name, arguments: c.arguments })) } : {}) };
+        return {
+          role: "assistant", content: m.content,
+          ...(m.toolCalls?.length ? { tool_calls: m.toolCalls.map((c) => ({ id: c.id, name: c.name, arguments: c.arguments })) } : {}),
+          ...(m.reasoning ? { reasoning: m.reasoning } : {}),
+        };
       case "tool":
         if (!issued.has(m.toolCallId)) {
           throw new InvalidRequestError(
@@ -49,6 +55,17 @@ function toWire(messages: ChatMessage[]): WireMessage[] {
     }
   }
   return out;
+}
+
+/**
+ * The chat template's extra variables: the request's own, with reasoning_effort mapped the way
+ * templates read it ("none" → enable_thinking false; a level → reasoning_effort, as gpt-oss's does).
+ */
+function templateKwargsOf(prompt: ChatPrompt): Record<string, unknown> | undefined {
+  const kwargs: Record<string, unknown> = { ...(prompt.templateKwargs ?? {}) };
+  if (prompt.reasoningEffort === "none") kwargs.enable_thinking = false;
+  else if (prompt.reasoningEffort !== undefined) kwargs.reasoning_effort = prompt.reasoningEffort;
+  return Object.keys(kwargs).length > 0 ? kwargs : undefined;
 }
 
 /** Adds an instruction to the conversation's system message (or starts one), as templates expect one system turn first. */
@@ -96,7 +113,10 @@ export class MlxLoadedModel implements LoadedModel {
   async countChatTokens(prompt: ChatPrompt): Promise<number> {
     const plan = this.plan(prompt);
     try {
-      const reply = await this.serve(() => this.supervisor.call({ type: "chat_tokens", id: this.supervisor.newId("count"), messages: plan.messages, tools: plan.tools }, "tokens"));
+      const reply = await this.serve(() => this.supervisor.call({
+        type: "chat_tokens", id: this.supervisor.newId("count"), messages: plan.messages, tools: plan.tools,
+        ...(plan.templateKwargs ? { template_kwargs: plan.templateKwargs } : {}),
+      }, "tokens"));
       return reply.tokens.length;
     } catch (err) {
       throw this.mapError(err, undefined, 0, "messages");
@@ -124,18 +144,20 @@ export class MlxLoadedModel implements LoadedModel {
   }
 
   private plan(prompt: ChatPrompt): MlxChatPlan {
+    const kwargs = templateKwargsOf(prompt);
+    const withKwargs = (p: MlxChatPlan): MlxChatPlan => (kwargs ? { ...p, templateKwargs: kwargs } : p);
     const plan = planChat(prompt);
     const messages = toWire(prompt.messages);
-    if (plan.mode === "forced") return { messages: withSystem(messages, plan.preamble), forced: plan.tools };
+    if (plan.mode === "forced") return withKwargs({ messages: withSystem(messages, plan.preamble), forced: plan.tools });
     if (plan.mode === "tools") {
       const tools = plan.tools.map((t) => ({ name: t.name, ...(t.description !== undefined ? { description: t.description } : {}), ...(t.parameters ? { parameters: t.parameters } : {}) }));
-      return { messages, tools };
+      return withKwargs({ messages, tools });
     }
-    if (plan.format?.type === "json_object") return { messages: withSystem(messages, "Reply with a single JSON object and nothing else."), json: plan.format };
+    if (plan.format?.type === "json_object") return withKwargs({ messages: withSystem(messages, "Reply with a single JSON object and nothing else."), json: plan.format });
     if (plan.format?.type === "json_schema") {
-      return { messages: withSystem(messages, `Reply with a single JSON value and nothing else. It must match this JSON schema:\n${JSON.stringify(plan.format.schema)}`), json: plan.format };
+      return withKwargs({ messages: withSystem(messages, `Reply with a single JSON value and nothing else. It must match this JSON schema:\n${JSON.stringify(plan.format.schema)}`), json: plan.format });
     }
-    return { messages };
+    return withKwargs({ messages });
   }
 
   private sampling(request: SamplingOptions): Extract<ToWorker, { type: "generate" }>["sampling"] {
@@ -166,18 +188,21 @@ export class MlxLoadedModel implements LoadedModel {
     return new EngineError(`generation failed: ${errorMessage(err)}`);
   }
 
-  /** Runs one generation in the worker; text is emitted as it comes unless `buffer` (the caller checks it first). */
+  /**
+   * Runs one generation in the worker. Text is emitted as it comes unless `buffer` (the caller
+   * checks it first); `output` takes the split chat output (thinking, tool calls) instead.
+   */
   private async run(
     prompt: Extract<ToWorker, { type: "generate" }>["prompt"],
     request: SamplingOptions,
     emit: EventSink,
     signal: AbortSignal,
     stop: AbortSignal | undefined,
-    opts: { buffer: boolean; parseTools: boolean; what: PromptKind },
+    opts: { buffer: boolean; parseTools: boolean; splitReasoning: boolean; what: PromptKind; output?: (e: WorkerReply) => void },
   ): Promise<{ text: string; done: Done }> {
     if (signal.aborted) throw new GenerationAbortedError();
     let text = "";
-    // Once text reached the client, a crash cannot be hidden by generating again.
+    // Once output reached the client, a crash cannot be hidden by generating again.
     let emitted = false;
     const msg = (): Extract<ToWorker, { type: "generate" }> => ({
       type: "generate",
@@ -186,6 +211,7 @@ export class MlxLoadedModel implements LoadedModel {
       ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
       sampling: this.sampling(request),
       parse_tools: opts.parseTools,
+      split_reasoning: opts.splitReasoning,
     });
     let done: Done;
     try {
@@ -193,11 +219,16 @@ export class MlxLoadedModel implements LoadedModel {
       done = await this.serve(() => {
         text = "";
         return this.supervisor.generate(msg(), (e) => {
-          if (e.type === "progress") emit({ type: "progress" });
-          else if (e.type === "text" && e.text) {
+          if (e.type === "progress") { emit({ type: "progress" }); return; }
+          if (e.type === "text") {
             text += e.text;
-            if (!opts.buffer) { emitted = true; emit({ type: "text", text: e.text }); }
+            if (opts.buffer) return;
           }
+          if (e.type === "reasoning" && opts.buffer) { emitted = true; emit({ type: "reasoning", text: e.text }); return; }
+          if (e.type !== "text" && e.type !== "reasoning" && e.type !== "tool_text" && e.type !== "tool_end") return;
+          emitted = true;
+          if (opts.output) opts.output(e);
+          else if (e.type === "text" && e.text) emit({ type: "text", text: e.text });
         }, signal, stop);
       }, () => !emitted && !signal.aborted);
     } catch (err) {
@@ -210,7 +241,7 @@ export class MlxLoadedModel implements LoadedModel {
   private finish(emit: EventSink, done: Done, reason: FinishReason = done.finish_reason): void {
     emit({
       type: "usage",
-      usage: { promptTokens: done.prompt_tokens, completionTokens: done.completion_tokens },
+      usage: { promptTokens: done.prompt_tokens, completionTokens: done.completion_tokens, reasoningTokens: done.reasoning_tokens, cachedTokens: done.cached_tokens },
       timings: timings(done.prompt_tokens, done.completion_tokens, done.prefill_ms, done.decode_ms),
     });
     emit({ type: "finish", reason });
@@ -221,19 +252,32 @@ export class MlxLoadedModel implements LoadedModel {
     const texts = request.kind === "text" ? [request.prompt] : request.messages.map((m) => m.content);
     await checkPromptLength(texts, (text) => this.countTokens(text), this.contextLength, request.kind === "text" ? "prompt" : "messages");
     if (request.kind === "text") {
-      const { done } = await this.run({ kind: "text", text: request.prompt }, request, emit, signal, stop, { buffer: false, parseTools: false, what: "prompt" });
+      const { done } = await this.run({ kind: "text", text: request.prompt }, request, emit, signal, stop,
+        { buffer: false, parseTools: false, splitReasoning: false, what: "prompt" });
       this.finish(emit, done);
       return;
     }
     const plan = this.plan(request);
     const buffer = plan.forced !== undefined || plan.json !== undefined;
+    const loaded = this.supervisor.loaded;
+    // parallel_tool_calls false: a second call ends the generation (softly, like a stop string).
+    const extra = new AbortController();
+    const output = buffer ? undefined : new MlxChatOutput(emit, {
+      start: loaded?.tool_call_start ?? "", end: loaded?.tool_call_end ?? "", parser: loaded?.tool_parser ?? null,
+    }, { parallel: request.parallelToolCalls !== false, onExtraCall: () => extra.abort() });
     const { text, done } = await this.run(
-      { kind: "chat", messages: plan.messages, ...(plan.tools ? { tools: plan.tools } : {}) },
-      request, emit, signal, stop, { buffer, parseTools: plan.tools !== undefined, what: "messages" });
+      { kind: "chat", messages: plan.messages, ...(plan.tools ? { tools: plan.tools } : {}), ...(plan.templateKwargs ? { template_kwargs: plan.templateKwargs } : {}) },
+      request, emit, signal, stop ? AbortSignal.any([stop, extra.signal]) : extra.signal,
+      { buffer, parseTools: plan.tools !== undefined, splitReasoning: true, what: "messages", output: output?.on });
     const note = cutShortNote(done.finish_reason, done.completion_tokens);
 
     if (plan.forced) {
       const parsed = parseForcedCall(text, plan.forced, note);
+      if ("problem" in parsed && done.finish_reason === "length") {
+        emitCutShortCall(emit, text);
+        this.finish(emit, done, "length");
+        return;
+      }
       if ("problem" in parsed) throw new OutputFormatError(parsed.problem);
       emitToolCalls(emit, [parsed.call]);
       this.finish(emit, done, "tool_calls");
@@ -246,18 +290,7 @@ export class MlxLoadedModel implements LoadedModel {
       this.finish(emit, done);
       return;
     }
-    if (done.unparsed_tool_calls.length > 0) {
-      if (done.tool_calls.length === 0) {
-        throw new EngineError(`the model's tool call could not be parsed (generation hit max_tokens?): ${done.unparsed_tool_calls[0]!.slice(0, 200)}`, "invalid_tool_call");
-      }
-      log.warn("dropped tool calls that could not be parsed", { model: this.descriptor.id, count: done.unparsed_tool_calls.length });
-    }
-    if (done.tool_calls.length > 0) {
-      emitToolCalls(emit, done.tool_calls.map((c) => ({ id: toolCallId(), name: c.name, arguments: c.arguments })));
-      this.finish(emit, done, "tool_calls");
-      return;
-    }
-    this.finish(emit, done);
+    this.finish(emit, done, output && output.toolCalls > 0 && done.finish_reason !== "length" ? "tool_calls" : done.finish_reason);
   }
 
   async embed(_inputs: string[], _signal?: AbortSignal): Promise<EmbeddingResult> {

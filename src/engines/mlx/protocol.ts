@@ -1,5 +1,6 @@
-// The message format between LMX and its MLX worker (native/mlx_worker/), version 2 (2: stop strings
-// left the worker for the core; `end` finishes a generation early without an error).
+// The message format between LMX and its MLX worker (native/mlx_worker/), version 3 (2: stop strings
+// left the worker for the core; `end` finishes a generation early without an error. 3: thinking
+// and tool calls stream as they are written: `reasoning`, `tool_text`, `tool_end`).
 //
 // Newline-delimited JSON over the worker's stdin (LMX → worker) and stdout (worker → LMX); stderr
 // is log text. The worker speaks first with `hello`, naming the protocol version; LMX refuses a
@@ -10,7 +11,7 @@
 
 import * as v from "valibot";
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 const id = v.pipe(v.string(), v.minLength(1), v.maxLength(200));
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -23,6 +24,8 @@ const WireMessage = v.object({
   content: v.string(),
   tool_call_id: v.optional(v.string()),
   tool_calls: v.optional(v.array(v.object({ id: v.string(), name: v.string(), arguments: v.string() }))),
+  /** An earlier assistant turn's thinking, rendered as its template does (reasoning_content). */
+  reasoning: v.optional(v.string()),
 });
 export type WireMessage = v.InferOutput<typeof WireMessage>;
 
@@ -49,7 +52,13 @@ export const ToWorker = v.variant("type", [
     type: v.literal("generate"),
     id,
     prompt: v.variant("kind", [
-      v.object({ kind: v.literal("chat"), messages: v.pipe(v.array(WireMessage), v.minLength(1)), tools: v.optional(v.array(WireTool)) }),
+      v.object({
+        kind: v.literal("chat"),
+        messages: v.pipe(v.array(WireMessage), v.minLength(1)),
+        tools: v.optional(v.array(WireTool)),
+        /** Extra chat-template variables (enable_thinking, reasoning_effort, …). */
+        template_kwargs: v.optional(v.record(v.string(), v.unknown())),
+      }),
       v.object({ kind: v.literal("text"), text: v.string() }),
     ]),
     max_tokens: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
@@ -67,13 +76,18 @@ export const ToWorker = v.variant("type", [
     }),
     /** Pull tool calls out of the text with the model's own tool-call format. */
     parse_tools: v.boolean(),
+    /** Send the model's thinking as `reasoning` messages, apart from the answer. */
+    split_reasoning: v.optional(v.boolean()),
   }),
   v.object({ type: v.literal("cancel"), id }),
   /** Ends a generation as if the model had stopped: `done` (finish_reason "stop") with the tokens so far. */
   v.object({ type: v.literal("end"), id }),
   v.object({ type: v.literal("tokenize"), id, text: v.string(), add_special_tokens: v.boolean() }),
   v.object({ type: v.literal("detokenize"), id, tokens: v.array(count) }),
-  v.object({ type: v.literal("chat_tokens"), id, messages: v.pipe(v.array(WireMessage), v.minLength(1)), tools: v.optional(v.array(WireTool)) }),
+  v.object({
+    type: v.literal("chat_tokens"), id, messages: v.pipe(v.array(WireMessage), v.minLength(1)), tools: v.optional(v.array(WireTool)),
+    template_kwargs: v.optional(v.record(v.string(), v.unknown())),
+  }),
   v.object({ type: v.literal("memory"), id }),
   /** Log-probabilities of tokens[first_scored…] given what precedes each (teacher forcing, fresh cache). */
   v.object({ type: v.literal("score"), id, tokens: v.pipe(v.array(count), v.minLength(2)), first_scored: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
@@ -107,6 +121,13 @@ export const FromWorker = v.variant("type", [
     vocab_size: count,
     has_chat_template: v.boolean(),
     has_tool_calling: v.boolean(),
+    /** The model's markers (mlx-lm's reading of its tokenizer and template), null where it has none. */
+    think_start: v.nullable(v.string()),
+    think_end: v.nullable(v.string()),
+    tool_call_start: v.nullable(v.string()),
+    tool_call_end: v.nullable(v.string()),
+    /** mlx-lm's tool parser module for this model (json_tools, glm47, mistral, …). */
+    tool_parser: v.nullable(v.string()),
     eos_token_ids: v.array(count),
     bos_token_ids: v.array(count),
     load_ms: ms,
@@ -115,15 +136,26 @@ export const FromWorker = v.variant("type", [
   v.object({ type: v.literal("started"), id, prompt_tokens: count, cached_tokens: count, max_tokens: count }),
   v.object({ type: v.literal("progress"), id, processed: count, total: count }),
   v.object({ type: v.literal("text"), id, text: v.string() }),
+  v.object({ type: v.literal("reasoning"), id, text: v.string() }),
+  /** A fragment of tool call number `call`, as the model writes it (its raw syntax, markers excluded). */
+  v.object({ type: v.literal("tool_text"), id, call: count, text: v.string() }),
+  /**
+   * Tool call `call` closed: mlx-lm's parser's reading of it (null: it could not be parsed);
+   * `cut`: generation hit max_tokens inside it.
+   */
+  v.object({
+    type: v.literal("tool_end"), id, call: count, cut: v.boolean(),
+    calls: v.nullable(v.array(v.object({ name: v.string(), arguments: v.string() }))),
+  }),
   v.object({
     type: v.literal("done"),
     id,
     finish_reason: v.picklist(["stop", "length"]),
-    tool_calls: v.array(v.object({ name: v.string(), arguments: v.string() })),
-    unparsed_tool_calls: v.array(v.string()),
     prompt_tokens: count,
     cached_tokens: count,
     completion_tokens: count,
+    /** Of completion_tokens, those generated while thinking. */
+    reasoning_tokens: count,
     prefill_ms: ms,
     decode_ms: ms,
     peak_memory_bytes: count,

@@ -1,0 +1,85 @@
+// node-llama-cpp's streamed chat output → the core's events. Its chat wrappers already know each
+// model family's thinking and tool-call syntax (Qwen, Llama 3.x, Mistral, gpt-oss harmony,
+// DeepSeek, and templates it reads as Jinja); this turns their callbacks into reasoning, text and
+// tool-call events as they happen, and counts every generated token on the way.
+import type { LlamaChatResponseChunk, LlamaChatResponseFunctionCallParamsChunk, Tokenizer } from "node-llama-cpp";
+import type { EventSink } from "../../core/events.ts";
+import { toolCallId } from "../../core/tools.ts";
+
+interface FinalCall {
+  functionName: string;
+  params: unknown;
+  /** The call as the model wrote it (LlamaText JSON), tokenized to count it. */
+  raw?: unknown;
+}
+
+export class ChatOutput {
+  /** Text, thought and comment tokens, as node-llama-cpp reports them chunk by chunk. */
+  private chunkTokens = 0;
+  reasoningTokens = 0;
+  /** node-llama-cpp's call index → whether its end was emitted. */
+  private readonly calls = new Map<number, { ended: boolean; text: string }>();
+
+  constructor(private readonly emit: EventSink, private readonly options: { text: boolean }) {}
+
+  readonly onResponseChunk = (chunk: LlamaChatResponseChunk): void => {
+    this.chunkTokens += chunk.tokens.length;
+    if (chunk.type === "segment") {
+      // Thoughts, and harmony's "comment" preambles, are the model thinking aloud, not its answer.
+      this.reasoningTokens += chunk.tokens.length;
+      if (chunk.text) this.emit({ type: "reasoning", text: chunk.text });
+      return;
+    }
+    if (this.options.text && chunk.text) this.emit({ type: "text", text: chunk.text });
+  };
+
+  readonly onFunctionCallParamsChunk = (chunk: LlamaChatResponseFunctionCallParamsChunk): void => {
+    let call = this.calls.get(chunk.callIndex);
+    if (!call) {
+      call = { ended: false, text: "" };
+      this.calls.set(chunk.callIndex, call);
+      this.emit({ type: "tool_call_start", index: chunk.callIndex, id: toolCallId(), name: chunk.functionName });
+    }
+    if (chunk.paramsChunk) {
+      call.text += chunk.paramsChunk;
+      this.emit({ type: "tool_call_delta", index: chunk.callIndex, arguments: chunk.paramsChunk });
+    }
+    if (chunk.done && !call.ended) {
+      call.ended = true;
+      this.emit({ type: "tool_call_end", index: chunk.callIndex });
+    }
+  };
+
+  /**
+   * Ends the calls: a finished call whose parameters never streamed (a call without parameters)
+   * goes out whole; a call cut short (max_tokens) is ended as it stands, like OpenAI's. Returns
+   * how many calls there were.
+   */
+  finishCalls(final: readonly FinalCall[]): number {
+    final.forEach((c, index) => {
+      if (this.calls.has(index)) return;
+      const args = JSON.stringify(c.params ?? {});
+      this.calls.set(index, { ended: false, text: args });
+      this.emit({ type: "tool_call_start", index, id: toolCallId(), name: c.functionName });
+      this.emit({ type: "tool_call_delta", index, arguments: args });
+    });
+    for (const [index, call] of [...this.calls.entries()].sort((a, b) => a[0] - b[0])) {
+      if (call.ended) continue;
+      call.ended = true;
+      this.emit({ type: "tool_call_end", index });
+    }
+    return this.calls.size;
+  }
+
+  /** Every generated token: answer, thoughts, and the tool calls as the model wrote them. */
+  completionTokens(final: readonly FinalCall[], tokenizer: Tokenizer, toText: (raw: unknown) => string | undefined): number {
+    let callTokens = 0;
+    for (const c of final) {
+      const text = toText(c.raw) ?? JSON.stringify(c.params ?? {});
+      callTokens += tokenizer(text, true).length;
+    }
+    // A call cut short is in no final list: its parameters so far still cost tokens.
+    for (const [index, call] of this.calls) if (index >= final.length) callTokens += tokenizer(call.text, true).length;
+    return this.chunkTokens + callTokens;
+  }
+}
