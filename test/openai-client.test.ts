@@ -101,15 +101,21 @@ describe("openai npm client", () => {
       model: "qwen2-tiny", messages: [{ role: "user", content: "time?" }], tools: [weatherTool, other],
       tool_choice: { type: "function", function: { name: "get_time" } }, max_tokens: 60, stream: true,
     });
-    const calls: { name?: string; arguments?: string }[] = [];
+    // As OpenAI streams a call: its first delta carries index, id, type and name; arguments follow in fragments.
+    const calls: { id?: string; name?: string; arguments: string }[] = [];
     let finish: string | null = null;
     for await (const chunk of stream) {
-      for (const c of chunk.choices[0]?.delta.tool_calls ?? []) calls.push({ name: c.function?.name, arguments: c.function?.arguments });
+      for (const c of chunk.choices[0]?.delta.tool_calls ?? []) {
+        if (c.id) calls[c.index] = { id: c.id, name: c.function?.name, arguments: c.function?.arguments ?? "" };
+        else calls[c.index]!.arguments += c.function?.arguments ?? "";
+      }
       finish = chunk.choices[0]?.finish_reason ?? finish;
     }
     expect(finish).toBe("tool_calls");
+    expect(calls).toHaveLength(1);
     expect(calls[0]!.name).toBe("get_time");
-    expect(JSON.parse(calls[0]!.arguments!)).toEqual({ tz: "UTC" });
+    expect(calls[0]!.id).toMatch(/^call_/);
+    expect(JSON.parse(calls[0]!.arguments)).toEqual({ tz: "UTC" });
   });
 
   test("json_schema output parses and validates", async () => {

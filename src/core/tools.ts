@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { InvalidRequestError } from "../errors.ts";
 import type { EventSink } from "./events.ts";
+import { JsonCallStream } from "./json-call-stream.ts";
 import { validateJsonSchema } from "./json-schema.ts";
 import type { ChatPrompt, JsonSchema, ResponseFormat, ToolCall, ToolDefinition } from "./request.ts";
 
@@ -134,19 +135,12 @@ export function emitToolCalls(emit: EventSink, calls: ToolCall[]): void {
  * call with its partial arguments when the tool's name was written, else the raw text.
  */
 export function emitCutShortCall(emit: EventSink, raw: string): void {
-  const m = /^\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*([\s\S]*)$/.exec(raw);
-  if (!m) {
-    if (raw) emit({ type: "text", text: raw });
-    return;
-  }
-  let name: string;
-  try {
-    name = JSON.parse(`"${m[1]}"`) as string;
-  } catch {
-    emit({ type: "text", text: raw });
-    return;
-  }
-  emit({ type: "tool_call_start", index: 0, id: toolCallId(), name });
-  if (m[2]) emit({ type: "tool_call_delta", index: 0, arguments: m[2] });
-  emit({ type: "tool_call_end", index: 0 });
+  const id = toolCallId();
+  const stream = new JsonCallStream({
+    start: (name) => emit({ type: "tool_call_start", index: 0, id, name }),
+    args: (fragment) => emit({ type: "tool_call_delta", index: 0, arguments: fragment }),
+  });
+  stream.feed(raw);
+  if (stream.started) emit({ type: "tool_call_end", index: 0 });
+  else if (raw) emit({ type: "text", text: raw });
 }

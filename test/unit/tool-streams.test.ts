@@ -123,7 +123,7 @@ describe("llama.cpp: node-llama-cpp's callbacks as events", () => {
 
   test("thought segments are reasoning; params chunks stream the call; every token counts", () => {
     const { events, emit } = collect();
-    const out = new ChatOutput(emit, { text: true });
+    const out = new ChatOutput(emit, { forced: false });
     out.onResponseChunk(chunk("hmm", "thought"));
     out.onResponseChunk(chunk("Sure."));
     out.onFunctionCallParamsChunk({ callIndex: 0, functionName: "f", paramsChunk: '{"a":', done: false });
@@ -138,12 +138,23 @@ describe("llama.cpp: node-llama-cpp's callbacks as events", () => {
 
   test("a call without streamed parameters goes out whole; a call cut short ends as it stands", () => {
     const { events, emit } = collect();
-    const out = new ChatOutput(emit, { text: true });
+    const out = new ChatOutput(emit, { forced: false });
     out.onFunctionCallParamsChunk({ callIndex: 1, functionName: "g", paramsChunk: '{"x": "ab', done: false });
     expect(out.finishCalls([{ functionName: "now", params: undefined }])).toBe(2);
     expect(events.map((e) => e.type)).toEqual(["tool_call_start", "tool_call_delta", "tool_call_start", "tool_call_delta", "tool_call_end", "tool_call_end"]);
     expect(deltas(events, 0)).toBe("{}");
     expect(deltas(events, 1)).toBe('{"x": "ab');
+  });
+
+  test("a forced call (grammar-constrained JSON) streams as a call, not as text", () => {
+    const { events, emit } = collect();
+    const out = new ChatOutput(emit, { forced: true });
+    out.onResponseChunk(chunk('{"name": "f", "argum'));
+    out.onResponseChunk(chunk('ents": {"a": '));
+    out.onResponseChunk(chunk("1}}"));
+    expect(out.endForced()).toBe(true);
+    expect(events.map((e) => e.type)).toEqual(["tool_call_start", "tool_call_delta", "tool_call_delta", "tool_call_end"]);
+    expect(deltas(events, 0)).toBe('{"a": 1}');
   });
 });
 

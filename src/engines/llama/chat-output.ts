@@ -4,6 +4,7 @@
 // tool-call events as they happen, and counts every generated token on the way.
 import type { LlamaChatResponseChunk, LlamaChatResponseFunctionCallParamsChunk, Tokenizer } from "node-llama-cpp";
 import type { EventSink } from "../../core/events.ts";
+import { JsonCallStream } from "../../core/json-call-stream.ts";
 import { toolCallId } from "../../core/tools.ts";
 
 interface FinalCall {
@@ -20,7 +21,25 @@ export class ChatOutput {
   /** node-llama-cpp's call index → whether its end was emitted. */
   private readonly calls = new Map<number, { ended: boolean; text: string }>();
 
-  constructor(private readonly emit: EventSink, private readonly options: { text: boolean }) {}
+  /** tool_choice forced a call: the grammar makes the answer one JSON call, streamed as a call. */
+  private readonly forced: JsonCallStream | undefined;
+
+  constructor(private readonly emit: EventSink, options: { forced: boolean }) {
+    if (options.forced) {
+      this.forced = new JsonCallStream({
+        start: (name) => emit({ type: "tool_call_start", index: 0, id: toolCallId(), name }),
+        args: (fragment) => emit({ type: "tool_call_delta", index: 0, arguments: fragment }),
+      });
+    }
+  }
+
+  /** Ends the forced call if it started; false if the model never got as far as its name. */
+  endForced(): boolean {
+    if (!this.forced?.started) return false;
+    if (this.forced.complete && !this.forced.hasArguments) this.emit({ type: "tool_call_delta", index: 0, arguments: "{}" });
+    this.emit({ type: "tool_call_end", index: 0 });
+    return true;
+  }
 
   readonly onResponseChunk = (chunk: LlamaChatResponseChunk): void => {
     this.chunkTokens += chunk.tokens.length;
@@ -30,7 +49,8 @@ export class ChatOutput {
       if (chunk.text) this.emit({ type: "reasoning", text: chunk.text });
       return;
     }
-    if (this.options.text && chunk.text) this.emit({ type: "text", text: chunk.text });
+    if (this.forced) this.forced.feed(chunk.text);
+    else if (chunk.text) this.emit({ type: "text", text: chunk.text });
   };
 
   readonly onFunctionCallParamsChunk = (chunk: LlamaChatResponseFunctionCallParamsChunk): void => {

@@ -7,7 +7,7 @@ import type { EventSink, FinishReason } from "../../core/events.ts";
 import type { ChatGeneration, ChatPrompt, GenerationRequest, JsonSchema, TextGeneration, ToolDefinition , EmbeddingResult } from "../../core/request.ts";
 import { withSamplingDefaults } from "../../core/sampling.ts";
 import { timings } from "../../core/timings.ts";
-import { cutShortNote, emitCutShortCall, emitToolCalls, parseForcedCall, planChat } from "../../core/tools.ts";
+import { cutShortNote, emitToolCalls, parseForcedCall, planChat } from "../../core/tools.ts";
 import { ContextLengthExceededError, EngineError, errorMessage, GenerationAbortedError, InvalidRequestError, LmxError } from "../../errors.ts";
 import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
@@ -246,7 +246,7 @@ export class LlamaLoadedModel implements LoadedModel {
     const tracked = this.gate.track(() => emit({ type: "progress" }));
     const chat = new this.nlc.LlamaChat({ contextSequence: seq, chatWrapper: plan.wrapper.wrapper, autoDisposeSequence: false });
     // A forced tool call is raw JSON: it reaches the client as a tool call, not as text.
-    const output = new ChatOutput(emit, { text: !plan.forced });
+    const output = new ChatOutput(emit, { forced: plan.forced !== undefined });
     let res: LlamaChatResponse<ChatModelFunctions>;
     try {
       res = await chat.generateResponse(plan.history, {
@@ -279,14 +279,15 @@ export class LlamaLoadedModel implements LoadedModel {
     const usage = { reasoningTokens: output.reasoningTokens };
     if (plan.forced) {
       const parsed = parseForcedCall(res.response, plan.forced, cutShortNote(stopped, clock.tokens));
-      // A call cut short by max_tokens is answered as it stands (200, finish "length"), never a 500.
+      // A call cut short by max_tokens is answered as far as it got (200, finish "length"), never a 500.
       if ("problem" in parsed && stopped === "length") {
-        emitCutShortCall(emit, res.response);
+        if (!output.endForced() && res.response) emit({ type: "text", text: res.response });
         clock.finish(emit, promptTokens, "length", usage);
         return;
       }
+      // The grammar only lets a whole, valid call through: anything else is the engine failing.
       if ("problem" in parsed) throw new EngineError(parsed.problem, "invalid_tool_call");
-      emitToolCalls(emit, [parsed.call]);
+      if (!output.endForced()) emitToolCalls(emit, [parsed.call]);
       clock.finish(emit, promptTokens, "tool_calls", usage);
       return;
     }
