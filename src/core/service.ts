@@ -139,6 +139,7 @@ export class InferenceCore {
   async embed(model: string, inputs: readonly EmbeddingInput[], options: { dimensions?: number } = {}, signal?: AbortSignal): Promise<EmbeddingResult> {
     checkEmbeddingInputs(inputs);
     const { dimensions } = options;
+    // A malformed value is refused before any engine work; the upper bound needs the vectors.
     if (dimensions !== undefined) checkDimensions(model, dimensions, Number.MAX_SAFE_INTEGER);
     const lease = await this.leases.acquire(model, signal);
     try {
