@@ -22,7 +22,11 @@ export class LlamaEmbedder {
 
   embed(inputs: readonly EmbeddingInput[], signal?: AbortSignal): Promise<EmbeddingResult> {
     const run = this.queue.then(async () => {
-      const ctx = await (this.context ??= this.createContext());
+      // A context that failed to be created (memory) is tried again by the next request.
+      const ctx = await (this.context ??= this.createContext().catch((err: unknown) => {
+        this.context = undefined;
+        throw err;
+      }));
       // Every input is checked before any is evaluated: a bad last input costs no work.
       const prepared = inputs.map((input, i) => this.prepare(ctx, input, i));
       const vectors: number[][] = [];
@@ -44,7 +48,7 @@ export class LlamaEmbedder {
    * node-llama-cpp refuses an input of `contextSize` tokens or more, so the context has one slot
    * more than the limit (positions past the limit are never used). A model that pools (mean, CLS,
    * last) or attends both ways needs the whole input in one batch: split over batches, llama.cpp
-   * pools only the last one, silently. Plain causal models read their last token through the KV
+   * pools each batch apart and the vector is silently wrong (test/embeddings.test.ts compares). Plain causal models read their last token through the KV
    * cache, so the default batch serves them without the larger compute buffer.
    */
   private createContext(): Promise<LlamaEmbeddingContext> {
