@@ -83,6 +83,9 @@ export interface TextGeneration extends SamplingOptions {
 
 export type GenerationRequest = ChatGeneration | TextGeneration;
 
+/** One input to embed: text, or token ids of the model's vocabulary. */
+export type EmbeddingInput = string | readonly number[];
+
 /** Sentence embeddings of a list of inputs. */
 export interface EmbeddingResult {
   vectors: number[][];

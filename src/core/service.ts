@@ -4,9 +4,9 @@
 import { GenerationStalledError, OverloadedError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { EventSink, GenerationEvent } from "./events.ts";
-import type { EmbeddingResult, GenerationRequest } from "./request.ts";
+import { checkDimensions, checkEmbeddingInputs, normalizeEmbedding } from "./embeddings.ts";
 import { withReasoningFormat } from "./reasoning.ts";
-import type { ReasoningFormat } from "./request.ts";
+import type { EmbeddingInput, EmbeddingResult, GenerationRequest, ReasoningFormat } from "./request.ts";
 import { checkStops, stopAtStrings } from "./stop.ts";
 import { checkTools } from "./tools.ts";
 
@@ -14,7 +14,7 @@ import { checkTools } from "./tools.ts";
 export interface ModelRunner {
   /** `stop` is the soft stop: the engine finishes normally, early (engines/types.ts LoadedModel.generate). */
   generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void>;
-  embed(inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult>;
+  embed(inputs: readonly EmbeddingInput[], signal?: AbortSignal): Promise<EmbeddingResult>;
 }
 
 /** A loaded model and one of its sequences, held until `release` (the scheduler's Lease is one). */
@@ -137,10 +137,20 @@ export class InferenceCore {
     if (late) log.error("a stalled generation ignored its abort; its slot is given back anyway (the engine may hold the sequence until the model is reloaded)", { model, graceMs: grace });
   }
 
-  async embed(model: string, inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult> {
+  /**
+   * Unit-length embeddings of `inputs` (cut to their first `dimensions` components first, when
+   * given), whatever the engine's pooling produced.
+   */
+  async embed(model: string, inputs: readonly EmbeddingInput[], options: { dimensions?: number } = {}, signal?: AbortSignal): Promise<EmbeddingResult> {
+    checkEmbeddingInputs(inputs);
+    const { dimensions } = options;
+    // A malformed value is refused before any engine work; the upper bound needs the vectors.
+    if (dimensions !== undefined) checkDimensions(model, dimensions, Number.MAX_SAFE_INTEGER);
     const lease = await this.leases.acquire(model, signal);
     try {
-      return await lease.model.embed(inputs, lease.signal);
+      const r = await lease.model.embed(inputs, lease.signal);
+      checkDimensions(model, dimensions, Math.min(...r.vectors.map((v) => v.length)));
+      return { vectors: r.vectors.map((v) => normalizeEmbedding(v, dimensions)), promptTokens: r.promptTokens };
     } catch (err) {
       if (lease.signal.aborted && !signal?.aborted) throw new OverloadedError(`model '${model}' was unloaded while generating; retry`);
       throw err;

@@ -2,7 +2,7 @@
 // types, so they never know whether llama.cpp or MLX answered. Requests and the events a
 // generation produces are the inference core's (src/core/), shared by every engine and adapter.
 import type { EventSink } from "../core/events.ts";
-import type { ChatPrompt, EmbeddingResult, GenerationRequest } from "../core/request.ts";
+import type { ChatPrompt, EmbeddingInput, EmbeddingResult, GenerationRequest } from "../core/request.ts";
 
 import type { ResolvedLoadSettings } from "../config/load-settings.ts";
 
@@ -62,7 +62,12 @@ export interface LoadedModel {
    * finished tool call keeps "tool_calls"). `signal` stays the hard abort: it rejects.
    */
   generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void>;
-  embed(inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult>;
+  /**
+   * The model's pooled sentence vector of each input, as computed (the core normalizes). Token-id
+   * inputs get the same begin/end tokens text would; ids outside the vocabulary and inputs longer
+   * than the context are InvalidRequestErrors naming the input's index.
+   */
+  embed(inputs: readonly EmbeddingInput[], signal?: AbortSignal): Promise<EmbeddingResult>;
   /**
    * Natural-log probabilities of each `continuation` token given everything before it
    * (teacher forcing), on a fresh sequence; the engine adds BOS when the model expects one.

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { completionBudget } from "../../src/core/context.ts";
 import type { EventSink, FinishReason } from "../../src/core/events.ts";
-import type { ChatPrompt, EmbeddingResult, GenerationRequest } from "../../src/core/request.ts";
+import type { ChatPrompt, EmbeddingInput, EmbeddingResult, GenerationRequest } from "../../src/core/request.ts";
 import { timings } from "../../src/core/timings.ts";
 import { planChat } from "../../src/core/tools.ts";
 import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, ModelInfo } from "../../src/engines/types.ts";
@@ -171,9 +171,12 @@ export class FakeLoadedModel implements LoadedModel {
     }
   }
 
-  async embed(inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult> {
+  /** Raw, unnormalized vectors, as an engine pools them: [characters or sum of ids, tokens, 1]. */
+  async embed(inputs: readonly EmbeddingInput[], signal?: AbortSignal): Promise<EmbeddingResult> {
     if (signal?.aborted) throw new GenerationAbortedError();
-    return { vectors: inputs.map((s) => [s.length, countTokens(s), 1]), promptTokens: inputs.reduce((n, s) => n + countTokens(s), 0) };
+    const tokens = (x: EmbeddingInput) => (typeof x === "string" ? countTokens(x) : x.length);
+    const size = (x: EmbeddingInput) => (typeof x === "string" ? x.length : x.reduce((a, b) => a + b, 0));
+    return { vectors: inputs.map((x) => [size(x), tokens(x), 1]), promptTokens: inputs.reduce((n, x) => n + tokens(x), 0) };
   }
 
   async logprobs(_prefix: number[], continuation: number[]): Promise<number[]> {

@@ -16,6 +16,11 @@ async function json(res: Response): Promise<Json> {
   return (await res.json()) as Json;
 }
 
+function expectClose(a: readonly number[], b: readonly number[], digits = 12): void {
+  expect(a.length).toBe(b.length);
+  a.forEach((x, i) => expect(x).toBeCloseTo(b[i]!, digits));
+}
+
 async function expectError(res: Response, status: number, fields: Json): Promise<Json> {
   expect(res.status).toBe(status);
   expect(res.headers.get("content-type")).toContain("application/json");
@@ -174,10 +179,35 @@ describe("completions", () => {
 describe("embeddings and models", () => {
   test("embeddings as floats and as base64", async () => {
     await using f = fakeApp([{ id: "m" }]);
+    // The fake engine pools "ab" to [2, 1, 1] and "c d e" to [5, 3, 1]; the core normalizes.
     const floats = await json(await f.post("/v1/embeddings", { model: "m", input: ["ab", "c d e"] }));
-    expect(floats).toMatchObject({ object: "list", data: [{ object: "embedding", index: 0, embedding: [2, 1, 1] }, { index: 1, embedding: [5, 3, 1] }], usage: { prompt_tokens: 4 } });
+    expect(floats).toMatchObject({ object: "list", data: [{ object: "embedding", index: 0 }, { index: 1 }], usage: { prompt_tokens: 4, total_tokens: 4 } });
+    expectClose(floats.data[0].embedding, [2, 1, 1].map((x) => x / Math.sqrt(6)));
+    expectClose(floats.data[1].embedding, [5, 3, 1].map((x) => x / Math.sqrt(35)));
     const b64 = await json(await f.post("/v1/embeddings", { model: "m", input: "ab", encoding_format: "base64" }));
-    expect([...new Float32Array(Buffer.from(b64.data[0].embedding, "base64").buffer.slice(0))].length).toBe(3);
+    const buf = Buffer.from(b64.data[0].embedding, "base64");
+    expect(buf.length).toBe(12);
+    expectClose([0, 1, 2].map((i) => buf.readFloatLE(i * 4)), [2, 1, 1].map((x) => x / Math.sqrt(6)), 6);
+  });
+
+  test("embeddings: token-id inputs, dimensions, and what is refused before the engine runs", async () => {
+    await using f = fakeApp([{ id: "m" }]);
+    const one = await json(await f.post("/v1/embeddings", { model: "m", input: [3, 4] }));
+    expect(one.data.length).toBe(1);
+    expectClose(one.data[0].embedding, [7, 2, 1].map((x) => x / Math.sqrt(54)));
+    const two = await json(await f.post("/v1/embeddings", { model: "m", input: [[3, 4], [0]], dimensions: 2 }));
+    expectClose(two.data[0].embedding, [7 / Math.sqrt(53), 2 / Math.sqrt(53)]);
+    expectClose(two.data[1].embedding, [0, 1]);
+    await expectError(await f.post("/v1/embeddings", { model: "m", input: "ab", dimensions: 4 }), 400, { param: "dimensions" });
+    await expectError(await f.post("/v1/embeddings", { model: "m", input: "" }), 400, { param: "input" });
+    await expectError(await f.post("/v1/embeddings", { model: "m", input: ["a", ""] }), 400, { param: "input[1]" });
+    await expectError(await f.post("/v1/embeddings", { model: "m", input: [] }), 400, { param: "input" });
+    await expectError(await f.post("/v1/embeddings", { model: "m", input: [[1], []] }), 400, { param: "input[1]" });
+    await expectError(await f.post("/v1/embeddings", { model: "m", input: [1, -2] }), 400, { param: "input[1]" });
+    await expectError(await f.post("/v1/embeddings", { model: "m", input: [1, 2.5] }), 400, { param: "input[1]" });
+    await expectError(await f.post("/v1/embeddings", { model: "m", input: [[1], ["a"]] }), 400, { param: "input" });
+    await expectError(await f.post("/v1/embeddings", { model: "m", input: Array.from({ length: 2049 }, () => "a") }), 400, { param: "input" });
+    await expectError(await f.post("/v1/embeddings", { model: "m", input: "a", dimensions: 0 }), 400, { param: "dimensions" });
   });
 
   test("models list and retrieve", async () => {

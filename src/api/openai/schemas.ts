@@ -1,6 +1,7 @@
 // Request shapes of the OpenAI-compatible API. These valibot schemas are the validator, the
 // TypeScript types and (through @elysiajs/openapi) the published docs at once.
 import * as v from "valibot";
+import { MAX_EMBEDDING_INPUTS } from "../../core/embeddings.ts";
 
 const MAX_TOKENS_LIMIT = 1_048_576;
 
@@ -110,9 +111,22 @@ export const CompletionBody = v.looseObject({
 });
 export type CompletionBody = v.InferOutput<typeof CompletionBody>;
 
+const EmbeddingText = v.pipe(v.string(), v.minLength(1, "an input must not be an empty string"));
+/** Token ids: whether each is in the model's vocabulary is the engine's check; a list longer than any context, ours. */
+const EmbeddingTokens = v.pipe(
+  v.array(v.pipe(v.number(), v.integer("token ids are integers"), v.minValue(0, "token ids are not negative"), v.maxValue(2 ** 31 - 1, "token id out of range"))),
+  v.minLength(1, "a list of token ids must not be empty"),
+  v.maxLength(MAX_TOKENS_LIMIT),
+);
+const EmbeddingList = <T extends v.GenericSchema>(item: T) =>
+  v.pipe(v.array(item), v.minLength(1, "input must not be an empty list"), v.maxLength(MAX_EMBEDDING_INPUTS, `input takes at most ${MAX_EMBEDDING_INPUTS} items`));
+
 export const EmbeddingBody = v.looseObject({
   model: v.pipe(v.string(), v.minLength(1)),
-  input: v.union([v.string(), v.pipe(v.array(v.string()), v.minLength(1), v.maxLength(2048))]),
+  input: v.union(
+    [EmbeddingText, EmbeddingList(EmbeddingText), EmbeddingTokens, EmbeddingList(EmbeddingTokens)],
+    "input must be a string, a list of strings, a list of token ids, or a list of lists of token ids",
+  ),
   encoding_format: v.optional(v.nullable(v.picklist(["float", "base64"]))),
   dimensions: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1)))),
   user: v.optional(v.string()),

@@ -1,10 +1,10 @@
 import type {
   ChatHistoryItem, ChatModelFunctions, ChatWrapper, GbnfJsonSchema, Llama, LlamaChatResponse, LlamaContext,
-  LlamaContextSequence, LlamaEmbeddingContext, LlamaGrammar, LlamaModel, Token, TokenBias,
+  LlamaContextSequence, LlamaGrammar, LlamaModel, Token, TokenBias,
 } from "node-llama-cpp";
 import { checkPromptLength, completionBudget } from "../../core/context.ts";
 import type { EventSink, FinishReason } from "../../core/events.ts";
-import type { ChatGeneration, ChatPrompt, GenerationRequest, JsonSchema, TextGeneration, ToolDefinition , EmbeddingResult } from "../../core/request.ts";
+import type { ChatGeneration, ChatPrompt, GenerationRequest, JsonSchema, TextGeneration, ToolDefinition, EmbeddingInput, EmbeddingResult } from "../../core/request.ts";
 import { withSamplingDefaults } from "../../core/sampling.ts";
 import { timings } from "../../core/timings.ts";
 import { cutShortNote, emitToolCalls, parseForcedCall, planChat } from "../../core/tools.ts";
@@ -12,6 +12,7 @@ import { ContextLengthExceededError, EngineError, errorMessage, GenerationAborte
 import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { toChatHistory } from "./chat-history.ts";
+import { LlamaEmbedder } from "./embeddings.ts";
 import { checkPromptBytes, longestTokenBytes } from "./prompt-bound.ts";
 import { ChatOutput } from "./chat-output.ts";
 import { templateGuardOf, withTemplateGuard } from "./template-guard.ts";
@@ -67,8 +68,7 @@ class GenerationClock {
 export class LlamaLoadedModel implements LoadedModel {
   private readonly free: LlamaContextSequence[] = [];
   private readonly grammarCache = new Map<string, LlamaGrammar>();
-  private embeddingContext: Promise<LlamaEmbeddingContext> | undefined;
-  private embedQueue: Promise<unknown> = Promise.resolve();
+  private embedder: LlamaEmbedder | undefined;
   private unloaded = false;
   private eogBias: TokenBias | undefined;
   private longestTokenBytes: number | null | undefined;
@@ -334,28 +334,10 @@ export class LlamaLoadedModel implements LoadedModel {
     }
   }
 
-  async embed(inputs: string[], signal?: AbortSignal): Promise<EmbeddingResult> {
-    // One embedding context per model, used by one request at a time.
-    const run = this.embedQueue.then(async () => {
-      this.embeddingContext ??= this.model.createEmbeddingContext({ contextSize: this.embeddingContextSize(), threads: this.options.threads });
-      const ctx = await this.embeddingContext;
-      const vectors: number[][] = [];
-      let promptTokens = 0;
-      for (const [i, input] of inputs.entries()) {
-        if (signal?.aborted) throw new GenerationAbortedError();
-        const tokens = this.model.tokenize(input);
-        if (tokens.length > this.embeddingContextSize()) {
-          throw new ContextLengthExceededError(tokens.length, this.embeddingContextSize(), `input[${i}] has ${tokens.length} tokens`, `input`);
-        }
-        promptTokens += tokens.length;
-        const embedding = await ctx.getEmbeddingFor(tokens);
-        vectors.push(Array.from(embedding.vector));
-      }
-      return { vectors, promptTokens };
-    });
-    this.embedQueue = run.catch(() => undefined);
+  async embed(inputs: readonly EmbeddingInput[], signal?: AbortSignal): Promise<EmbeddingResult> {
+    this.embedder ??= new LlamaEmbedder(this.model, this.embeddingContextSize(), this.options.threads);
     try {
-      return await run;
+      return await this.embedder.embed(inputs, signal);
     } catch (err) {
       if (err instanceof LmxError) throw err;
       throw new EngineError(`embedding failed: ${errorMessage(err)}`);
@@ -399,7 +381,7 @@ export class LlamaLoadedModel implements LoadedModel {
   async unload(): Promise<void> {
     if (this.unloaded) return;
     this.unloaded = true;
-    if (this.embeddingContext) await (await this.embeddingContext.catch(() => undefined))?.dispose();
+    await this.embedder?.dispose();
     await this.context.dispose();
     await this.model.dispose();
   }

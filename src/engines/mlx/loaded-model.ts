@@ -1,7 +1,7 @@
 import type { Tokenizer } from "@huggingface/tokenizers";
 import { checkPromptLength, contextExceeded, type PromptKind } from "../../core/context.ts";
 import type { EventSink, FinishReason } from "../../core/events.ts";
-import type { ChatMessage, ChatPrompt, GenerationRequest, ResponseFormat, SamplingOptions, ToolDefinition , EmbeddingResult } from "../../core/request.ts";
+import type { ChatMessage, ChatPrompt, GenerationRequest, ResponseFormat, SamplingOptions, ToolDefinition, EmbeddingInput, EmbeddingResult } from "../../core/request.ts";
 import { withSamplingDefaults } from "../../core/sampling.ts";
 import { timings } from "../../core/timings.ts";
 import { checkJsonReply, cutShortNote, emitCutShortCall, emitToolCalls, parseForcedCall, planChat } from "../../core/tools.ts";
@@ -293,7 +293,7 @@ export class MlxLoadedModel implements LoadedModel {
     this.finish(emit, done, output && output.toolCalls > 0 && done.finish_reason !== "length" ? "tool_calls" : done.finish_reason);
   }
 
-  async embed(_inputs: string[], _signal?: AbortSignal): Promise<EmbeddingResult> {
+  async embed(_inputs: readonly EmbeddingInput[], _signal?: AbortSignal): Promise<EmbeddingResult> {
     throw new InvalidRequestError(`'${this.descriptor.id}' is an MLX model; this server computes embeddings with GGUF models only`, "model", "embeddings_unsupported");
   }
 
