@@ -132,10 +132,11 @@ describe("MLX model over the OpenAI API", () => {
     expect(withTools.status).toBe(200);
     expect(withTools.body.usage.prompt_tokens).toBeGreaterThan(plain.body.usage.prompt_tokens + 30);
 
-    const forced = await chat({ tools, tool_choice: "required" });
-    expect(forced.status).toBe(500);
-    expect(forced.body.error!.code).toBe("output_format_not_enforced");
-    expect(forced.body.error!.message).toContain("tool call is not complete JSON");
+    // This untrained model never writes a whole call: cut by max_tokens, that is a 200 with
+    // finish_reason "length" and what it wrote, not an error (issue 13).
+    const forced = await chat({ tools, tool_choice: "required", max_tokens: 8 });
+    expect(forced.status).toBe(200);
+    expect(forced.body.choices[0].finish_reason).toBe("length");
 
     const schema = await chat({ response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { a: { type: "number" } } } } } });
     expect(schema.status).toBe(500);
