@@ -8,7 +8,7 @@ import traceback
 from protocol import count_step, log, send
 from sampling import make_sampler
 from templates import TemplateLimitError, render_template_with_limits
-from textfilter import TEXT, THINK, TOOL, OutputSplitter
+from textfilter import TEXT, THINK, TOOL, OutputSplitter, parse_tool_block
 
 # Penalties look this many tokens back, as the llama.cpp engine does (its lastTokens).
 PENALTY_WINDOW = 64
@@ -330,19 +330,7 @@ class Worker:
                 req.call_text = ""
 
     def parse_call(self, raw, tools):
-        """The call(s) in one tool-call block by the model's own parser (mlx-lm's), or None."""
-        try:
-            parsed = self.tokenizer.tool_parser(raw, tools)
-        except Exception as e:
-            log(f"cannot parse a tool call ({e}): {raw[:200]!r}")
-            return None
-        out = []
-        for c in parsed if isinstance(parsed, list) else [parsed]:
-            if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-                return None
-            args = c.get("arguments", {})
-            out.append({"name": c["name"], "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)})
-        return out
+        return parse_tool_block(self.tokenizer.tool_parser, raw, tools, log)
 
     def finish(self, req, reason):
         self.active.pop(req.uid, None)

@@ -6,7 +6,26 @@ back. Stop strings are not matched here: LMX matches them on the text it receive
 engine, and ends the generation with an `end` message.
 """
 
+import json
+
 TEXT, THINK, TOOL = "text", "reasoning", "tool"
+
+
+def parse_tool_block(parser, raw, tools, log=lambda _msg: None):
+    """The call(s) in one tool-call block, read by the model family's parser (mlx-lm's), as
+    [{name, arguments (JSON text)}]; None when it cannot be read."""
+    try:
+        parsed = parser(raw, tools)
+    except Exception as e:  # each family's parser raises its own errors on text it cannot read
+        log(f"cannot parse a tool call ({e}): {raw[:200]!r}")
+        return None
+    out = []
+    for c in parsed if isinstance(parsed, list) else [parsed]:
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+            return None
+        args = c.get("arguments", {})
+        out.append({"name": c["name"], "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)})
+    return out
 
 
 class OutputSplitter:

@@ -1,0 +1,122 @@
+// The tool-call and thinking syntax of the model families people run on MLX, read the way a
+// generation reads it: scripted model output, cut into small pieces, through the worker's
+// OutputSplitter and mlx-lm's own parser for each family (the real modules of the runtime), then
+// through the MLX engine's MlxChatOutput into the core's events. No model: the output is what a
+// model of that family writes.
+import { beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import type { GenerationEvent } from "../src/core/events.ts";
+import { MlxChatOutput } from "../src/engines/mlx/chat-output.ts";
+import type { WorkerReply } from "../src/engines/mlx/protocol.ts";
+import { REPO_ROOT } from "./fixtures/prepare.ts";
+import { mlxTestEnv, type MlxTestEnv } from "./helpers/mlx.ts";
+
+const WORKER = join(REPO_ROOT, "native", "mlx_worker");
+
+let env: MlxTestEnv;
+beforeAll(async () => {
+  env = await mlxTestEnv();
+}, 600_000);
+
+interface Family {
+  /** mlx-lm's tool parser module. */
+  parser: string;
+  think?: [string, string];
+  output: string;
+  tools?: object[];
+}
+
+const weather = { type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" }, days: { type: "integer" } } } } };
+
+/** The worker's side in Python: split `output` in 3-character pieces and send what the worker would. */
+function workerReplies(f: Family): WorkerReply[] {
+  const script = `
+import json, sys, importlib
+sys.path.insert(0, ${JSON.stringify(WORKER)})
+from textfilter import OutputSplitter, parse_tool_block, TEXT, THINK, TOOL
+mod = importlib.import_module("mlx_lm.tool_parsers." + ${JSON.stringify(f.parser)})
+think = json.loads(${JSON.stringify(JSON.stringify(f.think ?? null))})
+split = OutputSplitter(think[0] if think else None, think[1] if think else None, mod.tool_call_start, mod.tool_call_end)
+output = ${JSON.stringify(f.output)}
+tools = json.loads(${JSON.stringify(JSON.stringify(f.tools ?? [weather]))})
+out, call, text = [], 0, ""
+events = []
+for i in range(0, len(output), 3):
+    events += split.feed(output[i:i + 3])
+events += split.finish()
+for kind, frag in events:
+    if kind == TEXT: out.append({"type": "text", "id": "g", "text": frag})
+    elif kind == THINK: out.append({"type": "reasoning", "id": "g", "text": frag})
+    elif kind == TOOL:
+        text += frag
+        out.append({"type": "tool_text", "id": "g", "call": call, "text": frag})
+    else:
+        out.append({"type": "tool_end", "id": "g", "call": call, "cut": False, "calls": parse_tool_block(mod.parse_tool_call, text, tools)})
+        call, text = call + 1, ""
+print(json.dumps({"replies": out, "start": mod.tool_call_start, "end": mod.tool_call_end}))
+`;
+  const proc = Bun.spawnSync([env.python, "-c", script], { stdout: "pipe", stderr: "pipe" });
+  if (proc.exitCode !== 0) throw new Error(proc.stderr.toString());
+  const { replies, start, end } = JSON.parse(proc.stdout.toString()) as { replies: WorkerReply[]; start: string; end: string };
+  markers.set(f.parser, { start, end });
+  return replies;
+}
+const markers = new Map<string, { start: string; end: string }>();
+
+function read(f: Family) {
+  const replies = workerReplies(f);
+  const events: GenerationEvent[] = [];
+  const out = new MlxChatOutput((e) => events.push(e), { ...markers.get(f.parser)!, parser: f.parser }, { parallel: true, onExtraCall: () => undefined });
+  replies.forEach(out.on);
+  const calls: { name: string; arguments: string }[] = [];
+  for (const e of events) {
+    if (e.type === "tool_call_start") calls[e.index] = { name: e.name, arguments: "" };
+    if (e.type === "tool_call_delta") calls[e.index]!.arguments += e.arguments;
+  }
+  const join = (t: GenerationEvent["type"]) => events.filter((e) => e.type === t).map((e) => ("text" in e ? e.text : "")).join("");
+  return { calls: calls.map((c) => ({ name: c.name, arguments: JSON.parse(c.arguments) as unknown })), text: join("text"), reasoning: join("reasoning"), events };
+}
+
+describe("tool calls of each family, read while streamed", () => {
+  test("Qwen 2.5/3, Hermes (json_tools): thinking, then two <tool_call> JSON calls whose arguments stream", () => {
+    const r = read({
+      parser: "json_tools", think: ["<think>", "</think>"],
+      output: '<think>\nThe user wants the weather.\n</think>\n\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>',
+    });
+    expect(r.reasoning).toBe("\nThe user wants the weather.\n");
+    expect(r.calls).toEqual([{ name: "get_weather", arguments: { city: "Paris", days: 2 } }, { name: "get_weather", arguments: { city: "Oslo" } }]);
+    expect(r.text.trim()).toBe("");
+    // Streamed, not whole: more than one argument fragment for the first call.
+    expect(r.events.filter((e) => e.type === "tool_call_delta" && e.index === 0).length).toBeGreaterThan(3);
+  });
+
+  test("Mistral ([TOOL_CALLS], both the JSON list and the name[ARGS] forms; no end marker)", () => {
+    expect(read({ parser: "mistral", output: '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Rome"}}]' }).calls)
+      .toEqual([{ name: "get_weather", arguments: { city: "Rome" } }]);
+    expect(read({ parser: "mistral", output: '[TOOL_CALLS]get_weather[ARGS]{"city": "Rome"}' }).calls)
+      .toEqual([{ name: "get_weather", arguments: { city: "Rome" } }]);
+  });
+
+  test("GLM 4.5+ (<arg_key>/<arg_value> pairs)", () => {
+    const r = read({ parser: "glm47", think: ["<think>", "</think>"], output: "<think>weather</think>Checking.<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Lima</arg_value>\n</tool_call>" });
+    expect(r.reasoning).toBe("weather");
+    expect(r.text).toBe("Checking.");
+    expect(r.calls).toEqual([{ name: "get_weather", arguments: { city: "Lima" } }]);
+  });
+
+  test("Qwen3-Coder (<function=…><parameter=…>)", () => {
+    const r = read({ parser: "qwen3_coder", output: "<tool_call>\n<function=get_weather>\n<parameter=city>\nCairo\n</parameter>\n</function>\n</tool_call>" });
+    expect(r.calls).toEqual([{ name: "get_weather", arguments: { city: "Cairo" } }]);
+  });
+
+  test("LFM2 (pythonic calls between <|tool_call_start|> markers)", () => {
+    const r = read({ parser: "pythonic", output: '<|tool_call_start|>[get_weather(city="Kyiv")]<|tool_call_end|>' });
+    expect(r.calls).toEqual([{ name: "get_weather", arguments: { city: "Kyiv" } }]);
+  });
+
+  test("a block the family's parser cannot read is returned as the model's text, not an error", () => {
+    const r = read({ parser: "json_tools", output: "Sure. <tool_call>get_weather Paris</tool_call>" });
+    expect(r.calls).toEqual([]);
+    expect(r.text).toBe("Sure. <tool_call>get_weather Paris</tool_call>");
+  });
+});
