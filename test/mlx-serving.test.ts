@@ -136,7 +136,7 @@ describe("MLX model over the OpenAI API", () => {
     // finish_reason "length" and what it wrote, not an error (issue 13).
     const forced = await chat({ tools, tool_choice: "required", max_tokens: 8 });
     expect(forced.status).toBe(200);
-    expect(forced.body.choices[0].finish_reason).toBe("length");
+    expect(forced.body.choices[0]!.finish_reason).toBe("length");
 
     const schema = await chat({ response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { a: { type: "number" } } } } } });
     expect(schema.status).toBe(500);

@@ -34,12 +34,20 @@ function workerReplies(f: Family): WorkerReply[] {
 import json, sys, importlib
 sys.path.insert(0, ${JSON.stringify(WORKER)})
 from textfilter import OutputSplitter, parse_tool_block, TEXT, THINK, TOOL
-mod = importlib.import_module("mlx_lm.tool_parsers." + ${JSON.stringify(f.parser)})
+import tool_formats
+family = ${JSON.stringify(f.parser)}
+if family == "llama3_json":
+    fmt = ("llama3_json", "<|python_tag|>", "", tool_formats.parse_llama3_json, True)
+elif family == "deepseek":
+    fmt = ("deepseek", tool_formats.DEEPSEEK_CALLS_BEGIN, tool_formats.DEEPSEEK_CALLS_END, tool_formats.parse_deepseek, False)
+else:
+    mod = importlib.import_module("mlx_lm.tool_parsers." + family)
+    fmt = (family, mod.tool_call_start, mod.tool_call_end, mod.parse_tool_call, False)
 think = json.loads(${JSON.stringify(JSON.stringify(f.think ?? null))})
-split = OutputSplitter(think[0] if think else None, think[1] if think else None, mod.tool_call_start, mod.tool_call_end)
+split = OutputSplitter(think[0] if think else None, think[1] if think else None, fmt[1], fmt[2], leading_json=fmt[4])
 output = ${JSON.stringify(f.output)}
 tools = json.loads(${JSON.stringify(JSON.stringify(f.tools ?? [weather]))})
-out, call, text = [], 0, ""
+out, call, text, marker = [], 0, "", ""
 events = []
 for i in range(0, len(output), 3):
     events += split.feed(output[i:i + 3])
@@ -50,23 +58,22 @@ for kind, frag in events:
     elif kind == TOOL:
         text += frag
         out.append({"type": "tool_text", "id": "g", "call": call, "text": frag})
+    elif kind == "tool_start":
+        marker = frag
     else:
-        out.append({"type": "tool_end", "id": "g", "call": call, "cut": False, "calls": parse_tool_block(mod.parse_tool_call, text, tools)})
+        out.append({"type": "tool_end", "id": "g", "call": call, "cut": False, "calls": parse_tool_block(fmt[3], text, tools), "raw": marker + text + frag})
         call, text = call + 1, ""
-print(json.dumps({"replies": out, "start": mod.tool_call_start, "end": mod.tool_call_end}))
+print(json.dumps({"replies": out}))
 `;
   const proc = Bun.spawnSync([env.python, "-c", script], { stdout: "pipe", stderr: "pipe" });
   if (proc.exitCode !== 0) throw new Error(proc.stderr.toString());
-  const { replies, start, end } = JSON.parse(proc.stdout.toString()) as { replies: WorkerReply[]; start: string; end: string };
-  markers.set(f.parser, { start, end });
-  return replies;
+  return (JSON.parse(proc.stdout.toString()) as { replies: WorkerReply[] }).replies;
 }
-const markers = new Map<string, { start: string; end: string }>();
 
 function read(f: Family) {
   const replies = workerReplies(f);
   const events: GenerationEvent[] = [];
-  const out = new MlxChatOutput((e) => events.push(e), { ...markers.get(f.parser)!, parser: f.parser }, { parallel: true, onExtraCall: () => undefined });
+  const out = new MlxChatOutput((e) => events.push(e), { parser: f.parser }, { parallel: true, onExtraCall: () => undefined });
   replies.forEach(out.on);
   const calls: { name: string; arguments: string }[] = [];
   for (const e of events) {
@@ -112,6 +119,26 @@ describe("tool calls of each family, read while streamed", () => {
   test("LFM2 (pythonic calls between <|tool_call_start|> markers)", () => {
     const r = read({ parser: "pythonic", output: '<|tool_call_start|>[get_weather(city="Kyiv")]<|tool_call_end|>' });
     expect(r.calls).toEqual([{ name: "get_weather", arguments: { city: "Kyiv" } }]);
+  });
+
+  test("Llama 3.x (mlx-lm has no parser: LMX's own): a reply that is a JSON call, with or without <|python_tag|>; plain text stays text", () => {
+    const r = read({ parser: "llama3_json", output: '  {"name": "get_weather", "parameters": {"city": "Lagos"}}' });
+    expect(r.calls).toEqual([{ name: "get_weather", arguments: { city: "Lagos" } }]);
+    expect(r.events.filter((e) => e.type === "tool_call_delta").length).toBeGreaterThan(2);
+    expect(read({ parser: "llama3_json", output: '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Lima"}}' }).calls)
+      .toEqual([{ name: "get_weather", arguments: { city: "Lima" } }]);
+    const text = read({ parser: "llama3_json", output: 'It is sunny. Use {"city": x} next time.' });
+    expect(text.calls).toEqual([]);
+    expect(text.text).toBe('It is sunny. Use {"city": x} next time.');
+  });
+
+  test("DeepSeek V3 and V3.1 (mlx-lm has no parser: LMX's own), after an R1-style thought", () => {
+    const v3 = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Quito\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+    const r = read({ parser: "deepseek", think: ["<think>", "</think>"], output: "<think>ok</think>" + v3 });
+    expect(r.reasoning).toBe("ok");
+    expect(r.calls).toEqual([{ name: "get_weather", arguments: { city: "Quito" } }]);
+    const v31 = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Baku\"}<｜tool▁call▁end｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Riga\"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+    expect(read({ parser: "deepseek", output: v31 }).calls).toEqual([{ name: "get_weather", arguments: { city: "Baku" } }, { name: "get_weather", arguments: { city: "Riga" } }]);
   });
 
   test("a block the family's parser cannot read is returned as the model's text, not an error", () => {

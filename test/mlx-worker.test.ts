@@ -69,11 +69,11 @@ protocol.send(out)
     expect(out.plain).toEqual([[["text", "ab"]], [["text", "cS"]], [["text", "TO"]], [["text", "Pxyz"]], []]);
     expect(out.agent).toEqual([
       [], [["reasoning", "hmm"]], [["text", "Hi "]],
-      [["tool", '{"name": "f"}']], [["tool_end", ""], ["text", " bye "]], [["text", "<to"]],
+      [["tool_start", "<tool_call>"], ["tool", '{"name": "f"}']], [["tool_end", "</tool_call>"], ["text", " bye "]], [["text", "<to"]],
     ]);
     expect(out.opened).toEqual([[["reasoning", "still thinking"], ["text", "answer"]]]);
-    expect(out.no_end).toEqual([[["text", "x"], ["tool", '[{"name"']], [["tool_end", ""]]]);
-    expect(out.abandoned).toEqual([[["text", "a "], ["tool", '{"na']], [["tool_end", ""]]]);
+    expect(out.no_end).toEqual([[["text", "x"], ["tool_start", "[TOOL_CALLS]"], ["tool", '[{"name"']], [["tool_end", ""]]]);
+    expect(out.abandoned).toEqual([[["text", "a "], ["tool_start", "<tool_call>"], ["tool", '{"na']], [["tool_end", ""]]]);
   });
 });
 

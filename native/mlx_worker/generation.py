@@ -9,6 +9,7 @@ from protocol import count_step, log, send
 from sampling import make_sampler
 from templates import TemplateLimitError, render_template_with_limits
 from textfilter import TEXT, THINK, TOOL, OutputSplitter, parse_tool_block
+from tool_formats import fallback_format
 
 # Penalties look this many tokens back, as the llama.cpp engine does (its lastTokens).
 PENALTY_WINDOW = 64
@@ -31,6 +32,7 @@ class Request:
         # The tool call being written: its index in this generation and its text so far.
         self.calls = 0
         self.call_text = ""
+        self.call_marker = ""
         self.started = time.perf_counter()
         self.first = None
 
@@ -45,6 +47,7 @@ class Worker:
         self.parallel = 1
         self.prefill_step = 512
         self.prompt_cache = None
+        self.tools_format = None
         self.active = {}  # uid -> Request
         self.by_id = {}  # request id -> Request
 
@@ -66,18 +69,19 @@ class Worker:
         self.prompt_cache = LRUPromptCache(max_size=max(4, 2 * self.parallel), max_bytes=budget if budget else 1 << 62)
         self._new_generator()
         tok = self.tokenizer
+        self.tools_format = self.find_tools_format()
         send({
             "type": "loaded",
             "id": msg["id"],
             "model_type": str(getattr(self.model, "model_type", "") or ""),
             "vocab_size": len(tok),
             "has_chat_template": bool(tok.has_chat_template),
-            "has_tool_calling": bool(tok.has_tool_calling),
+            "has_tool_calling": self.tools_format is not None,
             "think_start": tok.think_start if tok.has_thinking else None,
             "think_end": tok.think_end if tok.has_thinking else None,
-            "tool_call_start": tok.tool_call_start if tok.has_tool_calling else None,
-            "tool_call_end": (tok.tool_call_end or "") if tok.has_tool_calling else None,
-            "tool_parser": self.tool_parser_name(),
+            "tool_call_start": self.tools_format[1] if self.tools_format else None,
+            "tool_call_end": self.tools_format[2] if self.tools_format else None,
+            "tool_parser": self.tools_format[0] if self.tools_format else None,
             "eos_token_ids": sorted(int(t) for t in tok.eos_token_ids),
             # What the tokenizer puts before a text when asked for special tokens (BOS, if the model wants one).
             "bos_token_ids": [int(t) for t in self.bos_ids()],
@@ -85,11 +89,13 @@ class Worker:
             "memory": self.memory_numbers(),
         })
 
-    def tool_parser_name(self):
-        """The mlx-lm module the tokenizer's tool parser comes from (its family), or None."""
-        parser = getattr(self.tokenizer, "_tool_parser", None)
-        module = getattr(parser, "__module__", "") or ""
-        return module.rsplit(".", 1)[-1] or None if parser is not None else None
+    def find_tools_format(self):
+        """(family, start, end, parser, leading_json): mlx-lm's reading of the model, else LMX's own fallback."""
+        tok = self.tokenizer
+        if tok.has_tool_calling:
+            module = getattr(tok.tool_parser, "__module__", "") or ""
+            return (module.rsplit(".", 1)[-1] or "mlx_lm", tok.tool_call_start, tok.tool_call_end or "", tok.tool_parser, False)
+        return fallback_format(tok) if tok.has_chat_template else None
 
     def _new_generator(self):
         from mlx_lm.generate import BatchGenerator
@@ -216,12 +222,13 @@ class Worker:
             presence_penalty=s.get("presence_penalty"), presence_context_size=PENALTY_WINDOW,
             frequency_penalty=s.get("frequency_penalty"), frequency_context_size=PENALTY_WINDOW,
         )
-        parse_tools = msg["parse_tools"] and bool(tools) and tok.has_tool_calling
+        fmt = self.tools_format
+        parse_tools = msg["parse_tools"] and bool(tools) and fmt is not None
         split = msg.get("split_reasoning", False) and p["kind"] == "chat" and tok.has_thinking
         splitter = OutputSplitter(
             tok.think_start if split else None, tok.think_end if split else None,
-            tok.tool_call_start if parse_tools else None, tok.tool_call_end if parse_tools else None,
-            in_think=split and self.ends_in_thinking(prompt))
+            fmt[1] if parse_tools else None, fmt[2] if parse_tools else None,
+            in_think=split and self.ends_in_thinking(prompt), leading_json=parse_tools and fmt[4])
         (uid,) = self.gen.insert(
             [rest],
             max_tokens=[max_tokens],
@@ -324,13 +331,16 @@ class Worker:
                 req.call_text += text
                 if text:
                     send({"type": "tool_text", "id": req.id, "call": req.calls, "text": text})
+            elif kind == "tool_start":
+                req.call_marker = text
             else:
-                send({"type": "tool_end", "id": req.id, "call": req.calls, "calls": self.parse_call(req.call_text, req.tools), "cut": cut})
+                send({"type": "tool_end", "id": req.id, "call": req.calls, "calls": self.parse_call(req.call_text, req.tools), "cut": cut,
+                      "raw": req.call_marker + req.call_text + text})
                 req.calls += 1
                 req.call_text = ""
 
     def parse_call(self, raw, tools):
-        return parse_tool_block(self.tokenizer.tool_parser, raw, tools, log)
+        return parse_tool_block(self.tools_format[3], raw, tools, log)
 
     def finish(self, req, reason):
         self.active.pop(req.uid, None)

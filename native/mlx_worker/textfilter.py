@@ -29,11 +29,14 @@ def parse_tool_block(parser, raw, tools, log=lambda _msg: None):
 
 
 class OutputSplitter:
-    def __init__(self, think_start=None, think_end=None, tool_start=None, tool_end=None, in_think=False):
+    def __init__(self, think_start=None, think_end=None, tool_start=None, tool_end=None, in_think=False, leading_json=False):
         self.think = (think_start, think_end) if think_start and think_end else None
         self.tool = (tool_start, tool_end or "") if tool_start else None
         self.state = THINK if in_think and self.think else TEXT
         self.buf = ""
+        # Llama 3's calls have no start marker: an answer that begins with "{" is one. Undecided
+        # until the answer's first visible character.
+        self.leading = leading_json and self.tool is not None
 
     def _markers(self):
         """The markers that can end the current state, each with the state it leads to."""
@@ -58,10 +61,20 @@ class OutputSplitter:
         return 0
 
     def feed(self, text):
-        """Events for `text`: (TEXT | THINK | TOOL, fragment) and ("tool_end", "") when a call closes."""
+        """Events for `text`: (TEXT | THINK | TOOL, fragment), ("tool_start", marker) when a call
+        opens and ("tool_end", marker) when it closes (markers as written; "" where there is none)."""
         self.buf += text
         events = []
         while True:
+            if self.leading and self.state == TEXT:
+                head = self.buf.lstrip()
+                if not head:
+                    return events
+                self.leading = False
+                if head.startswith("{"):
+                    self.buf, self.state = head, TOOL
+                    events.append(("tool_start", ""))
+                    continue
             markers = self._markers()
             hits = [(self.buf.find(m), m, nxt) for m, nxt in markers if m]
             hits = [h for h in hits if h[0] != -1]
@@ -70,7 +83,9 @@ class OutputSplitter:
                 if i > 0:
                     events.append((self.state, self.buf[:i]))
                 if self.state == TOOL:
-                    events.append(("tool_end", ""))
+                    events.append(("tool_end", marker))
+                elif nxt == TOOL:
+                    events.append(("tool_start", marker))
                 self.buf = self.buf[i + len(marker):]
                 self.state = nxt
                 continue

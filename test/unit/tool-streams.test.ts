@@ -59,7 +59,7 @@ const deltas = (events: GenerationEvent[], index: number) =>
 
 describe("MLX: the worker's split output as events", () => {
   const id = "g1";
-  const json = { start: "<tool_call>", end: "</tool_call>", parser: "json_tools" };
+  const json = { parser: "json_tools" };
 
   test("thinking, text and two JSON calls: each call starts named, arguments stream, ends; indexes count calls", () => {
     const { events, emit } = collect();
@@ -69,10 +69,10 @@ describe("MLX: the worker's split output as events", () => {
       { type: "tool_text", id, call: 0, text: '\n{"name": "get_weather", "argu' },
       { type: "tool_text", id, call: 0, text: 'ments": {"city": "Par' },
       { type: "tool_text", id, call: 0, text: 'is"}}\n' },
-      { type: "tool_end", id, call: 0, cut: false, calls: [{ name: "get_weather", arguments: '{"city": "Paris"}' }] },
+      { type: "tool_end", id, call: 0, cut: false, calls: [{ name: "get_weather", arguments: '{"city": "Paris"}' }], raw: "" },
       { type: "text", id, text: "\n" },
       { type: "tool_text", id, call: 1, text: '{"name": "get_time", "arguments": {}}' },
-      { type: "tool_end", id, call: 1, cut: false, calls: [{ name: "get_time", arguments: "{}" }] },
+      { type: "tool_end", id, call: 1, cut: false, calls: [{ name: "get_time", arguments: "{}" }], raw: "" },
     ];
     replies.forEach(out.on);
     expect(events[0]).toEqual({ type: "reasoning", text: "The user wants weather." });
@@ -86,19 +86,19 @@ describe("MLX: the worker's split output as events", () => {
 
   test("other families arrive whole from mlx-lm's parser when their block closes", () => {
     const { events, emit } = collect();
-    const out = new MlxChatOutput(emit, { start: "<tool_call>", end: "</tool_call>", parser: "glm47" }, { parallel: true, onExtraCall: () => undefined });
+    const out = new MlxChatOutput(emit, { parser: "glm47" }, { parallel: true, onExtraCall: () => undefined });
     out.on({ type: "tool_text", id, call: 0, text: "get_weather\n<arg_key>city</arg_key><arg_value>Oslo</arg_value>" });
     expect(events).toEqual([]);
-    out.on({ type: "tool_end", id, call: 0, cut: false, calls: [{ name: "get_weather", arguments: '{"city": "Oslo"}' }] });
+    out.on({ type: "tool_end", id, call: 0, cut: false, calls: [{ name: "get_weather", arguments: '{"city": "Oslo"}' }], raw: "" });
     expect(events.map((e) => e.type)).toEqual(["tool_call_start", "tool_call_delta", "tool_call_end"]);
     expect(deltas(events, 0)).toBe('{"city": "Oslo"}');
   });
 
   test("a block nobody can read comes back as the model's text, markers and all; parallel_tool_calls false ends generation at a second call", () => {
     const bad = collect();
-    const out = new MlxChatOutput(bad.emit, { start: "<tool_call>", end: "</tool_call>", parser: "glm47" }, { parallel: true, onExtraCall: () => undefined });
+    const out = new MlxChatOutput(bad.emit, { parser: "glm47" }, { parallel: true, onExtraCall: () => undefined });
     out.on({ type: "tool_text", id, call: 0, text: "oops" });
-    out.on({ type: "tool_end", id, call: 0, cut: false, calls: null });
+    out.on({ type: "tool_end", id, call: 0, cut: false, calls: null, raw: "<tool_call>oops</tool_call>" });
     expect(bad.events).toEqual([{ type: "text", text: "<tool_call>oops</tool_call>" }]);
     expect(out.toolCalls).toBe(0);
 
@@ -106,9 +106,9 @@ describe("MLX: the worker's split output as events", () => {
     let ended = 0;
     const one = new MlxChatOutput(single.emit, json, { parallel: false, onExtraCall: () => ended++ });
     one.on({ type: "tool_text", id, call: 0, text: '{"name": "a", "arguments": {}}' });
-    one.on({ type: "tool_end", id, call: 0, cut: false, calls: [{ name: "a", arguments: "{}" }] });
+    one.on({ type: "tool_end", id, call: 0, cut: false, calls: [{ name: "a", arguments: "{}" }], raw: "" });
     one.on({ type: "tool_text", id, call: 1, text: '{"name": "b", "arguments": {"x": 1' });
-    one.on({ type: "tool_end", id, call: 1, cut: true, calls: null });
+    one.on({ type: "tool_end", id, call: 1, cut: true, calls: null, raw: '<tool_call>{"name": "b", "arguments": {"x": 1' });
     expect(ended).toBe(1);
     expect(single.events.filter((e) => e.type === "tool_call_start").length).toBe(1);
     expect(single.events.some((e) => e.type === "text")).toBe(false);

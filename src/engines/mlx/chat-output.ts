@@ -8,10 +8,11 @@ import { JsonCallStream } from "../../core/json-call-stream.ts";
 import { toolCallId } from "../../core/tools.ts";
 import type { WorkerReply } from "./protocol.ts";
 
+/** Families whose calls are one JSON object ({"name", "arguments" | "parameters"}): streamed while written. */
+const JSON_FAMILIES = new Set(["json_tools", "llama3_json"]);
+
 interface Markers {
-  start: string;
-  end: string;
-  /** mlx-lm's parser module for this model's tool calls. */
+  /** The tool-call family: mlx-lm's parser module for the model, or LMX's own fallback (llama3_json, deepseek). */
   parser: string | null;
 }
 
@@ -62,7 +63,7 @@ export class MlxChatOutput {
         if (e.text) this.emit({ type: "reasoning", text: e.text });
         break;
       case "tool_text": this.toolText(e.call, e.text); break;
-      case "tool_end": this.toolEnd(e.call, e.calls, e.cut); break;
+      case "tool_end": this.toolEnd(e.call, e.calls, e.raw); break;
       default: break;
     }
   };
@@ -71,7 +72,7 @@ export class MlxChatOutput {
     let b = this.blocks.get(call);
     if (!b) {
       b = { text: "", stream: undefined, index: undefined, dropped: false };
-      if (this.markers.parser === "json_tools") {
+      if (JSON_FAMILIES.has(this.markers.parser ?? "")) {
         const block = b;
         block.stream = new JsonCallStream({
           start: (name) => {
@@ -93,7 +94,7 @@ export class MlxChatOutput {
     b.stream?.feed(text);
   }
 
-  private toolEnd(call: number, parsed: { name: string; arguments: string }[] | null, cut: boolean): void {
+  private toolEnd(call: number, parsed: { name: string; arguments: string }[] | null, raw: string): void {
     const b = this.block(call);
     this.blocks.delete(call);
     if (b.dropped) return;
@@ -114,7 +115,6 @@ export class MlxChatOutput {
       return;
     }
     // Unreadable: the model's own words, markers and all, are the answer.
-    const raw = this.markers.start + b.text + (cut ? "" : this.markers.end);
     if (raw) this.emit({ type: "text", text: raw });
   }
 }

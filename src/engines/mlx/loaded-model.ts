@@ -262,9 +262,7 @@ export class MlxLoadedModel implements LoadedModel {
     const loaded = this.supervisor.loaded;
     // parallel_tool_calls false: a second call ends the generation (softly, like a stop string).
     const extra = new AbortController();
-    const output = buffer ? undefined : new MlxChatOutput(emit, {
-      start: loaded?.tool_call_start ?? "", end: loaded?.tool_call_end ?? "", parser: loaded?.tool_parser ?? null,
-    }, { parallel: request.parallelToolCalls !== false, onExtraCall: () => extra.abort() });
+    const output = buffer ? undefined : new MlxChatOutput(emit, { parser: loaded?.tool_parser ?? null }, { parallel: request.parallelToolCalls !== false, onExtraCall: () => extra.abort() });
     const { text, done } = await this.run(
       { kind: "chat", messages: plan.messages, ...(plan.tools ? { tools: plan.tools } : {}), ...(plan.templateKwargs ? { template_kwargs: plan.templateKwargs } : {}) },
       request, emit, signal, stop ? AbortSignal.any([stop, extra.signal]) : extra.signal,

@@ -146,6 +146,8 @@ export const FromWorker = v.variant("type", [
   v.object({
     type: v.literal("tool_end"), id, call: count, cut: v.boolean(),
     calls: v.nullable(v.array(v.object({ name: v.string(), arguments: v.string() }))),
+    /** The call as the model wrote it, markers included (returned as text when it cannot be read). */
+    raw: v.string(),
   }),
   v.object({
     type: v.literal("done"),

@@ -11,6 +11,7 @@ import protocol from "../../../native/mlx_worker/protocol.py" with { type: "text
 import sampling from "../../../native/mlx_worker/sampling.py" with { type: "text" };
 import templates from "../../../native/mlx_worker/templates.py" with { type: "text" };
 import textfilter from "../../../native/mlx_worker/textfilter.py" with { type: "text" };
+import toolFormats from "../../../native/mlx_worker/tool_formats.py" with { type: "text" };
 
 /** File name → source, in a fixed order (the hash depends on it). */
 export const WORKER_FILES: Readonly<Record<string, string>> = {
@@ -20,6 +21,7 @@ export const WORKER_FILES: Readonly<Record<string, string>> = {
   "sampling.py": sampling,
   "templates.py": templates,
   "textfilter.py": textfilter,
+  "tool_formats.py": toolFormats,
 };
 
 export const WORKER_HASH = (() => {
