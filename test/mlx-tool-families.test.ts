@@ -35,8 +35,11 @@ import json, sys, importlib
 sys.path.insert(0, ${JSON.stringify(WORKER)})
 from textfilter import OutputSplitter, parse_tool_block, TEXT, THINK, TOOL
 import tool_formats
+from harmony import HarmonySplitter, parse_harmony_call
 family = ${JSON.stringify(f.parser)}
-if family == "llama3_json":
+if family == "harmony":
+    fmt = ("harmony", "", "", parse_harmony_call, False)
+elif family == "llama3_json":
     fmt = ("llama3_json", "<|python_tag|>", "", tool_formats.parse_llama3_json, True)
 elif family == "deepseek":
     fmt = ("deepseek", tool_formats.DEEPSEEK_CALLS_BEGIN, tool_formats.DEEPSEEK_CALLS_END, tool_formats.parse_deepseek, False)
@@ -44,7 +47,10 @@ else:
     mod = importlib.import_module("mlx_lm.tool_parsers." + family)
     fmt = (family, mod.tool_call_start, mod.tool_call_end, mod.parse_tool_call, False)
 think = json.loads(${JSON.stringify(JSON.stringify(f.think ?? null))})
-split = OutputSplitter(think[0] if think else None, think[1] if think else None, fmt[1], fmt[2], leading_json=fmt[4])
+if family == "harmony":
+    split = HarmonySplitter(True, True)
+else:
+    split = OutputSplitter(think[0] if think else None, think[1] if think else None, fmt[1], fmt[2], leading_json=fmt[4])
 output = ${JSON.stringify(f.output)}
 tools = json.loads(${JSON.stringify(JSON.stringify(f.tools ?? [weather]))})
 out, call, text, marker = [], 0, "", ""
@@ -139,6 +145,19 @@ describe("tool calls of each family, read while streamed", () => {
     expect(r.calls).toEqual([{ name: "get_weather", arguments: { city: "Quito" } }]);
     const v31 = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Baku\"}<｜tool▁call▁end｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Riga\"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
     expect(read({ parser: "deepseek", output: v31 }).calls).toEqual([{ name: "get_weather", arguments: { city: "Baku" } }, { name: "get_weather", arguments: { city: "Riga" } }]);
+  });
+
+  test("gpt-oss harmony (LMX's own): analysis is reasoning, final is the answer, commentary to=functions.NAME is a streamed call", () => {
+    const call = read({
+      parser: "harmony",
+      output: '<|channel|>analysis<|message|>Need weather for Oslo.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Oslo", "days": 3}',
+    });
+    expect(call.reasoning).toBe("Need weather for Oslo.");
+    expect(call.text).toBe("");
+    expect(call.calls).toEqual([{ name: "get_weather", arguments: { city: "Oslo", days: 3 } }]);
+    expect(call.events.filter((e) => e.type === "tool_call_delta").length).toBeGreaterThan(2);
+    const answer = read({ parser: "harmony", output: "<|channel|>analysis<|message|>Easy.<|end|><|start|>assistant<|channel|>final<|message|>It is 4." });
+    expect(answer).toMatchObject({ reasoning: "Easy.", text: "It is 4.", calls: [] });
   });
 
   test("a block the family's parser cannot read is returned as the model's text, not an error", () => {

@@ -9,6 +9,7 @@ from protocol import count_step, log, send
 from sampling import make_sampler
 from templates import TemplateLimitError, render_template_with_limits
 from textfilter import TEXT, THINK, TOOL, OutputSplitter, parse_tool_block
+from harmony import HarmonySplitter
 from tool_formats import fallback_format
 
 # Penalties look this many tokens back, as the llama.cpp engine does (its lastTokens).
@@ -132,8 +133,10 @@ class Worker:
         for m in messages:
             item = {"role": m["role"], "content": m["content"]}
             if m.get("reasoning"):
-                # The name chat templates of thinking models read an earlier turn's thought from.
+                # The names chat templates of thinking models read an earlier turn's thought from
+                # (reasoning_content: Qwen3, DeepSeek, GLM; thinking: gpt-oss).
                 item["reasoning_content"] = m["reasoning"]
+                item["thinking"] = m["reasoning"]
             if m["role"] == "tool":
                 item["tool_call_id"] = m["tool_call_id"]
             if m.get("tool_calls"):
@@ -224,8 +227,9 @@ class Worker:
         )
         fmt = self.tools_format
         parse_tools = msg["parse_tools"] and bool(tools) and fmt is not None
+        harmony = fmt is not None and fmt[0] == "harmony" and p["kind"] == "chat"
         split = msg.get("split_reasoning", False) and p["kind"] == "chat" and tok.has_thinking
-        splitter = OutputSplitter(
+        splitter = HarmonySplitter(msg.get("split_reasoning", False), parse_tools) if harmony else OutputSplitter(
             tok.think_start if split else None, tok.think_end if split else None,
             fmt[1] if parse_tools else None, fmt[2] if parse_tools else None,
             in_think=split and self.ends_in_thinking(prompt), leading_json=parse_tools and fmt[4])

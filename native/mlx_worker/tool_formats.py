@@ -1,15 +1,17 @@
 """Tool-call formats of families mlx-lm has no parser for, so their calls are not left as text.
 
 mlx-lm reads a model's tool calls with a parser it picks from the chat template (json_tools,
-mistral, glm47, …). Two families people run have none there: Llama 3.x, whose calls are a bare
-JSON object as the whole reply (or after <|python_tag|>), and DeepSeek V3/R1, whose calls sit
-between <｜tool▁calls▁begin｜> and <｜tool▁calls▁end｜>. The worker uses these when mlx-lm found
+mistral, glm47, …). Three families people run have none there: Llama 3.x, whose calls are a bare
+JSON object as the whole reply (or after <|python_tag|>); DeepSeek V3/R1, whose calls sit
+between <｜tool▁calls▁begin｜> and <｜tool▁calls▁end｜>; and gpt-oss (harmony.py). The worker uses these when mlx-lm found
 nothing. Each format is (name, start marker, end marker, parser, leading_json): leading_json means
 a reply that starts with "{" is a call (there is no start marker to wait for).
 """
 
 import json
 import re
+
+from harmony import is_harmony, parse_harmony_call
 
 DEEPSEEK_CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
 DEEPSEEK_CALLS_END = "<｜tool▁calls▁end｜>"
@@ -50,6 +52,9 @@ def fallback_format(tokenizer):
     """The format for a tokenizer mlx-lm found no tool parser for, or None."""
     vocab = tokenizer.get_vocab()
     template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    if is_harmony(vocab):
+        # Its markers are message headers, not a start/end pair: harmony.HarmonySplitter reads them.
+        return ("harmony", "", "", parse_harmony_call, False)
     if DEEPSEEK_CALLS_BEGIN in vocab or DEEPSEEK_CALLS_BEGIN in template:
         return ("deepseek", DEEPSEEK_CALLS_BEGIN, DEEPSEEK_CALLS_END, parse_deepseek, False)
     if "<|python_tag|>" in template or ('"parameters"' in template and "ipython" in template):

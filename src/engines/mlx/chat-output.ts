@@ -9,7 +9,7 @@ import { toolCallId } from "../../core/tools.ts";
 import type { WorkerReply } from "./protocol.ts";
 
 /** Families whose calls are one JSON object ({"name", "arguments" | "parameters"}): streamed while written. */
-const JSON_FAMILIES = new Set(["json_tools", "llama3_json"]);
+const JSON_FAMILIES = new Set(["json_tools", "llama3_json", "harmony"]);
 
 interface Markers {
   /** The tool-call family: mlx-lm's parser module for the model, or LMX's own fallback (llama3_json, deepseek). */

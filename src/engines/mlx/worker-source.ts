@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:f
 import { join } from "node:path";
 import main from "../../../native/mlx_worker/__main__.py" with { type: "text" };
 import generation from "../../../native/mlx_worker/generation.py" with { type: "text" };
+import harmony from "../../../native/mlx_worker/harmony.py" with { type: "text" };
 import protocol from "../../../native/mlx_worker/protocol.py" with { type: "text" };
 import sampling from "../../../native/mlx_worker/sampling.py" with { type: "text" };
 import templates from "../../../native/mlx_worker/templates.py" with { type: "text" };
@@ -17,6 +18,7 @@ import toolFormats from "../../../native/mlx_worker/tool_formats.py" with { type
 export const WORKER_FILES: Readonly<Record<string, string>> = {
   "__main__.py": main,
   "generation.py": generation,
+  "harmony.py": harmony,
   "protocol.py": protocol,
   "sampling.py": sampling,
   "templates.py": templates,
