@@ -13,6 +13,7 @@ import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor
 import { DecodeGate } from "./batching.ts";
 import { toChatHistory } from "./chat-history.ts";
 import { checkPromptBytes, longestTokenBytes } from "./prompt-bound.ts";
+import { scoreGenerated, tokenBiasFor } from "./token-logprobs.ts";
 import { withTemplateGuard } from "./template-guard.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -216,7 +217,7 @@ export class LlamaLoadedModel implements LoadedModel {
     const req = withSamplingDefaults(request);
     const penalize = req.repeatPenalty !== undefined || req.presencePenalty !== undefined || req.frequencyPenalty !== undefined;
     return {
-      tokenBias: req.ignoreEos ? this.noEogBias() : undefined,
+      tokenBias: tokenBiasFor(this.nlc, this.model, req.logitBias, req.ignoreEos ? this.noEogBias() : undefined),
       temperature: req.temperature,
       topK: req.topK,
       topP: req.topP,
@@ -240,22 +241,27 @@ export class LlamaLoadedModel implements LoadedModel {
     const seq = this.acquire(plan.promptTokens);
     const tracked = this.gate.track(() => emit({ type: "progress" }));
     const chat = new this.nlc.LlamaChat({ contextSequence: seq, chatWrapper: this.chatWrapper, autoDisposeSequence: false });
+    const sampling = this.sampling(request);
+    const generated: Token[] = [];
     let res: LlamaChatResponse<ChatModelFunctions>;
     try {
       res = await chat.generateResponse(plan.history, {
-        ...this.sampling(request),
+        ...sampling,
         maxTokens,
         grammar: plan.grammar,
         functions: plan.functions,
         documentFunctionParams: plan.functions ? true : undefined,
         ...until(signal, stop),
-        onToken: (t) => { tracked.firstToken(); clock.onTokens(t); },
+        onToken: (t) => { tracked.firstToken(); clock.onTokens(t); generated.push(...t); },
         // A forced tool call is raw JSON: it reaches the client as a tool call, not as text.
         onTextChunk: plan.forced ? undefined : (text) => { if (text) emit({ type: "text", text }); },
         // The context was checked to fit; shifting would drop the start of the conversation.
         contextShift: { strategy: "eraseFirstResponseAndKeepFirstSystem" },
       } as Parameters<typeof chat.generateResponse>[1]);
       if (signal.aborted) throw new GenerationAbortedError();
+      if (request.logprobs !== undefined) {
+        emit({ type: "logprobs", tokens: await scoreGenerated(this.model, seq, plan.promptTokens, generated, { top: request.logprobs, bias: sampling.tokenBias }) });
+      }
     } catch (err) {
       if (isAbort(err, signal)) throw new GenerationAbortedError();
       throw new EngineError(`generation failed: ${errorMessage(err)}`);
@@ -281,25 +287,48 @@ export class LlamaLoadedModel implements LoadedModel {
   }
 
   private async complete(request: TextGeneration, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void> {
+    const infill = this.model.tokens.infill;
+    if (request.suffix !== undefined && (infill.prefix === null || infill.suffix === null)) {
+      throw new InvalidRequestError(`suffix: model '${this.descriptor.id}' has no fill-in-the-middle tokens, so it cannot complete between a prompt and a suffix`, "suffix", "unsupported_parameter");
+    }
     checkPromptBytes([request.prompt], this.longestToken, this.contextLength, "prompt", "prompt");
     await checkPromptLength([request.prompt], (text) => this.countTokens(text), this.contextLength, "prompt");
     const tokens = this.model.tokenize(request.prompt);
-    const promptTokens = tokens.length;
+    // Fill-in-the-middle puts the suffix and up to four special tokens in the context too.
+    const promptTokens = tokens.length + (request.suffix !== undefined ? this.model.tokenize(request.suffix).length + 4 : 0);
     const maxTokens = completionBudget(promptTokens, request.maxTokens, this.contextLength, "prompt");
     const clock = new GenerationClock();
     const seq = this.acquire(tokens);
     const tracked = this.gate.track(() => emit({ type: "progress" }));
     const completion = new this.nlc.LlamaCompletion({ contextSequence: seq, autoDisposeSequence: false });
+    const sampling = this.sampling(request);
+    const generated: Token[] = [];
     try {
-      const res = await completion.generateCompletionWithMeta(request.prompt, {
-        ...this.sampling(request),
+      const options: Parameters<typeof completion.generateCompletionWithMeta>[1] = {
+        ...sampling,
         maxTokens,
         ...until(signal, stop),
-        onToken: (t) => { tracked.firstToken(); clock.onTokens(t); },
-        onTextChunk: (text) => { if (text) emit({ type: "text", text }); },
+        onToken: (t) => {
+          tracked.firstToken();
+          clock.onTokens(t);
+          // Decoded against the tokens before it: node-llama-cpp's own text chunks decode the first
+          // piece alone, and SentencePiece then drops its leading space (" time" became "time").
+          const text = this.model.detokenize(t, false, [...tokens, ...generated].slice(-4));
+          generated.push(...t);
+          if (text) emit({ type: "text", text });
+        },
         disableContextShift: true,
-      });
+      };
+      const res = request.suffix !== undefined
+        ? await completion.generateInfillCompletionWithMeta(request.prompt, request.suffix, options)
+        : await completion.generateCompletionWithMeta(request.prompt, options);
       if (signal.aborted) throw new GenerationAbortedError();
+      if (request.logprobs !== undefined || request.scorePrompt) {
+        const bos = this.model.tokens.shouldPrependBosToken && this.model.tokens.bos !== null ? [this.model.tokens.bos] : [];
+        emit({ type: "logprobs", tokens: await scoreGenerated(this.model, seq, [...bos, ...tokens], generated, {
+          top: request.logprobs ?? 0, bias: sampling.tokenBias, promptFrom: request.scorePrompt ? bos.length : undefined,
+        }) });
+      }
       clock.finish(emit, promptTokens, res.metadata.stopReason === "maxTokens" ? "length" : "stop");
     } catch (err) {
       if (isAbort(err, signal)) throw new GenerationAbortedError();
