@@ -6,7 +6,7 @@ import time
 import traceback
 
 from protocol import count_step, log, send
-from sampling import make_sampler
+from sampling import logit_bias_of, make_sampler, token_logprobs
 from templates import TemplateLimitError, render_template_with_limits
 from textfilter import TextFilter
 
@@ -29,6 +29,9 @@ class Request:
         self.completion_tokens = 0
         self.started = time.perf_counter()
         self.first = None
+        # Alternatives per token when the request asked for logprobs, else None; the last token decodes the next one's text.
+        self.logprobs = None
+        self.last_token = None
 
 
 class Worker:
@@ -193,7 +196,7 @@ class Worker:
         ignore_eos = bool(s.get("ignore_eos"))
         processors = make_logits_processors(
             # ignore_eos: end-of-sequence tokens can never be sampled, so generation runs to max_tokens.
-            logit_bias={int(t): -1e9 for t in tok.eos_token_ids} if ignore_eos else None,
+            logit_bias=logit_bias_of(s, tok.eos_token_ids),
             repetition_penalty=rep if rep is not None and rep != 1 else None, repetition_context_size=PENALTY_WINDOW,
             presence_penalty=s.get("presence_penalty"), presence_context_size=PENALTY_WINDOW,
             frequency_penalty=s.get("frequency_penalty"), frequency_context_size=PENALTY_WINDOW,
@@ -210,6 +213,8 @@ class Worker:
             stop_sequences=[StopSequences([] if ignore_eos else [(int(t),) for t in tok.eos_token_ids])],
         )
         req = Request(rid, uid, n, cached, max_tokens, tok.detokenizer, text_filter, tools if parse_tools else None)
+        req.logprobs = msg.get("logprobs")
+        req.last_token = prompt[-1] if prompt else None
         self.active[uid] = req
         self.by_id[rid] = req
         send({"type": "started", "id": rid, "prompt_tokens": n, "cached_tokens": cached, "max_tokens": max_tokens})
@@ -264,6 +269,10 @@ class Worker:
                 req.detok.finalize()
             else:
                 req.completion_tokens += 1
+                if req.logprobs is not None:
+                    entry = token_logprobs(self.mx, self.tokenizer, r.logprobs, r.token, req.last_token, req.logprobs)
+                    send({"type": "logprobs", "id": req.id, "tokens": [entry]})
+                req.last_token = r.token
                 req.detok.add_token(r.token)
                 if r.finish_reason == "length":
                     req.detok.finalize()

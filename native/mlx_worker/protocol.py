@@ -122,6 +122,9 @@ def validate(msg):
         _opt(s, "top_k", lambda x: _is_int(x) and x >= 0, "expected a non-negative integer")
         _opt(s, "seed", _is_int, "expected an integer")
         _opt(s, "ignore_eos", lambda x: isinstance(x, bool), "expected a boolean")
+        _opt(s, "logit_bias", lambda x: isinstance(x, dict) and len(x) <= 100_000
+             and all(isinstance(k, str) and k.isdigit() and _is_num(b) for k, b in x.items()), "expected token ids mapped to numbers")
+        _opt(msg, "logprobs", lambda x: _is_int(x) and 0 <= x <= 20, "expected an integer from 0 to 20")
         _check(isinstance(msg.get("parse_tools"), bool), "parse_tools: expected a boolean")
     elif kind in ("tokenize",):
         _id(msg)

@@ -319,9 +319,11 @@ export class LlamaLoadedModel implements LoadedModel {
         },
         disableContextShift: true,
       };
+      // The prompt goes in as tokens, tokenized as llama.cpp does: given text, node-llama-cpp drops
+      // SentencePiece's leading space marker, and "Once" reached the model as "O", "n", "ce".
       const res = request.suffix !== undefined
-        ? await completion.generateInfillCompletionWithMeta(request.prompt, request.suffix, options)
-        : await completion.generateCompletionWithMeta(request.prompt, options);
+        ? await completion.generateInfillCompletionWithMeta(tokens, request.suffix, options)
+        : await completion.generateCompletionWithMeta(tokens, options);
       if (signal.aborted) throw new GenerationAbortedError();
       if (request.logprobs !== undefined || request.scorePrompt) {
         const bos = this.model.tokens.shouldPrependBosToken && this.model.tokens.bos !== null ? [this.model.tokens.bos] : [];

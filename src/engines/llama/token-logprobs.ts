@@ -113,7 +113,8 @@ export async function scoreGenerated(
   const first = promptFrom === undefined ? context.length : Math.min(promptFrom + 1, all.length);
   const out: TokenLogprob[] = [];
   if (promptFrom !== undefined && promptFrom < context.length) {
-    const text = tokenText(model, all[promptFrom]!, all.slice(0, promptFrom));
+    // Decoded alone, as the start of a text: SentencePiece's word-start marker is no space there.
+    const text = tokenText(model, all[promptFrom]!, []);
     out.push({ token: text, bytes: [...Buffer.from(text, "utf8")], logprob: null, top: [] });
   }
   if (first >= all.length) return out;

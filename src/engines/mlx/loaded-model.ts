@@ -1,6 +1,6 @@
 import type { Tokenizer } from "@huggingface/tokenizers";
 import { checkPromptLength, contextExceeded, type PromptKind } from "../../core/context.ts";
-import type { EventSink, FinishReason } from "../../core/events.ts";
+import type { EventSink, FinishReason, TokenLogprob } from "../../core/events.ts";
 import type { ChatMessage, ChatPrompt, GenerationRequest, ResponseFormat, SamplingOptions, ToolDefinition , EmbeddingResult } from "../../core/request.ts";
 import { withSamplingDefaults } from "../../core/sampling.ts";
 import { timings } from "../../core/timings.ts";
@@ -150,7 +150,18 @@ export class MlxLoadedModel implements LoadedModel {
       ...(req.presencePenalty !== undefined ? { presence_penalty: req.presencePenalty } : {}),
       ...(req.frequencyPenalty !== undefined ? { frequency_penalty: req.frequencyPenalty } : {}),
       ...(req.ignoreEos ? { ignore_eos: true } : {}),
+      ...(req.logitBias && Object.keys(req.logitBias).length > 0 ? { logit_bias: this.logitBias(req.logitBias) } : {}),
     };
+  }
+
+  /** The request's logit bias with every id checked against the vocabulary the worker reported. */
+  private logitBias(bias: Record<number, number>): Record<string, number> {
+    const vocab = this.supervisor.loaded?.vocab_size;
+    if (vocab === undefined) throw new EngineError(`model '${this.descriptor.id}' is not loaded in its worker`);
+    for (const key of Object.keys(bias)) {
+      if (!(Number(key) < vocab)) throw new InvalidRequestError(`logit_bias: token id ${key} is not in the model's vocabulary (${vocab} tokens)`, "logit_bias");
+    }
+    return Object.fromEntries(Object.entries(bias).map(([k, b]) => [String(k), b]));
   }
 
   private mapError(err: unknown, signal: AbortSignal | undefined, maxTokens: number | undefined, what: PromptKind): Error {
@@ -174,9 +185,10 @@ export class MlxLoadedModel implements LoadedModel {
     signal: AbortSignal,
     stop: AbortSignal | undefined,
     opts: { buffer: boolean; parseTools: boolean; what: PromptKind },
-  ): Promise<{ text: string; done: Done }> {
+  ): Promise<{ text: string; done: Done; logprobs: TokenLogprob[] }> {
     if (signal.aborted) throw new GenerationAbortedError();
     let text = "";
+    let logprobs: TokenLogprob[] = [];
     // Once text reached the client, a crash cannot be hidden by generating again.
     let emitted = false;
     const msg = (): Extract<ToWorker, { type: "generate" }> => ({
@@ -185,6 +197,7 @@ export class MlxLoadedModel implements LoadedModel {
       prompt,
       ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
       sampling: this.sampling(request),
+      ...(request.logprobs !== undefined ? { logprobs: request.logprobs } : {}),
       parse_tools: opts.parseTools,
     });
     let done: Done;
@@ -192,8 +205,14 @@ export class MlxLoadedModel implements LoadedModel {
       // Starts a crashed worker again (after its back-off) before taking the request.
       done = await this.serve(() => {
         text = "";
+        logprobs = [];
         return this.supervisor.generate(msg(), (e) => {
           if (e.type === "progress") emit({ type: "progress" });
+          else if (e.type === "logprobs") {
+            const tokens = e.tokens.map((t) => ({ ...t, bytes: [...Buffer.from(t.token, "utf8")] }));
+            if (opts.buffer) logprobs.push(...tokens);
+            else emit({ type: "logprobs", tokens });
+          }
           else if (e.type === "text" && e.text) {
             text += e.text;
             if (!opts.buffer) { emitted = true; emit({ type: "text", text: e.text }); }
@@ -204,7 +223,7 @@ export class MlxLoadedModel implements LoadedModel {
       throw this.mapError(err, signal, request.maxTokens, opts.what);
     }
     this.supervisor.succeeded();
-    return { text, done };
+    return { text, done, logprobs };
   }
 
   private finish(emit: EventSink, done: Done, reason: FinishReason = done.finish_reason): void {
@@ -221,13 +240,15 @@ export class MlxLoadedModel implements LoadedModel {
     const texts = request.kind === "text" ? [request.prompt] : request.messages.map((m) => m.content);
     await checkPromptLength(texts, (text) => this.countTokens(text), this.contextLength, request.kind === "text" ? "prompt" : "messages");
     if (request.kind === "text") {
+      if (request.suffix !== undefined) throw new InvalidRequestError("suffix: fill-in-the-middle is not supported on MLX models", "suffix", "unsupported_parameter");
+      if (request.scorePrompt) throw new InvalidRequestError("echo: scoring the prompt (echo with logprobs) is not supported on MLX models", "echo", "unsupported_parameter");
       const { done } = await this.run({ kind: "text", text: request.prompt }, request, emit, signal, stop, { buffer: false, parseTools: false, what: "prompt" });
       this.finish(emit, done);
       return;
     }
     const plan = this.plan(request);
     const buffer = plan.forced !== undefined || plan.json !== undefined;
-    const { text, done } = await this.run(
+    const { text, done, logprobs } = await this.run(
       { kind: "chat", messages: plan.messages, ...(plan.tools ? { tools: plan.tools } : {}) },
       request, emit, signal, stop, { buffer, parseTools: plan.tools !== undefined, what: "messages" });
     const note = cutShortNote(done.finish_reason, done.completion_tokens);
@@ -243,6 +264,7 @@ export class MlxLoadedModel implements LoadedModel {
       const problem = checkJsonReply(text, plan.json, note);
       if (problem) throw new OutputFormatError(`MLX models cannot constrain sampling to JSON, and ${problem}`);
       emit({ type: "text", text });
+      if (logprobs.length > 0) emit({ type: "logprobs", tokens: logprobs });
       this.finish(emit, done);
       return;
     }

@@ -64,7 +64,11 @@ export const ToWorker = v.variant("type", [
       frequency_penalty: v.optional(finite),
       /** End-of-sequence tokens are never sampled: generation runs to max_tokens. */
       ignore_eos: v.optional(v.boolean()),
+      /** Token id (decimal string) → added to its logit; -100 or less bans it. */
+      logit_bias: v.optional(v.record(v.pipe(v.string(), v.regex(/^\d+$/)), finite)),
     }),
+    /** Send each generated token's logprob with this many alternatives (`logprobs` messages). */
+    logprobs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(20))),
     /** Pull tool calls out of the text with the model's own tool-call format. */
     parse_tools: v.boolean(),
   }),
@@ -115,6 +119,12 @@ export const FromWorker = v.variant("type", [
   v.object({ type: v.literal("started"), id, prompt_tokens: count, cached_tokens: count, max_tokens: count }),
   v.object({ type: v.literal("progress"), id, processed: count, total: count }),
   v.object({ type: v.literal("text"), id, text: v.string() }),
+  /** Generated tokens' log-probabilities (after logit bias and penalties, before temperature and truncation). */
+  v.object({
+    type: v.literal("logprobs"),
+    id,
+    tokens: v.array(v.object({ token: v.string(), logprob: v.number(), top: v.array(v.object({ token: v.string(), logprob: v.number() })) })),
+  }),
   v.object({
     type: v.literal("done"),
     id,
