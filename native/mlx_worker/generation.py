@@ -6,7 +6,7 @@ import time
 import traceback
 
 from protocol import count_step, log, send
-from sampling import logit_bias_of, make_sampler, token_logprobs
+from sampling import continuation_detokenizer, logit_bias_of, make_sampler, token_logprobs
 from templates import TemplateLimitError, render_template_with_limits
 from textfilter import TextFilter
 
@@ -212,7 +212,8 @@ class Worker:
             logits_processors=[processors],
             stop_sequences=[StopSequences([] if ignore_eos else [(int(t),) for t in tok.eos_token_ids])],
         )
-        req = Request(rid, uid, n, cached, max_tokens, tok.detokenizer, text_filter, tools if parse_tools else None)
+        detok = continuation_detokenizer(tok.detokenizer) if p["kind"] == "text" else tok.detokenizer
+        req = Request(rid, uid, n, cached, max_tokens, detok, text_filter, tools if parse_tools else None)
         req.logprobs = msg.get("logprobs")
         req.last_token = prompt[-1] if prompt else None
         self.active[uid] = req

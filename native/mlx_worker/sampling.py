@@ -84,3 +84,16 @@ def token_logprobs(mx, tokenizer, logprobs, token, prev, top):
         for i, lp in zip(index[order].tolist(), values[order].tolist()):
             alternatives.append({"token": token_text(tokenizer, int(i), prev), "logprob": floor(lp)})
     return {"token": token_text(tokenizer, token, prev), "logprob": floor(logprobs[token].item()), "top": alternatives}
+
+
+def continuation_detokenizer(detok):
+    """
+    A streaming detokenizer for a raw text prompt: mlx-lm's drop the first piece's leading space
+    (right for the start of a chat reply), but a completion continues its prompt, where
+    "Once upon a" + " time" must not become "Once upon atime".
+    """
+    if hasattr(detok, "trim_space"):
+        detok.trim_space = False  # SPM
+    if hasattr(detok, "_maybe_trim_space"):
+        detok._maybe_trim_space = lambda text: text  # BPE: trims only while its text is empty
+    return detok
