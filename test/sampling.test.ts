@@ -213,3 +213,40 @@ describe("fields LMX cannot honour", () => {
     expect(ok.status).toBe(200);
   });
 });
+
+describe("suffix on a model with fill-in-the-middle tokens", () => {
+  test("completes between prompt and suffix (llama.cpp's infill), streamed or not", async () => {
+    // qwen2-tiny with three ordinary tokens declared as FIM prefix/suffix/middle markers: random
+    // weights, so the text is noise, but the request takes the infill path end to end.
+    const { buildModel } = await import("./fixtures/synth.ts");
+    const { kv, readGgufFile, writeGgufFile } = await import("./fixtures/gguf.ts");
+    const { SYNTHETIC_FIXTURES } = await import("./fixtures/prepare.ts");
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const { file: _file, vocab: _vocab, ...shape } = SYNTHETIC_FIXTURES.qwen2Tiny;
+    const built = buildModel(readGgufFile(fx.vocabQwen2).metadata, shape);
+    const metadata = new Map(built.metadata);
+    metadata.set("tokenizer.ggml.fim_pre_token_id", kv.u32(1000));
+    metadata.set("tokenizer.ggml.fim_suf_token_id", kv.u32(1001));
+    metadata.set("tokenizer.ggml.fim_mid_token_id", kv.u32(1002));
+    const dir = mkdtempSync(join(tmpdir(), "lmx-fim-"));
+    const path = join(dir, "qwen2-fim.gguf");
+    writeGgufFile(path, { metadata, tensors: built.tensors });
+    try {
+      await using fim = await startTestServer(["--model", `fim=${path}`, "--ctx", "256"]);
+      const c = new OpenAI({ baseURL: fim.url + "/v1", apiKey: "none", maxRetries: 0 });
+      const plain = await c.completions.create({ model: "fim", prompt: "def add(a, b):\n    return", max_tokens: 4, temperature: 0 });
+      const infill = await c.completions.create({ model: "fim", prompt: "def add(a, b):\n    return", suffix: "\n\nprint(add(1, 2))", max_tokens: 4, temperature: 0 });
+      expect(infill.choices[0]!.finish_reason).toBe("length");
+      expect(infill.usage!.completion_tokens).toBe(4);
+      // The suffix and the FIM markers changed what the model saw (greedy, so only the context can differ).
+      expect(infill.choices[0]!.text).not.toBe(plain.choices[0]!.text);
+      let streamed = "";
+      for await (const ch of await c.completions.create({ model: "fim", prompt: "def add(a, b):\n    return", suffix: "\n\nprint(add(1, 2))", max_tokens: 4, temperature: 0, stream: true })) streamed += ch.choices[0]?.text ?? "";
+      expect(streamed).toBe(infill.choices[0]!.text);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
