@@ -129,7 +129,8 @@ describe("logprobs", () => {
   });
 
   test("legacy completions: tokens, token_logprobs, top_logprobs, text_offset", async () => {
-    const r = await complete({ max_tokens: 6, logprobs: 3 });
+    // Long enough to be scored in several chunks.
+    const r = await complete({ max_tokens: 40, logprobs: 3, ignore_eos: true } as object);
     const lp = r.choices[0]!.logprobs!;
     expect(lp.tokens!.join("")).toBe(r.choices[0]!.text);
     expect(lp.token_logprobs).toHaveLength(lp.tokens!.length);

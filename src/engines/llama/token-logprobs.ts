@@ -15,6 +15,8 @@ type NodeLlamaCpp = typeof import("node-llama-cpp");
 const BAN = -100;
 /** Tokens before the scored one that its text is decoded against (SentencePiece drops a leading space otherwise). */
 const TEXT_CONTEXT = 4;
+/** Positions scored per evaluation: bounds the distributions (one per position, vocabulary-sized) held at once. */
+const SCORE_CHUNK = 16;
 /** The floor for a probability that underflowed to zero, so every logprob stays a finite JSON number. */
 const MIN_LOGPROB = -9999;
 
@@ -122,18 +124,24 @@ export async function scoreGenerated(
   let keep = 0;
   while (keep < Math.min(held.length, first - 1) && held[keep] === all[keep]) keep++;
   if (keep < held.length) await seq.eraseContextTokenRanges([{ start: keep, end: held.length }]);
-  const input = all.slice(keep, -1);
-  const firstAsked = first - 1 - keep;
+  // The tokens before the first scored one only refill the cache; then the rest in chunks, since
+  // each position's distribution covers the whole vocabulary (150k entries for Qwen).
+  if (first - 1 > keep) await seq.controlledEvaluate(all.slice(keep, first - 1));
   const options = { probabilities: true, options: { temperature: 0, tokenBias: bias } } as const;
-  const evaluated = await seq.controlledEvaluate(input.map((t, i) => (i >= firstAsked ? [t, { generateNext: options }] : t)) as Parameters<LlamaContextSequence["controlledEvaluate"]>[0]);
-  for (let pos = first; pos < all.length; pos++) {
-    const probabilities = evaluated[pos - 1 - keep]?.next.probabilities;
-    if (!probabilities) throw new EngineError("cannot score the generated tokens: the engine returned no distribution");
-    const before = all.slice(Math.max(0, pos - TEXT_CONTEXT), pos);
-    const token = all[pos]!;
-    const text = tokenText(model, token, before);
-    const alternatives = topOf(probabilities, top).map(([t, p]) => ({ token: tokenText(model, t, before), logprob: logprobOf(p) }));
-    out.push({ token: text, bytes: [...Buffer.from(text, "utf8")], logprob: logprobOf(probabilities.get(token)), top: alternatives });
+  for (let from = first; from < all.length; from += SCORE_CHUNK) {
+    const to = Math.min(all.length, from + SCORE_CHUNK);
+    // The token at pos - 1 predicts the one at pos.
+    const input = all.slice(from - 1, to - 1).map((t) => [t, { generateNext: options }]);
+    const evaluated = await seq.controlledEvaluate(input as Parameters<LlamaContextSequence["controlledEvaluate"]>[0]);
+    for (let pos = from; pos < to; pos++) {
+      const probabilities = evaluated[pos - from]?.next.probabilities;
+      if (!probabilities) throw new EngineError("cannot score the generated tokens: the engine returned no distribution");
+      const before = all.slice(Math.max(0, pos - TEXT_CONTEXT), pos);
+      const token = all[pos]!;
+      const text = tokenText(model, token, before);
+      const alternatives = topOf(probabilities, top).map(([t, p]) => ({ token: tokenText(model, t, before), logprob: logprobOf(p) }));
+      out.push({ token: text, bytes: [...Buffer.from(text, "utf8")], logprob: logprobOf(probabilities.get(token)), top: alternatives });
+    }
   }
   return out;
 }
