@@ -92,10 +92,21 @@ describe("MLX sampling", () => {
     expect(b.choices.map((c) => c.message.content)).toEqual(a.choices.map((c) => c.message.content));
   }, 60_000);
 
-  test("suffix and echo with logprobs are a 400 naming them; echo alone works", async () => {
+  test("suffix is a 400 naming it", async () => {
     expect(await status("/v1/completions", { model, prompt: "def f(", suffix: "return x" })).toMatchObject({ status: 400, param: "suffix" });
-    expect(await status("/v1/completions", { model, prompt: "Hi", echo: true, logprobs: 1 })).toMatchObject({ status: 400, param: "echo" });
-    const r = await client.completions.create({ model, prompt: "Hi", max_tokens: 2, temperature: 0, echo: true });
-    expect(r.choices[0]!.text.startsWith("Hi")).toBe(true);
+  }, 60_000);
+
+  test("echo: the prompt in front; with logprobs its tokens are scored too, the first null", async () => {
+    const plain = await client.completions.create({ model, prompt: "Once upon a", max_tokens: 3, temperature: 0, logprobs: 2 });
+    const r = await client.completions.create({ model, prompt: "Once upon a", max_tokens: 3, temperature: 0, echo: true, logprobs: 2 });
+    expect(r.choices[0]!.text).toBe("Once upon a" + plain.choices[0]!.text);
+    const lp = r.choices[0]!.logprobs!;
+    expect(lp.tokens).toEqual(["Once", " upon", " a", ...plain.choices[0]!.logprobs!.tokens!]);
+    expect(lp.token_logprobs![0]).toBeNull();
+    expect(lp.top_logprobs![0]).toBeNull();
+    expect(lp.token_logprobs!.slice(1).every((x) => typeof x === "number" && x <= 0)).toBe(true);
+    expect(Object.keys(lp.top_logprobs![1]!)).toHaveLength(2);
+    // The generated tokens' logprobs are the same whether the prompt was echoed or not.
+    expect(lp.token_logprobs!.slice(3).map((x) => x!.toFixed(3))).toEqual(plain.choices[0]!.logprobs!.token_logprobs!.map((x) => x!.toFixed(3)));
   }, 60_000);
 });

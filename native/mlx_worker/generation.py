@@ -338,6 +338,8 @@ class Worker:
             return
         cache = make_prompt_cache(self.model)
         out = []
+        top = msg.get("top")
+        entries = [] if top is not None else None
         pos = 0
         # Chunks as in prefill; logits are only evaluated where a token is scored, the rest only fills the cache.
         while pos < len(tokens) - 1:
@@ -349,10 +351,16 @@ class Worker:
                 logprobs = sel - mx.logsumexp(sel, axis=-1, keepdims=True)
                 picked = mx.take_along_axis(logprobs, mx.array(tokens[lo + 1:end + 1])[:, None], axis=-1)
                 out.extend(float(x) for x in picked.reshape(-1).tolist())
+                if entries is not None:
+                    for row in range(end - lo):
+                        entries.append(token_logprobs(mx, self.tokenizer, logprobs[row], tokens[lo + 1 + row], tokens[lo + row], top))
             else:
                 mx.eval([c.state for c in cache])
             pos = end
-        send({"type": "scores", "id": msg["id"], "logprobs": [x if math.isfinite(x) else -1e30 for x in out]})
+        reply = {"type": "scores", "id": msg["id"], "logprobs": [x if math.isfinite(x) else -1e30 for x in out]}
+        if entries is not None:
+            reply["tokens"] = entries
+        send(reply)
 
     def bos_ids(self):
         tok = self.tokenizer

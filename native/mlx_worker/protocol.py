@@ -144,6 +144,7 @@ def validate(msg):
         tokens = msg.get("tokens")
         _check(isinstance(tokens, list) and len(tokens) >= 2 and all(_is_int(t) and t >= 0 for t in tokens), "tokens: expected at least two token ids")
         _check(_is_int(msg.get("first_scored")) and 1 <= msg["first_scored"] < len(tokens), "first_scored: expected an index into tokens after the first")
+        _opt(msg, "top", lambda x: _is_int(x) and 0 <= x <= 20, "expected an integer from 0 to 20")
     elif kind == "shutdown":
         pass
     else:

@@ -241,7 +241,7 @@ export class MlxLoadedModel implements LoadedModel {
     await checkPromptLength(texts, (text) => this.countTokens(text), this.contextLength, request.kind === "text" ? "prompt" : "messages");
     if (request.kind === "text") {
       if (request.suffix !== undefined) throw new InvalidRequestError("suffix: fill-in-the-middle is not supported on MLX models", "suffix", "unsupported_parameter");
-      if (request.scorePrompt) throw new InvalidRequestError("echo: scoring the prompt (echo with logprobs) is not supported on MLX models", "echo", "unsupported_parameter");
+      if (request.scorePrompt) emit({ type: "logprobs", tokens: await this.promptLogprobs(request.prompt, request.logprobs ?? 0, signal) });
       const { done } = await this.run({ kind: "text", text: request.prompt }, request, emit, signal, stop, { buffer: false, parseTools: false, what: "prompt" });
       this.finish(emit, done);
       return;
@@ -280,6 +280,31 @@ export class MlxLoadedModel implements LoadedModel {
       return;
     }
     this.finish(emit, done);
+  }
+
+  /**
+   * The prompt's tokens with their logprobs and `top` alternatives (echo with logprobs), the first
+   * with null: nothing before it predicts it. Scored on a fresh cache, as the context probe is.
+   */
+  private async promptLogprobs(prompt: string, top: number, signal: AbortSignal): Promise<TokenLogprob[]> {
+    await this.serve(async () => undefined);
+    const bos = this.supervisor.loaded?.bos_token_ids ?? [];
+    const text = this.tokenize(prompt);
+    if (text.length === 0) return [];
+    const first = this.detokenize([text[0]!]);
+    const head: TokenLogprob = { token: first, bytes: [...Buffer.from(first, "utf8")], logprob: null, top: [] };
+    if (text.length === 1) return [head];
+    const tokens = [...bos, ...text];
+    const call = this.supervisor.call({ type: "score", id: this.supervisor.newId("score"), tokens, first_scored: bos.length + 1, top }, "scores");
+    const aborted = new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(new GenerationAbortedError()), { once: true }));
+    try {
+      const reply = await Promise.race([call, aborted]);
+      return [head, ...(reply.tokens ?? []).map((t) => ({ ...t, bytes: [...Buffer.from(t.token, "utf8")] }))];
+    } catch (err) {
+      throw this.mapError(err, signal, undefined, "prompt");
+    } finally {
+      call.catch(() => undefined);
+    }
   }
 
   async embed(_inputs: string[], _signal?: AbortSignal): Promise<EmbeddingResult> {

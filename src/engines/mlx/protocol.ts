@@ -80,12 +80,19 @@ export const ToWorker = v.variant("type", [
   v.object({ type: v.literal("chat_tokens"), id, messages: v.pipe(v.array(WireMessage), v.minLength(1)), tools: v.optional(v.array(WireTool)) }),
   v.object({ type: v.literal("memory"), id }),
   /** Log-probabilities of tokens[first_scored…] given what precedes each (teacher forcing, fresh cache). */
-  v.object({ type: v.literal("score"), id, tokens: v.pipe(v.array(count), v.minLength(2)), first_scored: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
+  /** With `top`, the reply also has each scored token's text and its `top` most likely alternatives (echo with logprobs). */
+  v.object({
+    type: v.literal("score"), id, tokens: v.pipe(v.array(count), v.minLength(2)), first_scored: v.pipe(v.number(), v.integer(), v.minValue(1)),
+    top: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(20))),
+  }),
   v.object({ type: v.literal("shutdown") }),
 ]);
 export type ToWorker = v.InferOutput<typeof ToWorker>;
 
 // ---- worker → LMX ----
+
+/** A token's text, logprob and most likely alternatives (`logprobs` messages, `scores` with `top`). */
+const WorkerTokenLogprob = v.object({ token: v.string(), logprob: v.number(), top: v.array(v.object({ token: v.string(), logprob: v.number() })) });
 
 const Memory = {
   active_bytes: count,
@@ -120,11 +127,7 @@ export const FromWorker = v.variant("type", [
   v.object({ type: v.literal("progress"), id, processed: count, total: count }),
   v.object({ type: v.literal("text"), id, text: v.string() }),
   /** Generated tokens' log-probabilities (after logit bias and penalties, before temperature and truncation). */
-  v.object({
-    type: v.literal("logprobs"),
-    id,
-    tokens: v.array(v.object({ token: v.string(), logprob: v.number(), top: v.array(v.object({ token: v.string(), logprob: v.number() })) })),
-  }),
+  v.object({ type: v.literal("logprobs"), id, tokens: v.array(WorkerTokenLogprob) }),
   v.object({
     type: v.literal("done"),
     id,
@@ -150,7 +153,7 @@ export const FromWorker = v.variant("type", [
   v.object({ type: v.literal("text_of"), id, text: v.string() }),
   /** `running`: sequences the worker is generating right now. */
   v.object({ type: v.literal("memory"), id, running: count, ...Memory }),
-  v.object({ type: v.literal("scores"), id, logprobs: v.array(v.number()) }),
+  v.object({ type: v.literal("scores"), id, logprobs: v.array(v.number()), tokens: v.optional(v.array(WorkerTokenLogprob)) }),
   v.object({ type: v.literal("fatal"), message: v.string() }),
 ]);
 export type FromWorker = v.InferOutput<typeof FromWorker>;
