@@ -170,7 +170,10 @@ describe("n", () => {
     expect(new Set(a.choices.map((c) => c.message.content)).size).toBeGreaterThan(1);
     const b = await client.chat.completions.create(body);
     expect(b.choices.map((c) => c.message.content)).toEqual(a.choices.map((c) => c.message.content));
-    expect(a.usage!.completion_tokens).toBe(a.choices.length > 0 ? a.usage!.completion_tokens : 0);
+    // As in OpenAI's API the prompt counts once, the completions of every choice add up.
+    const one = await client.chat.completions.create({ ...body, n: 1 });
+    expect(a.usage!.prompt_tokens).toBe(one.usage!.prompt_tokens);
+    expect(a.usage!.completion_tokens).toBeGreaterThan(one.usage!.completion_tokens);
   });
 
   test("chat streamed: each chunk carries its choice's index", async () => {
@@ -193,6 +196,9 @@ describe("n", () => {
     expect(r.choices[0]!.text).toBe(r.choices[1]!.text);
     expect(r.choices[2]!.text).toBe(r.choices[3]!.text);
     expect(r.choices[0]!.text.startsWith(" time")).toBe(true);
+    const single = await client.completions.create({ model, prompt: ["Once upon a", "The dog"], max_tokens: 6, temperature: 0 });
+    expect(r.usage!.prompt_tokens).toBe(single.usage!.prompt_tokens);
+    expect(r.usage!.completion_tokens).toBe(2 * single.usage!.completion_tokens);
   });
 
   test("more than the maximum, or best_of other than n, is a 400 naming the field", async () => {

@@ -66,9 +66,13 @@ def logit_bias_of(sampling, eos_ids):
 
 def token_text(tokenizer, token, prev):
     """The text `token` adds after `prev` (None at the start): decoded alone, SentencePiece drops a leading space."""
-    if prev is None:
-        return tokenizer.decode([token])
-    return tokenizer.decode([prev, token])[len(tokenizer.decode([prev])):]
+    try:
+        if prev is None:
+            return tokenizer.decode([token])
+        return tokenizer.decode([prev, token])[len(tokenizer.decode([prev])):]
+    except Exception:
+        # Ids past the tokenizer (models pad their output layer) have no text; never fail the step for it.
+        return ""
 
 
 def token_logprobs(mx, tokenizer, logprobs, token, prev, top):

@@ -48,7 +48,7 @@ export function chatRoutes(core: InferenceCore) {
         send(chatChunk(id, body.model, created, {}, r.finishReason, i));
       });
       if (body.stream_options?.include_usage) {
-        send({ ...chatChunk(id, body.model, created, {}), choices: [], usage: usageOf(done.map((r) => r.usage)), timings: done.length === 1 ? timingsOf(done[0]!) : undefined });
+        send({ ...chatChunk(id, body.model, created, {}), choices: [], usage: usageOf(done.map((r) => r.usage), done.length), timings: done.length === 1 ? timingsOf(done[0]!) : undefined });
       }
     });
   }, {

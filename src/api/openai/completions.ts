@@ -13,6 +13,7 @@ export function completionRoutes(core: InferenceCore) {
     const shape: TextShape = {
       echo: body.echo ? requests.map((r) => (r.kind === "text" ? r.prompt : "")) : undefined,
       logprobs: body.logprobs !== undefined && body.logprobs !== null,
+      n: lanes,
     };
     const id = newId("cmpl");
     const collected = requests.map(() => new Collector());
@@ -45,7 +46,7 @@ export function completionRoutes(core: InferenceCore) {
         send(textChunk(id, body.model, created, i, "", r.finishReason, logprobs));
       });
       if (body.stream_options?.include_usage) {
-        send({ id, object: "text_completion", created, model: body.model, choices: [], usage: usageOf(done.map((r) => r.usage)) });
+        send({ id, object: "text_completion", created, model: body.model, choices: [], usage: usageOf(done.map((r) => r.usage), lanes) });
       }
     });
   }, {

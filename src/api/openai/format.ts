@@ -7,8 +7,12 @@ import type { ToolCall } from "../../core/request.ts";
 export const newId = (prefix: string) => `${prefix}-${randomBytes(12).toString("base64url")}`;
 export const nowSeconds = () => Math.floor(Date.now() / 1000);
 
-export function usageOf(usages: Usage[]) {
-  const prompt = usages.reduce((a, u) => a + u.promptTokens, 0);
+/**
+ * Usage of a whole answer. `perPrompt` choices share a prompt (`n`): as in OpenAI's API its tokens
+ * count once, although LMX evaluates the prompt for each choice.
+ */
+export function usageOf(usages: Usage[], perPrompt = 1) {
+  const prompt = usages.reduce((a, u, i) => a + (i % perPrompt === 0 ? u.promptTokens : 0), 0);
   const completion = usages.reduce((a, u) => a + u.completionTokens, 0);
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
@@ -100,7 +104,7 @@ export function chatCompletion(id: string, model: string, results: GenerationRes
     created: nowSeconds(),
     model,
     choices: all.map((r, i) => chatChoice(r, i, logprobs)),
-    usage: usageOf(all.map((r) => r.usage)),
+    usage: usageOf(all.map((r) => r.usage), all.length),
     timings: all.length === 1 ? timingsOf(all[0]!) : undefined,
     system_fingerprint: "lmx",
   };
@@ -121,6 +125,8 @@ export function chatChunk(id: string, model: string, created: number, delta: Rec
 export interface TextShape {
   echo?: string[];
   logprobs: boolean;
+  /** Choices per prompt. */
+  n: number;
 }
 
 /** A completion choice's text and logprobs; with echo both start with the prompt. */
@@ -129,14 +135,14 @@ export function textChoice(r: GenerationResult, index: number, shape: TextShape)
   return { index, text, logprobs: shape.logprobs ? completionLogprobs(keptLogprobs(r.logprobs, text)) : null, finish_reason: r.finishReason };
 }
 
-export function textCompletion(id: string, model: string, results: GenerationResult[], shape: TextShape = { logprobs: false }) {
+export function textCompletion(id: string, model: string, results: GenerationResult[], shape: TextShape = { logprobs: false, n: 1 }) {
   return {
     id,
     object: "text_completion",
     created: nowSeconds(),
     model,
     choices: results.map((r, index) => textChoice(r, index, shape)),
-    usage: usageOf(results.map((r) => r.usage)),
+    usage: usageOf(results.map((r) => r.usage), shape.n),
     timings: results.length === 1 ? timingsOf(results[0]!) : undefined,
     system_fingerprint: "lmx",
   };
