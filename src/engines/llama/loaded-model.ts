@@ -260,6 +260,8 @@ export class LlamaLoadedModel implements LoadedModel {
       } as Parameters<typeof chat.generateResponse>[1]);
       if (signal.aborted) throw new GenerationAbortedError();
       if (request.logprobs !== undefined) {
+        // Scoring is one batch, not a token per decode: the decode gate must not wait for it.
+        tracked.done();
         emit({ type: "logprobs", tokens: await scoreGenerated(this.model, seq, plan.promptTokens, generated, { top: request.logprobs, bias: sampling.tokenBias }) });
       }
     } catch (err) {
@@ -291,8 +293,9 @@ export class LlamaLoadedModel implements LoadedModel {
     if (request.suffix !== undefined && (infill.prefix === null || infill.suffix === null)) {
       throw new InvalidRequestError(`suffix: model '${this.descriptor.id}' has no fill-in-the-middle tokens, so it cannot complete between a prompt and a suffix`, "suffix", "unsupported_parameter");
     }
-    checkPromptBytes([request.prompt], this.longestToken, this.contextLength, "prompt", "prompt");
-    await checkPromptLength([request.prompt], (text) => this.countTokens(text), this.contextLength, "prompt");
+    const texts = request.suffix !== undefined ? [request.prompt, request.suffix] : [request.prompt];
+    checkPromptBytes(texts, this.longestToken, this.contextLength, "prompt", "prompt");
+    await checkPromptLength(texts, (text) => this.countTokens(text), this.contextLength, "prompt");
     const tokens = this.model.tokenize(request.prompt);
     // Fill-in-the-middle puts the suffix and up to four special tokens in the context too.
     const promptTokens = tokens.length + (request.suffix !== undefined ? this.model.tokenize(request.suffix).length + 4 : 0);
@@ -313,7 +316,7 @@ export class LlamaLoadedModel implements LoadedModel {
           clock.onTokens(t);
           // Decoded against the tokens before it: node-llama-cpp's own text chunks decode the first
           // piece alone, and SentencePiece then drops its leading space (" time" became "time").
-          const text = this.model.detokenize(t, false, [...tokens, ...generated].slice(-4));
+          const text = this.model.detokenize(t, false, generated.length >= 4 ? generated.slice(-4) : [...tokens.slice(-4), ...generated].slice(-4));
           generated.push(...t);
           if (text) emit({ type: "text", text });
         },
@@ -326,6 +329,8 @@ export class LlamaLoadedModel implements LoadedModel {
         : await completion.generateCompletionWithMeta(tokens, options);
       if (signal.aborted) throw new GenerationAbortedError();
       if (request.logprobs !== undefined || request.scorePrompt) {
+        // Scoring is one batch, not a token per decode: the decode gate must not wait for it.
+        tracked.done();
         const bos = this.model.tokens.shouldPrependBosToken && this.model.tokens.bos !== null ? [this.model.tokens.bos] : [];
         emit({ type: "logprobs", tokens: await scoreGenerated(this.model, seq, [...bos, ...tokens], generated, {
           top: request.logprobs ?? 0, bias: sampling.tokenBias, promptFrom: request.scorePrompt ? bos.length : undefined,
