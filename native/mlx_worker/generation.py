@@ -6,7 +6,7 @@ import time
 import traceback
 
 from protocol import count_step, log, send
-from sampling import make_sampler
+from sampling import continuation_detokenizer, logit_bias_of, make_sampler, token_logprobs
 from templates import TemplateLimitError, render_template_with_limits
 from textfilter import TEXT, THINK, TOOL, OutputSplitter, parse_tool_block
 from harmony import HarmonySplitter
@@ -36,6 +36,9 @@ class Request:
         self.call_marker = ""
         self.started = time.perf_counter()
         self.first = None
+        # Alternatives per token when the request asked for logprobs, else None; the last token decodes the next one's text.
+        self.logprobs = None
+        self.last_token = None
 
 
 class Worker:
@@ -220,7 +223,7 @@ class Worker:
         ignore_eos = bool(s.get("ignore_eos"))
         processors = make_logits_processors(
             # ignore_eos: end-of-sequence tokens can never be sampled, so generation runs to max_tokens.
-            logit_bias={int(t): -1e9 for t in tok.eos_token_ids} if ignore_eos else None,
+            logit_bias=logit_bias_of(s, tok.eos_token_ids),
             repetition_penalty=rep if rep is not None and rep != 1 else None, repetition_context_size=PENALTY_WINDOW,
             presence_penalty=s.get("presence_penalty"), presence_context_size=PENALTY_WINDOW,
             frequency_penalty=s.get("frequency_penalty"), frequency_context_size=PENALTY_WINDOW,
@@ -242,7 +245,10 @@ class Worker:
             logits_processors=[processors],
             stop_sequences=[StopSequences([] if ignore_eos else [(int(t),) for t in tok.eos_token_ids])],
         )
-        req = Request(rid, uid, n, cached, max_tokens, tok.detokenizer, splitter, tools if parse_tools else None)
+        detok = continuation_detokenizer(tok.detokenizer) if p["kind"] == "text" else tok.detokenizer
+        req = Request(rid, uid, n, cached, max_tokens, detok, splitter, tools if parse_tools else None)
+        req.logprobs = msg.get("logprobs")
+        req.last_token = prompt[-1] if prompt else None
         self.active[uid] = req
         self.by_id[rid] = req
         send({"type": "started", "id": rid, "prompt_tokens": n, "cached_tokens": cached, "max_tokens": max_tokens})
@@ -299,14 +305,23 @@ class Worker:
                 req.detok.finalize()
             else:
                 req.completion_tokens += 1
+                entry = None
+                if req.logprobs is not None:
+                    entry = token_logprobs(self.mx, self.tokenizer, r.logprobs, r.token, req.last_token, req.logprobs)
+                req.last_token = r.token
                 req.detok.add_token(r.token)
                 if r.finish_reason == "length":
                     req.detok.finalize()
             events = req.splitter.feed(req.detok.last_segment)
             if r.finish_reason is not None:
                 events += req.splitter.finish()
-            if r.finish_reason != "stop" and (thinking or any(kind == THINK for kind, _ in events)):
-                req.reasoning_tokens += 1
+            if r.finish_reason != "stop":
+                aside = thinking or req.splitter.state in (THINK, TOOL) or any(kind != TEXT for kind, _ in events)
+                if thinking or any(kind == THINK for kind, _ in events):
+                    req.reasoning_tokens += 1
+                # Logprobs describe the answer (content), not thoughts or tool calls.
+                if entry is not None and not aside:
+                    send({"type": "logprobs", "id": req.id, "tokens": [entry]})
             self.send_output(req, events, cut=r.finish_reason == "length")
             if r.finish_reason is None:
                 continue
@@ -375,6 +390,8 @@ class Worker:
             return
         cache = make_prompt_cache(self.model)
         out = []
+        top = msg.get("top")
+        entries = [] if top is not None else None
         pos = 0
         # Chunks as in prefill; logits are only evaluated where a token is scored, the rest only fills the cache.
         while pos < len(tokens) - 1:
@@ -386,10 +403,16 @@ class Worker:
                 logprobs = sel - mx.logsumexp(sel, axis=-1, keepdims=True)
                 picked = mx.take_along_axis(logprobs, mx.array(tokens[lo + 1:end + 1])[:, None], axis=-1)
                 out.extend(float(x) for x in picked.reshape(-1).tolist())
+                if entries is not None:
+                    for row in range(end - lo):
+                        entries.append(token_logprobs(mx, self.tokenizer, logprobs[row], tokens[lo + 1 + row], tokens[lo + row], top))
             else:
                 mx.eval([c.state for c in cache])
             pos = end
-        send({"type": "scores", "id": msg["id"], "logprobs": [x if math.isfinite(x) else -1e30 for x in out]})
+        reply = {"type": "scores", "id": msg["id"], "logprobs": [x if math.isfinite(x) else -1e30 for x in out]}
+        if entries is not None:
+            reply["tokens"] = entries
+        send(reply)
 
     def bos_ids(self):
         tok = self.tokenizer

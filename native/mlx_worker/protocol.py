@@ -124,6 +124,9 @@ def validate(msg):
         _opt(s, "top_k", lambda x: _is_int(x) and x >= 0, "expected a non-negative integer")
         _opt(s, "seed", _is_int, "expected an integer")
         _opt(s, "ignore_eos", lambda x: isinstance(x, bool), "expected a boolean")
+        _opt(s, "logit_bias", lambda x: isinstance(x, dict) and len(x) <= 100_000
+             and all(isinstance(k, str) and k.isdigit() and _is_num(b) for k, b in x.items()), "expected token ids mapped to numbers")
+        _opt(msg, "logprobs", lambda x: _is_int(x) and 0 <= x <= 20, "expected an integer from 0 to 20")
         _check(isinstance(msg.get("parse_tools"), bool), "parse_tools: expected a boolean")
         _opt(msg, "split_reasoning", lambda x: isinstance(x, bool), "expected a boolean")
     elif kind in ("tokenize",):
@@ -145,6 +148,7 @@ def validate(msg):
         tokens = msg.get("tokens")
         _check(isinstance(tokens, list) and len(tokens) >= 2 and all(_is_int(t) and t >= 0 for t in tokens), "tokens: expected at least two token ids")
         _check(_is_int(msg.get("first_scored")) and 1 <= msg["first_scored"] < len(tokens), "first_scored: expected an index into tokens after the first")
+        _opt(msg, "top", lambda x: _is_int(x) and 0 <= x <= 20, "expected an integer from 0 to 20")
     elif kind == "shutdown":
         pass
     else:

@@ -44,3 +44,60 @@ def make_sampler(mx, temperature, top_k, top_p, min_p, seed):
     return sample
 
 
+
+
+# Logit bias and logprobs. OpenAI's -100 bans a token; a large finite number keeps the arithmetic
+# finite (logprobs stay JSON numbers) while no sampler can pick it.
+BAN = -1e9
+# Logprobs are floored here so that a banned token's logprob is still a plain JSON number.
+MIN_LOGPROB = -9999.0
+
+
+def logit_bias_of(sampling, eos_ids):
+    """The request's logit bias (token id → added logit) merged with ignore_eos's ban, or None."""
+    bias = {int(t): BAN for t in eos_ids} if sampling.get("ignore_eos") else {}
+    for key, value in (sampling.get("logit_bias") or {}).items():
+        token = int(key)
+        if bias.get(token) == BAN:
+            continue  # ignore_eos's ban stands
+        bias[token] = BAN if value <= -100 else float(value)
+    return bias or None
+
+
+def token_text(tokenizer, token, prev):
+    """The text `token` adds after `prev` (None at the start): decoded alone, SentencePiece drops a leading space."""
+    try:
+        if prev is None:
+            return tokenizer.decode([token])
+        return tokenizer.decode([prev, token])[len(tokenizer.decode([prev])):]
+    except Exception:
+        # Ids past the tokenizer (models pad their output layer) have no text; never fail the step for it.
+        return ""
+
+
+def token_logprobs(mx, tokenizer, logprobs, token, prev, top):
+    """One generated token's entry of a `logprobs` message: its logprob and the `top` most likely alternatives."""
+    def floor(x):
+        return max(float(x), MIN_LOGPROB)
+
+    alternatives = []
+    if top > 0:
+        index = mx.argpartition(-logprobs, kth=top - 1)[:top]
+        values = logprobs[index]
+        order = mx.argsort(-values)
+        for i, lp in zip(index[order].tolist(), values[order].tolist()):
+            alternatives.append({"token": token_text(tokenizer, int(i), prev), "logprob": floor(lp)})
+    return {"token": token_text(tokenizer, token, prev), "logprob": floor(logprobs[token].item()), "top": alternatives}
+
+
+def continuation_detokenizer(detok):
+    """
+    A streaming detokenizer for a raw text prompt: mlx-lm's drop the first piece's leading space
+    (right for the start of a chat reply), but a completion continues its prompt, where
+    "Once upon a" + " time" must not become "Once upon atime".
+    """
+    if hasattr(detok, "trim_space"):
+        detok.trim_space = False  # SPM
+    if hasattr(detok, "_maybe_trim_space"):
+        detok._maybe_trim_space = lambda text: text  # BPE: trims only while its text is empty
+    return detok

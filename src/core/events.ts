@@ -34,7 +34,8 @@ export interface TokenLogprob {
   token: string;
   /** The token's UTF-8 bytes (a token can be part of a character). */
   bytes?: number[];
-  logprob: number;
+  /** Null only for the first token of an echoed prompt, which nothing before it predicts. */
+  logprob: number | null;
   /** The most likely alternatives at this position, most likely first. */
   top: { token: string; logprob: number }[];
 }

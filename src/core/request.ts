@@ -79,6 +79,8 @@ export interface TextGeneration extends SamplingOptions {
   prompt: string;
   /** Text after the insertion point: fill-in-the-middle between `prompt` and this (models with FIM tokens). */
   suffix?: string;
+  /** Report the prompt's tokens' logprobs too, before the generated ones (echo with logprobs); the first is null. */
+  scorePrompt?: boolean;
 }
 
 export type GenerationRequest = ChatGeneration | TextGeneration;

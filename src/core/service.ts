@@ -80,6 +80,37 @@ export class InferenceCore {
   }
 
   /**
+   * Runs `requests` on up to `lanes` sequences at once, each lane on its own lease: request i on
+   * lane i mod lanes, a lane's requests in order (the `n` choices of a prompt run side by side; a
+   * list of prompts runs down each lane). Never rejects: the first failure aborts the other lanes
+   * and is the one `error` event.
+   */
+  async generateParallel(model: string, requests: readonly GenerationRequest[], lanes: number, emit: IndexedSink, signal?: AbortSignal): Promise<void> {
+    const width = Math.min(lanes, requests.length);
+    if (width <= 1) return this.generate(model, requests, emit, signal);
+    const ac = new AbortController();
+    const onAbort = () => ac.abort();
+    if (signal?.aborted) ac.abort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
+    let failed = false;
+    try {
+      await Promise.all(Array.from({ length: width }, (_, lane) => {
+        const indices = requests.map((_, i) => i).filter((i) => i % width === lane);
+        return this.generate(model, indices.map((i) => requests[i]!), (e, j) => {
+          if (failed) return;
+          if (e.type === "error") {
+            failed = true;
+            ac.abort();
+          }
+          emit(e, indices[j]!);
+        }, ac.signal);
+      }));
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /**
    * One generation under the watchdog: when the engine goes quiet for the bound, it is aborted,
    * its late events are dropped, `onLinger` gets the promise of its end, and this throws
    * GenerationStalledError at once rather than waiting for an engine that may never answer.

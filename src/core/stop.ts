@@ -158,7 +158,8 @@ export function stopAtStrings(stops: readonly string[], emit: EventSink, onStop:
   };
   return (e) => {
     if (filter.stopped) {
-      if (e.type === "usage" || e.type === "progress" || e.type === "error") emit(e);
+      // Logprobs come at the end on some engines; the adapter trims them to the text that was kept.
+      if (e.type === "usage" || e.type === "progress" || e.type === "error" || e.type === "logprobs") emit(e);
       else if (e.type === "finish") emit(e.reason === "length" ? { type: "finish", reason: "stop" } : e);
       return;
     }

@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { Collector } from "../../src/core/collect.ts";
 import { checkPromptLength, completionBudget } from "../../src/core/context.ts";
-import { withSamplingDefaults } from "../../src/core/sampling.ts";
+import { choiceSeeds, withSamplingDefaults } from "../../src/core/sampling.ts";
 import { checkJsonReply, checkTools, cutShortNote, parseForcedCall, planChat } from "../../src/core/tools.ts";
 import { ContextLengthExceededError, InvalidRequestError } from "../../src/errors.ts";
 
@@ -83,8 +83,23 @@ describe("context contract", () => {
 
 describe("sampling defaults", () => {
   test("one set for every engine; given values win", () => {
-    expect(withSamplingDefaults({})).toEqual({ temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05 });
+    expect(withSamplingDefaults({})).toMatchObject({ temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05 });
     expect(withSamplingDefaults({ temperature: 0, topK: 1, seed: 3 })).toMatchObject({ temperature: 0, topK: 1, topP: 0.95, seed: 3 });
+  });
+
+  test("a request without a seed gets a fresh one from the OS, not the clock", () => {
+    const seeds = new Set(Array.from({ length: 50 }, () => withSamplingDefaults({}).seed));
+    expect(seeds.size).toBe(50);
+    for (const s of seeds) expect(Number.isInteger(s) && s >= 0 && s < 2 ** 32).toBe(true);
+  });
+
+  test("client seeds map onto unsigned 32 bits; choices of a seeded request get seeds derived from it", () => {
+    expect(withSamplingDefaults({ seed: -1 }).seed).toBe(2 ** 32 - 1);
+    expect(withSamplingDefaults({ seed: 2 ** 40 + 5 }).seed).toBe(5);
+    expect(choiceSeeds(7, 3)).toEqual(choiceSeeds(7, 3));
+    expect(choiceSeeds(7, 3)[0]).toBe(7);
+    expect(new Set(choiceSeeds(7, 3)).size).toBe(3);
+    expect(choiceSeeds(undefined, 2)).toEqual([undefined, undefined]);
   });
 });
 

@@ -2,7 +2,7 @@
 // order OpenAI sends them. The first chunk carries the role; thoughts stream as
 // delta.reasoning_content, the answer as delta.content; a tool call's first delta carries its
 // index, id, type and name, and its arguments follow in fragments as they are generated.
-import type { GenerationEvent } from "../../core/events.ts";
+import type { GenerationEvent, TokenLogprob } from "../../core/events.ts";
 import { chatChunk } from "./format.ts";
 
 export class ChatChoiceStream {
@@ -43,12 +43,13 @@ export class ChatChoiceStream {
     }
   };
 
-  /** The last chunk of this choice: an empty delta with the finish reason. */
-  end(finishReason: Parameters<typeof chatChunk>[4]): void {
+  /** The last chunks of this choice: its logprobs when asked (scored once it ended), then an empty delta with the finish reason. */
+  end(finishReason: Parameters<typeof chatChunk>[4], logprobs?: TokenLogprob[]): void {
     if (!this.opened) {
       this.opened = true;
       this.send(chatChunk(this.id, this.model, this.created, { role: "assistant", content: "" }, null, this.index));
     }
+    if (logprobs) this.send(chatChunk(this.id, this.model, this.created, {}, null, this.index, logprobs));
     this.send(chatChunk(this.id, this.model, this.created, {}, finishReason, this.index));
   }
 }

@@ -4,6 +4,10 @@ import * as v from "valibot";
 import { MAX_EMBEDDING_INPUTS } from "../../core/embeddings.ts";
 
 const MAX_TOKENS_LIMIT = 1_048_576;
+/** Most choices one request may ask for (`n`): each runs on its own sequence. */
+export const MAX_CHOICES = 8;
+/** Most entries in `logit_bias` (OpenAI allows 300; a bias table is cheap, a huge one is not). */
+export const MAX_LOGIT_BIAS = 1024;
 
 const TextPart = v.object({ type: v.literal("text"), text: v.string() });
 const OtherPart = v.looseObject({ type: v.string() });
@@ -67,6 +71,12 @@ const Stop = v.optional(v.nullable(v.union([v.string(), v.pipe(v.array(v.string(
 const count = (max: number) => v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(max))));
 const range = (min: number, max: number) => v.optional(v.nullable(v.pipe(v.number(), v.minValue(min), v.maxValue(max))));
 
+/** Token id (as a decimal string, OpenAI's shape) → bias added to its logit; -100 bans it, 100 all but forces it. */
+const LogitBias = v.optional(v.nullable(v.pipe(
+  v.record(v.pipe(v.string(), v.regex(/^\d{1,9}$/, "keys must be token ids (decimal integers)")), v.pipe(v.number(), v.minValue(-100), v.maxValue(100))),
+  v.check((r) => Object.keys(r).length <= MAX_LOGIT_BIAS, `at most ${MAX_LOGIT_BIAS} entries`),
+)));
+
 /** Sampling fields shared by chat and text completions. */
 const SamplingFields = {
   model: v.pipe(v.string(), v.minLength(1)),
@@ -84,7 +94,8 @@ const SamplingFields = {
   ignore_eos: v.optional(v.nullable(v.boolean())),
   stream: v.optional(v.nullable(v.boolean())),
   stream_options: v.optional(v.nullable(v.object({ include_usage: v.optional(v.boolean()) }))),
-  n: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1, "only n=1 is supported")))),
+  n: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_CHOICES, `at most ${MAX_CHOICES} choices per request`)))),
+  logit_bias: LogitBias,
   user: v.optional(v.string()),
 };
 
@@ -101,6 +112,8 @@ export const ChatCompletionBody = v.looseObject({
   chat_template_kwargs: v.optional(v.nullable(v.pipe(v.record(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a template variable name")), v.unknown()), v.check((o) => Object.keys(o).length <= 32, "at most 32 variables")))),
   /** LMX extension (llama-server has it too): where thoughts go for this request. */
   reasoning_format: v.optional(v.nullable(v.picklist(["separate", "inline", "none"]))),
+  logprobs: v.optional(v.nullable(v.boolean())),
+  top_logprobs: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(20)))),
 });
 export type ChatCompletionBody = v.InferOutput<typeof ChatCompletionBody>;
 
@@ -108,6 +121,10 @@ export const CompletionBody = v.looseObject({
   ...SamplingFields,
   prompt: v.union([v.string(), v.pipe(v.array(v.string()), v.minLength(1), v.maxLength(64))]),
   echo: v.optional(v.nullable(v.boolean())),
+  /** Legacy logprobs: how many alternatives per token (0-5); null or absent: none. */
+  logprobs: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(5)))),
+  suffix: v.optional(v.nullable(v.string())),
+  best_of: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_CHOICES)))),
 });
 export type CompletionBody = v.InferOutput<typeof CompletionBody>;
 

@@ -2,8 +2,8 @@
 // model family's thinking and tool-call syntax (Qwen, Llama 3.x, Mistral, gpt-oss harmony,
 // DeepSeek, and templates it reads as Jinja); this turns their callbacks into reasoning, text and
 // tool-call events as they happen, and counts every generated token on the way.
-import type { LlamaChatResponseChunk, LlamaChatResponseFunctionCallParamsChunk, Tokenizer } from "node-llama-cpp";
-import type { EventSink } from "../../core/events.ts";
+import type { LlamaChatResponseChunk, LlamaChatResponseFunctionCallParamsChunk, Token, Tokenizer } from "node-llama-cpp";
+import type { EventSink, TokenLogprob } from "../../core/events.ts";
 import { JsonCallStream } from "../../core/json-call-stream.ts";
 import { toolCallId } from "../../core/tools.ts";
 
@@ -41,8 +41,14 @@ export class ChatOutput {
     return true;
   }
 
+  /** Every token of thoughts and answer, in order, and which of them are the answer's. */
+  readonly generated: Token[] = [];
+  private readonly answer: boolean[] = [];
+
   readonly onResponseChunk = (chunk: LlamaChatResponseChunk): void => {
     this.chunkTokens += chunk.tokens.length;
+    this.generated.push(...chunk.tokens);
+    for (const _ of chunk.tokens) this.answer.push(chunk.type !== "segment");
     if (chunk.type === "segment") {
       // Thoughts, and harmony's "comment" preambles, are the model thinking aloud, not its answer.
       this.reasoningTokens += chunk.tokens.length;
@@ -89,6 +95,11 @@ export class ChatOutput {
       this.emit({ type: "tool_call_end", index });
     }
     return this.calls.size;
+  }
+
+  /** The answer's share of the logprobs of `generated`: logprobs describe the content, not the thoughts. */
+  answerLogprobs(all: TokenLogprob[]): TokenLogprob[] {
+    return all.filter((_, i) => this.answer[i]);
   }
 
   /** Every generated token: answer, thoughts, and the tool calls as the model wrote them. */

@@ -16,6 +16,7 @@ import { LlamaEmbedder } from "./embeddings.ts";
 import { checkPromptBytes, longestTokenBytes } from "./prompt-bound.ts";
 import { ChatOutput } from "./chat-output.ts";
 import { templateGuardOf, withTemplateGuard } from "./template-guard.ts";
+import { scoreGenerated, tokenBiasFor } from "./token-logprobs.ts";
 import { WrapperVariants, type WrapperChoice } from "./wrapper-variants.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -221,7 +222,7 @@ export class LlamaLoadedModel implements LoadedModel {
     const req = withSamplingDefaults(request);
     const penalize = req.repeatPenalty !== undefined || req.presencePenalty !== undefined || req.frequencyPenalty !== undefined;
     return {
-      tokenBias: req.ignoreEos ? this.noEogBias() : undefined,
+      tokenBias: tokenBiasFor(this.nlc, this.model, req.logitBias, req.ignoreEos ? this.noEogBias() : undefined),
       temperature: req.temperature,
       topK: req.topK,
       topP: req.topP,
@@ -247,10 +248,11 @@ export class LlamaLoadedModel implements LoadedModel {
     const chat = new this.nlc.LlamaChat({ contextSequence: seq, chatWrapper: plan.wrapper.wrapper, autoDisposeSequence: false });
     // A forced tool call is raw JSON: it reaches the client as a tool call, not as text.
     const output = new ChatOutput(emit, { forced: plan.forced !== undefined });
+    const sampling = this.sampling(request);
     let res: LlamaChatResponse<ChatModelFunctions>;
     try {
       res = await chat.generateResponse(plan.history, {
-        ...this.sampling(request),
+        ...sampling,
         maxTokens,
         grammar: plan.grammar,
         functions: plan.functions,
@@ -264,6 +266,12 @@ export class LlamaLoadedModel implements LoadedModel {
         contextShift: { strategy: "eraseFirstResponseAndKeepFirstSystem" },
       } as Parameters<typeof chat.generateResponse>[1]);
       if (signal.aborted) throw new GenerationAbortedError();
+      if (request.logprobs !== undefined) {
+        // Scoring is one batch, not a token per decode: the decode gate must not wait for it.
+        tracked.done();
+        const scored = await scoreGenerated(this.model, seq, plan.promptTokens, output.generated, { top: request.logprobs, bias: sampling.tokenBias });
+        emit({ type: "logprobs", tokens: output.answerLogprobs(scored) });
+      }
     } catch (err) {
       if (isAbort(err, signal)) throw new GenerationAbortedError();
       throw new EngineError(`generation failed: ${errorMessage(err)}`);
@@ -304,25 +312,53 @@ export class LlamaLoadedModel implements LoadedModel {
   }
 
   private async complete(request: TextGeneration, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void> {
-    checkPromptBytes([request.prompt], this.longestToken, this.contextLength, "prompt", "prompt");
-    await checkPromptLength([request.prompt], (text) => this.countTokens(text), this.contextLength, "prompt");
+    const infill = this.model.tokens.infill;
+    if (request.suffix !== undefined && (infill.prefix === null || infill.suffix === null)) {
+      throw new InvalidRequestError(`suffix: model '${this.descriptor.id}' has no fill-in-the-middle tokens, so it cannot complete between a prompt and a suffix`, "suffix", "unsupported_parameter");
+    }
+    const texts = request.suffix !== undefined ? [request.prompt, request.suffix] : [request.prompt];
+    checkPromptBytes(texts, this.longestToken, this.contextLength, "prompt", "prompt");
+    await checkPromptLength(texts, (text) => this.countTokens(text), this.contextLength, "prompt");
     const tokens = this.model.tokenize(request.prompt);
-    const promptTokens = tokens.length;
+    // Fill-in-the-middle puts the suffix and up to four special tokens in the context too.
+    const promptTokens = tokens.length + (request.suffix !== undefined ? this.model.tokenize(request.suffix).length + 4 : 0);
     const maxTokens = completionBudget(promptTokens, request.maxTokens, this.contextLength, "prompt");
     const clock = new GenerationClock();
     const seq = this.acquire(tokens);
     const tracked = this.gate.track(() => emit({ type: "progress" }));
     const completion = new this.nlc.LlamaCompletion({ contextSequence: seq, autoDisposeSequence: false });
+    const sampling = this.sampling(request);
+    const generated: Token[] = [];
     try {
-      const res = await completion.generateCompletionWithMeta(request.prompt, {
-        ...this.sampling(request),
+      const options: Parameters<typeof completion.generateCompletionWithMeta>[1] = {
+        ...sampling,
         maxTokens,
         ...until(signal, stop),
-        onToken: (t) => { tracked.firstToken(); clock.onTokens(t); },
-        onTextChunk: (text) => { if (text) emit({ type: "text", text }); },
+        onToken: (t) => {
+          tracked.firstToken();
+          clock.onTokens(t);
+          // Decoded against the tokens before it: node-llama-cpp's own text chunks decode the first
+          // piece alone, and SentencePiece then drops its leading space (" time" became "time").
+          const text = this.model.detokenize(t, false, generated.length >= 4 ? generated.slice(-4) : [...tokens.slice(-4), ...generated].slice(-4));
+          generated.push(...t);
+          if (text) emit({ type: "text", text });
+        },
         disableContextShift: true,
-      });
+      };
+      // The prompt goes in as tokens, tokenized as llama.cpp does: given text, node-llama-cpp drops
+      // SentencePiece's leading space marker, and "Once" reached the model as "O", "n", "ce".
+      const res = request.suffix !== undefined
+        ? await completion.generateInfillCompletionWithMeta(tokens, request.suffix, options)
+        : await completion.generateCompletionWithMeta(tokens, options);
       if (signal.aborted) throw new GenerationAbortedError();
+      if (request.logprobs !== undefined || request.scorePrompt) {
+        // Scoring is one batch, not a token per decode: the decode gate must not wait for it.
+        tracked.done();
+        const bos = this.model.tokens.shouldPrependBosToken && this.model.tokens.bos !== null ? [this.model.tokens.bos] : [];
+        emit({ type: "logprobs", tokens: await scoreGenerated(this.model, seq, [...bos, ...tokens], generated, {
+          top: request.logprobs ?? 0, bias: sampling.tokenBias, promptFrom: request.scorePrompt ? bos.length : undefined,
+        }) });
+      }
       clock.finish(emit, promptTokens, res.metadata.stopReason === "maxTokens" ? "length" : "stop");
     } catch (err) {
       if (isAbort(err, signal)) throw new GenerationAbortedError();

@@ -1,6 +1,6 @@
 import type { Tokenizer } from "@huggingface/tokenizers";
 import { checkPromptLength, contextExceeded, type PromptKind } from "../../core/context.ts";
-import type { EventSink, FinishReason } from "../../core/events.ts";
+import type { EventSink, FinishReason, TokenLogprob } from "../../core/events.ts";
 import type { ChatMessage, ChatPrompt, GenerationRequest, ResponseFormat, SamplingOptions, ToolDefinition, EmbeddingInput, EmbeddingResult } from "../../core/request.ts";
 import { withSamplingDefaults } from "../../core/sampling.ts";
 import { timings } from "../../core/timings.ts";
@@ -172,7 +172,18 @@ export class MlxLoadedModel implements LoadedModel {
       ...(req.presencePenalty !== undefined ? { presence_penalty: req.presencePenalty } : {}),
       ...(req.frequencyPenalty !== undefined ? { frequency_penalty: req.frequencyPenalty } : {}),
       ...(req.ignoreEos ? { ignore_eos: true } : {}),
+      ...(req.logitBias && Object.keys(req.logitBias).length > 0 ? { logit_bias: this.logitBias(req.logitBias) } : {}),
     };
+  }
+
+  /** The request's logit bias with every id checked against the vocabulary the worker reported. */
+  private logitBias(bias: Record<number, number>): Record<string, number> {
+    const vocab = this.supervisor.loaded?.vocab_size;
+    if (vocab === undefined) throw new EngineError(`model '${this.descriptor.id}' is not loaded in its worker`);
+    for (const key of Object.keys(bias)) {
+      if (!(Number(key) < vocab)) throw new InvalidRequestError(`logit_bias: token id ${key} is not in the model's vocabulary (${vocab} tokens)`, "logit_bias");
+    }
+    return Object.fromEntries(Object.entries(bias).map(([k, b]) => [String(k), b]));
   }
 
   private mapError(err: unknown, signal: AbortSignal | undefined, maxTokens: number | undefined, what: PromptKind): Error {
@@ -199,9 +210,10 @@ export class MlxLoadedModel implements LoadedModel {
     signal: AbortSignal,
     stop: AbortSignal | undefined,
     opts: { buffer: boolean; parseTools: boolean; splitReasoning: boolean; what: PromptKind; output?: (e: WorkerReply) => void },
-  ): Promise<{ text: string; done: Done }> {
+  ): Promise<{ text: string; done: Done; logprobs: TokenLogprob[] }> {
     if (signal.aborted) throw new GenerationAbortedError();
     let text = "";
+    let logprobs: TokenLogprob[] = [];
     // Once output reached the client, a crash cannot be hidden by generating again.
     let emitted = false;
     const msg = (): Extract<ToWorker, { type: "generate" }> => ({
@@ -210,6 +222,7 @@ export class MlxLoadedModel implements LoadedModel {
       prompt,
       ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
       sampling: this.sampling(request),
+      ...(request.logprobs !== undefined ? { logprobs: request.logprobs } : {}),
       parse_tools: opts.parseTools,
       split_reasoning: opts.splitReasoning,
     });
@@ -218,8 +231,15 @@ export class MlxLoadedModel implements LoadedModel {
       // Starts a crashed worker again (after its back-off) before taking the request.
       done = await this.serve(() => {
         text = "";
+        logprobs = [];
         return this.supervisor.generate(msg(), (e) => {
           if (e.type === "progress") { emit({ type: "progress" }); return; }
+          if (e.type === "logprobs") {
+            const tokens = e.tokens.map((t) => ({ ...t, bytes: [...Buffer.from(t.token, "utf8")] }));
+            if (opts.buffer) logprobs.push(...tokens);
+            else emit({ type: "logprobs", tokens });
+            return;
+          }
           if (e.type === "text") {
             text += e.text;
             if (opts.buffer) return;
@@ -235,7 +255,7 @@ export class MlxLoadedModel implements LoadedModel {
       throw this.mapError(err, signal, request.maxTokens, opts.what);
     }
     this.supervisor.succeeded();
-    return { text, done };
+    return { text, done, logprobs };
   }
 
   private finish(emit: EventSink, done: Done, reason: FinishReason = done.finish_reason): void {
@@ -252,6 +272,8 @@ export class MlxLoadedModel implements LoadedModel {
     const texts = request.kind === "text" ? [request.prompt] : request.messages.map((m) => m.content);
     await checkPromptLength(texts, (text) => this.countTokens(text), this.contextLength, request.kind === "text" ? "prompt" : "messages");
     if (request.kind === "text") {
+      if (request.suffix !== undefined) throw new InvalidRequestError("suffix: fill-in-the-middle is not supported on MLX models", "suffix", "unsupported_parameter");
+      if (request.scorePrompt) emit({ type: "logprobs", tokens: await this.promptLogprobs(request.prompt, request.logprobs ?? 0, signal) });
       const { done } = await this.run({ kind: "text", text: request.prompt }, request, emit, signal, stop,
         { buffer: false, parseTools: false, splitReasoning: false, what: "prompt" });
       this.finish(emit, done);
@@ -263,7 +285,7 @@ export class MlxLoadedModel implements LoadedModel {
     // parallel_tool_calls false: a second call ends the generation (softly, like a stop string).
     const extra = new AbortController();
     const output = buffer ? undefined : new MlxChatOutput(emit, { parser: loaded?.tool_parser ?? null }, { parallel: request.parallelToolCalls !== false, onExtraCall: () => extra.abort() });
-    const { text, done } = await this.run(
+    const { text, done, logprobs } = await this.run(
       { kind: "chat", messages: plan.messages, ...(plan.tools ? { tools: plan.tools } : {}), ...(plan.templateKwargs ? { template_kwargs: plan.templateKwargs } : {}) },
       request, emit, signal, stop ? AbortSignal.any([stop, extra.signal]) : extra.signal,
       { buffer, parseTools: plan.tools !== undefined, splitReasoning: true, what: "messages", output: output?.on });
@@ -285,10 +307,36 @@ export class MlxLoadedModel implements LoadedModel {
       const problem = checkJsonReply(text, plan.json, note);
       if (problem) throw new OutputFormatError(`MLX models cannot constrain sampling to JSON, and ${problem}`);
       emit({ type: "text", text });
+      if (logprobs.length > 0) emit({ type: "logprobs", tokens: logprobs });
       this.finish(emit, done);
       return;
     }
     this.finish(emit, done, output && output.toolCalls > 0 && done.finish_reason !== "length" ? "tool_calls" : done.finish_reason);
+  }
+
+  /**
+   * The prompt's tokens with their logprobs and `top` alternatives (echo with logprobs), the first
+   * with null: nothing before it predicts it. Scored on a fresh cache, as the context probe is.
+   */
+  private async promptLogprobs(prompt: string, top: number, signal: AbortSignal): Promise<TokenLogprob[]> {
+    await this.serve(async () => undefined);
+    const bos = this.supervisor.loaded?.bos_token_ids ?? [];
+    const text = this.tokenize(prompt);
+    if (text.length === 0) return [];
+    const first = this.detokenize([text[0]!]);
+    const head: TokenLogprob = { token: first, bytes: [...Buffer.from(first, "utf8")], logprob: null, top: [] };
+    if (text.length === 1) return [head];
+    const tokens = [...bos, ...text];
+    const call = this.supervisor.call({ type: "score", id: this.supervisor.newId("score"), tokens, first_scored: bos.length + 1, top }, "scores");
+    const aborted = new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(new GenerationAbortedError()), { once: true }));
+    try {
+      const reply = await Promise.race([call, aborted]);
+      return [head, ...(reply.tokens ?? []).map((t) => ({ ...t, bytes: [...Buffer.from(t.token, "utf8")] }))];
+    } catch (err) {
+      throw this.mapError(err, signal, undefined, "prompt");
+    } finally {
+      call.catch(() => undefined);
+    }
   }
 
   async embed(_inputs: readonly EmbeddingInput[], _signal?: AbortSignal): Promise<EmbeddingResult> {

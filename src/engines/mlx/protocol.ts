@@ -73,7 +73,11 @@ export const ToWorker = v.variant("type", [
       frequency_penalty: v.optional(finite),
       /** End-of-sequence tokens are never sampled: generation runs to max_tokens. */
       ignore_eos: v.optional(v.boolean()),
+      /** Token id (decimal string) → added to its logit; -100 or less bans it. */
+      logit_bias: v.optional(v.record(v.pipe(v.string(), v.regex(/^\d+$/)), finite)),
     }),
+    /** Send each generated token's logprob with this many alternatives (`logprobs` messages). */
+    logprobs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(20))),
     /** Pull tool calls out of the text with the model's own tool-call format. */
     parse_tools: v.boolean(),
     /** Send the model's thinking as `reasoning` messages, apart from the answer. */
@@ -90,12 +94,19 @@ export const ToWorker = v.variant("type", [
   }),
   v.object({ type: v.literal("memory"), id }),
   /** Log-probabilities of tokens[first_scored…] given what precedes each (teacher forcing, fresh cache). */
-  v.object({ type: v.literal("score"), id, tokens: v.pipe(v.array(count), v.minLength(2)), first_scored: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
+  /** With `top`, the reply also has each scored token's text and its `top` most likely alternatives (echo with logprobs). */
+  v.object({
+    type: v.literal("score"), id, tokens: v.pipe(v.array(count), v.minLength(2)), first_scored: v.pipe(v.number(), v.integer(), v.minValue(1)),
+    top: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(20))),
+  }),
   v.object({ type: v.literal("shutdown") }),
 ]);
 export type ToWorker = v.InferOutput<typeof ToWorker>;
 
 // ---- worker → LMX ----
+
+/** A token's text, logprob and most likely alternatives (`logprobs` messages, `scores` with `top`). */
+const WorkerTokenLogprob = v.object({ token: v.string(), logprob: v.number(), top: v.array(v.object({ token: v.string(), logprob: v.number() })) });
 
 const Memory = {
   active_bytes: count,
@@ -149,6 +160,8 @@ export const FromWorker = v.variant("type", [
     /** The call as the model wrote it, markers included (returned as text when it cannot be read). */
     raw: v.string(),
   }),
+  /** Generated tokens' log-probabilities (after logit bias and penalties, before temperature and truncation). */
+  v.object({ type: v.literal("logprobs"), id, tokens: v.array(WorkerTokenLogprob) }),
   v.object({
     type: v.literal("done"),
     id,
@@ -174,7 +187,7 @@ export const FromWorker = v.variant("type", [
   v.object({ type: v.literal("text_of"), id, text: v.string() }),
   /** `running`: sequences the worker is generating right now. */
   v.object({ type: v.literal("memory"), id, running: count, ...Memory }),
-  v.object({ type: v.literal("scores"), id, logprobs: v.array(v.number()) }),
+  v.object({ type: v.literal("scores"), id, logprobs: v.array(v.number()), tokens: v.optional(v.array(WorkerTokenLogprob)) }),
   v.object({ type: v.literal("fatal"), message: v.string() }),
 ]);
 export type FromWorker = v.InferOutput<typeof FromWorker>;
