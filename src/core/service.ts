@@ -5,6 +5,7 @@ import { GenerationStalledError, OverloadedError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { EventSink, GenerationEvent } from "./events.ts";
 import { checkDimensions, checkEmbeddingInputs, normalizeEmbedding } from "./embeddings.ts";
+import { trimAnswerWhitespace } from "./answer-text.ts";
 import { withReasoningFormat } from "./reasoning.ts";
 import type { EmbeddingInput, EmbeddingResult, GenerationRequest, ReasoningFormat } from "./request.ts";
 import { checkStops, stopAtStrings } from "./stop.ts";
@@ -142,7 +143,9 @@ export class InferenceCore {
     // Stop strings are matched here, once for every engine; a match ends the generation softly.
     const soft = request.stop && request.stop.some((s) => s.length > 0) ? new AbortController() : undefined;
     const format = (request.kind === "chat" ? request.reasoningFormat : undefined) ?? this.options.reasoningFormat ?? "separate";
-    const shaped = withReasoningFormat(format, emit);
+    const formatted = withReasoningFormat(format, emit);
+    // A chat answer is text between a template's markers; a completion is raw text, left exactly as generated.
+    const shaped = request.kind === "chat" ? trimAnswerWhitespace(formatted) : formatted;
     const out = soft ? stopAtStrings(request.stop!, shaped, () => soft.abort()) : shaped;
     const engine = lease.model.generate(request, (e) => {
       if (stalled) return;

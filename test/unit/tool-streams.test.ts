@@ -4,6 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import type { LlamaChatResponseChunk, Token, Tokenizer } from "node-llama-cpp";
 import type { GenerationEvent } from "../../src/core/events.ts";
+import { trimAnswerWhitespace } from "../../src/core/answer-text.ts";
 import { JsonCallStream } from "../../src/core/json-call-stream.ts";
 import { withReasoningFormat } from "../../src/core/reasoning.ts";
 import { ChatOutput } from "../../src/engines/llama/chat-output.ts";
@@ -169,5 +170,30 @@ describe("reasoning format", () => {
     none({ type: "reasoning", text: "a" });
     none({ type: "text", text: "c" });
     expect(dropped.events).toEqual([{ type: "text", text: "c" }]);
+  });
+});
+
+describe("chat answer whitespace", () => {
+  const run = (events: GenerationEvent[]) => {
+    const { events: out, emit } = collect();
+    const trim = trimAnswerWhitespace(emit);
+    events.forEach(trim);
+    return out;
+  };
+  const usage: GenerationEvent = { type: "usage", usage: { promptTokens: 1, completionTokens: 1 }, timings: { prefillMs: 0, decodeMs: 0, prefillTokensPerSecond: 0, decodeTokensPerSecond: 0 } };
+
+  test("the blank lines a template puts after a thought and between calls never become content", () => {
+    const out = run([
+      { type: "reasoning", text: "hmm" }, { type: "text", text: "\n\n" },
+      { type: "tool_call_start", index: 0, id: "a", name: "f" }, { type: "tool_call_end", index: 0 },
+      { type: "text", text: "\n" }, { type: "tool_call_start", index: 1, id: "b", name: "g" }, { type: "tool_call_end", index: 1 },
+      { type: "text", text: "\n" }, usage, { type: "finish", reason: "tool_calls" },
+    ]);
+    expect(out.filter((e) => e.type === "text")).toEqual([]);
+  });
+
+  test("an answer loses its leading blank lines only; inner and trailing whitespace stay, held until text follows", () => {
+    const out = run([{ type: "text", text: "\n\nIt is" }, { type: "text", text: " " }, { type: "text", text: "\n" }, { type: "text", text: "sunny " }, usage]);
+    expect(out.filter((e) => e.type === "text").map((e) => (e as { text: string }).text)).toEqual(["It is", " \nsunny", " "]);
   });
 });

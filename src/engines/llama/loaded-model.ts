@@ -283,7 +283,9 @@ export class LlamaLoadedModel implements LoadedModel {
 
     const stopped: "stop" | "length" = res.metadata.stopReason === "maxTokens" ? "length" : "stop";
     const final = res.functionCalls ?? [];
-    clock.tokens = output.completionTokens(final, this.model.tokenizer, (raw) => this.rawText(raw));
+    // Cut by max_tokens, exactly that many were generated; otherwise count what came out (node-llama-cpp
+    // reports no total: thoughts and calls do not pass through onToken).
+    clock.tokens = stopped === "length" ? maxTokens : output.completionTokens(final, this.model.tokenizer, (raw) => this.rawText(raw));
     const usage = { reasoningTokens: output.reasoningTokens };
     if (plan.forced) {
       const parsed = parseForcedCall(res.response, plan.forced, cutShortNote(stopped, clock.tokens));
