@@ -74,7 +74,7 @@ const range = (min: number, max: number) => v.optional(v.nullable(v.pipe(v.numbe
 /** Token id (as a decimal string, OpenAI's shape) → bias added to its logit; -100 bans it, 100 all but forces it. */
 const LogitBias = v.optional(v.nullable(v.pipe(
   v.record(v.pipe(v.string(), v.regex(/^\d{1,9}$/, "keys must be token ids (decimal integers)")), v.pipe(v.number(), v.minValue(-100), v.maxValue(100))),
-  v.check((r) => Object.keys(r).length <= MAX_LOGIT_BIAS, `at most ${MAX_LOGIT_BIAS} entries`),
+  v.maxEntries(MAX_LOGIT_BIAS, `at most ${MAX_LOGIT_BIAS} entries`),
 )));
 
 /** Sampling fields shared by chat and text completions. */
@@ -109,7 +109,7 @@ export const ChatCompletionBody = v.looseObject({
   response_format: v.optional(v.nullable(ResponseFormatSchema)),
   reasoning_effort: v.optional(v.nullable(v.picklist(["none", "minimal", "low", "medium", "high"]))),
   /** Extra variables for the model's chat template, e.g. {"enable_thinking": false} (vLLM and llama-server take the same). */
-  chat_template_kwargs: v.optional(v.nullable(v.pipe(v.record(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a template variable name")), v.unknown()), v.check((o) => Object.keys(o).length <= 32, "at most 32 variables")))),
+  chat_template_kwargs: v.optional(v.nullable(v.pipe(v.record(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a template variable name")), v.unknown()), v.maxEntries(32, "at most 32 variables")))),
   /** LMX extension (llama-server has it too): where thoughts go for this request. */
   reasoning_format: v.optional(v.nullable(v.picklist(["separate", "inline", "none"]))),
   logprobs: v.optional(v.nullable(v.boolean())),
