@@ -192,8 +192,15 @@ describe("chat answer whitespace", () => {
     expect(out.filter((e) => e.type === "text")).toEqual([]);
   });
 
-  test("an answer loses its leading blank lines only; inner and trailing whitespace stay, held until text follows", () => {
-    const out = run([{ type: "text", text: "\n\nIt is" }, { type: "text", text: " " }, { type: "text", text: "\n" }, { type: "text", text: "sunny " }, usage]);
-    expect(out.filter((e) => e.type === "text").map((e) => (e as { text: string }).text)).toEqual(["It is", " \nsunny", " "]);
+  const texts = (out: GenerationEvent[]) => out.filter((e) => e.type === "text").map((e) => (e as { text: string }).text);
+
+  test("an answer after a thought loses its leading blank lines only; inner and trailing whitespace stay, held until text follows", () => {
+    const out = run([{ type: "reasoning", text: "hmm" }, { type: "text", text: "\n\nIt is" }, { type: "text", text: " " }, { type: "text", text: "\n" }, { type: "text", text: "sunny " }, usage]);
+    expect(texts(out)).toEqual(["It is", " \nsunny", " "]);
+  });
+
+  test("an answer that did not follow a thought is the model's text exactly, leading whitespace included", () => {
+    const out = run([{ type: "text", text: "\tfound" }, { type: "text", text: "\t" }, { type: "text", text: "found\t" }, usage]);
+    expect(texts(out).join("")).toBe("\tfound\tfound\t");
   });
 });
