@@ -317,7 +317,8 @@ class Worker:
                 events += req.splitter.finish()
             if r.finish_reason != "stop":
                 aside = thinking or req.splitter.state in (THINK, TOOL) or any(kind != TEXT for kind, _ in events)
-                if thinking or any(kind == THINK for kind, _ in events):
+                # The token that opens a thought (<think>), those inside it and the one that closes it.
+                if thinking or req.splitter.state == THINK or any(kind == THINK for kind, _ in events):
                     req.reasoning_tokens += 1
                 # Logprobs describe the answer (content), not thoughts or tool calls.
                 if entry is not None and not aside:

@@ -2,7 +2,7 @@
 // the MLX engine's reading of its worker's split output, and the llama.cpp engine's reading of
 // node-llama-cpp's callbacks. Scripted output, no model.
 import { describe, expect, test } from "bun:test";
-import type { LlamaChatResponseChunk, Token, Tokenizer } from "node-llama-cpp";
+import type { LlamaChatResponseChunk, Token } from "node-llama-cpp";
 import type { GenerationEvent } from "../../src/core/events.ts";
 import { trimAnswerWhitespace } from "../../src/core/answer-text.ts";
 import { JsonCallStream } from "../../src/core/json-call-stream.ts";
@@ -117,24 +117,24 @@ describe("MLX: the worker's split output as events", () => {
 });
 
 describe("llama.cpp: node-llama-cpp's callbacks as events", () => {
-  const tokenizer = ((text: string) => [...text].map((_, i) => i as Token)) as unknown as Tokenizer;
   const chunk = (text: string, segment?: "thought"): LlamaChatResponseChunk => (segment
     ? { type: "segment", segmentType: segment, text, tokens: [1 as Token, 2 as Token], segmentStartTime: undefined, segmentEndTime: undefined }
     : { type: undefined, segmentType: undefined, text, tokens: [1 as Token] }) as LlamaChatResponseChunk;
 
-  test("thought segments are reasoning; params chunks stream the call; every token counts", () => {
+  test("thought segments are reasoning, their markers counted; params chunks stream the call", () => {
     const { events, emit } = collect();
-    const out = new ChatOutput(emit, { forced: false });
+    const out = new ChatOutput(emit, { forced: false, thoughtMarkers: { start: 2, end: 3 } });
+    out.onResponseChunk({ ...chunk("", "thought"), tokens: [], segmentStartTime: new Date() } as LlamaChatResponseChunk);
     out.onResponseChunk(chunk("hmm", "thought"));
+    out.onResponseChunk({ ...chunk("", "thought"), tokens: [], segmentEndTime: new Date() } as LlamaChatResponseChunk);
     out.onResponseChunk(chunk("Sure."));
     out.onFunctionCallParamsChunk({ callIndex: 0, functionName: "f", paramsChunk: '{"a":', done: false });
     out.onFunctionCallParamsChunk({ callIndex: 0, functionName: "f", paramsChunk: "1}", done: true });
-    expect(out.finishCalls([{ functionName: "f", params: { a: 1 }, raw: undefined }])).toBe(1);
+    expect(out.finishCalls([{ functionName: "f", params: { a: 1 } }])).toBe(1);
     expect(events.map((e) => e.type)).toEqual(["reasoning", "text", "tool_call_start", "tool_call_delta", "tool_call_delta", "tool_call_end"]);
     expect(deltas(events, 0)).toBe('{"a":1}');
-    expect(out.reasoningTokens).toBe(2);
-    // 2 thought + 1 text tokens, and the call as written ('{"a":1}', 7 characters in this tokenizer).
-    expect(out.completionTokens([{ functionName: "f", params: { a: 1 }, raw: undefined }], tokenizer, () => undefined)).toBe(3 + 7);
+    // 2 thought tokens, and the markers around them (node-llama-cpp reports those in no chunk).
+    expect(out.reasoningTokens).toBe(2 + 2 + 3);
   });
 
   test("a call without streamed parameters goes out whole; a call cut short ends as it stands", () => {

@@ -1,8 +1,8 @@
 // node-llama-cpp's streamed chat output → the core's events. Its chat wrappers already know each
 // model family's thinking and tool-call syntax (Qwen, Llama 3.x, Mistral, gpt-oss harmony,
 // DeepSeek, and templates it reads as Jinja); this turns their callbacks into reasoning, text and
-// tool-call events as they happen, and counts every generated token on the way.
-import type { LlamaChatResponseChunk, LlamaChatResponseFunctionCallParamsChunk, Token, Tokenizer } from "node-llama-cpp";
+// tool-call events as they happen, and counts the thinking tokens on the way.
+import type { LlamaChatResponseChunk, LlamaChatResponseFunctionCallParamsChunk, Token } from "node-llama-cpp";
 import type { EventSink, TokenLogprob } from "../../core/events.ts";
 import { JsonCallStream } from "../../core/json-call-stream.ts";
 import { toolCallId } from "../../core/tools.ts";
@@ -10,21 +10,27 @@ import { toolCallId } from "../../core/tools.ts";
 interface FinalCall {
   functionName: string;
   params: unknown;
-  /** The call as the model wrote it (LlamaText JSON), tokenized to count it. */
-  raw?: unknown;
+}
+
+/** How many tokens the wrapper's thought markers are (Qwen's "<think>\n" and "\n</think>": 2 each). */
+export interface ThoughtMarkers {
+  start: number;
+  end: number;
 }
 
 export class ChatOutput {
-  /** Text, thought and comment tokens, as node-llama-cpp reports them chunk by chunk. */
-  private chunkTokens = 0;
+  /** Thought and comment tokens, their markers included: node-llama-cpp reports markers in no chunk. */
   reasoningTokens = 0;
   /** node-llama-cpp's call index → whether its end was emitted. */
-  private readonly calls = new Map<number, { ended: boolean; text: string }>();
+  private readonly calls = new Map<number, { ended: boolean }>();
 
   /** tool_choice forced a call: the grammar makes the answer one JSON call, streamed as a call. */
   private readonly forced: JsonCallStream | undefined;
 
-  constructor(private readonly emit: EventSink, options: { forced: boolean }) {
+  private readonly markers: ThoughtMarkers;
+
+  constructor(private readonly emit: EventSink, options: { forced: boolean; thoughtMarkers?: ThoughtMarkers }) {
+    this.markers = options.thoughtMarkers ?? { start: 0, end: 0 };
     if (options.forced) {
       this.forced = new JsonCallStream({
         start: (name) => emit({ type: "tool_call_start", index: 0, id: toolCallId(), name }),
@@ -46,12 +52,15 @@ export class ChatOutput {
   private readonly answer: boolean[] = [];
 
   readonly onResponseChunk = (chunk: LlamaChatResponseChunk): void => {
-    this.chunkTokens += chunk.tokens.length;
     this.generated.push(...chunk.tokens);
     for (const _ of chunk.tokens) this.answer.push(chunk.type !== "segment");
     if (chunk.type === "segment") {
       // Thoughts, and harmony's "comment" preambles, are the model thinking aloud, not its answer.
       this.reasoningTokens += chunk.tokens.length;
+      if (chunk.segmentType === "thought") {
+        if (chunk.segmentStartTime) this.reasoningTokens += this.markers.start;
+        if (chunk.segmentEndTime) this.reasoningTokens += this.markers.end;
+      }
       if (chunk.text) this.emit({ type: "reasoning", text: chunk.text });
       return;
     }
@@ -62,12 +71,11 @@ export class ChatOutput {
   readonly onFunctionCallParamsChunk = (chunk: LlamaChatResponseFunctionCallParamsChunk): void => {
     let call = this.calls.get(chunk.callIndex);
     if (!call) {
-      call = { ended: false, text: "" };
+      call = { ended: false };
       this.calls.set(chunk.callIndex, call);
       this.emit({ type: "tool_call_start", index: chunk.callIndex, id: toolCallId(), name: chunk.functionName });
     }
     if (chunk.paramsChunk) {
-      call.text += chunk.paramsChunk;
       this.emit({ type: "tool_call_delta", index: chunk.callIndex, arguments: chunk.paramsChunk });
     }
     if (chunk.done && !call.ended) {
@@ -85,7 +93,7 @@ export class ChatOutput {
     final.forEach((c, index) => {
       if (this.calls.has(index)) return;
       const args = JSON.stringify(c.params ?? {});
-      this.calls.set(index, { ended: false, text: args });
+      this.calls.set(index, { ended: false });
       this.emit({ type: "tool_call_start", index, id: toolCallId(), name: c.functionName });
       this.emit({ type: "tool_call_delta", index, arguments: args });
     });
@@ -100,17 +108,5 @@ export class ChatOutput {
   /** The answer's share of the logprobs of `generated`: logprobs describe the content, not the thoughts. */
   answerLogprobs(all: TokenLogprob[]): TokenLogprob[] {
     return all.filter((_, i) => this.answer[i]);
-  }
-
-  /** Every generated token: answer, thoughts, and the tool calls as the model wrote them. */
-  completionTokens(final: readonly FinalCall[], tokenizer: Tokenizer, toText: (raw: unknown) => string | undefined): number {
-    let callTokens = 0;
-    for (const c of final) {
-      const text = toText(c.raw) ?? JSON.stringify(c.params ?? {});
-      callTokens += tokenizer(text, true).length;
-    }
-    // A call cut short is in no final list: its parameters so far still cost tokens.
-    for (const [index, call] of this.calls) if (index >= final.length) callTokens += tokenizer(call.text, true).length;
-    return this.chunkTokens + callTokens;
   }
 }

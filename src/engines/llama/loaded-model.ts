@@ -14,7 +14,7 @@ import { DecodeGate } from "./batching.ts";
 import { toChatHistory } from "./chat-history.ts";
 import { LlamaEmbedder } from "./embeddings.ts";
 import { checkPromptBytes, longestTokenBytes } from "./prompt-bound.ts";
-import { ChatOutput } from "./chat-output.ts";
+import { ChatOutput, type ThoughtMarkers } from "./chat-output.ts";
 import { templateGuardOf, withTemplateGuard } from "./template-guard.ts";
 import { scoreGenerated, tokenBiasFor } from "./token-logprobs.ts";
 import { WrapperVariants, type WrapperChoice } from "./wrapper-variants.ts";
@@ -247,9 +247,11 @@ export class LlamaLoadedModel implements LoadedModel {
     const tracked = this.gate.track(() => emit({ type: "progress" }));
     const chat = new this.nlc.LlamaChat({ contextSequence: seq, chatWrapper: plan.wrapper.wrapper, autoDisposeSequence: false });
     // A forced tool call is raw JSON: it reaches the client as a tool call, not as text.
-    const output = new ChatOutput(emit, { forced: plan.forced !== undefined });
+    const output = new ChatOutput(emit, { forced: plan.forced !== undefined, thoughtMarkers: this.thoughtMarkers(plan.wrapper.wrapper) });
     const sampling = this.sampling(request);
     let res: LlamaChatResponse<ChatModelFunctions>;
+    /** What the reply put in the context after the prompt: thoughts, their markers, calls and all. */
+    let replyTokens = 0;
     try {
       res = await chat.generateResponse(plan.history, {
         ...sampling,
@@ -276,6 +278,7 @@ export class LlamaLoadedModel implements LoadedModel {
       if (isAbort(err, signal)) throw new GenerationAbortedError();
       throw new EngineError(`generation failed: ${errorMessage(err)}`);
     } finally {
+      replyTokens = Math.max(0, seq.contextTokens.length - promptTokens);
       tracked.done();
       chat.dispose({ disposeSequence: false });
       this.release(seq);
@@ -283,9 +286,11 @@ export class LlamaLoadedModel implements LoadedModel {
 
     const stopped: "stop" | "length" = res.metadata.stopReason === "maxTokens" ? "length" : "stop";
     const final = res.functionCalls ?? [];
-    // Cut by max_tokens, exactly that many were generated; otherwise count what came out (node-llama-cpp
-    // reports no total: thoughts and calls do not pass through onToken).
-    clock.tokens = stopped === "length" ? maxTokens : output.completionTokens(final, this.model.tokenizer, (raw) => this.rawText(raw));
+    // node-llama-cpp reports no total (thought markers and calls pass through no callback), so the
+    // count is what the reply added to the context. Its last token is sampled but never evaluated:
+    // cut by max_tokens that is the max_tokens-th; otherwise it is the end token, which is not
+    // counted (as mlx-lm and OpenAI do not).
+    clock.tokens = stopped === "length" ? maxTokens : replyTokens;
     const usage = { reasoningTokens: output.reasoningTokens };
     if (plan.forced) {
       const parsed = parseForcedCall(res.response, plan.forced, cutShortNote(stopped, clock.tokens));
@@ -305,12 +310,12 @@ export class LlamaLoadedModel implements LoadedModel {
     clock.finish(emit, promptTokens, calls > 0 && stopped !== "length" ? "tool_calls" : stopped, usage);
   }
 
-  private rawText(raw: unknown): string | undefined {
-    try {
-      return raw ? this.nlc.LlamaText.fromJSON(raw as Parameters<NodeLlamaCpp["LlamaText"]["fromJSON"]>[0]).toString() : undefined;
-    } catch {
-      return undefined;
-    }
+  /** Token counts of the wrapper's thought markers, which node-llama-cpp reports in no chunk. */
+  private thoughtMarkers(wrapper: ChatWrapper): ThoughtMarkers {
+    const thought = wrapper.settings.segments?.thought;
+    // A thought the prompt opened ("openedOnStart") has no start marker in the reply.
+    const count = (text: unknown) => (typeof text === "string" || this.nlc.isLlamaText(text) ? this.nlc.LlamaText(text).tokenize(this.model.tokenizer).length : 0);
+    return { start: count(thought?.prefix), end: count(thought?.suffix) };
   }
 
   private async complete(request: TextGeneration, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void> {
@@ -321,7 +326,9 @@ export class LlamaLoadedModel implements LoadedModel {
     const texts = request.suffix !== undefined ? [request.prompt, request.suffix] : [request.prompt];
     checkPromptBytes(texts, this.longestToken, this.contextLength, "prompt", "prompt");
     await checkPromptLength(texts, (text) => this.countTokens(text), this.contextLength, "prompt");
-    const tokens = this.model.tokenize(request.prompt);
+    // Control tokens written in a raw prompt (ChatML's <|im_start|>, a hand-rendered template) are
+    // read as such, as llama-server and the MLX worker read them.
+    const tokens = this.model.tokenize(request.prompt, true);
     // Fill-in-the-middle puts the suffix and up to four special tokens in the context too.
     const promptTokens = tokens.length + (request.suffix !== undefined ? this.model.tokenize(request.suffix).length + 4 : 0);
     const maxTokens = completionBudget(promptTokens, request.maxTokens, this.contextLength, "prompt");
