@@ -14,7 +14,7 @@ import type { MlxRuntime } from "../runtimes/mlx.ts";
 import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import { VERSION } from "../version.ts";
-import { mapError } from "./errors.ts";
+import { type ErrorDialect, mapErrorFor } from "./errors.ts";
 import { adminDownloadRoutes } from "./admin/downloads.ts";
 import { adminImportRoutes } from "./admin/import.ts";
 import { adminKeyRoutes } from "./admin/keys.ts";
@@ -61,6 +61,9 @@ function checkPath(pathname: string): void {
   }
 }
 
+/** APIs whose errors are not OpenAI's shape: each adapter with its own names its paths here. */
+const ERROR_DIALECTS: readonly ErrorDialect[] = [];
+
 /**
  * The HTTP app: cross-cutting hooks (host check, auth, CORS, errors), then one Elysia plugin per
  * feature, each a function of the services it needs. A new feature adds its plugin here.
@@ -86,7 +89,7 @@ export function createApp(deps: AppDeps) {
           security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), url.pathname.startsWith("/admin") ? "admin" : "inference");
         }
       } catch (err) {
-        const { status, body } = mapError(err);
+        const { status, body } = mapErrorFor(ERROR_DIALECTS, new URL(request.url).pathname, err);
         // An unread body (413) or a server short of descriptors (503): do not keep the connection.
         return json(status, body, status === 413 || status === 503 ? { connection: "close" } : undefined);
       }
@@ -118,9 +121,10 @@ export function createApp(deps: AppDeps) {
     })
     .onError(({ code, error, request, set }) => {
       idle?.release(request);
-      const { status, body, headers } = mapError(error, code);
+      const path = new URL(request.url).pathname;
+      const { status, body, headers, message } = mapErrorFor(ERROR_DIALECTS, path, error, code);
       if (headers) Object.assign(set.headers, headers);
-      if (status >= 500) log.warn("request failed", { path: new URL(request.url).pathname, status, error: body.error.message });
+      if (status >= 500) log.warn("request failed", { path, status, error: message });
       set.status = status;
       const cors = security.corsHeaders(request.headers.get("origin"));
       if (cors) Object.assign(set.headers, cors);

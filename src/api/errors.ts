@@ -7,10 +7,27 @@ export interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
 }
 
-interface Mapped {
+export interface Mapped {
   status: number;
   body: ErrorBody;
   headers?: Record<string, string>;
+}
+
+/**
+ * An API whose errors have a body of their own (Anthropic's `{type: "error", error: {type,
+ * message}}`, Ollama's `{error}`): the paths it owns, and its body for an error mapped once above.
+ * Status codes and headers stay those of mapError.
+ */
+export interface ErrorDialect {
+  owns(pathname: string): boolean;
+  body(mapped: Mapped): unknown;
+}
+
+/** An error as the API that owns `pathname` writes it: OpenAI's shape unless a dialect claims the path. */
+export function mapErrorFor(dialects: readonly ErrorDialect[], pathname: string, err: unknown, code?: string | number): { status: number; body: unknown; headers?: Record<string, string>; message: string } {
+  const mapped = mapError(err, code);
+  const dialect = dialects.find((d) => d.owns(pathname));
+  return { status: mapped.status, headers: mapped.headers, message: mapped.body.error.message, body: dialect ? dialect.body(mapped) : mapped.body };
 }
 
 const body = (message: string, type: string, param: string | null, code: string | null): ErrorBody => ({ error: { message, type, param, code } });
