@@ -28,7 +28,7 @@ export class InvalidRequestError extends LmxError {
 export class ContextLengthExceededError extends LmxError {
   constructor(readonly needed: number, readonly available: number, detail: string, param = "messages") {
     super(
-      `This model's maximum context length is ${available} tokens. However, ${detail} (${needed} in total). Shorten the input or lower max_tokens.`,
+      `This model's maximum context length is ${available} tokens. However, ${detail}. Shorten the input.`,
       400, "invalid_request_error", "context_length_exceeded", param);
   }
 }

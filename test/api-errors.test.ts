@@ -89,9 +89,17 @@ describe("context length", () => {
     expect(err.message).toMatch(/256 tokens/);
   });
 
-  test("prompt + max_tokens over the context is refused, even when streaming", async () => {
-    await expectError(await chat({ model: "stories260K", messages: user("hi"), max_tokens: 400 }), 400, { code: "context_length_exceeded" });
-    await expectError(await chat({ model: "stories260K", messages: user("hi"), max_tokens: 400, stream: true }), 400, { code: "context_length_exceeded" });
+  test("max_tokens beyond the room left is not an error: generation stops when the context is full", async () => {
+    for (const stream of [false, true]) {
+      const res = await chat({ model: "stories260K", messages: user("hi"), max_tokens: 400, ignore_eos: true, stream, ...(stream ? { stream_options: { include_usage: true } } : {}) });
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      const usage = stream
+        ? (text.split("\n").filter((l) => l.startsWith("data: {")).map((l) => JSON.parse(l.slice(6)) as { usage?: { prompt_tokens: number; completion_tokens: number } }).find((c) => c.usage)!.usage!)
+        : (JSON.parse(text) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage;
+      expect(usage.prompt_tokens + usage.completion_tokens).toBe(256);
+      expect(text).toContain('"finish_reason":"length"');
+    }
     const res = await srv.request("/v1/completions", { method: "POST", json: { model: "stories260K", prompt: long, max_tokens: 10 } });
     await expectError(res, 400, { code: "context_length_exceeded", param: "prompt" });
   });

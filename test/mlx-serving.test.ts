@@ -118,12 +118,16 @@ describe("MLX model over the OpenAI API", () => {
     expect(ignoring.usage.completion_tokens).toBe(6);
   }, 60_000);
 
-  test("a prompt plus max_tokens beyond the loaded context is a 400 context_length_exceeded", async () => {
-    const { status, body } = await chat({ max_tokens: 5000 });
+  test("a prompt beyond the loaded context is a 400; max_tokens beyond the room left stops when the context is full", async () => {
+    const { status, body } = await chat({ messages: [{ role: "user", content: "Hi there. ".repeat(600) }] });
     expect(status).toBe(400);
     expect(body.error!.code).toBe("context_length_exceeded");
     expect(body.error!.message).toContain("maximum context length is 1024 tokens");
-  });
+    const full = await chat({ max_tokens: 5000, ignore_eos: true });
+    expect(full.status).toBe(200);
+    expect(full.body.choices[0]!.finish_reason).toBe("length");
+    expect(full.body.usage.prompt_tokens + full.body.usage.completion_tokens).toBe(1024);
+  }, 60_000);
 
   test("tools are rendered by the model's chat template; json_schema it cannot enforce is refused with a clear error", async () => {
     const tools = [{ type: "function", function: { name: "get_weather", description: "Weather for a city", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } }];

@@ -152,7 +152,7 @@ describe("openai npm client", () => {
   test("errors surface as OpenAI SDK errors", async () => {
     const notFound = await client.chat.completions.create({ model: "missing", messages: [{ role: "user", content: "x" }] }).catch((e: unknown) => e);
     expect(notFound).toBeInstanceOf(OpenAI.NotFoundError);
-    const tooLong = await client.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content: "x" }], max_tokens: 5000 }).catch((e: unknown) => e);
+    const tooLong = await client.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content: "Once upon a time ".repeat(2000) }] }).catch((e: unknown) => e);
     expect(tooLong).toBeInstanceOf(OpenAI.BadRequestError);
     expect((tooLong as InstanceType<typeof OpenAI.BadRequestError>).code).toBe("context_length_exceeded");
     const badKey = new OpenAI({ baseURL: srv.url + "/v1", apiKey: "nope", maxRetries: 0 });

@@ -48,8 +48,13 @@ describe("context probe on a model with a known working context", () => {
     expect(chat.status).toBe(200);
     const after = (await (await srv.request(`/v1/models/${ID}`)).json()) as { loaded_context_length: number };
     expect(after.loaded_context_length).toBe(tested);
-    // ...and that is the limit, although llama.cpp allocates a multiple of 256 cells.
-    const over = await srv.request("/v1/completions", { method: "POST", json: { model: ID, prompt: "Once upon a time", max_tokens: tested } });
+    // ...and that is the limit, although llama.cpp allocates a multiple of 256 cells: a longer
+    // max_tokens stops there, a longer prompt is refused.
+    const full = await srv.request("/v1/completions", { method: "POST", json: { model: ID, prompt: "Once upon a time", max_tokens: tested, ignore_eos: true } });
+    const body = (await full.json()) as { usage: { prompt_tokens: number; completion_tokens: number }; choices: { finish_reason: string }[] };
+    expect(body.usage.prompt_tokens + body.usage.completion_tokens).toBe(tested);
+    expect(body.choices[0]!.finish_reason).toBe("length");
+    const over = await srv.request("/v1/completions", { method: "POST", json: { model: ID, prompt: "Once upon a time ".repeat(tested), max_tokens: 4 } });
     expect(over.status).toBe(400);
     expect(((await over.json()) as { error: { code: string } }).error.code).toBe("context_length_exceeded");
   });

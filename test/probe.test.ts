@@ -63,7 +63,7 @@ describe("the stored result decides the default context", () => {
     await srv.request("/admin/v1/models/stories260K/load", { method: "POST", json: { context_length: 512 } });
     expect(((await (await srv.request("/v1/models/stories260K")).json()) as { loaded_context_length: number }).loaded_context_length).toBe(512);
     // Requests beyond the loaded context are refused.
-    const long = await srv.request("/v1/chat/completions", { method: "POST", json: { model: "stories260K", messages: [{ role: "user", content: "Hi" }], max_tokens: 600 } });
+    const long = await srv.request("/v1/chat/completions", { method: "POST", json: { model: "stories260K", messages: [{ role: "user", content: "Hi there. ".repeat(300) }] } });
     expect(((await long.json()) as { error: { code: string } }).error.code).toBe("context_length_exceeded");
   });
 

@@ -196,11 +196,12 @@ class Worker:
             send({"type": "error", "id": rid, "code": "empty_prompt", "message": "the prompt has no tokens"})
             return
         requested = msg.get("max_tokens")
-        if (requested is not None and n + requested > self.ctx) or (requested is None and n >= self.ctx):
+        if n >= self.ctx:
             send({"type": "error", "id": rid, "code": "context_length_exceeded", "message": "prompt does not fit the context",
                   "prompt_tokens": n, "context_length": self.ctx})
             return
-        max_tokens = requested if requested is not None else self.ctx - n
+        # More than the room left is not an error: generation stops when the context is full.
+        max_tokens = min(requested, self.ctx - n) if requested is not None else self.ctx - n
 
         cache, rest = self.prompt_cache.fetch_nearest_cache("model", prompt)
         if cache is not None and not rest:

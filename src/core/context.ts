@@ -1,25 +1,21 @@
-// The context-length contract: prompt + max_tokens must fit the model's context. A request that
-// does not fit is a 400 naming both numbers; nothing is ever truncated silently.
+// The context-length contract: a prompt that does not fit the model's context (with room for at
+// least one token) is a 400 naming the numbers; nothing is ever truncated silently. A max_tokens
+// beyond the room left is not an error: generation stops when the context is full, with the
+// "length" reason, as llama-server does. Agents ask for more than small contexts hold (Claude Code
+// sends max_tokens 32000), and a 400 would make every smaller model unusable to them.
 import { ContextLengthExceededError } from "../errors.ts";
 
 export type PromptKind = "messages" | "prompt";
 
-/** The error for a prompt of `promptTokens` (+ `maxTokens`) that does not fit `contextLength`. */
-export function contextExceeded(promptTokens: number, maxTokens: number | undefined, contextLength: number, what: PromptKind): ContextLengthExceededError {
-  const detail = maxTokens !== undefined
-    ? `you requested ${promptTokens} tokens in the ${what} and ${maxTokens} in the completion`
-    : `your ${what} has ${promptTokens} tokens, leaving no room for a completion`;
-  return new ContextLengthExceededError(promptTokens + (maxTokens ?? 0), contextLength, detail, what);
+/** The error for a prompt of `promptTokens` that leaves no room in `contextLength`. */
+export function contextExceeded(promptTokens: number, contextLength: number, what: PromptKind): ContextLengthExceededError {
+  return new ContextLengthExceededError(promptTokens, contextLength, `your ${what} ${what === "messages" ? "have" : "has"} ${promptTokens} tokens, leaving no room for a completion`, what);
 }
 
-/** Tokens the completion may take: `maxTokens` when it fits, else the room left; throws when nothing fits. */
+/** Tokens the completion may take: `maxTokens` or the room left, whichever is less; throws when the prompt leaves no room. */
 export function completionBudget(promptTokens: number, maxTokens: number | undefined, contextLength: number, what: PromptKind): number {
-  if (maxTokens !== undefined) {
-    if (promptTokens + maxTokens > contextLength) throw contextExceeded(promptTokens, maxTokens, contextLength, what);
-    return maxTokens;
-  }
-  if (promptTokens >= contextLength) throw contextExceeded(promptTokens, undefined, contextLength, what);
-  return contextLength - promptTokens;
+  if (promptTokens >= contextLength) throw contextExceeded(promptTokens, contextLength, what);
+  return Math.min(maxTokens ?? Infinity, contextLength - promptTokens);
 }
 
 /** Prompts up to this many UTF-16 units are tokenized at once: that takes well under a millisecond. */
@@ -64,7 +60,7 @@ export async function checkPromptLength(texts: readonly string[], countTokens: (
       tokens += countTokens(piece);
       pieces++;
       const atLeast = tokens - pieces * BOUNDARY_SLACK;
-      if (atLeast > contextLength) throw contextExceeded(atLeast, undefined, contextLength, what);
+      if (atLeast > contextLength) throw contextExceeded(atLeast, contextLength, what);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }

@@ -71,12 +71,13 @@ describe("tool rules", () => {
 });
 
 describe("context contract", () => {
-  test("prompt + max_tokens must fit; without max_tokens the rest of the context is the budget", () => {
+  test("the prompt must leave room; max_tokens beyond the room left is cut to it, not refused", () => {
     expect(completionBudget(10, 20, 100, "messages")).toBe(20);
     expect(completionBudget(10, undefined, 100, "prompt")).toBe(90);
-    const over = (() => { try { completionBudget(90, 20, 100, "messages"); } catch (e) { return e as ContextLengthExceededError; } })()!;
+    expect(completionBudget(90, 32000, 100, "messages")).toBe(10);
+    const over = (() => { try { completionBudget(100, 20, 100, "messages"); } catch (e) { return e as ContextLengthExceededError; } })()!;
     expect(over).toBeInstanceOf(ContextLengthExceededError);
-    expect(over.message).toBe("This model's maximum context length is 100 tokens. However, you requested 90 tokens in the messages and 20 in the completion (110 in total). Shorten the input or lower max_tokens.");
+    expect(over.message).toBe("This model's maximum context length is 100 tokens. However, your messages have 100 tokens, leaving no room for a completion. Shorten the input.");
     expect(() => completionBudget(100, undefined, 100, "prompt")).toThrow("your prompt has 100 tokens, leaving no room for a completion");
   });
 });

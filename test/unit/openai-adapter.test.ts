@@ -240,7 +240,7 @@ describe("error paths: status and OpenAI error shape", () => {
     await using f = fakeApp([{ id: "m" }], { contextLength: 64 });
     const long = Array.from({ length: 80 }, () => "w").join(" ");
     await expectError(await f.post("/v1/chat/completions", { model: "m", messages: user(long) }), 400, { code: "context_length_exceeded", param: "messages" });
-    await expectError(await f.post("/v1/chat/completions", { model: "m", messages: user("x"), max_tokens: 63, stream: true }), 400, { code: "context_length_exceeded" });
+    await expectError(await f.post("/v1/chat/completions", { model: "m", messages: user(long), stream: true }), 400, { code: "context_length_exceeded" });
     await expectError(await f.post("/v1/completions", { model: "m", prompt: long }), 400, { code: "context_length_exceeded", param: "prompt" });
   });
 

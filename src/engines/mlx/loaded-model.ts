@@ -119,7 +119,7 @@ export class MlxLoadedModel implements LoadedModel {
       }, "tokens"));
       return reply.tokens.length;
     } catch (err) {
-      throw this.mapError(err, undefined, 0, "messages");
+      throw this.mapError(err, undefined, "messages");
     }
   }
 
@@ -186,12 +186,13 @@ export class MlxLoadedModel implements LoadedModel {
     return Object.fromEntries(Object.entries(bias).map(([k, b]) => [String(k), b]));
   }
 
-  private mapError(err: unknown, signal: AbortSignal | undefined, maxTokens: number | undefined, what: PromptKind): Error {
+  private mapError(err: unknown, signal: AbortSignal | undefined, what: PromptKind): Error {
     if (signal?.aborted) return new GenerationAbortedError();
     if (err instanceof LmxError) return err;
     if (err instanceof WorkerRequestError) {
       const r = err.reply;
-      if (r.code === "context_length_exceeded") return contextExceeded(r.prompt_tokens ?? 0, maxTokens, r.context_length ?? this.contextLength, what);
+      // Only a prompt that leaves no room is refused; max_tokens is cut to the room left.
+      if (r.code === "context_length_exceeded") return contextExceeded(r.prompt_tokens ?? 0, r.context_length ?? this.contextLength, what);
       if (r.code === "template_error") return new InvalidRequestError(`${r.message} (model '${this.descriptor.id}')`, "messages", "template_error");
       if (r.code === "invalid_chat_template") return new InvalidRequestError(`${r.message} (model '${this.descriptor.id}')`, null, "invalid_chat_template");
       return new EngineError(`generation failed: ${r.message}`);
@@ -252,7 +253,7 @@ export class MlxLoadedModel implements LoadedModel {
         }, signal, stop);
       }, () => !emitted && !signal.aborted);
     } catch (err) {
-      throw this.mapError(err, signal, request.maxTokens, opts.what);
+      throw this.mapError(err, signal, opts.what);
     }
     this.supervisor.succeeded();
     return { text, done, logprobs };
@@ -333,7 +334,7 @@ export class MlxLoadedModel implements LoadedModel {
       const reply = await Promise.race([call, aborted]);
       return [head, ...(reply.tokens ?? []).map((t) => ({ ...t, bytes: [...Buffer.from(t.token, "utf8")] }))];
     } catch (err) {
-      throw this.mapError(err, signal, undefined, "prompt");
+      throw this.mapError(err, signal, "prompt");
     } finally {
       call.catch(() => undefined);
     }
@@ -366,7 +367,7 @@ export class MlxLoadedModel implements LoadedModel {
       const reply = await Promise.race([call, aborted]);
       return [...unscored, ...reply.logprobs.map((x) => Math.max(x, Math.log(Number.MIN_VALUE)))];
     } catch (err) {
-      throw this.mapError(err, signal, undefined, "prompt");
+      throw this.mapError(err, signal, "prompt");
     } finally {
       call.catch(() => undefined);
     }
