@@ -324,6 +324,20 @@ export class Scheduler {
     return did;
   }
 
+  /**
+   * How long a loaded model stays loaded once idle, as a client asks on a request (Ollama's
+   * keep_alive) until a load or another such request changes it: `seconds` > 0, null for ever, or
+   * 0 to unload it as soon as no request uses it. False when the model is not loaded.
+   */
+  keepAlive(id: string, seconds: number | null): boolean {
+    const e = this.entries.get(this.catalog.get(id)?.id ?? id);
+    if (!e?.loaded) return false;
+    // The TTL sweep unloads only idle models; the smallest positive TTL makes it do so at once.
+    e.ttlSeconds = seconds === null ? 0 : seconds === 0 ? Number.MIN_VALUE : seconds;
+    if (seconds === 0) void this.expireIdle();
+    return true;
+  }
+
   private async expireIdle(): Promise<void> {
     const now = this.now();
     for (const e of this.entries.values()) {
