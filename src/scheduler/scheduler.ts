@@ -332,9 +332,9 @@ export class Scheduler {
   keepAlive(id: string, seconds: number | null): boolean {
     const e = this.entries.get(this.catalog.get(id)?.id ?? id);
     if (!e?.loaded) return false;
-    // The TTL sweep unloads only idle models; the smallest positive TTL makes it do so at once.
+    // A model still in use gets the smallest positive TTL: the sweep unloads it once it is idle.
     e.ttlSeconds = seconds === null ? 0 : seconds === 0 ? Number.MIN_VALUE : seconds;
-    if (seconds === 0) void this.expireIdle();
+    if (seconds === 0 && !e.busy) void this.unload(e.id, "ttl");
     return true;
   }
 
