@@ -27,12 +27,15 @@ type Progress = { status: string; digest?: string; total?: number; completed?: n
 function follow(jobs: DownloadJobs, events: EventBus, spec: string, signal: AbortSignal, onProgress: (p: Progress) => void): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let id: string | undefined;
+    let file = spec;
     const early: Stamped[] = [];
     const handle = (e: Stamped) => {
       if (!("id" in e) || e.id !== id) return;
       switch (e.type) {
         case "download.progress":
-          onProgress({ status: `pulling ${e.file || spec}`, digest: e.file || spec, total: e.bytesTotal, completed: e.bytesDone });
+          // A report between files names none: it still belongs to the last one.
+          file = e.file || file;
+          onProgress({ status: `pulling ${file}`, digest: file, total: e.bytesTotal, completed: e.bytesDone });
           break;
         case "download.done":
           finish();
