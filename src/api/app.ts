@@ -23,7 +23,7 @@ import { adminRuntimeRoutes } from "./admin/runtimes.ts";
 import { adminSystemRoutes } from "./admin/system.ts";
 import { openaiRoutes } from "./openai/plugin.ts";
 import { ollamaErrors } from "./ollama/errors.ts";
-import { ollamaRoutes } from "./ollama/plugin.ts";
+import { OLLAMA_ADMIN_PATHS, ollamaRoutes } from "./ollama/plugin.ts";
 import type { ConnectionGuard } from "./connections.ts";
 import { checkContentLength, readJsonBody } from "./limits.ts";
 import type { Security } from "./security.ts";
@@ -90,7 +90,7 @@ export function createApp(deps: AppDeps) {
           security.checkOrigin(request);
           security.checkBodyType(request);
           checkContentLength(request, maxBodyBytes);
-          security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), url.pathname.startsWith("/admin") ? "admin" : "inference");
+          security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), url.pathname.startsWith("/admin") || OLLAMA_ADMIN_PATHS.has(url.pathname) ? "admin" : "inference");
         }
       } catch (err) {
         const { status, body } = mapErrorFor(ERROR_DIALECTS, new URL(request.url).pathname, err);

@@ -62,6 +62,21 @@ describe("root, version", () => {
   });
 });
 
+describe("keys", () => {
+  test("inference keys reach chat and listings; pull, delete and copy need an admin key; errors in Ollama's shape", async () => {
+    await using f = fakeApp([{ id: "m" }]);
+    const { key, admin } = f.keys.create("inference");
+    const as = (k: string) => ({ authorization: `Bearer ${k}` });
+    await expectError(await f.request("/api/tags"), 401, /API key/);
+    expect((await f.request("/api/tags", { headers: as(key) })).status).toBe(200);
+    expect((await f.post("/api/chat", { model: "m", messages: user("hi"), stream: false }, { headers: { "x-api-key": key } })).status).toBe(200);
+    await expectError(await f.post("/api/pull", { model: "org/repo" }, { headers: as(key) }), 403, /admin key/);
+    await expectError(await f.request("/api/delete", { method: "DELETE", json: { model: "m" }, headers: as(key) }), 403, /admin key/);
+    await expectError(await f.post("/api/copy", { source: "m", destination: "n" }, { headers: as(key) }), 403, /admin key/);
+    await expectError(await f.post("/api/copy", { source: "m", destination: "n" }, { headers: as(admin!.key) }), 400, /models directory/);
+  });
+});
+
 describe("/api/chat", () => {
   test("streams NDJSON by default: thinking, content, a whole tool call with object arguments, then the final chunk", async () => {
     await using f = fakeApp([{ id: "m", script: () => ({ steps: [{ reasoning: "hmm" }, { text: "Hi" }, { toolCall: { name: "weather", arguments: '{"city":"Paris"}', pieces: 3 } }] }) }]);

@@ -23,6 +23,9 @@ export interface OllamaDeps {
 
 const RUNNING = "Ollama is running";
 
+/** Ollama's routes that download, delete or rename models: what /admin does, so they need an admin key. */
+export const OLLAMA_ADMIN_PATHS: ReadonlySet<string> = new Set(["/api/pull", "/api/delete", "/api/copy"]);
+
 export function ollamaRoutes({ inference, scheduler, manager, downloads, events }: OllamaDeps) {
   return new Elysia()
     .get("/", () => new Response(RUNNING, { headers: { "content-type": "text/plain; charset=utf-8" } }), {
