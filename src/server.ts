@@ -1,4 +1,5 @@
 import { homedir } from "node:os";
+import type { Server } from "bun";
 import { join } from "node:path";
 import { createApp } from "./api/app.ts";
 import { ConnectionGuard } from "./api/connections.ts";
@@ -40,6 +41,8 @@ const STEP_LIMIT_MS = 3000;
 export interface RunningServer {
   url: string;
   port: number;
+  /** The second listener's URL (--ollama-port), when there is one. */
+  ollamaUrl?: string;
   scheduler: Scheduler;
   db: Db;
   events: EventBus;
@@ -122,10 +125,12 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
   const connections = new ConnectionGuard(config.maxConnections ?? 4096);
   const idleSeconds = config.idleTimeout ?? 30;
-  // Bound late: the server exists only once the app listens.
+  // Bound late: the server exists only once the app listens. A request on the --ollama-port
+  // listener is that server's to time out.
+  const listenerOf = new WeakMap<Request, Server<undefined>>();
   const idle = {
-    hold: (request: Request) => app.server?.timeout(request, 0),
-    release: (request: Request) => app.server?.timeout(request, idleSeconds),
+    hold: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, 0),
+    release: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, idleSeconds),
   };
   const app = createApp({ scheduler, inference, security, manager, events, keys, probes, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections });
   let dbClosed = false;
@@ -166,18 +171,39 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     if (code === "EADDRINUSE") throw new UsageError(await portTakenMessage(config.host, port0));
     throw new UsageError(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
   }
-  connections.start();
   // Bun's server itself: Elysia's stop() complains when called twice, and shutdown stops in two steps.
   const http = app.server!;
+  let ollama: Server<undefined> | undefined;
+  if (config.ollamaPort !== undefined) {
+    try {
+      // The same app, so every request passes the same Host, key and CORS checks as on --port.
+      ollama = Bun.serve({
+        hostname: config.host, port: config.ollamaPort, idleTimeout: idleSeconds, reusePort: false, maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+        fetch: (request, server) => {
+          listenerOf.set(request, server);
+          return app.handle(request);
+        },
+      });
+    } catch (err) {
+      void Promise.resolve(http.stop(true)).catch(() => undefined);
+      await shutdownCore();
+      const code = (err as { code?: string }).code;
+      if (code === "EADDRINUSE") throw new UsageError(await portTakenMessage(config.host, config.ollamaPort, "--ollama-port"));
+      throw new UsageError(`cannot listen on ${config.host}:${config.ollamaPort}: ${(err as Error).message}`);
+    }
+  }
+  connections.start();
   const port = http.port!;
   const shownHost = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${shownHost}:${port}`;
-  log.info("lmx listening", { url, models: catalog.list().length, threads, parallel: config.parallel, budget: config.memoryBudget, auth: security.authRequired });
+  const ollamaUrl = ollama ? `http://${shownHost}:${ollama.port}` : undefined;
+  log.info("lmx listening", { url, ...(ollamaUrl ? { ollama: ollamaUrl } : {}), models: catalog.list().length, threads, parallel: config.parallel, budget: config.memoryBudget, auth: security.authRequired });
   if (config.reprobeStale) void probes.reprobeStale().catch((err) => log.warn("re-probing stale models failed", { error: errorMessage(err) }));
   let stopping: Promise<void> | undefined;
   return {
     url,
     port,
+    ollamaUrl,
     scheduler,
     db,
     events,
@@ -186,9 +212,10 @@ export async function startServer(config: ServeConfig, home: string, configuredM
         scheduler.drain();
         // Stop listening; connections with a request in flight stay open for the grace period.
         void Promise.resolve(http.stop(false)).catch(() => undefined);
+        void Promise.resolve(ollama?.stop(false)).catch(() => undefined);
         if (graceMs > 0 && !(await scheduler.waitIdle(graceMs))) log.warn("grace period over; aborting running requests", { graceSeconds: graceMs / 1000 });
         await shutdownCore();
-        await bounded("the HTTP server to close its connections", Promise.resolve(http.stop(true)), STEP_LIMIT_MS);
+        await bounded("the HTTP server to close its connections", Promise.all([http.stop(true), ollama?.stop(true)]), STEP_LIMIT_MS);
       })();
       return stopping;
     },

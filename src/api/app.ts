@@ -22,6 +22,8 @@ import { adminModelRoutes } from "./admin/models.ts";
 import { adminRuntimeRoutes } from "./admin/runtimes.ts";
 import { adminSystemRoutes } from "./admin/system.ts";
 import { openaiRoutes } from "./openai/plugin.ts";
+import { ollamaErrors } from "./ollama/errors.ts";
+import { OLLAMA_ADMIN_PATHS, ollamaRoutes } from "./ollama/plugin.ts";
 import type { ConnectionGuard } from "./connections.ts";
 import { checkContentLength, readJsonBody } from "./limits.ts";
 import type { Security } from "./security.ts";
@@ -62,7 +64,9 @@ function checkPath(pathname: string): void {
 }
 
 /** APIs whose errors are not OpenAI's shape: each adapter with its own names its paths here. */
-const ERROR_DIALECTS: readonly ErrorDialect[] = [];
+const ERROR_DIALECTS: readonly ErrorDialect[] = [
+  ollamaErrors,
+];
 
 /**
  * The HTTP app: cross-cutting hooks (host check, auth, CORS, errors), then one Elysia plugin per
@@ -86,7 +90,7 @@ export function createApp(deps: AppDeps) {
           security.checkOrigin(request);
           security.checkBodyType(request);
           checkContentLength(request, maxBodyBytes);
-          security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), url.pathname.startsWith("/admin") ? "admin" : "inference");
+          security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), url.pathname.startsWith("/admin") || OLLAMA_ADMIN_PATHS.has(url.pathname) ? "admin" : "inference");
         }
       } catch (err) {
         const { status, body } = mapErrorFor(ERROR_DIALECTS, new URL(request.url).pathname, err);
@@ -142,6 +146,7 @@ export function createApp(deps: AppDeps) {
     }))
     .get("/health", () => ({ status: "ok", version: VERSION }), { detail: { summary: "Liveness check (no API key needed)", tags: ["LMX"] } })
     .use(openaiRoutes(inference, scheduler, probes))
+    .use(ollamaRoutes(deps))
     .use(adminModelRoutes(deps))
     .use(adminSystemRoutes(deps))
     .use(adminKeyRoutes(deps))

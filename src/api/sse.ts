@@ -2,13 +2,30 @@ import { errorBody } from "./errors.ts";
 
 export type Send = (data: unknown) => void;
 
+/** How a streamed answer is written: each payload, the error that ends it, what closes it. */
+export interface StreamFormat {
+  contentType: string;
+  frame(data: unknown): string;
+  /** The last frame of a stream that failed after it had started. */
+  error(err: unknown): string;
+  /** Written after the last frame of a stream that was not aborted (SSE's [DONE]). */
+  end?: string;
+}
+
+const SSE: StreamFormat = {
+  contentType: "text/event-stream; charset=utf-8",
+  frame: (data) => `data: ${JSON.stringify(data)}\n\n`,
+  error: (err) => `data: ${JSON.stringify(errorBody(err))}\n\n`,
+  end: "data: [DONE]\n\n",
+};
+
 /**
  * Starts a streamed generation but sends the HTTP status only once the first event exists, so
  * failures found before any output (unknown model, context too long, full queue) still reach the
- * client as a normal JSON error with the right status. Output is Server-Sent Events ending in
- * `data: [DONE]`. A client that disconnects aborts the generation through `signal`.
+ * client as a normal JSON error with the right status. A client that disconnects aborts the
+ * generation through `signal`.
  */
-export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, signal: AbortSignal) => Promise<void>): Promise<Response> {
+export async function streamResponse(requestSignal: AbortSignal, format: StreamFormat, run: (send: Send, signal: AbortSignal) => Promise<void>): Promise<Response> {
   const abort = new AbortController();
   const onClientGone = () => abort.abort();
   requestSignal.addEventListener("abort", onClientGone, { once: true });
@@ -24,7 +41,7 @@ export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, 
   };
   const send: Send = (data) => {
     if (abort.signal.aborted) return;
-    push(encoder.encode(`data: ${JSON.stringify(data)}\n\n`));
+    push(encoder.encode(format.frame(data)));
     firstEvent?.();
   };
 
@@ -48,8 +65,8 @@ export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, 
         if (finished) return;
         finished = true;
         try {
-          if (err !== undefined && !abort.signal.aborted) c.enqueue(encoder.encode(`data: ${JSON.stringify(errorBody(err))}\n\n`));
-          if (!abort.signal.aborted) c.enqueue(encoder.encode("data: [DONE]\n\n"));
+          if (err !== undefined && !abort.signal.aborted) c.enqueue(encoder.encode(format.error(err)));
+          if (!abort.signal.aborted && format.end) c.enqueue(encoder.encode(format.end));
           c.close();
         } catch {
           // The client went away while we were finishing; nothing left to tell it.
@@ -63,6 +80,11 @@ export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, 
   });
   return new Response(stream, {
     status: 200,
-    headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" },
+    headers: { "content-type": format.contentType, "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" },
   });
+}
+
+/** Server-Sent Events ending in `data: [DONE]`, as OpenAI streams. */
+export function sseResponse(requestSignal: AbortSignal, run: (send: Send, signal: AbortSignal) => Promise<void>): Promise<Response> {
+  return streamResponse(requestSignal, SSE, run);
 }

@@ -33,6 +33,8 @@ export const serveSettings = [
     description: "Address to bind. Binding anything but loopback requires an API key or --insecure-no-auth." },
   { key: "port", kind: "int", default: 1234, min: 0, max: 65535, placeholder: "N",
     description: "Port to listen on (1234 is LM Studio's, so clients configured for it work unchanged)." },
+  { key: "ollamaPort", kind: "int", min: 1, max: 65535, placeholder: "PORT",
+    description: "Also serve the API on this port of the same address (11434 is Ollama's, so unmodified Ollama clients work); same keys, Host and CORS checks. Off unless given." },
   { key: "model", kind: "list", default: [], placeholder: "[ID=]PATH.gguf",
     description: "A GGUF file to serve, in addition to the models directory; repeatable. ID defaults to the file name without .gguf." },
   { key: "modelsDir", kind: "string", defaultText: "$LMX_HOME/models", placeholder: "DIR",

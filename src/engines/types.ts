@@ -23,6 +23,10 @@ export interface ModelInfo {
   /** Context length the model metadata declares it was trained for. */
   declaredContextLength: number | undefined;
   hasChatTemplate: boolean;
+  /** The chat template's text, when the model has one (Ollama's /api/show returns it). */
+  chatTemplate?: string;
+  /** The parameter count as the model's metadata names it ("0.5B", "8x7B"), when it does. */
+  sizeLabel?: string;
   /** The model can produce sentence embeddings natively (encoder or pooling model). */
   isEmbeddingModel: boolean;
   sizeBytes: number;

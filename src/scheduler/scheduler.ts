@@ -324,6 +324,20 @@ export class Scheduler {
     return did;
   }
 
+  /**
+   * How long a loaded model stays loaded once idle, as a client asks on a request (Ollama's
+   * keep_alive) until a load or another such request changes it: `seconds` > 0, null for ever, or
+   * 0 to unload it as soon as no request uses it. False when the model is not loaded.
+   */
+  keepAlive(id: string, seconds: number | null): boolean {
+    const e = this.entries.get(this.catalog.get(id)?.id ?? id);
+    if (!e?.loaded) return false;
+    // A model still in use gets the smallest positive TTL: the sweep unloads it once it is idle.
+    e.ttlSeconds = seconds === null ? 0 : seconds === 0 ? Number.MIN_VALUE : seconds;
+    if (seconds === 0 && !e.busy) void this.unload(e.id, "ttl");
+    return true;
+  }
+
   private async expireIdle(): Promise<void> {
     const now = this.now();
     for (const e of this.entries.values()) {

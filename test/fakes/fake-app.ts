@@ -68,6 +68,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
     engine,
     scheduler,
     core,
+    keys,
     events,
     app,
     request,

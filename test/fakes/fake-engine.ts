@@ -53,6 +53,8 @@ export interface FakeModelSpec {
   estimateError?: string;
   /** Milliseconds between two scripted steps (tokens). */
   stepMs?: number;
+  /** The chat template's text the model reports (none by default). */
+  chatTemplate?: string;
   /** The script for a request; default: "Hello" " world". */
   script?: (request: GenerationRequest) => Script;
 }
@@ -241,7 +243,7 @@ export class FakeEngine implements Engine {
 
   async inspect(d: ModelDescriptor): Promise<ModelInfo> {
     const s = this.spec(d);
-    return { architecture: "fake", declaredContextLength: s.declaredContext ?? 2048, hasChatTemplate: true, isEmbeddingModel: false, sizeBytes: s.modelBytes ?? 1000, quantization: "F32" };
+    return { architecture: "fake", declaredContextLength: s.declaredContext ?? 2048, hasChatTemplate: true, chatTemplate: s.chatTemplate, isEmbeddingModel: false, sizeBytes: s.modelBytes ?? 1000, quantization: "F32" };
   }
 
   async estimateMemory(d: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {

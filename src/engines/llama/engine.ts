@@ -95,6 +95,8 @@ export class LlamaCppEngine implements Engine {
       architecture: arch,
       declaredContextLength: typeof ctx === "number" ? ctx : undefined,
       hasChatTemplate: typeof tokenizer?.chat_template === "string",
+      chatTemplate: typeof tokenizer?.chat_template === "string" ? tokenizer.chat_template : undefined,
+      sizeLabel: typeof general?.size_label === "string" ? general.size_label : undefined,
       isEmbeddingModel: archMeta?.pooling_type !== undefined && archMeta.pooling_type !== 0
         || (archMeta?.attention as { causal?: boolean } | undefined)?.causal === false,
       sizeBytes: insights.modelSize,

@@ -34,6 +34,8 @@ export interface MlxModelFiles {
   weightsBytes: number;
   weightFiles: string[];
   hasChatTemplate: boolean;
+  /** The template's text: chat_template.jinja, chat_template.json or tokenizer_config.json (the default one of a named list). */
+  chatTemplate: string | undefined;
   hasTokenizerJson: boolean;
 }
 
@@ -45,6 +47,23 @@ function readJson(path: string): unknown {
   } catch (err) {
     throw new InvalidModelFileError(`cannot read ${path}: ${(err as Error).message}`);
   }
+}
+
+function readText(path: string): string {
+  try {
+    if (!statSync(path).isFile()) throw new Error("not a regular file");
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new InvalidModelFileError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** A template as transformers stores it: one string, or a list of named ones whose "default" is the chat template. */
+function templateText(value: unknown): string | undefined {
+  if (typeof value === "string") return value;
+  if (!Array.isArray(value)) return undefined;
+  const named = value.find((t): t is { name: string; template: string } => typeof t === "object" && t !== null && t.name === "default" && typeof t.template === "string");
+  return named?.template;
 }
 
 export function readModelFiles(dir: string): MlxModelFiles {
@@ -61,11 +80,15 @@ export function readModelFiles(dir: string): MlxModelFiles {
   if (weightFiles.length === 0) throw new InvalidModelFileError(`${dir} has no model*.safetensors weights`);
   const weightsBytes = weightFiles.reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
   let hasChatTemplate = existsSync(join(dir, "chat_template.jinja")) || existsSync(join(dir, "chat_template.json"));
+  let chatTemplate: string | undefined;
+  if (existsSync(join(dir, "chat_template.jinja"))) chatTemplate = readText(join(dir, "chat_template.jinja"));
+  else if (existsSync(join(dir, "chat_template.json"))) chatTemplate = templateText((readJson(join(dir, "chat_template.json")) as { chat_template?: unknown }).chat_template);
   if (!hasChatTemplate && existsSync(join(dir, "tokenizer_config.json"))) {
     const tc = readJson(join(dir, "tokenizer_config.json")) as { chat_template?: unknown };
     hasChatTemplate = tc.chat_template !== undefined && tc.chat_template !== null;
+    chatTemplate = templateText(tc.chat_template);
   }
-  return { config, weightsBytes, weightFiles, hasChatTemplate, hasTokenizerJson: existsSync(join(dir, "tokenizer.json")) };
+  return { config, weightsBytes, weightFiles, hasChatTemplate, chatTemplate, hasTokenizerJson: existsSync(join(dir, "tokenizer.json")) };
 }
 
 function quantization(c: MlxModelFiles["config"]): string | undefined {
@@ -83,6 +106,7 @@ export function modelInfo(files: MlxModelFiles): ModelInfo {
     architecture: c.model_type,
     declaredContextLength: c.max_position_embeddings,
     hasChatTemplate: files.hasChatTemplate,
+    chatTemplate: files.chatTemplate,
     isEmbeddingModel: false,
     sizeBytes: files.weightsBytes,
     quantization: quantization(c),
