@@ -1,14 +1,28 @@
 import { errorBody } from "./errors.ts";
 
-export type Send = (data: unknown) => void;
+/** Sends one event: its JSON data, under an `event:` name for APIs that name their events. */
+export type Send = (data: unknown, event?: string) => void;
+
+/** How an API frames its stream's end and a failure after output began. */
+export interface SseDialect {
+  /** Written after the last event, when the API has an end marker. */
+  end?: string;
+  error(err: unknown): { event?: string; data: unknown };
+}
+
+/** OpenAI's: the error body as a data event, then `data: [DONE]`. */
+const OPENAI_SSE: SseDialect = { end: "data: [DONE]\n\n", error: (err) => ({ data: errorBody(err) }) };
+
+const frame = (data: unknown, event?: string) => `${event ? `event: ${event}\n` : ""}data: ${JSON.stringify(data)}\n\n`;
 
 /**
  * Starts a streamed generation but sends the HTTP status only once the first event exists, so
  * failures found before any output (unknown model, context too long, full queue) still reach the
- * client as a normal JSON error with the right status. Output is Server-Sent Events ending in
- * `data: [DONE]`. A client that disconnects aborts the generation through `signal`.
+ * client as a normal JSON error with the right status. Output is Server-Sent Events, framed as
+ * `dialect` says (OpenAI's by default: ending in `data: [DONE]`). A client that disconnects aborts
+ * the generation through `signal`.
  */
-export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, signal: AbortSignal) => Promise<void>): Promise<Response> {
+export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, signal: AbortSignal) => Promise<void>, dialect: SseDialect = OPENAI_SSE): Promise<Response> {
   const abort = new AbortController();
   const onClientGone = () => abort.abort();
   requestSignal.addEventListener("abort", onClientGone, { once: true });
@@ -22,9 +36,9 @@ export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, 
     if (controller) controller.enqueue(bytes);
     else pending.push(bytes);
   };
-  const send: Send = (data) => {
+  const send: Send = (data, event) => {
     if (abort.signal.aborted) return;
-    push(encoder.encode(`data: ${JSON.stringify(data)}\n\n`));
+    push(encoder.encode(frame(data, event)));
     firstEvent?.();
   };
 
@@ -48,8 +62,11 @@ export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, 
         if (finished) return;
         finished = true;
         try {
-          if (err !== undefined && !abort.signal.aborted) c.enqueue(encoder.encode(`data: ${JSON.stringify(errorBody(err))}\n\n`));
-          if (!abort.signal.aborted) c.enqueue(encoder.encode("data: [DONE]\n\n"));
+          if (err !== undefined && !abort.signal.aborted) {
+            const { event, data } = dialect.error(err);
+            c.enqueue(encoder.encode(frame(data, event)));
+          }
+          if (dialect.end && !abort.signal.aborted) c.enqueue(encoder.encode(dialect.end));
           c.close();
         } catch {
           // The client went away while we were finishing; nothing left to tell it.
