@@ -34,8 +34,10 @@ export class ContextLengthExceededError extends LmxError {
 }
 
 export class ModelNotFoundError extends LmxError {
-  constructor(model: string) {
-    super(`The model '${model}' does not exist. GET /v1/models lists the models this server can load.`, 404, "invalid_request_error", "model_not_found", "model");
+  /** `routedTo`: the model a route sent the name to, when that is what does not exist. */
+  constructor(model: string, routedTo?: string) {
+    const what = routedTo === undefined ? `The model '${model}' does not exist.` : `The model '${model}' is routed to '${routedTo}', which does not exist (GET /admin/v1/routes lists the routes).`;
+    super(`${what} GET /v1/models lists the models this server can load.`, 404, "invalid_request_error", "model_not_found", "model");
   }
 }
 

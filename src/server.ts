@@ -23,6 +23,7 @@ import { LoadHistory } from "./models/history.ts";
 import { ModelImporter } from "./models/importer.ts";
 import { ModelManager } from "./admin/model-manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
+import { routeProblem, RouteTable } from "./models/routes.ts";
 import { ProbeService } from "./probe/service.ts";
 import { MlxRuntime } from "./runtimes/mlx.ts";
 import { maxThreads } from "./scheduler/load-limits.ts";
@@ -82,17 +83,23 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   } catch (err) {
     throw new UsageError(`--max-body-size: ${(err as Error).message}`);
   }
+  for (const [name, model] of Object.entries(config.routes)) {
+    const problem = routeProblem(name, model);
+    if (problem) throw new UsageError(`--route ${name}=${model}: ${problem}`);
+  }
   const db = openDb(join(home, "lmx.db"));
   const events = new EventBus();
   const registry = new ModelRegistry(db);
   const history = new LoadHistory(db, events);
   const keys = new KeyStore(db, config.apiKey);
+  const routes = new RouteTable(config.routes, db);
   const catalog = new ModelCatalog({
     modelsDir: config.modelsDir ?? join(home, "models"),
     explicit: config.model,
     configured: Object.fromEntries(Object.entries(configuredModels).flatMap(([id, o]) => (o.path ? [[id, o.path]] : []))),
     registered: () => registry.descriptors(),
     aliases: () => registry.aliases(),
+    route: (name) => routes.resolve(name),
   });
   const engine = new LlamaCppEngine(home, (id, architecture) => unsupportedArchitectureMessage(home, id, architecture));
   // MLX models run in a Python runtime LMX installs and supervises (src/runtimes/, docs/mlx.md).
@@ -132,7 +139,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     hold: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, 0),
     release: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, idleSeconds),
   };
-  const app = createApp({ scheduler, inference, security, manager, events, keys, probes, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections });
+  const app = createApp({ scheduler, inference, security, manager, events, keys, routes, probes, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections });
   let dbClosed = false;
   const closeDb = () => {
     if (dbClosed) return;

@@ -9,6 +9,7 @@ import type { ModelManager } from "../admin/model-manager.ts";
 import type { DownloadJobs } from "../downloads/jobs.ts";
 import type { HubSettings } from "../downloads/hub-executor.ts";
 import type { ModelImporter } from "../models/importer.ts";
+import type { RouteTable } from "../models/routes.ts";
 import type { ProbeService } from "../probe/service.ts";
 import type { MlxRuntime } from "../runtimes/mlx.ts";
 import { log } from "../log.ts";
@@ -20,7 +21,9 @@ import { adminImportRoutes } from "./admin/import.ts";
 import { adminKeyRoutes } from "./admin/keys.ts";
 import { adminModelRoutes } from "./admin/models.ts";
 import { adminRuntimeRoutes } from "./admin/runtimes.ts";
+import { adminRouteRoutes } from "./admin/routes.ts";
 import { adminSystemRoutes } from "./admin/system.ts";
+import { anthropicErrors, anthropicRoutes } from "./anthropic/plugin.ts";
 import { openaiRoutes } from "./openai/plugin.ts";
 import { ollamaErrors } from "./ollama/errors.ts";
 import { OLLAMA_ADMIN_PATHS, ollamaRoutes } from "./ollama/plugin.ts";
@@ -35,6 +38,7 @@ export interface AppDeps {
   manager: ModelManager;
   events: EventBus;
   keys: KeyStore;
+  routes: RouteTable;
   probes: ProbeService;
   importer: ModelImporter;
   mlx: MlxRuntime;
@@ -65,6 +69,7 @@ function checkPath(pathname: string): void {
 
 /** APIs whose errors are not OpenAI's shape: each adapter with its own names its paths here. */
 const ERROR_DIALECTS: readonly ErrorDialect[] = [
+  anthropicErrors,
   ollamaErrors,
 ];
 
@@ -146,10 +151,12 @@ export function createApp(deps: AppDeps) {
     }))
     .get("/health", () => ({ status: "ok", version: VERSION }), { detail: { summary: "Liveness check (no API key needed)", tags: ["LMX"] } })
     .use(openaiRoutes(inference, scheduler, probes))
+    .use(anthropicRoutes(inference))
     .use(ollamaRoutes(deps))
     .use(adminModelRoutes(deps))
     .use(adminSystemRoutes(deps))
     .use(adminKeyRoutes(deps))
+    .use(adminRouteRoutes(deps))
     .use(adminDownloadRoutes(deps))
     .use(adminRuntimeRoutes(deps))
     .use(adminImportRoutes(deps));

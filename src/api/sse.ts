@@ -1,23 +1,37 @@
 import { errorBody } from "./errors.ts";
 
-export type Send = (data: unknown) => void;
+/** Sends one event: its JSON data, under an `event:` name for APIs that name their events (SSE). */
+export type Send = (data: unknown, event?: string) => void;
 
 /** How a streamed answer is written: each payload, the error that ends it, what closes it. */
 export interface StreamFormat {
   contentType: string;
-  frame(data: unknown): string;
+  frame(data: unknown, event?: string): string;
   /** The last frame of a stream that failed after it had started. */
   error(err: unknown): string;
-  /** Written after the last frame of a stream that was not aborted (SSE's [DONE]). */
+  /** Written after the last frame of a stream that was not aborted (OpenAI's [DONE]). */
   end?: string;
 }
 
-const SSE: StreamFormat = {
-  contentType: "text/event-stream; charset=utf-8",
-  frame: (data) => `data: ${JSON.stringify(data)}\n\n`,
-  error: (err) => `data: ${JSON.stringify(errorBody(err))}\n\n`,
-  end: "data: [DONE]\n\n",
-};
+const sseFrame = (data: unknown, event?: string) => `${event ? `event: ${event}\n` : ""}data: ${JSON.stringify(data)}\n\n`;
+
+/**
+ * Server-Sent Events: a failure after output began is `error(err)`'s event, and `end` closes the
+ * stream. OpenAI's (the default) sends the error body as data, then `data: [DONE]`.
+ */
+export function sseFormat(error: (err: unknown) => { event?: string; data: unknown } = (err) => ({ data: errorBody(err) }), end: string | null = "data: [DONE]\n\n"): StreamFormat {
+  return {
+    contentType: "text/event-stream; charset=utf-8",
+    frame: sseFrame,
+    error: (err) => {
+      const { event, data } = error(err);
+      return sseFrame(data, event);
+    },
+    ...(end !== null ? { end } : {}),
+  };
+}
+
+const OPENAI_SSE = sseFormat();
 
 /**
  * Starts a streamed generation but sends the HTTP status only once the first event exists, so
@@ -39,9 +53,9 @@ export async function streamResponse(requestSignal: AbortSignal, format: StreamF
     if (controller) controller.enqueue(bytes);
     else pending.push(bytes);
   };
-  const send: Send = (data) => {
+  const send: Send = (data, event) => {
     if (abort.signal.aborted) return;
-    push(encoder.encode(format.frame(data)));
+    push(encoder.encode(format.frame(data, event)));
     firstEvent?.();
   };
 
@@ -84,7 +98,7 @@ export async function streamResponse(requestSignal: AbortSignal, format: StreamF
   });
 }
 
-/** Server-Sent Events ending in `data: [DONE]`, as OpenAI streams. */
-export function sseResponse(requestSignal: AbortSignal, run: (send: Send, signal: AbortSignal) => Promise<void>): Promise<Response> {
-  return streamResponse(requestSignal, SSE, run);
+/** Server-Sent Events, OpenAI's framing unless `format` says otherwise (sseFormat). */
+export function sseResponse(requestSignal: AbortSignal, run: (send: Send, signal: AbortSignal) => Promise<void>, format: StreamFormat = OPENAI_SSE): Promise<Response> {
+  return streamResponse(requestSignal, format, run);
 }

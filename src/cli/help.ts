@@ -4,7 +4,7 @@ import { envName, flagName, type Setting } from "../config/settings.ts";
 export function settingsHelp(settings: readonly Setting[]): string {
   const rows = settings.map((s) => {
     const flag = flagName(s.key) + (s.kind === "bool" ? "" : ` ${s.placeholder ?? "VALUE"}`);
-    const def = s.defaultText ?? (s.kind === "list" ? (s.default.length ? s.default.join(",") : "none") : s.default === undefined ? "none" : String(s.default));
+    const def = s.defaultText ?? (s.kind === "map" ? "none" : s.kind === "list" ? (s.default.length ? s.default.join(",") : "none") : s.default === undefined ? "none" : String(s.default));
     return { flag, text: `${s.description}\n${" ".repeat(4)}env ${[envName(s.key), ...(s.envAliases ?? [])].join(" or ")}${s.flagOnly ? "" : `, config.json "${s.key}"`}; default: ${def}` };
   });
   const width = Math.max(...rows.map((r) => r.flag.length)) + 2;

@@ -94,6 +94,7 @@ export function readConfigFile(home: string): ConfigFileContents {
 type SettingValue<S extends Setting> = S extends { kind: "int" } ? number | undefined
   : S extends { kind: "bool" } ? boolean
   : S extends { kind: "list" } ? string[]
+  : S extends { kind: "map" } ? Record<string, string>
   : S extends { kind: "string"; default: string } ? string
   : string | undefined;
 
@@ -121,7 +122,27 @@ function convert(setting: Setting, raw: unknown, source: string): unknown {
       if (Array.isArray(raw) && raw.every((x) => typeof x === "string")) return raw;
       if (typeof raw === "string") return raw.split(",").map((s) => s.trim()).filter(Boolean);
       throw new UsageError(`${where}expected a list of strings`);
+    case "map":
+      if (typeof raw === "object" && raw !== null && !Array.isArray(raw)) {
+        const entries = Object.entries(raw);
+        if (entries.every(([, x]) => typeof x === "string")) return Object.fromEntries(entries);
+        throw new UsageError(`${where}expected an object of strings`);
+      }
+      if (Array.isArray(raw) && raw.every((x) => typeof x === "string")) return pairs(raw, where);
+      if (typeof raw === "string") return pairs(raw.split(";"), where);
+      throw new UsageError(`${where}expected NAME=VALUE pairs`);
   }
+}
+
+/** `NAME=VALUE` items (blank ones skipped) as an object; a later NAME replaces an earlier one. */
+function pairs(items: readonly string[], where: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items.map((s) => s.trim()).filter(Boolean)) {
+    const eq = item.indexOf("=");
+    if (eq <= 0 || eq === item.length - 1) throw new UsageError(`${where}'${item}' is not NAME=VALUE`);
+    out[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+  }
+  return out;
 }
 
 /** flag > LMX_* env > config.json > default, for every declared setting. */
@@ -139,13 +160,13 @@ export function resolveSettings<const T extends readonly Setting[]>(
     let value: unknown;
     if (fromFlags) {
       // Repeated flags accumulate for lists; each occurrence is one item (paths may contain commas).
-      value = s.kind === "list" ? fromFlags : convert(s, fromFlags[fromFlags.length - 1], flagName(s.key));
+      value = s.kind === "list" ? fromFlags : s.kind === "map" ? convert(s, fromFlags, flagName(s.key)) : convert(s, fromFlags[fromFlags.length - 1], flagName(s.key));
     } else if (fromEnv !== undefined && fromEnv !== "") {
       value = convert(s, fromEnv, envName(s.key));
     } else if (fromFile !== undefined) {
       value = convert(s, fromFile, `config.json ${s.key}`);
     } else {
-      value = s.default;
+      value = s.kind === "map" ? {} : s.default;
     }
     out[s.key] = value;
   }

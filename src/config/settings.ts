@@ -4,7 +4,7 @@
 
 import { LOAD_SETTING_BOUNDS } from "./load-settings.ts";
 
-export type SettingKind = "string" | "int" | "bool" | "list";
+export type SettingKind = "string" | "int" | "bool" | "list" | "map";
 
 interface SettingBase {
   /** camelCase key, also the key in $LMX_HOME/config.json. */
@@ -26,7 +26,9 @@ export interface StringSetting extends SettingBase { kind: "string"; default?: s
 export interface IntSetting extends SettingBase { kind: "int"; default?: number }
 export interface BoolSetting extends SettingBase { kind: "bool"; default: boolean }
 export interface ListSetting extends SettingBase { kind: "list"; default: string[] }
-export type Setting = StringSetting | IntSetting | BoolSetting | ListSetting;
+/** NAME=VALUE pairs: a repeatable flag, `;`-separated in the environment, an object in config.json. */
+export interface MapSetting extends SettingBase { kind: "map" }
+export type Setting = StringSetting | IntSetting | BoolSetting | ListSetting | MapSetting;
 
 export const serveSettings = [
   { key: "host", kind: "string", default: "127.0.0.1", placeholder: "ADDR",
@@ -91,6 +93,8 @@ export const serveSettings = [
     description: "At start-up (as after an engine update), probe again, one model at a time in the background, every model whose context probe result another engine version measured." },
   { key: "autoInstallRuntimes", kind: "bool", default: false,
     description: "Install the MLX runtime (Python environment with mlx-lm) the first time an MLX model is loaded, instead of answering runtime_not_installed." },
+  { key: "routes", kind: "map", placeholder: "NAME=MODEL",
+    description: "Serve requests for model NAME with MODEL (an id or alias) on every API; repeatable. '*' in NAME is a wildcard (claude-*=qwen3-coder); an exact name wins over wildcards, the longest pattern among them. A name that is a model's id or alias is served as that model." },
   { key: "python", kind: "string", placeholder: "PATH",
     description: "Python interpreter of an existing environment that has mlx-lm installed, used for MLX models instead of the runtime LMX manages." },
 ] as const satisfies readonly Setting[];
@@ -98,6 +102,8 @@ export const serveSettings = [
 export type ServeSettingKey = (typeof serveSettings)[number]["key"];
 
 export function flagName(key: string): string {
+  // Repeated once per route, so singular on the command line.
+  if (key === "routes") return "--route";
   return "--" + key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 }
 

@@ -8,6 +8,8 @@ export interface GenerationResult {
   toolCalls: ToolCall[];
   logprobs: TokenLogprob[];
   finishReason: FinishReason;
+  /** The stop string that ended the reply, when one did. */
+  stopSequence?: string;
   usage: Usage;
   timings: Timings;
 }
@@ -18,6 +20,7 @@ export class Collector {
   private readonly toolCalls: ToolCall[] = [];
   private readonly logprobs: TokenLogprob[] = [];
   private finishReason: FinishReason | undefined;
+  private stopSequence: string | undefined;
   private usage: Usage = { promptTokens: 0, completionTokens: 0 };
   private timings: Timings = { prefillMs: 0, decodeMs: 0, prefillTokensPerSecond: 0, decodeTokensPerSecond: 0 };
   private error: Error | undefined;
@@ -30,7 +33,7 @@ export class Collector {
       case "tool_call_delta": this.toolCalls[e.index]!.arguments += e.arguments; break;
       case "logprobs": this.logprobs.push(...e.tokens); break;
       case "usage": this.usage = e.usage; this.timings = e.timings; break;
-      case "finish": this.finishReason = e.reason; break;
+      case "finish": this.finishReason = e.reason; this.stopSequence = e.stopSequence; break;
       case "error": this.error = e.error; break;
       case "tool_call_end":
       case "progress":
@@ -48,6 +51,7 @@ export class Collector {
       toolCalls: this.toolCalls,
       logprobs: this.logprobs,
       finishReason: this.finishReason,
+      ...(this.stopSequence !== undefined ? { stopSequence: this.stopSequence } : {}),
       usage: this.usage,
       timings: this.timings,
     };

@@ -54,7 +54,8 @@ export type GenerationEvent =
   /** A batch of the prompt was evaluated: the generation is alive though it has no output yet. */
   | { type: "progress" }
   | { type: "usage"; usage: Usage; timings: Timings }
-  | { type: "finish"; reason: FinishReason }
+  /** `stopSequence`: the request's stop string that ended the reply, when one did. */
+  | { type: "finish"; reason: FinishReason; stopSequence?: string }
   | { type: "error"; error: Error };
 
 export type EventSink = (event: GenerationEvent) => void;

@@ -7,7 +7,7 @@ import type { EventSink, GenerationEvent } from "./events.ts";
 import { checkDimensions, checkEmbeddingInputs, normalizeEmbedding } from "./embeddings.ts";
 import { trimAnswerWhitespace } from "./answer-text.ts";
 import { withReasoningFormat } from "./reasoning.ts";
-import type { EmbeddingInput, EmbeddingResult, GenerationRequest, ReasoningFormat } from "./request.ts";
+import type { ChatPrompt, EmbeddingInput, EmbeddingResult, GenerationRequest, ReasoningFormat } from "./request.ts";
 import { checkStops, stopAtStrings } from "./stop.ts";
 import { checkTools } from "./tools.ts";
 
@@ -16,6 +16,8 @@ export interface ModelRunner {
   /** `stop` is the soft stop: the engine finishes normally, early (engines/types.ts LoadedModel.generate). */
   generate(request: GenerationRequest, emit: EventSink, signal: AbortSignal, stop?: AbortSignal): Promise<void>;
   embed(inputs: readonly EmbeddingInput[], signal?: AbortSignal): Promise<EmbeddingResult>;
+  /** Tokens the prompt takes once the model's chat template renders it (tools included). */
+  countChatTokens(prompt: ChatPrompt): Promise<number>;
 }
 
 /** A loaded model and one of its sequences, held until `release` (the scheduler's Lease is one). */
@@ -169,6 +171,20 @@ export class InferenceCore {
     const late = await Promise.race([engine.then(() => false), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), grace); })]);
     clearTimeout(timer);
     if (late) log.error("a stalled generation ignored its abort; its slot is given back anyway (the engine may hold the sequence until the model is reloaded)", { model, graceMs: grace });
+  }
+
+  /**
+   * Tokens a chat prompt takes on `model` as its template renders it, without generating. It
+   * takes a sequence like a generation (the model is loaded on first use), for a moment.
+   */
+  async countChatTokens(model: string, prompt: ChatPrompt, signal?: AbortSignal): Promise<number> {
+    checkTools(prompt);
+    const lease = await this.leases.acquire(model, signal);
+    try {
+      return await lease.model.countChatTokens(prompt);
+    } finally {
+      lease.release();
+    }
   }
 
   /**

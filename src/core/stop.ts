@@ -92,6 +92,8 @@ export interface StopFeed {
   text: string;
   /** A stop string completed in this delta: `text` ends the reply, and later deltas are dropped. */
   stopped: boolean;
+  /** Which stop string completed (APIs that name it, as Anthropic's `stop_sequence`). */
+  matched?: string;
 }
 
 /**
@@ -126,7 +128,9 @@ export class StopFilter {
       const text = this.held + delta.slice(0, i + 1);
       this.ended = true;
       this.held = "";
-      return { text: text.slice(0, text.length - this.automaton.longestMatch(state)), stopped: true };
+      // The held text is the state's path, so the match is a suffix of `text`.
+      const cut = text.length - this.automaton.longestMatch(state);
+      return { text: text.slice(0, cut), stopped: true, matched: text.slice(cut) };
     }
     this.state = state;
     const text = this.held + delta;
@@ -147,11 +151,12 @@ export class StopFilter {
 /**
  * Puts a StopFilter between an engine and `emit`: text before the first stop string passes, held
  * text is flushed before a tool call, `usage` or `finish`, and once a stop string matched `onStop`
- * is called (the soft stop) and later output is dropped; the finish reason is then "stop" (unless
- * the engine reports a tool call it completed before).
+ * is called (the soft stop) and later output is dropped; the finish reason is then "stop", naming
+ * the stop string (unless the engine reports a tool call it completed before).
  */
 export function stopAtStrings(stops: readonly string[], emit: EventSink, onStop: () => void): EventSink {
   const filter = new StopFilter(stops);
+  let matched: string | undefined;
   const flush = () => {
     const rest = filter.flush();
     if (rest) emit({ type: "text", text: rest });
@@ -160,14 +165,17 @@ export function stopAtStrings(stops: readonly string[], emit: EventSink, onStop:
     if (filter.stopped) {
       // Logprobs come at the end on some engines; the adapter trims them to the text that was kept.
       if (e.type === "usage" || e.type === "progress" || e.type === "error" || e.type === "logprobs") emit(e);
-      else if (e.type === "finish") emit(e.reason === "length" ? { type: "finish", reason: "stop" } : e);
+      else if (e.type === "finish") emit(e.reason === "tool_calls" ? e : { type: "finish", reason: "stop", stopSequence: matched });
       return;
     }
     switch (e.type) {
       case "text": {
         const r = filter.feed(e.text);
         if (r.text) emit({ type: "text", text: r.text });
-        if (r.stopped) onStop();
+        if (r.stopped) {
+          matched = r.matched;
+          onStop();
+        }
         return;
       }
       case "tool_call_start":

@@ -18,6 +18,8 @@ export interface CatalogSource {
   /** Downloaded and imported models from the registry, and their aliases. */
   registered?: () => ModelDescriptor[];
   aliases?: () => Map<string, string>;
+  /** The model a requested name is routed to (routes.ts), for names that are no model's id or alias. */
+  route?: (name: string) => string | undefined;
 }
 
 function idFromFile(path: string): string {
@@ -108,6 +110,18 @@ export class ModelCatalog {
 
   list(): ModelDescriptor[] {
     return [...this.models.values()];
+  }
+
+  /**
+   * The model a request names: a model's id or alias serves as itself, any other name goes
+   * through the routes. `routedTo` says where a route pointed when that model does not exist.
+   */
+  forRequest(name: string): { descriptor?: ModelDescriptor; routedTo?: string } {
+    const direct = this.get(name);
+    if (direct) return { descriptor: direct };
+    const routedTo = this.source.route?.(name);
+    if (routedTo === undefined) return {};
+    return { descriptor: this.get(routedTo), routedTo };
   }
 
   get(id: string): ModelDescriptor | undefined {

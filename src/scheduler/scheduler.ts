@@ -69,6 +69,13 @@ export class Scheduler {
     return d;
   }
 
+  /** The model a generation names: its id, an alias, or a name a route maps to one. */
+  private requested(name: string): ModelDescriptor {
+    const { descriptor, routedTo } = this.catalog.forRequest(name);
+    if (!descriptor) throw new ModelNotFoundError(name, routedTo);
+    return descriptor;
+  }
+
   async inspect(id: string): Promise<ModelInfo> {
     const d = this.descriptor(id);
     return this.engineFor(d).inspect(d);
@@ -242,7 +249,7 @@ export class Scheduler {
   }
 
   private async acquireLease(id: string, signal?: AbortSignal): Promise<Lease> {
-    const descriptor = this.descriptor(id);
+    const descriptor = this.requested(id);
     const e = this.entry(descriptor.id);
     for (;;) {
       const model = await this.ensureLoaded(e, descriptor);

@@ -118,4 +118,15 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    description: "model-name routes set through the admin API",
+    sql: `
+      CREATE TABLE routes (
+        name TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];

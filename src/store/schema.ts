@@ -111,3 +111,12 @@ export const runtimes = sqliteTable("runtimes", {
   updatedAt: integer("updated_at").notNull(),
   verifiedAt: integer("verified_at").notNull(),
 });
+
+/** Routes set through the admin API (src/models/routes.ts); configured ones are never stored. */
+export const routes = sqliteTable("routes", {
+  /** The requested name, `*` a wildcard. */
+  name: text("name").primaryKey(),
+  /** A model id or alias. */
+  model: text("model").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});

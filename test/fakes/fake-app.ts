@@ -15,6 +15,7 @@ import { DownloadJobs } from "../../src/downloads/jobs.ts";
 import { ModelImporter } from "../../src/models/importer.ts";
 import { MlxRuntime } from "../../src/runtimes/mlx.ts";
 import { ModelRegistry } from "../../src/models/registry.ts";
+import { RouteTable } from "../../src/models/routes.ts";
 import { ProbeService } from "../../src/probe/service.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { openDb } from "../../src/store/db.ts";
@@ -29,6 +30,8 @@ export interface FakeAppOptions {
   stallTimeoutMs?: number;
   now?: () => number;
   reasoningFormat?: ReasoningFormat;
+  /** Configured routes (--route NAME=MODEL). */
+  routes?: Record<string, string>;
 }
 
 export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
@@ -39,7 +42,8 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   const registry = new ModelRegistry(db);
   const history = new LoadHistory(db, events);
   const keys = new KeyStore(db, []);
-  const catalog = new ModelCatalog({ modelsDir: "/nonexistent/lmx-fake-models", explicit: [], configured: {}, registered: () => engine.descriptors() });
+  const routes = new RouteTable(opts.routes ?? {}, db);
+  const catalog = new ModelCatalog({ modelsDir: "/nonexistent/lmx-fake-models", explicit: [], configured: {}, registered: () => engine.descriptors(), route: (name) => routes.resolve(name) });
   const scheduler = new Scheduler(catalog, { gguf: engine }, {
     load: { contextLength: opts.contextLength ?? 1024, parallel: opts.parallel ?? 2, threads: 1, ttl: opts.ttlSeconds ?? 0 },
     queueLimit: opts.queueLimit ?? 8,
@@ -55,7 +59,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   const importer = new ModelImporter(registry, { lmstudioDir: "/nonexistent/lmx-fake-lmstudio", ollamaDir: "/nonexistent/lmx-fake-ollama" }, (d) => engine.inspect(d));
   const mlx = new MlxRuntime(db, "/nonexistent/lmx-fake-home", { autoInstall: false });
   const security = new Security({ boundHost: "127.0.0.1", keys, corsOrigins: [], allowedHosts: [] });
-  const app = createApp({ scheduler, inference: core, security, manager, events, keys, probes, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024 });
+  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024 });
 
   const request = (path: string, init: RequestInit & { json?: unknown } = {}) => {
     const { json, ...rest } = init;
@@ -67,6 +71,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   return {
     engine,
     scheduler,
+    routes,
     core,
     keys,
     events,

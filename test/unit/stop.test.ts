@@ -3,17 +3,18 @@ import { describe, expect, test } from "bun:test";
 import { StopFilter } from "../../src/core/stop.ts";
 
 /** Feeds `pieces`, then flushes if no stop matched; returns what left and whether it stopped. */
-function run(stops: string[], pieces: string[]): { out: string; stopped: boolean; chunks: string[] } {
+function run(stops: string[], pieces: string[]): { out: string; stopped: boolean; matched?: string; chunks: string[] } {
   const f = new StopFilter(stops);
   const chunks: string[] = [];
   let stopped = false;
+  let matched: string | undefined;
   for (const p of pieces) {
     const r = f.feed(p);
     chunks.push(r.text);
-    if (r.stopped) { stopped = true; break; }
+    if (r.stopped) { stopped = true; matched = r.matched; break; }
   }
   if (!stopped) chunks.push(f.flush());
-  return { out: chunks.join(""), stopped, chunks };
+  return { out: chunks.join(""), stopped, matched, chunks };
 }
 
 /** Every split of `text` into two or three pieces, plus one piece per code unit. */
@@ -26,19 +27,20 @@ function splits(text: string): string[][] {
   return out;
 }
 
-const cases: { name: string; stops: string[]; text: string; reply: string; stopped: boolean }[] = [
-  { name: "a multi-char stop in the middle", stops: ["STOP"], text: "abcSTOPxyz", reply: "abc", stopped: true },
+/** `matched`: the stop string reported as the one that ended the reply. */
+const cases: { name: string; stops: string[]; text: string; reply: string; stopped: boolean; matched?: string }[] = [
+  { name: "a multi-char stop in the middle", stops: ["STOP"], text: "abcSTOPxyz", reply: "abc", stopped: true, matched: "STOP" },
   { name: "no match: everything is flushed", stops: ["STOP"], text: "abSTcSTOxSTO", reply: "abSTcSTOxSTO", stopped: false },
-  { name: "a stop at the very start", stops: ["##"], text: "##after", reply: "", stopped: true },
-  { name: "a stop at the very end", stops: ["end"], text: "the end", reply: "the ", stopped: true },
-  { name: "overlapping stops: the first to complete wins", stops: ["abcd", "bc"], text: "xabcd", reply: "xa", stopped: true },
-  { name: "a stop inside another completing at once: the longer cuts earlier", stops: ["cd", "abcd"], text: "xabcdy", reply: "x", stopped: true },
-  { name: "a self-overlapping stop after a near miss", stops: ["aab"], text: "xaaab!", reply: "xa", stopped: true },
-  { name: "a partial stop that turns into another", stops: ["abx", "bcy"], text: "abcy", reply: "a", stopped: true },
+  { name: "a stop at the very start", stops: ["##"], text: "##after", reply: "", stopped: true, matched: "##" },
+  { name: "a stop at the very end", stops: ["end"], text: "the end", reply: "the ", stopped: true, matched: "end" },
+  { name: "overlapping stops: the first to complete wins", stops: ["abcd", "bc"], text: "xabcd", reply: "xa", stopped: true, matched: "bc" },
+  { name: "a stop inside another completing at once: the longer cuts earlier", stops: ["cd", "abcd"], text: "xabcdy", reply: "x", stopped: true, matched: "abcd" },
+  { name: "a self-overlapping stop after a near miss", stops: ["aab"], text: "xaaab!", reply: "xa", stopped: true, matched: "aab" },
+  { name: "a partial stop that turns into another", stops: ["abx", "bcy"], text: "abcy", reply: "a", stopped: true, matched: "bcy" },
   { name: "repeated prefix then no match", stops: ["ababc"], text: "abababab", reply: "abababab", stopped: false },
-  { name: "unicode stop and text", stops: ["ñé"], text: "añ日本ñé🙂", reply: "añ日本", stopped: true },
-  { name: "an astral-plane stop", stops: ["🙂!"], text: "hi 🙂🙂! no", reply: "hi 🙂", stopped: true },
-  { name: "empty stop strings are ignored", stops: ["", "Z"], text: "abZc", reply: "ab", stopped: true },
+  { name: "unicode stop and text", stops: ["ñé"], text: "añ日本ñé🙂", reply: "añ日本", stopped: true, matched: "ñé" },
+  { name: "an astral-plane stop", stops: ["🙂!"], text: "hi 🙂🙂! no", reply: "hi 🙂", stopped: true, matched: "🙂!" },
+  { name: "empty stop strings are ignored", stops: ["", "Z"], text: "abZc", reply: "ab", stopped: true, matched: "Z" },
 ];
 
 describe("StopFilter", () => {
@@ -46,7 +48,7 @@ describe("StopFilter", () => {
     test(`${c.name}, split at every position`, () => {
       for (const pieces of splits(c.text)) {
         const r = run(c.stops, pieces);
-        expect({ pieces, out: r.out, stopped: r.stopped }).toEqual({ pieces, out: c.reply, stopped: c.stopped });
+        expect({ pieces, out: r.out, stopped: r.stopped, matched: r.matched }).toEqual({ pieces, out: c.reply, stopped: c.stopped, matched: c.matched });
       }
     });
   }
@@ -57,7 +59,7 @@ describe("StopFilter", () => {
     expect(f.feed("T")).toEqual({ text: "", stopped: false });
     expect(f.feed("x")).toEqual({ text: "STx", stopped: false });
     expect(f.feed("STO")).toEqual({ text: "", stopped: false });
-    expect(f.feed("P and more")).toEqual({ text: "", stopped: true });
+    expect(f.feed("P and more")).toEqual({ text: "", stopped: true, matched: "STOP" });
     expect(f.feed("later")).toEqual({ text: "", stopped: true });
   });
 

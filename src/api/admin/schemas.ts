@@ -46,6 +46,9 @@ export const PatchModelBody = v.object({
   aliases: v.optional(v.array(v.pipe(v.string(), v.regex(/^[\w.:/-]{1,200}$/, "aliases use letters, digits and . _ : / -")))),
 });
 
+/** PUT /admin/v1/routes/{name}: where requests for that name go (a model id or alias). */
+export const RouteBody = v.object({ model: v.pipe(v.string(), v.minLength(1), v.maxLength(200)) });
+
 export const DownloadBody = v.object({
   /** org/repo, org/repo:QUANT or org/repo:file.gguf */
   model: v.pipe(v.string(), v.minLength(3), v.maxLength(300)),

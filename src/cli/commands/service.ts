@@ -48,7 +48,7 @@ export function serviceSpecFromArgs(argv: string[], executable: string, home: st
       env[secret] = setting.kind === "list" ? values.join(",") : (values[values.length - 1] as string);
       continue;
     }
-    for (const raw of setting.kind === "list" ? values : [values[values.length - 1] as string]) {
+    for (const raw of setting.kind === "list" || setting.kind === "map" ? values : [values[values.length - 1] as string]) {
       let value = raw;
       if (setting.key === "model") value = absoluteModelSpec(raw);
       else if (PATH_SETTINGS.has(setting.key) && !isAbsolute(raw)) value = resolve(raw);
