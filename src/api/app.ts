@@ -10,6 +10,7 @@ import type { DownloadJobs } from "../downloads/jobs.ts";
 import type { HubSettings } from "../downloads/hub-executor.ts";
 import type { ModelImporter } from "../models/importer.ts";
 import type { ProbeService } from "../probe/service.ts";
+import type { ResponseStore } from "../responses/store.ts";
 import type { MlxRuntime } from "../runtimes/mlx.ts";
 import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
@@ -22,6 +23,7 @@ import { adminModelRoutes } from "./admin/models.ts";
 import { adminRuntimeRoutes } from "./admin/runtimes.ts";
 import { adminSystemRoutes } from "./admin/system.ts";
 import { openaiRoutes } from "./openai/plugin.ts";
+import { responsesRoutes } from "./responses/plugin.ts";
 import type { ConnectionGuard } from "./connections.ts";
 import { checkContentLength, readJsonBody } from "./limits.ts";
 import type { Security } from "./security.ts";
@@ -34,6 +36,8 @@ export interface AppDeps {
   events: EventBus;
   keys: KeyStore;
   probes: ProbeService;
+  /** Stored responses of /v1/responses (previous_response_id). */
+  responses: ResponseStore;
   importer: ModelImporter;
   mlx: MlxRuntime;
   downloads: DownloadJobs;
@@ -142,6 +146,7 @@ export function createApp(deps: AppDeps) {
     }))
     .get("/health", () => ({ status: "ok", version: VERSION }), { detail: { summary: "Liveness check (no API key needed)", tags: ["LMX"] } })
     .use(openaiRoutes(inference, scheduler, probes))
+    .use(responsesRoutes(inference, deps.responses))
     .use(adminModelRoutes(deps))
     .use(adminSystemRoutes(deps))
     .use(adminKeyRoutes(deps))

@@ -2,13 +2,21 @@ import { errorBody } from "./errors.ts";
 
 export type Send = (data: unknown) => void;
 
+/** How events are framed: Chat Completions sends bare `data:` lines ending in `data: [DONE]`; Responses names each event. */
+export interface SseFraming {
+  /** The `event:` line of a payload, if it has one. */
+  eventName?: (data: unknown) => string | undefined;
+  /** End the stream with `data: [DONE]` (default true). */
+  done?: boolean;
+}
+
 /**
  * Starts a streamed generation but sends the HTTP status only once the first event exists, so
  * failures found before any output (unknown model, context too long, full queue) still reach the
- * client as a normal JSON error with the right status. Output is Server-Sent Events ending in
- * `data: [DONE]`. A client that disconnects aborts the generation through `signal`.
+ * client as a normal JSON error with the right status. Output is Server-Sent Events, framed as
+ * `framing` says (default: bare `data:` lines ending in `data: [DONE]`). A client that disconnects aborts the generation through `signal`.
  */
-export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, signal: AbortSignal) => Promise<void>): Promise<Response> {
+export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, signal: AbortSignal) => Promise<void>, framing: SseFraming = {}): Promise<Response> {
   const abort = new AbortController();
   const onClientGone = () => abort.abort();
   requestSignal.addEventListener("abort", onClientGone, { once: true });
@@ -24,7 +32,8 @@ export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, 
   };
   const send: Send = (data) => {
     if (abort.signal.aborted) return;
-    push(encoder.encode(`data: ${JSON.stringify(data)}\n\n`));
+    const name = framing.eventName?.(data);
+    push(encoder.encode(`${name ? `event: ${name}\n` : ""}data: ${JSON.stringify(data)}\n\n`));
     firstEvent?.();
   };
 
@@ -49,7 +58,7 @@ export async function sseResponse(requestSignal: AbortSignal, run: (send: Send, 
         finished = true;
         try {
           if (err !== undefined && !abort.signal.aborted) c.enqueue(encoder.encode(`data: ${JSON.stringify(errorBody(err))}\n\n`));
-          if (!abort.signal.aborted) c.enqueue(encoder.encode("data: [DONE]\n\n"));
+          if (!abort.signal.aborted && framing.done !== false) c.enqueue(encoder.encode("data: [DONE]\n\n"));
           c.close();
         } catch {
           // The client went away while we were finishing; nothing left to tell it.
