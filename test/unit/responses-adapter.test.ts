@@ -302,6 +302,37 @@ describe("streaming", () => {
   });
 });
 
+describe("the HTTP contract shared with chat", () => {
+  test("a streamed response aborted by its client stops the engine and frees the slot; nothing is stored", async () => {
+    await using f = fakeApp([{ id: "m", stepMs: 5, script: () => steps(...Array.from({ length: 1000 }, () => ({ text: "t" }))) }], { parallel: 1 });
+    const leave = new AbortController();
+    const res = await f.post("/v1/responses", { model: "m", input: "go", stream: true }, { signal: leave.signal });
+    const reader = res.body!.getReader();
+    await reader.read();
+    expect(f.engine.model("m").running).toBe(1);
+    leave.abort();
+    await reader.cancel().catch(() => undefined);
+    const until = async (what: () => Promise<boolean> | boolean) => {
+      const deadline = Date.now() + 1000;
+      while (!(await what())) {
+        if (Date.now() > deadline) throw new Error("timed out");
+        await Bun.sleep(5);
+      }
+    };
+    await until(() => f.engine.model("m").running === 0);
+    await until(async () => (await f.scheduler.get("m")).running === 0);
+    expect(f.responses.ids()).toEqual([]);
+  });
+
+  test("the routes and the request body are in the OpenAPI docs", async () => {
+    await using f = fakeApp([{ id: "m" }]);
+    const doc = await json(await f.request("/docs/json"));
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/responses", "/v1/responses/{id}", "/v1/responses/{id}/input_items"]));
+    const body = doc.paths["/v1/responses"].post.requestBody.content["application/json"].schema;
+    expect(Object.keys(body.properties)).toEqual(expect.arrayContaining(["model", "input", "instructions", "tools", "tool_choice", "text", "reasoning", "store", "previous_response_id"]));
+  });
+});
+
 describe("stored responses", () => {
   test("previous_response_id continues: its input and output come first; instructions do not carry over", async () => {
     await using f = fakeApp([{ id: "m", script: (r) => ((r as ChatGeneration).messages.at(-1)!.role === "tool" ? steps({ text: "rainy" }) : steps({ reasoning: "call" }, { toolCall: { name: "get_weather", arguments: '{"city":"Paris"}', id: "call_w" } })) }]);
