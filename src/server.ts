@@ -25,6 +25,7 @@ import { ModelManager } from "./admin/model-manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import { routeProblem, RouteTable } from "./models/routes.ts";
 import { ProbeService } from "./probe/service.ts";
+import { ResponseStore } from "./responses/store.ts";
 import { MlxRuntime } from "./runtimes/mlx.ts";
 import { maxThreads } from "./scheduler/load-limits.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
@@ -87,7 +88,15 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     const problem = routeProblem(name, model);
     if (problem) throw new UsageError(`--route ${name}=${model}: ${problem}`);
   }
+  let storedResponsesBytes: number;
+  try {
+    if (config.storedResponsesSize.includes("%")) throw new Error("give a size like 256MB, not a share of RAM");
+    storedResponsesBytes = parseMemorySize(config.storedResponsesSize);
+  } catch (err) {
+    throw new UsageError(`--stored-responses-size: ${(err as Error).message}`);
+  }
   const db = openDb(join(home, "lmx.db"));
+  const responses = new ResponseStore(db, { count: config.storedResponses ?? 10_000, bytes: storedResponsesBytes, ageMs: (config.storedResponsesDays ?? 30) * 86_400_000 });
   const events = new EventBus();
   const registry = new ModelRegistry(db);
   const history = new LoadHistory(db, events);
@@ -139,7 +148,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     hold: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, 0),
     release: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, idleSeconds),
   };
-  const app = createApp({ scheduler, inference, security, manager, events, keys, routes, probes, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections });
+  const app = createApp({ scheduler, inference, security, manager, events, keys, routes, probes, responses, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections });
   let dbClosed = false;
   const closeDb = () => {
     if (dbClosed) return;

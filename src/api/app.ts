@@ -11,6 +11,7 @@ import type { HubSettings } from "../downloads/hub-executor.ts";
 import type { ModelImporter } from "../models/importer.ts";
 import type { RouteTable } from "../models/routes.ts";
 import type { ProbeService } from "../probe/service.ts";
+import type { ResponseStore } from "../responses/store.ts";
 import type { MlxRuntime } from "../runtimes/mlx.ts";
 import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
@@ -27,6 +28,7 @@ import { anthropicErrors, anthropicRoutes } from "./anthropic/plugin.ts";
 import { openaiRoutes } from "./openai/plugin.ts";
 import { ollamaErrors } from "./ollama/errors.ts";
 import { OLLAMA_ADMIN_PATHS, ollamaRoutes } from "./ollama/plugin.ts";
+import { responsesRoutes } from "./responses/plugin.ts";
 import type { ConnectionGuard } from "./connections.ts";
 import { checkContentLength, readJsonBody } from "./limits.ts";
 import type { Security } from "./security.ts";
@@ -40,6 +42,8 @@ export interface AppDeps {
   keys: KeyStore;
   routes: RouteTable;
   probes: ProbeService;
+  /** Stored responses of /v1/responses (previous_response_id). */
+  responses: ResponseStore;
   importer: ModelImporter;
   mlx: MlxRuntime;
   downloads: DownloadJobs;
@@ -153,6 +157,7 @@ export function createApp(deps: AppDeps) {
     .use(openaiRoutes(inference, scheduler, probes))
     .use(anthropicRoutes(inference))
     .use(ollamaRoutes(deps))
+    .use(responsesRoutes(inference, deps.responses))
     .use(adminModelRoutes(deps))
     .use(adminSystemRoutes(deps))
     .use(adminKeyRoutes(deps))

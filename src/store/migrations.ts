@@ -129,4 +129,18 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 6,
+    description: "stored responses of the OpenAI Responses API (previous_response_id)",
+    sql: `
+      CREATE TABLE responses (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        response TEXT NOT NULL,
+        input TEXT NOT NULL
+      );
+      CREATE INDEX responses_created ON responses(created_at);
+    `,
+  },
 ];

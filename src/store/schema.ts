@@ -120,3 +120,15 @@ export const routes = sqliteTable("routes", {
   model: text("model").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });
+
+/** Responses kept for `previous_response_id` and GET /v1/responses/{id}: the wire JSON as answered. */
+export const responses = sqliteTable("responses", {
+  id: text("id").primaryKey(),
+  /** Milliseconds: the order of eviction, oldest first. */
+  createdAt: integer("created_at").notNull(),
+  /** Size of `response` and `input` together, for the store's size bound. */
+  bytes: integer("bytes").notNull(),
+  response: text("response", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
+  /** Every input item of the conversation so far, previous responses' included, in order. */
+  input: text("input", { mode: "json" }).$type<Record<string, unknown>[]>().notNull(),
+});

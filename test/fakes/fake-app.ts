@@ -17,6 +17,7 @@ import { MlxRuntime } from "../../src/runtimes/mlx.ts";
 import { ModelRegistry } from "../../src/models/registry.ts";
 import { RouteTable } from "../../src/models/routes.ts";
 import { ProbeService } from "../../src/probe/service.ts";
+import { ResponseStore, type ResponseStoreLimits } from "../../src/responses/store.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { openDb } from "../../src/store/db.ts";
 import { FakeEngine, type FakeModelSpec } from "./fake-engine.ts";
@@ -32,6 +33,7 @@ export interface FakeAppOptions {
   reasoningFormat?: ReasoningFormat;
   /** Configured routes (--route NAME=MODEL). */
   routes?: Record<string, string>;
+  storedResponses?: Partial<ResponseStoreLimits>;
 }
 
 export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
@@ -59,7 +61,8 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   const importer = new ModelImporter(registry, { lmstudioDir: "/nonexistent/lmx-fake-lmstudio", ollamaDir: "/nonexistent/lmx-fake-ollama" }, (d) => engine.inspect(d));
   const mlx = new MlxRuntime(db, "/nonexistent/lmx-fake-home", { autoInstall: false });
   const security = new Security({ boundHost: "127.0.0.1", keys, corsOrigins: [], allowedHosts: [] });
-  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024 });
+  const responses = new ResponseStore(db, { count: 10_000, bytes: 256 * 1024 * 1024, ageMs: 30 * 86_400_000, ...opts.storedResponses }, opts.now);
+  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024 });
 
   const request = (path: string, init: RequestInit & { json?: unknown } = {}) => {
     const { json, ...rest } = init;
@@ -75,6 +78,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
     core,
     keys,
     events,
+    responses,
     app,
     request,
     post: (path: string, json: unknown, init: RequestInit = {}) => request(path, { ...init, method: "POST", json }),
