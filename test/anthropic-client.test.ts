@@ -89,6 +89,19 @@ describe("the Anthropic SDK against LMX (llama.cpp, agent model, routed from a c
     expect((msg.content[0] as Anthropic.TextBlock).text).toBe(expected("no_thinking").rest);
   });
 
+  test("thinking enabled with budget_tokens: the thought is closed at the budget, then the answer", async () => {
+    const full = await client.messages.create(request("plain_answer"));
+    const fullThought = (full.content[0] as Anthropic.ThinkingBlock).thinking.trim();
+    const msg = await client.messages.create(request("plain_answer", { thinking: { type: "enabled", budget_tokens: 3 } }));
+    expect(blockTypes(msg)[0]).toBe("thinking");
+    const thought = (msg.content[0] as Anthropic.ThinkingBlock).thinking.trim();
+    // Three tokens of "The user asks for the capital of Japan.": its first words only.
+    expect(thought.length).toBeGreaterThan(0);
+    expect(fullThought.startsWith(thought)).toBe(true);
+    expect(thought.split(/\s+/).length).toBeLessThanOrEqual(3);
+    expect(msg.stop_reason).not.toBe("max_tokens");
+  });
+
   test("streaming: the SDK's event sequence, and the message it assembles equals the unstreamed one", async () => {
     const stream = client.messages.stream(request("greeting"));
     const events: string[] = [];

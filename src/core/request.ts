@@ -71,6 +71,11 @@ export interface ChatGeneration extends SamplingOptions, ChatPrompt {
   kind: "chat";
   /** Where thoughts go in the result; the server's default when unset. */
   reasoningFormat?: ReasoningFormat;
+  /**
+   * Most tokens a thought may take before it is closed and the answer begins (Anthropic's
+   * thinking.budget_tokens). llama.cpp enforces it; the MLX worker cannot cut a thought short.
+   */
+  thinkingBudget?: number;
 }
 
 /** Raw text continued as is, no template. */

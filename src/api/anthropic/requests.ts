@@ -178,5 +178,6 @@ export function toGeneration(body: MessagesBody): ChatGeneration {
     stop: stop && stop.length > 0 ? stop : undefined,
     // Thinking has blocks of its own in this API, whatever the server's --reasoning-format.
     reasoningFormat: "separate",
+    ...(body.thinking?.type === "enabled" && body.thinking.budget_tokens !== undefined ? { thinkingBudget: body.thinking.budget_tokens } : {}),
   };
 }

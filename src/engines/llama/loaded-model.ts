@@ -263,7 +263,7 @@ export class LlamaLoadedModel implements LoadedModel {
         onFunctionCallParamsChunk: plan.functions ? (chunk) => { tracked.firstToken(); clock.onTokens([]); output.onFunctionCallParamsChunk(chunk); } : undefined,
         ...until(signal, stop),
         onResponseChunk: (chunk) => { tracked.firstToken(); clock.onTokens(chunk.tokens); output.onResponseChunk(chunk); },
-        budgets: plan.wrapper.thinkingOff ? { thoughtTokens: 0 } : undefined,
+        budgets: plan.wrapper.thinkingOff ? { thoughtTokens: 0 } : request.thinkingBudget !== undefined ? { thoughtTokens: request.thinkingBudget } : undefined,
         // The context was checked to fit; shifting would drop the start of the conversation.
         contextShift: { strategy: "eraseFirstResponseAndKeepFirstSystem" },
       } as Parameters<typeof chat.generateResponse>[1]);
