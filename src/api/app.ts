@@ -62,6 +62,18 @@ export interface AppDeps {
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 
+/**
+ * The path of a request's URL, for choosing which API's error shape answers it. A request without
+ * a Host header has a bare path for its URL, which `new URL` refuses: the path is then the URL itself.
+ */
+function pathOf(url: string): string {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return url.split(/[?#]/, 1)[0] ?? "";
+  }
+}
+
 /** A path whose %-escapes do not decode would make every route that decodes a parameter throw. */
 function checkPath(pathname: string): void {
   try {
@@ -102,7 +114,7 @@ export function createApp(deps: AppDeps) {
           security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), url.pathname.startsWith("/admin") || OLLAMA_ADMIN_PATHS.has(url.pathname) ? "admin" : "inference");
         }
       } catch (err) {
-        const { status, body } = mapErrorFor(ERROR_DIALECTS, new URL(request.url).pathname, err);
+        const { status, body } = mapErrorFor(ERROR_DIALECTS, pathOf(request.url), err);
         // An unread body (413) or a server short of descriptors (503): do not keep the connection.
         return json(status, body, status === 413 || status === 503 ? { connection: "close" } : undefined);
       }
@@ -134,7 +146,7 @@ export function createApp(deps: AppDeps) {
     })
     .onError(({ code, error, request, set }) => {
       idle?.release(request);
-      const path = new URL(request.url).pathname;
+      const path = pathOf(request.url);
       const { status, body, headers, message } = mapErrorFor(ERROR_DIALECTS, path, error, code);
       if (headers) Object.assign(set.headers, headers);
       if (status >= 500) log.warn("request failed", { path, status, error: message });

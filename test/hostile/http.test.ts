@@ -135,6 +135,13 @@ describe("malformed requests get a 4xx in the API's shape", () => {
         expect(statusOf(res)).toBe(400);
         expect(bodyOf(res).error.code).toBe("missing_host");
       }
+      // The APIs with an error shape of their own answer in it, even before a route runs.
+      const ollama = await raw(port, "GET /api/tags HTTP/1.0\r\n\r\n");
+      expect(statusOf(ollama)).toBe(400);
+      expect(typeof (bodyOf(ollama) as unknown as { error: unknown }).error).toBe("string");
+      const anthropic = await raw(port, "POST /v1/messages?beta=true HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+      expect(statusOf(anthropic)).toBe(400);
+      expect(bodyOf(anthropic) as unknown).toMatchObject({ type: "error", error: { type: "invalid_request_error" } });
       for (const path of ["/v1/models/%E0%A4%A", "/admin/v1/models/%ZZ/load", "/v1/models/%"]) {
         const res = await raw(port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
         expect(statusOf(res)).toBe(400);
