@@ -7,28 +7,19 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import Anthropic, { type APIError } from "@anthropic-ai/sdk";
 import { Tokenizer } from "@huggingface/tokenizers";
-import { type AgentCase, ensureAgentModel } from "./fixtures/agent-model.ts";
+import { ensureAgentModel } from "./fixtures/agent-model.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
 
 const agent = await ensureAgentModel();
+const agentCase = agent.case;
+const expected = agent.expected;
 const tokenizer = new Tokenizer(
   JSON.parse(readFileSync(join(agent.mlxDir, "tokenizer.json"), "utf8")) as object,
   JSON.parse(readFileSync(join(agent.mlxDir, "tokenizer_config.json"), "utf8")) as object,
 );
 const tokenCount = (text: string) => tokenizer.encode(text, { add_special_tokens: false }).ids.length;
 
-function agentCase(name: string): AgentCase {
-  const c = agent.cases.find((x) => x.name === name);
-  if (!c) throw new Error(`no case ${name}`);
-  return c;
-}
 
-/** The thought and the rest of a case's exact reply (Qwen3 layout: <think>\n…\n</think>\n\n…<|im_end|>). */
-function expected(name: string): { thought: string; rest: string } {
-  const reply = agentCase(name).reply.replace(/<\|im_end\|>$/, "");
-  const m = /^<think>\n([^]*?)\n<\/think>\n\n([^]*)$/.exec(reply);
-  return m ? { thought: m[1]!, rest: m[2]! } : { thought: "", rest: reply };
-}
 
 const MODEL = "claude-sonnet-4-6";
 

@@ -7,13 +7,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ollama, type ChatRequest, type Message, type ProgressResponse } from "ollama";
-import { type AgentCase, ensureAgentModel } from "./fixtures/agent-model.ts";
+import { ensureAgentModel } from "./fixtures/agent-model.ts";
 import { ensureFixtures } from "./fixtures/models.ts";
 import { demoRepos, startFakeHub, type FakeHub } from "./hub/fake-hub.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
 
 const fx = ensureFixtures();
 const agent = await ensureAgentModel();
+const agentCase = agent.case;
+const expected = agent.expected;
 const cache = mkdtempSync(join(tmpdir(), "lmx-ollama-hf-"));
 
 /** A port nothing listens on right now, for the second listener. */
@@ -24,18 +26,7 @@ function freePort(): number {
   return port;
 }
 
-function agentCase(name: string): AgentCase {
-  const c = agent.cases.find((x) => x.name === name);
-  if (!c) throw new Error(`no case ${name}`);
-  return c;
-}
 
-/** The thought and the rest of a case's exact reply (Qwen3 layout: <think>\n…\n</think>\n\n…<|im_end|>). */
-function expected(name: string): { thought: string; rest: string } {
-  const reply = agentCase(name).reply.replace(/<\|im_end\|>$/, "");
-  const m = /^<think>\n([^]*?)\n<\/think>\n\n([^]*)$/.exec(reply);
-  return m ? { thought: m[1]!, rest: m[2]! } : { thought: "", rest: reply };
-}
 
 /** tool_choice is LMX's extension to Ollama's chat: the client passes it through as it is. */
 type LmxChat = ChatRequest & { tool_choice?: unknown; stream?: false };

@@ -9,11 +9,13 @@ import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import OpenAI from "openai";
 import type { ChatCompletionChunk, ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
-import { type AgentCase, ensureAgentModel } from "./fixtures/agent-model.ts";
+import { ensureAgentModel } from "./fixtures/agent-model.ts";
 import { mlxTestEnv } from "./helpers/mlx.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
 
 const agent = await ensureAgentModel();
+const agentCase = agent.case;
+const expected = agent.expected;
 const tokenizer = new Tokenizer(
   JSON.parse(readFileSync(join(agent.mlxDir, "tokenizer.json"), "utf8")) as object,
   JSON.parse(readFileSync(join(agent.mlxDir, "tokenizer_config.json"), "utf8")) as object,
@@ -22,18 +24,7 @@ const tokenCount = (text: string) => tokenizer.encode(text, { add_special_tokens
 /** Tokens of a case's whole reply, thought and calls included, without the end token (which no engine counts). */
 const replyTokens = (name: string) => tokenCount(agentCase(name).reply.replace(/<\|im_end\|>$/, ""));
 
-function agentCase(name: string): AgentCase {
-  const c = agent.cases.find((x) => x.name === name);
-  if (!c) throw new Error(`no case ${name}`);
-  return c;
-}
 
-/** The thought and the rest of a case's exact reply (Qwen3 layout: <think>\n…\n</think>\n\n…<|im_end|>). */
-function expected(name: string): { thought: string; rest: string } {
-  const reply = agentCase(name).reply.replace(/<\|im_end\|>$/, "");
-  const m = /^<think>\n([^]*?)\n<\/think>\n\n([^]*)$/.exec(reply);
-  return m ? { thought: m[1]!, rest: m[2]! } : { thought: "", rest: reply };
-}
 
 /** The case as an OpenAI request: its messages (tool-call arguments as JSON text) and tools. */
 function request(name: string, extra: Partial<ChatCompletionCreateParamsNonStreaming> = {}): ChatCompletionCreateParamsNonStreaming {

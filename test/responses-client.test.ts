@@ -6,12 +6,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import type { FunctionTool, ResponseFunctionToolCall, ResponseReasoningItem } from "openai/resources/responses/responses";
-import { type AgentCase, ensureAgentModel } from "./fixtures/agent-model.ts";
+import { ensureAgentModel } from "./fixtures/agent-model.ts";
 import { ensureFixtures } from "./fixtures/models.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
 
 const fx = ensureFixtures();
 const agent = await ensureAgentModel();
+const agentCase = agent.case;
+const expected = agent.expected;
 let srv: TestServer;
 let client: OpenAI;
 
@@ -23,18 +25,7 @@ afterAll(async () => {
   await srv?.[Symbol.asyncDispose]();
 });
 
-function agentCase(name: string): AgentCase {
-  const c = agent.cases.find((x) => x.name === name);
-  if (!c) throw new Error(`no case ${name}`);
-  return c;
-}
 
-/** The thought and the rest of a case's exact reply (<think>\n…\n</think>\n\n…<|im_end|>). */
-function expected(name: string): { thought: string; rest: string } {
-  const reply = agentCase(name).reply.replace(/<\|im_end\|>$/, "");
-  const m = /^<think>\n([^]*?)\n<\/think>\n\n([^]*)$/.exec(reply);
-  return m ? { thought: m[1]!, rest: m[2]! } : { thought: "", rest: reply };
-}
 
 /** A case's tools in the Responses shape (no `function` wrapper). */
 const toolsOf = (name: string): FunctionTool[] => agentCase(name).tools.map((t) => ({ type: "function", name: t.function.name, description: t.function.description, parameters: t.function.parameters, strict: false }));
