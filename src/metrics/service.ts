@@ -18,14 +18,14 @@ export interface MetricsSources {
 }
 
 /** The model label of a name that is no known model: clients choose names, so they must not become labels. */
-export const UNKNOWN_MODEL = "unknown";
+const UNKNOWN_MODEL = "unknown";
 
 /** Seconds; from a short embedding to a long generation on a CPU. */
 const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 const FIRST_TOKEN_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 /** `ok`, `aborted` (the client went away), or the HTTP status the error is answered with. */
-export function statusLabel(outcome: RequestOutcome): string {
+function statusLabel(outcome: RequestOutcome): string {
   if (outcome.aborted) return "aborted";
   if (!outcome.error) return "ok";
   const status = (outcome.error as { status?: unknown }).status;
