@@ -9,6 +9,7 @@ import { KeyStore } from "./auth/keys.ts";
 import type { ConfiguredModel, Resolved } from "./config/resolve.ts";
 import type { serveSettings } from "./config/settings.ts";
 import { LlamaCppEngine } from "./engines/llama/engine.ts";
+import { engineBundleInfo } from "./engines/llama/loader.ts";
 import { MlxEngine } from "./engines/mlx/engine.ts";
 import { HubExecutor } from "./downloads/hub-executor.ts";
 import { DownloadJobs } from "./downloads/jobs.ts";
@@ -18,6 +19,7 @@ import { hubCacheDir, hubToken } from "./hub/cache.ts";
 import { isReasoningFormat, REASONING_FORMATS } from "./core/reasoning.ts";
 import { InferenceCore } from "./core/service.ts";
 import { log } from "./log.ts";
+import { Metrics } from "./metrics/service.ts";
 import { ModelCatalog } from "./models/catalog.ts";
 import { LoadHistory } from "./models/history.ts";
 import { ModelImporter } from "./models/importer.ts";
@@ -34,6 +36,7 @@ import { type Db, openDb } from "./store/db.ts";
 import { cpuInfo } from "./util/cpu.ts";
 import { parseMemorySize } from "./util/size.ts";
 import { bounded } from "./util/watch.ts";
+import { VERSION } from "./version.ts";
 
 export type ServeConfig = Resolved<typeof serveSettings>;
 
@@ -137,7 +140,15 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     lmstudioDir: config.lmstudioDir ?? join(homedir(), ".lmstudio", "models"),
     ollamaDir: config.ollamaDir ?? join(homedir(), ".ollama", "models"),
   }, (d) => engine.inspect(d));
-  const inference = new InferenceCore(scheduler, { stallTimeoutMs: (config.stallTimeout ?? 600) * 1000, reasoningFormat });
+  const metrics = new Metrics({
+    resolveModel: (name) => catalog.forRequest(name).descriptor?.id,
+    occupancy: () => scheduler.occupancy(),
+    memoryBudget: () => scheduler.memoryBudget,
+    downloadsActive: () => downloads.active,
+    version: VERSION,
+    engineVersion: () => engineBundleInfo(home).nodeLlamaCppVersion,
+  });
+  const inference = new InferenceCore(scheduler, { stallTimeoutMs: (config.stallTimeout ?? 600) * 1000, reasoningFormat, observer: metrics });
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
   const connections = new ConnectionGuard(config.maxConnections ?? 4096);
   const idleSeconds = config.idleTimeout ?? 30;
@@ -148,7 +159,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     hold: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, 0),
     release: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, idleSeconds),
   };
-  const app = createApp({ scheduler, inference, security, manager, events, keys, routes, probes, responses, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections });
+  const app = createApp({ scheduler, inference, security, manager, events, keys, routes, probes, responses, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections, metrics });
   let dbClosed = false;
   const closeDb = () => {
     if (dbClosed) return;

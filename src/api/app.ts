@@ -13,6 +13,7 @@ import type { RouteTable } from "../models/routes.ts";
 import type { ProbeService } from "../probe/service.ts";
 import type { ResponseStore } from "../responses/store.ts";
 import type { MlxRuntime } from "../runtimes/mlx.ts";
+import type { Metrics } from "../metrics/service.ts";
 import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import { VERSION } from "../version.ts";
@@ -30,6 +31,7 @@ import { ollamaErrors } from "./ollama/errors.ts";
 import { OLLAMA_ADMIN_PATHS, ollamaRoutes } from "./ollama/plugin.ts";
 import { responsesRoutes } from "./responses/plugin.ts";
 import type { ConnectionGuard } from "./connections.ts";
+import { METRICS_PATH, metricsRoutes } from "./metrics.ts";
 import { checkContentLength, readJsonBody } from "./limits.ts";
 import type { Security } from "./security.ts";
 
@@ -57,6 +59,8 @@ export interface AppDeps {
    */
   idle?: { hold(request: Request): void; release(request: Request): void };
   connections?: ConnectionGuard;
+  /** Served at /metrics; the same instance must observe the inference core. */
+  metrics: Metrics;
 }
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
@@ -81,6 +85,15 @@ function checkPath(pathname: string): void {
   } catch {
     throw new InvalidRequestError("the request path has malformed %-escapes", null, "invalid_path");
   }
+}
+
+/**
+ * Routes an inference key may not reach: managing the server, and its metrics (they show every
+ * model's use). The router also answers a path with a trailing slash, so the check ignores it.
+ */
+function needsAdmin(path: string): boolean {
+  const route = path.length > 1 ? path.replace(/\/+$/, "") : path;
+  return route.startsWith("/admin") || OLLAMA_ADMIN_PATHS.has(route) || route === METRICS_PATH;
 }
 
 /** APIs whose errors are not OpenAI's shape: each adapter with its own names its paths here. */
@@ -111,7 +124,7 @@ export function createApp(deps: AppDeps) {
           security.checkOrigin(request);
           security.checkBodyType(request);
           checkContentLength(request, maxBodyBytes);
-          security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), url.pathname.startsWith("/admin") || OLLAMA_ADMIN_PATHS.has(url.pathname) ? "admin" : "inference");
+          security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), needsAdmin(url.pathname) ? "admin" : "inference");
         }
       } catch (err) {
         const { status, body } = mapErrorFor(ERROR_DIALECTS, pathOf(request.url), err);
@@ -170,6 +183,7 @@ export function createApp(deps: AppDeps) {
     .use(anthropicRoutes(inference))
     .use(ollamaRoutes(deps))
     .use(responsesRoutes(inference, deps.responses))
+    .use(metricsRoutes(deps.metrics))
     .use(adminModelRoutes(deps))
     .use(adminSystemRoutes(deps))
     .use(adminKeyRoutes(deps))

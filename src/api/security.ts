@@ -65,7 +65,7 @@ export class Security {
     if (!presented) throw new AuthenticationError();
     const scope = this.opts.keys.verify(presented);
     if (!scope) throw new AuthenticationError("Invalid API key.");
-    if (needs === "admin" && scope !== "admin") throw new ForbiddenError("this key has inference scope; /admin routes (and Ollama's /api/pull, /api/delete, /api/copy) need an admin key", "insufficient_scope");
+    if (needs === "admin" && scope !== "admin") throw new ForbiddenError("this key has inference scope; /admin routes, /metrics and Ollama's /api/pull, /api/delete and /api/copy need an admin key", "insufficient_scope");
   }
 
   /**

@@ -6,6 +6,7 @@ import { log } from "../log.ts";
 import type { EventSink, GenerationEvent } from "./events.ts";
 import { checkDimensions, checkEmbeddingInputs, normalizeEmbedding } from "./embeddings.ts";
 import { trimAnswerWhitespace } from "./answer-text.ts";
+import type { ApiLabel, RequestObserver } from "./observer.ts";
 import { withReasoningFormat } from "./reasoning.ts";
 import type { ChatPrompt, EmbeddingInput, EmbeddingResult, GenerationRequest, ReasoningFormat } from "./request.ts";
 import { checkStops, stopAtStrings } from "./stop.ts";
@@ -43,7 +44,12 @@ export interface CoreOptions {
   stallTimeoutMs: number;
   /** Where thoughts go when a request does not say (default "separate"). */
   reasoningFormat?: ReasoningFormat;
+  /** Told about every request that names its API (metrics). */
+  observer?: RequestObserver;
 }
+
+/** Events that mean the model has produced its first output. */
+const OUTPUT = new Set<GenerationEvent["type"]>(["text", "reasoning", "tool_call_start"]);
 
 export class InferenceCore {
   constructor(private readonly leases: LeaseSource, private readonly options: CoreOptions) {}
@@ -53,7 +59,16 @@ export class InferenceCore {
    * prompt; one request otherwise). Never rejects: a failure is the last event, `error`, carrying
    * the index of the request that failed; requests after it do not run.
    */
-  async generate(model: string, requests: readonly GenerationRequest[], emit: IndexedSink, signal?: AbortSignal): Promise<void> {
+  async generate(model: string, requests: readonly GenerationRequest[], emit: IndexedSink, signal?: AbortSignal, api?: ApiLabel): Promise<void> {
+    const observed = this.observed(model, api, emit, signal);
+    try {
+      await this.generateOn(model, requests, observed.emit, signal);
+    } finally {
+      observed.end();
+    }
+  }
+
+  private async generateOn(model: string, requests: readonly GenerationRequest[], emit: IndexedSink, signal?: AbortSignal): Promise<void> {
     let index = 0;
     try {
       for (const r of requests) {
@@ -88,9 +103,18 @@ export class InferenceCore {
    * list of prompts runs down each lane). Never rejects: the first failure aborts the other lanes
    * and is the one `error` event.
    */
-  async generateParallel(model: string, requests: readonly GenerationRequest[], lanes: number, emit: IndexedSink, signal?: AbortSignal): Promise<void> {
+  async generateParallel(model: string, requests: readonly GenerationRequest[], lanes: number, emit: IndexedSink, signal?: AbortSignal, api?: ApiLabel): Promise<void> {
+    const observed = this.observed(model, api, emit, signal);
+    try {
+      await this.parallel(model, requests, lanes, observed.emit, signal);
+    } finally {
+      observed.end();
+    }
+  }
+
+  private async parallel(model: string, requests: readonly GenerationRequest[], lanes: number, emit: IndexedSink, signal?: AbortSignal): Promise<void> {
     const width = Math.min(lanes, requests.length);
-    if (width <= 1) return this.generate(model, requests, emit, signal);
+    if (width <= 1) return this.generateOn(model, requests, emit, signal);
     const ac = new AbortController();
     const onAbort = () => ac.abort();
     if (signal?.aborted) ac.abort();
@@ -99,7 +123,7 @@ export class InferenceCore {
     try {
       await Promise.all(Array.from({ length: width }, (_, lane) => {
         const indices = requests.map((_, i) => i).filter((i) => i % width === lane);
-        return this.generate(model, indices.map((i) => requests[i]!), (e, j) => {
+        return this.generateOn(model, indices.map((i) => requests[i]!), (e, j) => {
           if (failed) return;
           if (e.type === "error") {
             failed = true;
@@ -111,6 +135,29 @@ export class InferenceCore {
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }
+  }
+
+  /**
+   * `emit` wrapped so the observer sees the request's first output, its usage (summed over its
+   * generations) and, on `end`, its outcome. A request that names no API is not observed.
+   */
+  private observed(model: string, api: ApiLabel | undefined, emit: IndexedSink, signal?: AbortSignal): { emit: IndexedSink; end(): void } {
+    const observation = api ? this.options.observer?.start(model, api) : undefined;
+    if (!observation) return { emit, end: () => undefined };
+    let first = true;
+    let error: Error | undefined;
+    return {
+      emit: (e, i) => {
+        if (first && OUTPUT.has(e.type)) {
+          first = false;
+          observation.firstToken();
+        }
+        if (e.type === "usage") observation.usage(e.usage);
+        else if (e.type === "error") error = e.error;
+        emit(e, i);
+      },
+      end: () => observation.end({ error, aborted: error !== undefined && signal?.aborted === true }),
+    };
   }
 
   /**
@@ -191,7 +238,20 @@ export class InferenceCore {
    * Unit-length embeddings of `inputs` (cut to their first `dimensions` components first, when
    * given), whatever the engine's pooling produced.
    */
-  async embed(model: string, inputs: readonly EmbeddingInput[], options: { dimensions?: number } = {}, signal?: AbortSignal): Promise<EmbeddingResult> {
+  async embed(model: string, inputs: readonly EmbeddingInput[], options: { dimensions?: number } = {}, signal?: AbortSignal, api?: ApiLabel): Promise<EmbeddingResult> {
+    const observation = api ? this.options.observer?.start(model, api) : undefined;
+    try {
+      const r = await this.embedOn(model, inputs, options, signal);
+      observation?.usage({ promptTokens: r.promptTokens, completionTokens: 0 });
+      observation?.end({ aborted: false });
+      return r;
+    } catch (err) {
+      observation?.end({ error: err instanceof Error ? err : new Error(String(err)), aborted: signal?.aborted === true });
+      throw err;
+    }
+  }
+
+  private async embedOn(model: string, inputs: readonly EmbeddingInput[], options: { dimensions?: number }, signal?: AbortSignal): Promise<EmbeddingResult> {
     checkEmbeddingInputs(inputs);
     const { dimensions } = options;
     // A malformed value is refused before any engine work; the upper bound needs the vectors.

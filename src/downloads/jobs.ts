@@ -67,6 +67,11 @@ export class DownloadJobs {
     return this.get(job.id);
   }
 
+  /** Downloads transferring now (queued ones not counted). */
+  get active(): number {
+    return this.running.size;
+  }
+
   get(id: string): DownloadJob {
     const job = this.db.select().from(downloads).where(eq(downloads.id, id)).get();
     if (!job) throw new NotFoundError(`no download '${id}'`);

@@ -5,7 +5,7 @@ import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
 import { formatBytes, formatBytesApart } from "../util/size.ts";
 import { bounded } from "../util/watch.ts";
-import type { Lease, ModelLoad, ModelStatus, SchedulerSeams, SchedulerSettings } from "./types.ts";
+import type { Lease, ModelLoad, ModelOccupancy, ModelStatus, SchedulerSeams, SchedulerSettings } from "./types.ts";
 import { Entry, totalBytes } from "./entry.ts";
 import { checkContext, checkModelFile, checkThreads } from "./load-limits.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
@@ -13,7 +13,7 @@ import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 /** Context used when neither the user nor the model says otherwise: big enough for chat, small enough for RAM. */
 export const DEFAULT_CONTEXT = 4096;
 
-export type { Lease, ModelLoad, ModelStatus, SchedulerSeams, SchedulerSettings } from "./types.ts";
+export type { Lease, ModelLoad, ModelOccupancy, ModelStatus, SchedulerSeams, SchedulerSettings } from "./types.ts";
 
 export class Scheduler {
   private readonly entries = new Map<string, Entry>();
@@ -391,6 +391,22 @@ export class Scheduler {
   async loaded(): Promise<ModelStatus[]> {
     const ids = [...this.entries.values()].filter((e) => e.loaded).map((e) => e.id);
     return Promise.all(ids.map((id) => this.status(this.catalog.get(id) ?? { id, format: "gguf", path: "" })));
+  }
+
+  /** Every known model's engine and load, without reading any model file (cheap enough for each metrics scrape). */
+  occupancy(): ModelOccupancy[] {
+    this.catalog.refresh();
+    return this.catalog.list().map((d) => {
+      const e = this.entries.get(d.id);
+      return {
+        id: d.id,
+        engine: this.engines[d.format]?.name ?? d.format,
+        loaded: e?.loaded !== undefined,
+        memoryBytes: e?.loaded ? totalBytes(e.memory) : 0,
+        running: e?.slots?.running ?? 0,
+        queued: e?.slots?.queued ?? 0,
+      };
+    });
   }
 
   memoryInUse(): number {

@@ -43,6 +43,16 @@ export interface ModelStatus {
   ttlSeconds?: number;
 }
 
+export interface ModelOccupancy {
+  id: string;
+  /** The engine that serves the model's format (its name, e.g. llama.cpp). */
+  engine: string;
+  loaded: boolean;
+  memoryBytes: number;
+  running: number;
+  queued: number;
+}
+
 export interface SchedulerSeams {
   /** Saved per-model defaults (registry), layered under the settings of one load request. */
   savedDefaults?: (id: string) => LoadSettings | undefined;

@@ -9,6 +9,7 @@ import { EventBus } from "../../src/events/bus.ts";
 import { configureLog } from "../../src/log.ts";
 import { ModelCatalog } from "../../src/models/catalog.ts";
 import { LoadHistory } from "../../src/models/history.ts";
+import { Metrics } from "../../src/metrics/service.ts";
 import { ModelManager } from "../../src/admin/model-manager.ts";
 import { HubExecutor } from "../../src/downloads/hub-executor.ts";
 import { DownloadJobs } from "../../src/downloads/jobs.ts";
@@ -51,18 +52,26 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
     queueLimit: opts.queueLimit ?? 8,
     memoryBudget: opts.memoryBudget ?? 1e12,
   }, {}, { events, now: opts.now });
-  const core = new InferenceCore(scheduler, { stallTimeoutMs: opts.stallTimeoutMs ?? 60_000, reasoningFormat: opts.reasoningFormat });
   const probes = new ProbeService(db, scheduler, registry, events);
   // Admin features the fake tests do not exercise are wired as the server wires them, on paths that do not exist.
   const hub = { hubUrl: "http://127.0.0.1:9", token: undefined, cacheDir: "/nonexistent/lmx-fake-hub" };
   const hubExecutor = new HubExecutor(hub, (d) => scheduler.engineFor(d).inspect(d));
   const downloads = new DownloadJobs(db, events, hubExecutor);
+  const metrics = new Metrics({
+    resolveModel: (name) => catalog.forRequest(name).descriptor?.id,
+    occupancy: () => scheduler.occupancy(),
+    memoryBudget: () => scheduler.memoryBudget,
+    downloadsActive: () => downloads.active,
+    version: "test",
+    engineVersion: () => "fake",
+  });
+  const core = new InferenceCore(scheduler, { stallTimeoutMs: opts.stallTimeoutMs ?? 60_000, reasoningFormat: opts.reasoningFormat, observer: metrics });
   const manager = new ModelManager(scheduler, registry, history, probes, hubExecutor);
   const importer = new ModelImporter(registry, { lmstudioDir: "/nonexistent/lmx-fake-lmstudio", ollamaDir: "/nonexistent/lmx-fake-ollama" }, (d) => engine.inspect(d));
   const mlx = new MlxRuntime(db, "/nonexistent/lmx-fake-home", { autoInstall: false });
   const security = new Security({ boundHost: "127.0.0.1", keys, corsOrigins: [], allowedHosts: [] });
   const responses = new ResponseStore(db, { count: 10_000, bytes: 256 * 1024 * 1024, ageMs: 30 * 86_400_000, ...opts.storedResponses }, opts.now);
-  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024 });
+  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics });
 
   const request = (path: string, init: RequestInit & { json?: unknown } = {}) => {
     const { json, ...rest } = init;

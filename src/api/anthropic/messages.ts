@@ -23,7 +23,7 @@ export function messagesRoutes(core: InferenceCore, options: MessagesOptions = {
       const id = messageId();
       const collector = new Collector();
       if (!body.stream) {
-        await core.generate(body.model, [generation], collector.add, request.signal);
+        await core.generate(body.model, [generation], collector.add, request.signal, "anthropic.messages");
         return messageJson(id, body.model, collector.result());
       }
       return sseResponse(request.signal, async (send, signal) => {
@@ -33,7 +33,7 @@ export function messagesRoutes(core: InferenceCore, options: MessagesOptions = {
           await core.generate(body.model, [generation], (e) => {
             collector.add(e);
             stream.on(e);
-          }, signal);
+          }, signal, "anthropic.messages");
         } finally {
           clearInterval(timer);
         }

@@ -17,7 +17,7 @@ export function embedRoutes(core: InferenceCore, scheduler: Scheduler) {
     const model = modelName(name);
     const keep = keepAliveSeconds(keepAlive);
     try {
-      return await core.embed(model, inputs, { dimensions }, signal);
+      return await core.embed(model, inputs, { dimensions }, signal, "ollama.embed");
     } catch (err) {
       throw ollamaError(err, name);
     } finally {

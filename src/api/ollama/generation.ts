@@ -76,9 +76,10 @@ export async function serveOllama({ core, scheduler }: GenerationDeps, call: Oll
     }
     await checkNumCtx(scheduler, model, call.options?.num_ctx);
     const collector = new Collector();
+    const api = call.kind === "chat" ? "ollama.chat" : "ollama.generate";
     if (call.stream === false) {
       try {
-        await core.generate(model, [request], collector.add, signal);
+        await core.generate(model, [request], collector.add, signal, api);
       } finally {
         applyKeepAlive();
       }
@@ -90,7 +91,7 @@ export async function serveOllama({ core, scheduler }: GenerationDeps, call: Oll
           collector.add(e);
           const piece = reply.piece(e);
           if (piece) send(piece);
-        }, streamSignal);
+        }, streamSignal, api);
         send(reply.final(collector.result(), startedAt));
       } catch (err) {
         throw ollamaError(err, call.name);

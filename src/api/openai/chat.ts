@@ -18,7 +18,7 @@ export function chatRoutes(core: InferenceCore) {
     const collected = requests.map(() => new Collector());
     const results = () => collected.map((c) => c.result());
     if (!body.stream) {
-      await core.generateParallel(body.model, requests, requests.length, (e, i) => collected[i]!.add(e), request.signal);
+      await core.generateParallel(body.model, requests, requests.length, (e, i) => collected[i]!.add(e), request.signal, "openai.chat");
       return chatCompletion(id, body.model, results(), logprobs);
     }
     const created = nowSeconds();
@@ -27,7 +27,7 @@ export function chatRoutes(core: InferenceCore) {
       await core.generateParallel(body.model, requests, requests.length, (e, i) => {
         collected[i]!.add(e);
         choices[i]!.on(e);
-      }, signal);
+      }, signal, "openai.chat");
       // Throws the generation's error: before any output it becomes the HTTP status, after it an error event.
       const done = results();
       done.forEach((r, i) => {

@@ -19,7 +19,7 @@ export function completionRoutes(core: InferenceCore) {
     const collected = requests.map(() => new Collector());
     const results = () => collected.map((c) => c.result());
     if (!body.stream) {
-      await core.generateParallel(body.model, requests, lanes, (e, i) => collected[i]!.add(e), request.signal);
+      await core.generateParallel(body.model, requests, lanes, (e, i) => collected[i]!.add(e), request.signal, "openai.completions");
       return textCompletion(id, body.model, results(), shape);
     }
     const created = nowSeconds();
@@ -37,7 +37,7 @@ export function completionRoutes(core: InferenceCore) {
           start(i);
           send(textChunk(id, body.model, created, i, e.text));
         }
-      }, signal);
+      }, signal, "openai.completions");
       const done = results();
       done.forEach((r, i) => {
         start(i);

@@ -19,7 +19,7 @@ function inputsOf(input: EmbeddingBody["input"]): EmbeddingInput[] {
 
 export function embeddingRoutes(core: InferenceCore) {
   return new Elysia().post("/v1/embeddings", async ({ body, request }) => {
-    const r = await core.embed(body.model, inputsOf(body.input), { dimensions: body.dimensions ?? undefined }, request.signal);
+    const r = await core.embed(body.model, inputsOf(body.input), { dimensions: body.dimensions ?? undefined }, request.signal, "openai.embeddings");
     const base64 = body.encoding_format === "base64";
     return {
       object: "list",

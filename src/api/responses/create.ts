@@ -60,7 +60,7 @@ export function createResponseRoutes(core: InferenceCore, store: ResponseStore) 
       await core.generate(body.model, [generation], (e) => {
         collector.add(e);
         shaper.on(e);
-      }, request.signal);
+      }, request.signal, "openai.responses");
       return keep(finished(shaper, collector.result()));
     }
 
@@ -83,7 +83,7 @@ export function createResponseRoutes(core: InferenceCore, store: ResponseStore) 
         if (e.type === "error") return;
         start();
         shaper.on(e);
-      }, request.signal);
+      }, request.signal, "openai.responses");
       let result: GenerationResult;
       try {
         result = collector.result();

@@ -1,0 +1,130 @@
+// LMX's Prometheus metrics: request counts, latencies and tokens as the inference core reports
+// them (it is the core's RequestObserver), and gauges read from the scheduler at scrape time.
+// Its own registry: prom-client's global one would mix in whatever else registers there, and
+// prom-client's default process metrics are not used because on Bun several read wrong (the heap
+// size, the Node version, the active handles).
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ApiLabel, RequestObservation, RequestObserver, RequestOutcome } from "../core/observer.ts";
+import type { ModelOccupancy } from "../scheduler/types.ts";
+
+export interface MetricsSources {
+  /** The model a requested name (id, alias or route) stands for, or undefined for a name nobody knows. */
+  resolveModel(name: string): string | undefined;
+  occupancy(): ModelOccupancy[];
+  memoryBudget(): number;
+  downloadsActive(): number;
+  version: string;
+  engineVersion(): string;
+}
+
+/** The model label of a name that is no known model: clients choose names, so they must not become labels. */
+const UNKNOWN_MODEL = "unknown";
+
+/** Seconds; from a short embedding to a long generation on a CPU. */
+const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+const FIRST_TOKEN_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/** `ok`, `aborted` (the client went away), or the HTTP status the error is answered with. */
+function statusLabel(outcome: RequestOutcome): string {
+  if (outcome.aborted) return "aborted";
+  if (!outcome.error) return "ok";
+  const status = (outcome.error as { status?: unknown }).status;
+  return typeof status === "number" && Number.isInteger(status) && status >= 400 && status < 600 ? String(status) : "500";
+}
+
+export class Metrics implements RequestObserver {
+  readonly registry = new Registry();
+  private readonly requests: Counter<"model" | "api" | "status">;
+  private readonly duration: Histogram<"model" | "api">;
+  private readonly firstToken: Histogram<"model" | "api">;
+  private readonly promptTokens: Counter<"model">;
+  private readonly generatedTokens: Counter<"model">;
+
+  constructor(private readonly sources: MetricsSources) {
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: "lmx_requests_total", registers, labelNames: ["model", "api", "status"],
+      help: "Inference requests finished, by model, API operation and outcome (ok, aborted, or the HTTP error status).",
+    });
+    this.duration = new Histogram({
+      name: "lmx_request_duration_seconds", registers, labelNames: ["model", "api"], buckets: DURATION_BUCKETS,
+      help: "Time from an inference request reaching the model queue to its end, including queueing and model loading.",
+    });
+    this.firstToken = new Histogram({
+      name: "lmx_time_to_first_token_seconds", registers, labelNames: ["model", "api"], buckets: FIRST_TOKEN_BUCKETS,
+      help: "Time from a generation request reaching the model queue to its first generated token (text, reasoning or tool call).",
+    });
+    this.promptTokens = new Counter({
+      name: "lmx_prompt_tokens_total", registers, labelNames: ["model"],
+      help: "Prompt tokens evaluated by generations and embeddings (a request for n choices evaluates its prompt n times).",
+    });
+    this.generatedTokens = new Counter({
+      name: "lmx_generated_tokens_total", registers, labelNames: ["model"],
+      help: "Tokens generated, reasoning and tool calls included.",
+    });
+    // Gauges below are read from the scheduler at scrape time, so they are never stale.
+    const occupancyGauge = (name: string, help: string, labelNames: string[], value: (m: ModelOccupancy) => number | undefined, labels: (m: ModelOccupancy) => Record<string, string>) =>
+      new Gauge({
+        name, help, labelNames, registers,
+        collect() {
+          this.reset();
+          for (const m of sources.occupancy()) {
+            const v = value(m);
+            if (v !== undefined) this.set(labels(m), v);
+          }
+        },
+      });
+    occupancyGauge("lmx_active_requests", "Requests generating on a model now.", ["model"], (m) => m.running, (m) => ({ model: m.id }));
+    occupancyGauge("lmx_queued_requests", "Requests waiting for a free sequence of a model.", ["model"], (m) => m.queued, (m) => ({ model: m.id }));
+    occupancyGauge("lmx_model_loaded", "1 for a model loaded in memory, 0 for a known model that is not.", ["model", "engine"], (m) => (m.loaded ? 1 : 0), (m) => ({ model: m.id, engine: m.engine }));
+    occupancyGauge("lmx_model_memory_bytes", "Estimated memory a loaded model takes (weights and context).", ["model"], (m) => (m.loaded ? m.memoryBytes : undefined), (m) => ({ model: m.id }));
+    new Gauge({
+      name: "lmx_memory_budget_bytes", registers, help: "Memory all loaded models together may take (--memory-budget).",
+      collect() {
+        this.set(sources.memoryBudget());
+      },
+    });
+    new Gauge({
+      name: "lmx_downloads_active", registers, help: "Model downloads transferring now.",
+      collect() {
+        this.set(sources.downloadsActive());
+      },
+    });
+    new Gauge({
+      name: "lmx_build_info", registers, labelNames: ["version", "engine_version"],
+      help: "Always 1; the labels name the LMX version and the node-llama-cpp version of its llama.cpp engine.",
+      collect() {
+        this.reset();
+        this.set({ version: sources.version, engine_version: sources.engineVersion() }, 1);
+      },
+    });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  start(requested: string, api: ApiLabel): RequestObservation {
+    const model = this.sources.resolveModel(requested) ?? UNKNOWN_MODEL;
+    const startedAt = performance.now();
+    const seconds = () => (performance.now() - startedAt) / 1000;
+    let ended = false;
+    return {
+      firstToken: () => this.firstToken.observe({ model, api }, seconds()),
+      usage: (u) => {
+        this.promptTokens.inc({ model }, u.promptTokens);
+        this.generatedTokens.inc({ model }, u.completionTokens);
+      },
+      end: (outcome) => {
+        if (ended) return;
+        ended = true;
+        this.requests.inc({ model, api, status: statusLabel(outcome) });
+        this.duration.observe({ model, api }, seconds());
+      },
+    };
+  }
+}
