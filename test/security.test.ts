@@ -15,7 +15,8 @@ describe("API keys", () => {
     expect((await srv.request("/v1/models", { headers: { authorization: "Bearer wrong" } })).status).toBe(401);
     expect((await srv.request("/v1/models", { headers: { authorization: "Bearer sekrit-1" } })).status).toBe(200);
     expect((await srv.request("/v1/models", { headers: { authorization: "Bearer sekrit-2" } })).status).toBe(200);
-    expect((await srv.request("/docs/json")).status).toBe(401);
+    // The reference page is opened by a browser navigation, which cannot send the key.
+    expect((await srv.request("/docs/json")).status).toBe(200);
     const chat = await srv.request("/v1/chat/completions", {
       method: "POST", headers: { authorization: "Bearer sekrit-2" },
       json: { model: "stories260K", messages: [{ role: "user", content: "hi" }], max_tokens: 2 },
@@ -100,6 +101,18 @@ describe("CORS", () => {
 });
 
 describe("docs", () => {
+  test("the page and its embedded script are served by LMX without a key", async () => {
+    await using srv = await startTestServer([...model, "--api-key", "k"]);
+    const page = await srv.request("/docs");
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('src="/docs/scalar.js"');
+    const script = await srv.request("/docs/scalar.js");
+    expect(script.status).toBe(200);
+    expect(script.headers.get("content-type")).toContain("application/javascript");
+    expect((await script.arrayBuffer()).byteLength).toBeGreaterThan(1_000_000);
+    expect((await srv.request("/admin/v1/models")).status).toBe(401);
+  });
+
   test("OpenAPI JSON is generated from the valibot schemas", async () => {
     await using srv = await startTestServer(model);
     const doc = (await (await srv.request("/docs/json")).json()) as { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>> };
