@@ -88,6 +88,12 @@ test("serves a chat completion from a fresh LMX_HOME and exits 0 on SIGTERM", as
 
     expect(existsSync(engineDir(home, NLC_VERSION, hostTarget()))).toBe(true);
 
+    // The API reference's script is embedded: the server runs outside the repository.
+    const script = await fetch(`${base}/docs/scalar.js`);
+    expect(script.status).toBe(200);
+    expect(script.headers.get("content-type")).toContain("application/javascript");
+    expect((await script.arrayBuffer()).byteLength).toBeGreaterThan(1_000_000);
+
     const templated = await fetch(`${base}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
