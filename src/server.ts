@@ -61,6 +61,16 @@ export interface RunningServer {
   closeDbNow(): void;
 }
 
+/** A size setting in bytes ("16MB"); a share of RAM makes no sense for these, so it is refused. */
+function byteSize(value: string, flag: string, example: string): number {
+  try {
+    if (value.includes("%")) throw new Error(`give a size like ${example}, not a share of RAM`);
+    return parseMemorySize(value);
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
 /**
  * Wires store, catalog, engines, scheduler, services and HTTP app together and starts listening.
  * `env` supplies the Hugging Face token and cache location (tests pass their own).
@@ -80,24 +90,12 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   if (!isReasoningFormat(config.reasoningFormat)) throw new UsageError(`--reasoning-format: '${config.reasoningFormat}' is not one of ${REASONING_FORMATS.join(", ")}`);
   const reasoningFormat = config.reasoningFormat;
   const hubTokenFromEnv = await hubToken(env);
-  let maxBodyBytes: number;
-  try {
-    if (config.maxBodySize.includes("%")) throw new Error("give a size like 16MB, not a share of RAM");
-    maxBodyBytes = parseMemorySize(config.maxBodySize);
-  } catch (err) {
-    throw new UsageError(`--max-body-size: ${(err as Error).message}`);
-  }
+  const maxBodyBytes = byteSize(config.maxBodySize, "--max-body-size", "16MB");
   for (const [name, model] of Object.entries(config.routes)) {
     const problem = routeProblem(name, model);
     if (problem) throw new UsageError(`--route ${name}=${model}: ${problem}`);
   }
-  let storedResponsesBytes: number;
-  try {
-    if (config.storedResponsesSize.includes("%")) throw new Error("give a size like 256MB, not a share of RAM");
-    storedResponsesBytes = parseMemorySize(config.storedResponsesSize);
-  } catch (err) {
-    throw new UsageError(`--stored-responses-size: ${(err as Error).message}`);
-  }
+  const storedResponsesBytes = byteSize(config.storedResponsesSize, "--stored-responses-size", "256MB");
   const db = openDb(join(home, "lmx.db"));
   const responses = new ResponseStore(db, { count: config.storedResponses ?? 10_000, bytes: storedResponsesBytes, ageMs: (config.storedResponsesDays ?? 30) * 86_400_000 });
   const events = new EventBus();

@@ -3,21 +3,14 @@
 // model name that a route sends to it. At temperature 0 the model writes exactly the replies the
 // trainer checked, so thinking, text and tool calls are asserted exactly.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import Anthropic, { type APIError } from "@anthropic-ai/sdk";
-import { Tokenizer } from "@huggingface/tokenizers";
 import { ensureAgentModel } from "./fixtures/agent-model.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
 
 const agent = await ensureAgentModel();
 const agentCase = agent.case;
 const expected = agent.expected;
-const tokenizer = new Tokenizer(
-  JSON.parse(readFileSync(join(agent.mlxDir, "tokenizer.json"), "utf8")) as object,
-  JSON.parse(readFileSync(join(agent.mlxDir, "tokenizer_config.json"), "utf8")) as object,
-);
-const tokenCount = (text: string) => tokenizer.encode(text, { add_special_tokens: false }).ids.length;
+const tokenCount = agent.countTokens;
 
 
 

@@ -4,9 +4,6 @@
 // splitter and mlx-lm's json_tools parser read it). At temperature 0 the model writes exactly the
 // replies the trainer checked, so every assertion here is exact.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { Tokenizer } from "@huggingface/tokenizers";
 import OpenAI from "openai";
 import type { ChatCompletionChunk, ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
 import { ensureAgentModel } from "./fixtures/agent-model.ts";
@@ -16,11 +13,7 @@ import { startTestServer, type TestServer } from "./helpers/server.ts";
 const agent = await ensureAgentModel();
 const agentCase = agent.case;
 const expected = agent.expected;
-const tokenizer = new Tokenizer(
-  JSON.parse(readFileSync(join(agent.mlxDir, "tokenizer.json"), "utf8")) as object,
-  JSON.parse(readFileSync(join(agent.mlxDir, "tokenizer_config.json"), "utf8")) as object,
-);
-const tokenCount = (text: string) => tokenizer.encode(text, { add_special_tokens: false }).ids.length;
+const tokenCount = agent.countTokens;
 /** Tokens of a case's whole reply, thought and calls included, without the end token (which no engine counts). */
 const replyTokens = (name: string) => tokenCount(agentCase(name).reply.replace(/<\|im_end\|>$/, ""));
 
