@@ -66,7 +66,8 @@ describe("MLX crash recovery over HTTP", () => {
 describe("a worker that keeps crashing", () => {
   test("the model is freed and marked failed with the worker's stderr; the next request loads it afresh", async () => {
     const f = fixture("exit-on-generate,exit-on-generate,ok");
-    const runtime: MlxPython = { resolve: async () => ({ python: f.python, worker: "unused", source: "external" as const }), describe: () => "stub" };
+    const runtime: MlxPython = { resolve: async () => ({ python: f.python, worker: "unused", source: "external" as const }), describe: () => "stub",
+      unsupportedArchitectureHint: async () => "stub" };
     const engine = new MlxEngine(runtime, { backoffMs: 10, maxRestarts: 1, restartWindowMs: 60_000 });
     const catalog = new ModelCatalog({
       modelsDir: join(root, "none"), explicit: [], configured: {}, aliases: () => new Map(),

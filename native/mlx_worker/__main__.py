@@ -5,6 +5,8 @@ next to the MLX runtime and starts it with the runtime's Python:
 
     python mlx_worker/             serve (protocol below)
     python mlx_worker/ --self-test import mlx and mlx-lm, run a tiny generation, print JSON
+    python mlx_worker/ --knows-architecture TYPE
+                                   print JSON: whether this mlx-lm has a model class for TYPE
 
 protocol.py owns stdio and validation, generation.py the model and its batch, textfilter.py and
 sampling.py the per-token rules; this file starts the threads and runs the main loop.
@@ -95,9 +97,23 @@ def self_test():
     return 0 if len(tokens) == 4 else 1
 
 
+def knows_architecture(model_type):
+    """Whether this environment's mlx-lm has a model class for `model_type` (asked about other installs)."""
+    from importlib.util import find_spec
+
+    from mlx_lm import utils
+
+    remapped = getattr(utils, "MODEL_REMAPPING", {}).get(model_type, model_type)
+    known = all(part.isidentifier() for part in remapped.split(".")) and find_spec(f"mlx_lm.models.{remapped}") is not None
+    send({"type": "architecture", "model_type": model_type, "known": known, **versions()})
+    return 0
+
+
 if __name__ == "__main__":
     if "--self-test" in sys.argv[1:]:
         sys.exit(self_test())
+    if len(sys.argv) == 3 and sys.argv[1] == "--knows-architecture":
+        sys.exit(knows_architecture(sys.argv[2]))
     code = serve()
     protocol.flush()
     # Skip interpreter teardown: mlx's and the tokenizer's native threads can make it slow.

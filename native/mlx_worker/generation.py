@@ -41,6 +41,10 @@ class Request:
         self.last_token = None
 
 
+class UnsupportedArchitecture(Exception):
+    """The installed mlx-lm has no model class for this model's architecture."""
+
+
 class Worker:
     def __init__(self):
         self.mx = None
@@ -64,7 +68,13 @@ class Worker:
         from mlx_lm.models.cache import LRUPromptCache
 
         self.mx = mx
-        self.model, self.tokenizer = load_model(msg["path"])
+        try:
+            self.model, self.tokenizer = load_model(msg["path"])
+        except ValueError as e:
+            # mlx-lm's only signal that it has no module for the config's model_type.
+            if str(e).startswith("Model type ") and str(e).endswith(" not supported."):
+                raise UnsupportedArchitecture(str(e)) from e
+            raise
         self.ctx = msg["context_length"]
         self.parallel = msg["parallel"]
         self.prefill_step = msg.get("prefill_step_size") or 512
@@ -441,7 +451,10 @@ class Worker:
                 self.load(msg)
             except Exception as e:
                 log(traceback.format_exc())
-                code = "runtime_broken" if isinstance(e, ImportError) else "load_failed"
+                if isinstance(e, UnsupportedArchitecture):
+                    code = "unsupported_architecture"
+                else:
+                    code = "runtime_broken" if isinstance(e, ImportError) else "load_failed"
                 send({"type": "error", "id": msg["id"], "code": code, "message": f"{type(e).__name__}: {e}"})
         elif kind == "generate":
             self.generate(msg)

@@ -15,14 +15,17 @@ import { eq } from "drizzle-orm";
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
-import { SelfTest } from "../engines/mlx/protocol.ts";
+import { ArchitectureAnswer, SelfTest } from "../engines/mlx/protocol.ts";
 import { writeWorkerScript, WORKER_HASH } from "../engines/mlx/worker-source.ts";
 import { errorMessage, RuntimeBusyError, RuntimeInstallError, RuntimeNotInstalledError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Db } from "../store/db.ts";
 import { runtimes } from "../store/schema.ts";
 import { locateUv, type UvLocation } from "./uv.ts";
-import { MANAGED_PYTHON, MLX_LM_VERSION, mlxRequirements, PINNED, PYTHON_MAX, PYTHON_MIN } from "./versions.ts";
+import { otherEnvs, readEnvRecord, writeEnvRecord } from "./mlx-envs.ts";
+import { describeSpec } from "./package-spec.ts";
+import { run } from "./run-command.ts";
+import { MANAGED_PYTHON, type MlxChoice, mlxRequirements, PINNED, PYTHON_MAX, PYTHON_MIN } from "./versions.ts";
 
 export const INSTALL_COMMAND = "lmx runtime install mlx";
 
@@ -36,6 +39,8 @@ export interface InstallProgress {
 export interface InstallOptions {
   /** Base interpreter for the environment instead of the one uv picks. */
   python?: string;
+  /** Versions instead of the pins (update only). */
+  choice?: MlxChoice;
   onProgress?: (p: InstallProgress) => void;
 }
 
@@ -54,6 +59,8 @@ export interface RuntimeStatus {
   python: { path: string; version: string | null } | null;
   packages: Record<string, string>;
   pinned: Record<string, string>;
+  /** What the user asked for instead of the pins (e.g. {"mlx-lm": "git+https://…@main"}); empty for the pins. */
+  requested: Record<string, string>;
   upToDate: boolean;
   device: string | null;
   /** Milliseconds since the epoch. */
@@ -62,6 +69,8 @@ export interface RuntimeStatus {
   verifiedAt: number | null;
   /** Hash of the embedded worker program. */
   worker: string;
+  /** The verified environment a rollback would switch to. */
+  previous: { path: string; packages: Record<string, string>; requested: Record<string, string> } | null;
   installCommand: string;
 }
 
@@ -81,37 +90,6 @@ export interface MlxRuntimeOptions {
 type Row = typeof runtimes.$inferSelect;
 
 
-/** Runs a command, streaming its stderr lines to `onLine`; resolves with stdout, rejects with the tail of stderr. */
-async function run(argv: string[], env: Record<string, string | undefined>, onLine?: (line: string) => void, timeoutMs?: number): Promise<string> {
-  const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env });
-  const timer = timeoutMs ? setTimeout(() => proc.kill("SIGKILL"), timeoutMs) : undefined;
-  const tail: string[] = [];
-  const readErr = (async () => {
-    const decoder = new TextDecoder();
-    let buf = "";
-    for await (const chunk of proc.stderr) {
-      buf += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = buf.search(/[\r\n]/)) !== -1) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (!line) continue;
-        tail.push(line);
-        if (tail.length > 20) tail.shift();
-        onLine?.(line);
-      }
-    }
-    if (buf.trim()) { tail.push(buf.trim()); onLine?.(buf.trim()); }
-  })();
-  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited, readErr]);
-  if (timer) clearTimeout(timer);
-  if (code !== 0) {
-    const why = proc.signalCode ? `was killed (${proc.signalCode}${timeoutMs ? `, time limit ${Math.round(timeoutMs / 1000)} s` : ""})` : `exited with ${code}`;
-    throw new RuntimeInstallError(`${argv.slice(0, 3).join(" ")} ${why}: ${tail.slice(-8).join(" | ") || "(no output)"}`);
-  }
-  return stdout;
-}
-
 export class MlxRuntime {
   private op: Promise<unknown> = Promise.resolve();
   private autoInstalling: Promise<ResolvedRuntime> | undefined;
@@ -124,6 +102,10 @@ export class MlxRuntime {
 
   get dir(): string {
     return join(this.runtimesDir, "mlx");
+  }
+
+  private get envsDir(): string {
+    return join(this.dir, "envs");
   }
 
   private row(): Row | undefined {
@@ -142,11 +124,12 @@ export class MlxRuntime {
     if (this.opts.python) {
       return {
         ...base, installed: existsSync(this.opts.python), source: "external", path: null, python: { path: this.opts.python, version: null },
-        packages: {}, upToDate: true, device: null, installedAt: null, updatedAt: null, verifiedAt: null,
+        packages: {}, requested: {}, upToDate: true, device: null, installedAt: null, updatedAt: null, verifiedAt: null, previous: null,
       };
     }
     const row = this.row();
     const present = row !== undefined && existsSync(row.pythonPath);
+    const previous = otherEnvs(this.envsDir, row?.path)[0];
     return {
       ...base,
       installed: present,
@@ -154,6 +137,8 @@ export class MlxRuntime {
       path: row?.path ?? null,
       python: row ? { path: row.pythonPath, version: row.pythonVersion } : null,
       packages: row?.packages ?? {},
+      requested: (row && readEnvRecord(row.path)?.requested) ?? {},
+      previous: previous ? { path: previous.path, packages: previous.record.packages, requested: previous.record.requested } : null,
       upToDate: row !== undefined && Object.entries(PINNED).every(([k, ver]) => row.packages[k] === ver),
       device: row?.device ?? null,
       installedAt: row?.installedAt || null,
@@ -223,9 +208,8 @@ export class MlxRuntime {
       if (this.opts.inUse?.()) throw new RuntimeBusyError("MLX models are loaded; unload them before removing the MLX runtime");
       const row = this.row();
       this.db.delete(runtimes).where(eq(runtimes.name, "mlx")).run();
-      const envs = join(this.dir, "envs");
-      const existed = existsSync(envs);
-      rmSync(envs, { recursive: true, force: true });
+      const existed = existsSync(this.envsDir);
+      rmSync(this.envsDir, { recursive: true, force: true });
       log.info("mlx runtime removed", { path: row?.path });
       return { removed: row !== undefined || existed, path: row?.path ?? null };
     });
@@ -244,6 +228,83 @@ export class MlxRuntime {
     };
   }
 
+  /**
+   * What to tell someone whose model's architecture the active mlx-lm lacks: which runtimes are
+   * installed, whether any of them knows it, and the command that gets one that does.
+   */
+  async unsupportedArchitectureHint(architecture: string): Promise<string> {
+    if (this.opts.python) {
+      return `The mlx-lm of the Python the python setting names (${this.opts.python}) has no model class for "${architecture}". ` +
+        "Upgrade mlx-lm in that environment, or remove the setting and install one that has it: 'lmx runtime update mlx --mlx-lm VERSION|git+URL@REF'.";
+    }
+    const row = this.row();
+    const active = `mlx-lm ${row?.packages["mlx-lm"] ?? "?"}`;
+    const others = otherEnvs(this.envsDir, row?.path).slice(0, 4);
+    const answers = await Promise.all(others.map(async (e) => {
+      try {
+        const out = await run([e.record.pythonPath, writeWorkerScript(e.path), "--knows-architecture", architecture.slice(0, 100)], this.uvEnv(), undefined, 60_000);
+        return { env: e, known: v.parse(ArchitectureAnswer, JSON.parse(out.trim().split("\n").at(-1) ?? "")).known };
+      } catch {
+        return { env: e, known: false };
+      }
+    }));
+    const knowing = answers.find((a) => a.known);
+    const installed = answers.map((a) => `mlx-lm ${a.env.record.packages["mlx-lm"]} (previous, ${a.known ? "knows it" : "does not know it either"})`);
+    const lines = [`The active MLX runtime (${active}) has no model class for "${architecture}".`];
+    if (installed.length > 0) lines.push(`Also installed: ${installed.join("; ")}.`);
+    lines.push(knowing
+      ? "Switch to it with 'lmx runtime rollback mlx' (POST /admin/v1/runtimes/mlx/rollback)."
+      : "Install an mlx-lm that has it: a newer release with 'lmx runtime update mlx --mlx-lm VERSION', or the day its support merges " +
+        "with 'lmx runtime update mlx --mlx-lm git+https://github.com/ml-explore/mlx-lm@main' (POST /admin/v1/runtimes/mlx/update {\"mlx_lm\": …}).");
+    return lines.join(" ");
+  }
+
+  /** Switches back to the previous verified environment, once it passes the check again. */
+  rollback(opts: Pick<InstallOptions, "onProgress"> = {}): Promise<RuntimeStatus> {
+    return this.exclusive(async () => {
+      const row = this.row();
+      const previous = otherEnvs(this.envsDir, row?.path)[0];
+      if (!previous) throw new RuntimeInstallError("there is no previous MLX runtime to roll back to (one is kept after each successful update)");
+      const { record } = previous;
+      opts.onProgress?.({ step: "verify", message: `checking ${previous.path} (mlx ${record.packages.mlx}, mlx-lm ${record.packages["mlx-lm"]})` });
+      const test = await this.selfTest(record.pythonPath, previous.path, this.uvEnv());
+      for (const name of ["mlx", "mlx-lm"] as const) {
+        const found = name === "mlx" ? test.mlx : test.mlx_lm;
+        if (found !== record.packages[name]) {
+          throw new RuntimeInstallError(`the previous MLX runtime at ${previous.path} changed since it was checked: ${name} ${found ?? "(missing)"} instead of ${record.packages[name]}`);
+        }
+      }
+      const now = Date.now();
+      this.record(previous.path, record, row?.installedAt ?? now, now);
+      opts.onProgress?.({ step: "done", message: `switched back to mlx ${record.packages.mlx}, mlx-lm ${record.packages["mlx-lm"]}` });
+      log.info("mlx runtime rolled back", { path: previous.path, from: row?.path });
+      return this.status();
+    });
+  }
+
+  private record(path: string, r: { pythonPath: string; pythonVersion: string; packages: Record<string, string>; uvVersion: string | null; device: string | null }, installedAt: number, now: number): void {
+    const row = {
+      name: "mlx", path, pythonPath: r.pythonPath, pythonVersion: r.pythonVersion, packages: r.packages, uvVersion: r.uvVersion, device: r.device,
+      installedAt, updatedAt: now, verifiedAt: now,
+    };
+    this.db.insert(runtimes).values(row).onConflictDoUpdate({ target: runtimes.name, set: row }).run();
+  }
+
+  /** Imports mlx and mlx-lm in `python` and generates a few tokens. */
+  private async selfTest(python: string, folder: string, env: Record<string, string | undefined>): Promise<SelfTest> {
+    const worker = writeWorkerScript(folder);
+    const out = await run([python, worker, "--self-test"], env, (l) => log.debug(`mlx self-test: ${l}`), (this.opts.verifyTimeoutSeconds ?? 300) * 1000);
+    const line = out.trim().split("\n").at(-1) ?? "";
+    let test: SelfTest;
+    try {
+      test = v.parse(SelfTest, JSON.parse(line));
+    } catch {
+      throw new RuntimeInstallError(`the runtime check printed no result: ${line.slice(0, 300)}`);
+    }
+    if (!test.ok) throw new RuntimeInstallError("the runtime check generated no tokens");
+    return test;
+  }
+
   private async build(opts: InstallOptions): Promise<void> {
     const progress = (step: InstallStep, message: string) => {
       log.debug("mlx runtime install", { step, message });
@@ -258,9 +319,17 @@ export class MlxRuntime {
     }
     progress("uv", `using uv ${uv.version} (${uv.source}: ${uv.path})`);
     const env = this.uvEnv();
-    const envs = join(this.dir, "envs");
-    mkdirSync(envs, { recursive: true });
-    const folder = join(envs, `${MLX_LM_VERSION}-${Date.now()}`);
+    const choice = opts.choice ?? {};
+    const requested: Record<string, string> = {};
+    if (choice.mlx) requested.mlx = describeSpec(choice.mlx);
+    if (choice.mlxLm) requested["mlx-lm"] = describeSpec(choice.mlxLm);
+    // Versions the check must find: the pins, a chosen version, or (from git) whatever it builds.
+    const expected: Record<string, string | undefined> = {
+      mlx: choice.mlx ? (choice.mlx.kind === "version" ? choice.mlx.version : undefined) : PINNED.mlx,
+      "mlx-lm": choice.mlxLm ? (choice.mlxLm.kind === "version" ? choice.mlxLm.version : undefined) : PINNED["mlx-lm"],
+    };
+    mkdirSync(this.envsDir, { recursive: true });
+    const folder = join(this.envsDir, `${expected["mlx-lm"] ?? "git"}-${Date.now()}`);
     const venv = join(folder, "venv");
     const python = join(venv, "bin", "python");
     try {
@@ -282,42 +351,32 @@ export class MlxRuntime {
       const tooOld = major < PYTHON_MIN[0] || (major === PYTHON_MIN[0] && minor < PYTHON_MIN[1]);
       const tooNew = major > PYTHON_MAX[0] || (major === PYTHON_MAX[0] && minor >= PYTHON_MAX[1]);
       if (tooOld || tooNew) {
-        throw new RuntimeInstallError(`Python ${version} is not supported by mlx ${PINNED.mlx}: use ${PYTHON_MIN.join(".")} up to (not including) ${PYTHON_MAX.join(".")}`);
+        throw new RuntimeInstallError(`Python ${version} is not supported by mlx: use ${PYTHON_MIN.join(".")} up to (not including) ${PYTHON_MAX.join(".")}`);
       }
       progress("python", `Python ${version}`);
-      const reqs = mlxRequirements();
+      const reqs = mlxRequirements(process.platform, choice);
       progress("packages", `installing ${reqs.join(" ")}`);
       await run([uv.path, "pip", "install", "--python", python, ...reqs], env, (l) => progress("packages", l));
       progress("verify", "checking the runtime: importing mlx and mlx-lm and generating a few tokens");
-      const worker = writeWorkerScript(folder);
-      const out = await run([python, worker, "--self-test"], env, (l) => log.debug(`mlx self-test: ${l}`), (this.opts.verifyTimeoutSeconds ?? 300) * 1000);
-      const line = out.trim().split("\n").at(-1) ?? "";
-      let test: SelfTest;
-      try {
-        test = v.parse(SelfTest, JSON.parse(line));
-      } catch {
-        throw new RuntimeInstallError(`the runtime check printed no result: ${line.slice(0, 300)}`);
-      }
-      if (!test.ok) throw new RuntimeInstallError("the runtime check generated no tokens");
+      const test = await this.selfTest(python, folder, env);
       const packages = { mlx: test.mlx ?? "", "mlx-lm": test.mlx_lm ?? "" };
-      for (const [name, want] of Object.entries(PINNED)) {
-        if (packages[name as keyof typeof packages] !== want) throw new RuntimeInstallError(`${name} ${packages[name as keyof typeof packages] || "(missing)"} was installed, expected ${want}`);
+      for (const [name, found] of Object.entries(packages)) {
+        const want = expected[name];
+        if (!found || (want !== undefined && found !== want)) throw new RuntimeInstallError(`${name} ${found || "(missing)"} was installed, expected ${want ?? "a version"}`);
       }
       progress("verify", `ok: generated ${test.tokens.length} tokens on ${test.device} in ${Math.round(test.ms)} ms`);
       const now = Date.now();
       const previous = this.row();
-      const row = {
-        name: "mlx", path: folder, pythonPath: python, pythonVersion: test.python, packages, uvVersion: uv.version, device: test.device,
-        installedAt: previous?.installedAt ?? now, updatedAt: now, verifiedAt: now,
-      };
-      this.db.insert(runtimes).values(row).onConflictDoUpdate({ target: runtimes.name, set: row }).run();
+      const record = { pythonPath: python, pythonVersion: test.python, packages, requested, device: test.device, uvVersion: uv.version, verifiedAt: now };
+      writeEnvRecord(folder, record);
+      this.record(folder, record, previous?.installedAt ?? now, now);
       progress("record", `recorded mlx ${packages.mlx}, mlx-lm ${packages["mlx-lm"]}, Python ${test.python}`);
-      // The previous folder stays (workers started from it keep running); older ones go.
-      for (const name of readdirSync(envs)) {
-        const path = join(envs, name);
+      // The previous folder stays (workers started from it keep running, and a rollback returns to it); older ones go.
+      for (const name of readdirSync(this.envsDir)) {
+        const path = join(this.envsDir, name);
         if (path !== folder && path !== previous?.path) rmSync(path, { recursive: true, force: true });
       }
-      log.info("mlx runtime installed", { path: folder, python: test.python, mlx: packages.mlx, mlx_lm: packages["mlx-lm"], ms: Math.round(performance.now() - started) });
+      log.info("mlx runtime installed", { path: folder, python: test.python, mlx: packages.mlx, mlx_lm: packages["mlx-lm"], requested, ms: Math.round(performance.now() - started) });
       progress("done", `the MLX runtime is ready (${Math.round((performance.now() - started) / 1000)} s)`);
     } catch (err) {
       rmSync(folder, { recursive: true, force: true });

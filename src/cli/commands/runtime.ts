@@ -11,14 +11,18 @@ interface RuntimeStatus {
   python: { path: string; version: string | null } | null;
   packages: Record<string, string>;
   pinned: Record<string, string>;
+  requested: Record<string, string>;
   up_to_date: boolean;
   device: string | null;
   verified_at: string | null;
   install_command: string;
+  previous: { path: string; packages: Record<string, string>; requested: Record<string, string> } | null;
 }
 
-const ACTIONS = ["status", "install", "update", "remove"] as const;
+const ACTIONS = ["status", "install", "update", "rollback", "remove"] as const;
 type Action = (typeof ACTIONS)[number];
+
+const list = (r: Record<string, string>) => Object.entries(r).map(([k, ver]) => `${k} ${ver}`).join(", ");
 
 function describe(s: RuntimeStatus): string {
   if (!s.installed) return `mlx: not installed (pinned mlx ${s.pinned.mlx}, mlx-lm ${s.pinned["mlx-lm"]}). Install it with '${s.install_command}'.`;
@@ -27,7 +31,9 @@ function describe(s: RuntimeStatus): string {
     ["source", s.source === "external" ? "external (python setting)" : "managed by lmx"],
     ["python", `${s.python?.path ?? "-"}${s.python?.version ? ` (${s.python.version})` : ""}`],
     ["packages", Object.entries(s.packages).map(([k, ver]) => `${k} ${ver}`).join(", ") || "-"],
-    ["pinned", Object.entries(s.pinned).map(([k, ver]) => `${k} ${ver}`).join(", ") + (s.up_to_date ? "" : "  (differs: run 'lmx runtime update mlx')")],
+    ...(Object.keys(s.requested).length > 0 ? [["chosen", list(s.requested)] as [string, string]] : []),
+    ["pinned", list(s.pinned) + (s.up_to_date ? "" : "  (differs: 'lmx runtime update mlx' installs the pins)")],
+    ["previous", s.previous ? `${list(s.previous.packages)}  ('lmx runtime rollback mlx' switches back)` : "-"],
     ["device", s.device ?? "-"],
     ["path", s.path ?? "-"],
     ["verified", s.verified_at ?? "-"],
@@ -68,13 +74,17 @@ class RuntimeCommandError extends Error {
 
 export const runtime = clientCommand({
   summary: "Install, update, remove or show the MLX runtime",
-  usage: "runtime <status|install|update|remove> [mlx] [--python PATH]",
+  usage: "runtime <status|install|update|rollback|remove> [mlx] [--python PATH] [--mlx-lm VERSION|git+URL[@REF]] [--mlx VERSION]",
   description:
     "Manages the Python environment MLX models run in (under $LMX_HOME/runtimes/mlx, with pinned mlx and mlx-lm). " +
-    "install creates it and checks it with a tiny generation; update reinstalls into a new folder and switches only once the check passes; " +
+    "install creates it and checks it with a tiny generation; update reinstalls into a new folder and switches only once the check passes " +
+    "(with --mlx-lm / --mlx: those versions instead of the pins, e.g. --mlx-lm git+https://github.com/ml-explore/mlx-lm@main for an architecture merged today); " +
+    "rollback switches back to the previous folder, which every update keeps; " +
     "remove deletes it (refused while MLX models are loaded). The server does the work; progress is shown here.",
   settings: [
     { key: "python", kind: "string", flagOnly: true, placeholder: "PATH", description: "Interpreter to build the environment from (default: chosen by uv; a uv-installed CPython on macOS)." },
+    { key: "mlxLm", kind: "string", flagOnly: true, placeholder: "SPEC", description: "install/update: mlx-lm to install instead of the pin: a version (0.32.1) or git+https://HOST/REPO[@REF] (git+file:// too)." },
+    { key: "mlx", kind: "string", flagOnly: true, placeholder: "VERSION", description: "install/update: mlx version to install instead of the pin." },
   ],
   async run({ client, flags, args, json, print }) {
     const action = (args[0] ?? "status") as Action;
@@ -92,7 +102,8 @@ export const runtime = clientCommand({
         print(r, () => (r.removed ? `removed the MLX runtime${r.path ? ` (${r.path})` : ""}` : "the MLX runtime was not installed"));
         return 0;
       }
-      const s = await streamed(client, `/admin/v1/runtimes/${name}/${action}`, flags.python ? { python: flags.python } : {}, json);
+      const body = action === "rollback" ? {} : { python: flags.python, mlx_lm: flags.mlxLm, mlx: flags.mlx };
+      const s = await streamed(client, `/admin/v1/runtimes/${name}/${action}`, body, json);
       print(s, () => describe(s));
       return 0;
     } catch (err) {

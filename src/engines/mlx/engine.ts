@@ -1,7 +1,7 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { EngineError, errorMessage, LmxError, ModelLoadError } from "../../errors.ts";
+import { EngineError, errorMessage, LmxError, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
 import { log } from "../../log.ts";
 import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
 import { MlxLoadedModel } from "./loaded-model.ts";
@@ -23,6 +23,8 @@ export interface MlxPython {
   describe(): string;
   /** Throws a typed error (runtime_not_installed…) when there is no usable environment. */
   resolve(): Promise<{ python: string; worker: string; source: "managed" | "external" }>;
+  /** The unsupported_architecture message: installed runtimes, whether one knows it, the command for one that does. */
+  unsupportedArchitectureHint(architecture: string): Promise<string>;
 }
 
 /** MLX models (mlx-community safetensors folders), served by mlx-lm in a supervised Python worker per loaded model. */
@@ -92,6 +94,10 @@ export class MlxEngine implements Engine {
         throw new ModelLoadError(
           `the MLX runtime (${runtime.python}) is broken: ${err.message}. Reinstall it with 'lmx runtime update mlx'` +
           (runtime.source === "external" ? " or fix the environment the python setting points at" : ""), "runtime_broken");
+      }
+      if (err instanceof WorkerRequestError && err.reply.code === "unsupported_architecture") {
+        const architecture = files.config.model_type ?? "unknown";
+        throw new UnsupportedArchitectureError(architecture, `cannot load ${descriptor.id}: ${await this.runtime.unsupportedArchitectureHint(architecture)}`);
       }
       if (err instanceof LmxError && !(err instanceof EngineError)) throw err;
       throw new ModelLoadError(`cannot load ${descriptor.id} with mlx-lm: ${errorMessage(err)}`);

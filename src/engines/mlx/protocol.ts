@@ -209,6 +209,14 @@ export const SelfTest = v.object({
 });
 export type SelfTest = v.InferOutput<typeof SelfTest>;
 
+/** `--knows-architecture TYPE`: whether an installed mlx-lm has a model class for TYPE. */
+export const ArchitectureAnswer = v.object({
+  type: v.literal("architecture"),
+  model_type: v.string(),
+  known: v.boolean(),
+  mlx_lm: v.nullable(v.string()),
+});
+
 /** Longest line accepted from the worker; anything longer is garbage, not a message. */
 export const MAX_LINE_BYTES = 64 * 1024 * 1024;
 
