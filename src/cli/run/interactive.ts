@@ -20,7 +20,9 @@ class LineReader {
 
   read(prompt: string): Promise<Read> {
     return new Promise((resolve) => {
-      const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: true, history: this.history, historySize: 1000, removeHistoryDuplicates: true, prompt });
+      // With the replies redirected to a file, the prompt and the typing still belong on the terminal.
+      const output = process.stdout.isTTY ? process.stdout : process.stderr;
+      const rl = createInterface({ input: process.stdin, output, terminal: true, history: this.history, historySize: 1000, removeHistoryDuplicates: true, prompt });
       let settled = false;
       const finish = (r: Read) => {
         if (settled) return;
@@ -31,7 +33,7 @@ class LineReader {
       rl.on("line", (text) => finish({ kind: "line", text }));
       rl.on("SIGINT", () => {
         const hadText = rl.line !== "";
-        process.stdout.write("^C\n");
+        output.write("^C\n");
         finish({ kind: "interrupt", hadText });
       });
       rl.on("close", () => finish({ kind: "eof" }));
@@ -75,7 +77,9 @@ export async function chatLoop(client: LmxClient, settings: ChatSettings): Promi
   let history: ChatMessage[] = [];
   const reader = new LineReader();
   const block = new MultilineCollector();
-  const note = (text: string) => process.stdout.write(settings.color ? `\x1b[2m${text}\x1b[22m\n` : `${text}\n`);
+  // Notes are part of the conversation's frame, not of the replies: on the terminal even when replies go to a file.
+  const ui = process.stdout.isTTY ? process.stdout : process.stderr;
+  const note = (text: string) => ui.write(settings.color ? `\x1b[2m${text}\x1b[22m\n` : `${text}\n`);
   // Ctrl-C at an empty prompt asks once; a second one in a row leaves.
   let armedExit = false;
 
