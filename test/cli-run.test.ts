@@ -42,6 +42,17 @@ async function lmx(args: string[], opts: { stdin?: string | Bun.BunFile; url?: s
 }
 
 const reply = (name: string) => agent.expected(name);
+
+/** Whether the model has no request running within `ms` (the server notices a closed connection soon, not at once). */
+async function idleWithin(model: string, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ps = (await (await srv.request("/admin/v1/ps")).json()) as { data: { id: string; active_requests: number }[] };
+    if (ps.data.find((m) => m.id === model)?.active_requests === 0) return true;
+    if (Date.now() > deadline) return false;
+    await Bun.sleep(100);
+  }
+}
 const OSLO = "What is the weather in Oslo?";
 const GREETING_SYSTEM = "You are a helpful assistant.";
 
@@ -134,6 +145,27 @@ describe("lmx run, one prompt", () => {
     expect(full.usage.prompt_tokens + full.usage.completion_tokens).toBe(128);
   });
 
+  test("Ctrl-C (SIGINT) stops a one-shot reply: exit 130, and the server stops generating", async () => {
+    const p = Bun.spawn([process.execPath, MAIN, "run", "stories260K", "Once upon a time", "--temperature", "0"], {
+      env: { ...process.env, LMX_URL: srv.url }, stdin: "ignore", stdout: "pipe", stderr: "pipe",
+    });
+    const reader = p.stdout.getReader();
+    let out = "";
+    while (out.length < 12) out += new TextDecoder().decode((await reader.read()).value);
+    p.kill("SIGINT");
+    for (let r = await reader.read(); !r.done; r = await reader.read()) out += new TextDecoder().decode(r.value);
+    expect(await p.exited).toBe(130);
+    // A whole reply fills the 2048-token context: thousands of characters.
+    expect(out.length).toBeLessThan(1000);
+    expect(await idleWithin("stories260K", 3000)).toBe(true);
+  });
+
+  test("piped stdin is bounded", async () => {
+    const r = await lmx([AGENT], { stdin: "x".repeat(16 * 1024 * 1024 + 1) });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("lmx: standard input is larger than 16 MiB\n");
+  });
+
   test("unknown model and no server: one line on stderr, exit 1", async () => {
     const unknown = await lmx(["no-such-model", "hi"]);
     expect(unknown.code).toBe(1);
@@ -175,6 +207,8 @@ describe("lmx run, interactive on a terminal", () => {
     ]);
     expect(r.error).toBeNull();
     expect(r.exit).toBe(0);
+    // stderr is the terminal here, so loading shows a progress line (which is then cleared).
+    expect(r.transcript).toContain(`loading ${AGENT}`);
     // Thoughts are dimmed, and the answer after them is not.
     expect(r.transcript).toContain(`\x1b[2m${reply("no_tools").thought}\r\n\x1b[22m\r\n${reply("no_tools").rest}`);
     expect(r.transcript).toContain(`\x1b[2m${reply("greeting").thought}`);
@@ -217,8 +251,7 @@ describe("lmx run, interactive on a terminal", () => {
     // Stopped early: a whole reply fills the 2048-token context (thousands of characters).
     const stopped = r.transcript.split("Once upon a time\r\r\n")[1]!.split(PROMPT)[0]!;
     expect(stopped.length).toBeLessThan(1000);
-    // ... and the server stopped generating it too.
-    const ps = (await (await srv.request("/admin/v1/ps")).json()) as { data: { id: string; active_requests: number }[] };
-    expect(ps.data.find((m) => m.id === "stories260K")!.active_requests).toBe(0);
+    // ... and the server stopped generating it too (a whole reply takes seconds).
+    expect(await idleWithin("stories260K", 3000)).toBe(true);
   }, 30_000);
 });

@@ -79,6 +79,7 @@ describe("prompt files", () => {
     expect(combinePrompt("Summarize:", "text\n\n")).toBe("Summarize:\n\ntext");
     expect(combinePrompt(undefined, "only stdin\n")).toBe("only stdin");
     expect(combinePrompt("only arg", "  \n")).toBe("only arg");
+    expect(combinePrompt("from a file\n", undefined)).toBe("from a file");
     expect(combinePrompt(undefined, undefined)).toBeUndefined();
   });
 });

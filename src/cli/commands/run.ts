@@ -102,14 +102,31 @@ export const run = clientCommand({
       return 0;
     }
     const abort = new AbortController();
-    const onInt = () => abort.abort();
+    let interrupted = false;
+    const onInt = () => { interrupted = true; abort.abort(); };
+    // A reader that goes away (`| head`) has what it wanted: stop generating, quietly.
+    let readerGone = false;
+    const onPipeError = (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EPIPE") throw err;
+      readerGone = true;
+      abort.abort();
+    };
+    const write = (text: string) => {
+      if (readerGone) return;
+      try {
+        process.stdout.write(text);
+      } catch (err) {
+        onPipeError(err as NodeJS.ErrnoException);
+      }
+    };
     process.once("SIGINT", onInt);
+    process.stdout.on("error", onPipeError);
     try {
-      const printer = new ReplyPrinter((s) => process.stdout.write(s), display);
-      await streamChat(client, chatBody(id, messages, options, true, display !== "hidden"), printer, abort.signal);
+      await streamChat(client, chatBody(id, messages, options, true, display !== "hidden"), new ReplyPrinter(write, display), abort.signal);
     } finally {
       process.off("SIGINT", onInt);
+      process.stdout.off("error", onPipeError);
     }
-    return abort.signal.aborted ? 130 : 0;
+    return interrupted ? 130 : 0;
   },
 });

@@ -79,9 +79,12 @@ export function fillPlaceholders(template: string, vars: Record<string, string>)
   return template.replace(PLACEHOLDER, (_, name: string) => vars[name]!);
 }
 
-/** The argument first, then a blank line, then what was piped in; either may be absent. */
+/**
+ * The argument first, then a blank line, then what was piped in; either may be absent. Trailing
+ * whitespace (a file's last newline) goes: it would only end the user's turn with a blank line.
+ */
 export function combinePrompt(arg: string | undefined, piped: string | undefined): string | undefined {
-  const parts = [arg, piped?.replace(/\s+$/, "")].filter((p): p is string => p !== undefined && p.trim() !== "");
+  const parts = [arg, piped].map((p) => p?.replace(/\s+$/, "")).filter((p): p is string => p !== undefined && p !== "");
   return parts.length ? parts.join("\n\n") : undefined;
 }
 
