@@ -120,6 +120,10 @@ describe("lmx run, one prompt", () => {
     expect(file.code).toBe(2);
     expect(file.stderr).toContain("no such file");
 
+    const empty = await lmx([AGENT], { stdin: " \n" });
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain("no prompt");
+
     const stray = await lmx([AGENT, "hi", "--var", "a=b"]);
     expect(stray.code).toBe(2);
     expect(stray.stderr).toContain("--var");

@@ -88,8 +88,8 @@ export const run = clientCommand({
     const argText = ref && resolvePromptRef(ref, flags.var);
     const piped = process.stdin.isTTY ? undefined : await readPipedStdin();
     const prompt = combinePrompt(argText, piped);
-    const interactive = prompt === undefined && process.stdin.isTTY === true;
-    if (prompt === undefined && !interactive) throw new UsageError("no prompt: give one as an argument, as @file, or on stdin");
+    const interactive = words.length === 0 && process.stdin.isTTY === true;
+    if (prompt === undefined && !interactive) throw new UsageError(words.length ? "the prompt is empty" : "no prompt: give one as an argument, as @file, or on stdin");
     if (interactive && json) throw new UsageError("--json needs a prompt (it prints one whole response)");
 
     const loadBody = loadSettingsToBody({ contextLength: flags.ctx, parallel: flags.parallel, threads: flags.threads, gpuLayers: flags.gpuLayers, ttl: flags.ttl });
