@@ -65,32 +65,43 @@ export class LmxClient {
 
   /** Server-Sent Events from `path`, parsed, until the signal aborts or the server ends the stream. */
   async *events(path: string, signal: AbortSignal): AsyncGenerator<{ event: string; data: unknown }> {
-    const res = await this.raw("GET", path, undefined, signal);
-    const reader = res.body!.getReader();
-    const decoder = new TextDecoder();
-    let buf = "";
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        buf += decoder.decode(value, { stream: true });
-        let cut: number;
-        while ((cut = buf.indexOf("\n\n")) !== -1) {
-          const block = buf.slice(0, cut);
-          buf = buf.slice(cut + 2);
-          let event = "message";
-          let data = "";
-          for (const line of block.split("\n")) {
-            if (line.startsWith("event: ")) event = line.slice(7);
-            else if (line.startsWith("data: ")) data += line.slice(6);
-          }
-          if (data) yield { event, data: JSON.parse(data) as unknown };
+    for await (const e of sseEvents(await this.raw("GET", path, undefined, signal), signal)) yield { event: e.event, data: JSON.parse(e.data) as unknown };
+  }
+
+  /** A POST answered with Server-Sent Events (a streamed completion): each event's raw data, e.g. OpenAI's final `[DONE]`. */
+  async *postStream(path: string, body: unknown, signal: AbortSignal): AsyncGenerator<{ event: string; data: string }> {
+    yield* sseEvents(await this.raw("POST", path, body, signal), signal);
+  }
+}
+
+async function* sseEvents(res: Response, signal: AbortSignal): AsyncGenerator<{ event: string; data: string }> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += decoder.decode(value, { stream: true });
+      let cut: number;
+      while ((cut = buf.indexOf("\n\n")) !== -1) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        let event = "message";
+        let data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) event = line.slice(7);
+          else if (line.startsWith("data: ")) data += line.slice(6);
         }
+        if (data) yield { event, data };
       }
-    } catch (err) {
-      if (signal.aborted) return;
-      throw err;
     }
+  } catch (err) {
+    if (signal.aborted) return;
+    throw err;
+  } finally {
+    // A consumer that stops early (a break) closes the connection, which stops the server's work.
+    void reader.cancel().catch(() => undefined);
   }
 }
 

@@ -8,6 +8,7 @@ import { probe } from "./probe.ts";
 import { ps } from "./ps.ts";
 import { pull } from "./pull.ts";
 import { rm } from "./rm.ts";
+import { run } from "./run.ts";
 import { runtime } from "./runtime.ts";
 import { search } from "./search.ts";
 import { serve } from "./serve.ts";
@@ -22,7 +23,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Record<string, Command> = { serve, pull, search, ls, ps, load, unload, show, rm, probe, import: importCmd, keys, runtime, update, engine, service, bench };
+export const commands: Record<string, Command> = { serve, pull, search, ls, ps, load, unload, run, show, rm, probe, import: importCmd, keys, runtime, update, engine, service, bench };
 
 export function printHelp(): void {
   const lines = [
