@@ -34,7 +34,7 @@ label{display:inline-flex;flex-direction:column;font-size:.85em;color:var(--mute
 .bar>span:nth-child(2n){background:var(--ok)}
 .bar>i{position:absolute;top:0;bottom:0;width:2px;background:var(--bad)}
 table{border-collapse:collapse;width:100%}
-td,th{text-align:left;padding:.2rem .4rem;border-bottom:1px solid var(--line);font-size:.9em}
+td,th{text-align:left;padding:.2rem .4rem;border-bottom:1px solid var(--line);font-size:.9em;overflow-wrap:normal}
 .scroll{overflow-x:auto}
 .msg{padding:.4rem .6rem;border-radius:6px;margin:.4rem 0;white-space:pre-wrap}
 .msg.user{background:color-mix(in srgb,var(--accent) 12%,transparent)}

@@ -69,8 +69,9 @@ export interface SseEvent {
  * A Server-Sent Events stream read with fetch (EventSource cannot send the Authorization header).
  * Yields each event until the stream ends or `signal` aborts.
  */
-export async function* sse(path: string, init: { method?: string; body?: unknown; signal?: AbortSignal } = {}): AsyncGenerator<SseEvent> {
+export async function* sse(path: string, init: { method?: string; body?: unknown; signal?: AbortSignal; onOpen?: () => void } = {}): AsyncGenerator<SseEvent> {
   const res = await send(path, init.method ?? "GET", init.body, init.signal);
+  init.onOpen?.();
   if (!res.body) return;
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";

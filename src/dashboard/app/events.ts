@@ -44,8 +44,7 @@ export function startEvents(): void {
   void (async () => {
     while (!controller.signal.aborted) {
       try {
-        for await (const { data } of sse("/admin/v1/events", { signal: controller.signal })) {
-          connected.value = true;
+        for await (const { data } of sse("/admin/v1/events", { signal: controller.signal, onOpen: () => (connected.value = true) })) {
           take(JSON.parse(data) as Stamped);
         }
       } catch (err) {

@@ -5,7 +5,7 @@ import { render } from "preact";
 import { useEffect } from "preact/hooks";
 import { keyEpoch, needsKey } from "./api.ts";
 import { Downloads } from "./downloads.tsx";
-import { connected, startEvents } from "./events.ts";
+import { connected, startEvents, stopEvents } from "./events.ts";
 import { KeyPrompt } from "./key-prompt.tsx";
 import { Models } from "./models.tsx";
 import { Playground } from "./playground.tsx";
@@ -26,8 +26,11 @@ addEventListener("hashchange", () => (route.value = viewOf(location.hash)));
 
 function App() {
   const epoch = keyEpoch.value;
-  // The stream starts again with each new key (a 401 ended the last one).
-  useEffect(() => startEvents(), [epoch]);
+  // The stream starts again with each new key: the last one ran with the old key, or a 401 ended it.
+  useEffect(() => {
+    startEvents();
+    return stopEvents;
+  }, [epoch]);
   const current = route.value;
   const Current = VIEWS[current];
   return (
@@ -39,7 +42,7 @@ function App() {
         </nav>
         <span class="muted" title="the live events stream">{connected.value ? "● live" : "○ offline"}</span>
       </header>
-      <main key={`${current}-${epoch}`}>
+      <main key={current}>
         <Current />
       </main>
       {needsKey.value && <KeyPrompt />}

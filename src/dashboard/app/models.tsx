@@ -11,7 +11,7 @@ function ModelCard({ m, reload }: { m: ManagedModel; reload: () => void }) {
   const [ctx, setCtx] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
-  const loaded = m.state === "loaded";
+  const loaded = m.state === "ready";
   const run = (fn: () => Promise<unknown>) => {
     setBusy(true);
     void act(fn, setError, () => {
@@ -28,7 +28,7 @@ function ModelCard({ m, reload }: { m: ManagedModel; reload: () => void }) {
     <div class="card" data-model={m.id}>
       <div class="row">
         <strong class="grow">{m.id}</strong>
-        <span class={loaded ? "tag ok" : "tag"} data-state={m.state}>{m.state}</span>
+        <span class={loaded ? "tag ok" : m.state === "failed" ? "tag bad" : "tag"} data-state={m.state}>{loaded ? "loaded" : m.state}</span>
       </div>
       <div class="muted">
         <span class="tag">{m.format}</span>

@@ -24,7 +24,8 @@ function MemoryGauge({ sys, activity }: { sys: SystemInfo; activity: Activity | 
   );
 }
 
-function Runtimes() {
+/** MLX runs on Apple silicon only: elsewhere the runtime is shown, never offered. */
+function Runtimes({ installable }: { installable: boolean }) {
   const runtimes = useLoad(() => api<List<Runtime>>("/admin/v1/runtimes"));
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
@@ -45,7 +46,8 @@ function Runtimes() {
             {r.installed && !r.up_to_date && <span class="warn"> (update available)</span>}
             {r.device && <span class="muted"> on {r.device}</span>}
           </span>
-          {!r.installed && <button disabled={busy} onClick={() => run(r.name, "install")}>Install</button>}
+          {!r.installed && installable && <button disabled={busy} onClick={() => run(r.name, "install")}>Install</button>}
+          {!r.installed && !installable && <span class="muted">(Apple silicon only)</span>}
           {r.installed && !r.up_to_date && <button disabled={busy} onClick={() => run(r.name, "update")}>Update</button>}
         </div>
       ))}
@@ -117,7 +119,7 @@ export function System() {
         {shown.length > 0 && (
           <div class="scroll">
             <table id="activity">
-              <thead><tr><th>model</th><th>active</th><th>queued</th><th>tokens/s</th><th>requests</th><th>tokens</th></tr></thead>
+              <thead><tr><th>model</th><th>active</th><th>queued</th><th>tok/s</th><th>requests</th><th>tokens</th></tr></thead>
               <tbody>
                 {shown.map((m) => (
                   <tr key={m.id} data-model={m.id}>
@@ -148,7 +150,7 @@ export function System() {
           <div>CPU: {s.cpu.model}, {s.cpu.physical_cores} cores ({s.cpu.logical_cores} threads), {s.cpu.default_threads} used by default · accelerator: {s.accelerator}</div>
           {s.engines.map((e) => <div key={e.name}>{e.name} ({e.format}): node-llama-cpp {e.node_llama_cpp}, {e.platform}, {e.source}</div>)}
           <h3>Runtimes</h3>
-          <Runtimes />
+          <Runtimes installable={s.os.platform === "darwin" && s.os.arch === "arm64"} />
         </section>
       )}
     </>
