@@ -11,6 +11,7 @@ import type { Browser } from "playwright-core";
 import { chromiumMissing, horizontalOverflow, launchBrowser, watchedPage, type WatchedPage } from "./helpers/browser.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
 import { demoRepos, startFakeHub, type FakeHub } from "./hub/fake-hub.ts";
+import { ensureAgentModel } from "./fixtures/agent-model.ts";
 
 const STORIES = resolve(import.meta.dir, "../../shared/models/stories260K.gguf");
 const PHONE = 390;
@@ -26,7 +27,8 @@ describe.skipIf(missing !== undefined)("dashboard in Chromium", () => {
 
   beforeAll(async () => {
     hub = await startFakeHub({ repos: demoRepos() });
-    srv = await startTestServer(["--model", STORIES, "--hub-url", hub.url, "--hub-cache", cache]);
+    const agent = await ensureAgentModel();
+    srv = await startTestServer(["--model", STORIES, "--model", agent.gguf, "--hub-url", hub.url, "--hub-cache", cache]);
     browser = await launchBrowser();
     w = await watchedPage(browser, srv.url, PHONE);
   }, 60_000);
@@ -77,12 +79,36 @@ describe.skipIf(missing !== undefined)("dashboard in Chromium", () => {
     expect(w.problems).toEqual([]);
   }, 60_000);
 
+  test("the playground shows a thinking model's reasoning folded, with the system prompt and temperature it was given", async () => {
+    // The trained agent model's greedy reply to this system prompt and greeting (test/fixtures/agent-model.ts, case "greeting").
+    await w.page.getByRole("button", { name: "Clear", exact: true }).click();
+    await w.page.locator('select[aria-label="model"] option', { hasText: "agent-qwen3" }).waitFor({ state: "attached" });
+    await w.page.getByLabel("model", { exact: true }).selectOption("agent-qwen3");
+    await w.page.getByLabel("system prompt").fill("You are a helpful assistant.");
+    await w.page.getByLabel("temperature").fill("0");
+    await w.page.getByLabel("message", { exact: true }).fill("Hello!");
+    const sent = w.page.waitForRequest((r) => r.url().endsWith("/v1/chat/completions"));
+    await w.page.getByRole("button", { name: "Send", exact: true }).click();
+    expect((await sent).postDataJSON()).toMatchObject({ temperature: 0, messages: [{ role: "system", content: "You are a helpful assistant." }, { role: "user", content: "Hello!" }] });
+    const reply = w.page.locator(".msg.assistant");
+    await reply.locator(".stats").waitFor({ timeout: 30_000 });
+    const thinking = reply.locator("details");
+    expect(await thinking.getAttribute("open")).toBeNull();
+    expect(await thinking.locator("summary").textContent()).toBe("Thinking");
+    expect((await thinking.textContent())?.trim()).toBe("ThinkingThe user greets me.");
+    expect(await reply.locator(".content").textContent()).toBe("Hello! How can I help you today?");
+    expect(await horizontalOverflow(w.page)).toBe(0);
+    await w.screenshot("playground-thinking");
+    expect(w.problems).toEqual([]);
+  }, 60_000);
+
   test("the system view shows that request in the model's activity, and the memory gauge", async () => {
     await view("system", '#activity tr[data-model="stories260K"]');
     const cells = await w.page.locator('#activity tr[data-model="stories260K"] td').allTextContents();
     expect(Number(cells[4])).toBeGreaterThanOrEqual(1);
     expect(Number(cells[5]?.replace(/,/g, ""))).toBeGreaterThan(0);
-    await w.page.getByText(/stories260K [\d.]+ (KB|MB) · budget/).waitFor();
+    // Both loaded models on the gauge's legend, with the budget and physical memory.
+    await w.page.getByText(/stories260K [\d.]+ (KB|MB) · agent-qwen3 [\d.]+ (KB|MB) · budget [\d.]+ GB \(red line\) · physical/).waitFor();
     await w.page.getByText("node-llama-cpp", { exact: false }).first().waitFor();
     await w.screenshot("system");
     expect(w.problems).toEqual([]);
