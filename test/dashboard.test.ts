@@ -43,10 +43,26 @@ describe.skipIf(missing !== undefined)("dashboard in Chromium", () => {
 
   /** Opens a view by its URL, waits for `ready`, checks the width and keeps a screenshot. */
   async function view(name: string, ready: string): Promise<void> {
-    await w.page.goto(`${srv.url}/#/${name}`);
+    const target = `${srv.url}/#/${name}`;
+    // Going to the URL the page is on changes nothing: load it afresh instead.
+    if (w.page.url() === target) await w.page.reload();
+    else await w.page.goto(target);
     await w.page.locator(ready).first().waitFor({ timeout: 15_000 });
     expect(await horizontalOverflow(w.page)).toBe(0);
   }
+
+  test("the page watcher records console errors, page errors and requests to other hosts", async () => {
+    const probe = await watchedPage(browser, srv.url);
+    try {
+      await probe.page.goto(`${srv.url}/docs/json`);
+      await probe.page.evaluate("console.error('boom'); setTimeout(() => { throw new Error('uncaught') }); fetch('http://example.com/x').catch(() => {})");
+      const kinds = () => new Set(probe.problems.map((p) => p.split(":")[0]));
+      for (let i = 0; i < 50 && kinds().size < 3; i++) await Bun.sleep(20);
+      expect([...kinds()].sort()).toEqual(["console error", "page error", "request to another host"]);
+    } finally {
+      await probe.close();
+    }
+  });
 
   test("the models view lists the model and loads it with a context length", async () => {
     await view("models", '[data-model="stories260K"]');
@@ -168,6 +184,23 @@ describe.skipIf(missing !== undefined)("dashboard in Chromium", () => {
     await card.getByRole("button", { name: "Unload", exact: true }).click();
     await card.getByRole("button", { name: "Load", exact: true }).waitFor();
     expect(await card.locator("[data-state]").getAttribute("data-state")).toBe("unloaded");
+    expect(w.problems).toEqual([]);
+  }, 30_000);
+
+  test("settings warn when the server listens beyond this machine without keys", async () => {
+    // This server is on loopback; the page is shown what a 0.0.0.0 server without keys reports.
+    await w.page.route("**/admin/v1/system", async (route) => {
+      const res = await route.fetch();
+      const body = (await res.json()) as { server: Record<string, unknown> };
+      await route.fulfill({ response: res, json: { ...body, server: { ...body.server, bound_host: "0.0.0.0", loopback_only: false, auth_required: false } } });
+    });
+    try {
+      await view("settings", "#exposed");
+      expect(await w.page.locator("#exposed").textContent()).toContain("No API key is set, so that means everyone");
+      await w.screenshot("settings-exposed");
+    } finally {
+      await w.page.unroute("**/admin/v1/system");
+    }
     expect(w.problems).toEqual([]);
   }, 30_000);
 

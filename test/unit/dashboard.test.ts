@@ -3,6 +3,7 @@
 // API keeps its auth and its own 404s, and /admin/v1/activity.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
+import { Security } from "../../src/api/security.ts";
 import { buildDashboardBundle } from "../../src/dashboard/bundle.ts";
 import { fakeApp } from "../fakes/fake-app.ts";
 
@@ -106,6 +107,15 @@ describe("/admin/v1/system", () => {
     await using f = fakeApp([{ id: "m" }]);
     const body = (await (await f.request("/admin/v1/system")).json()) as Json;
     expect(body.server).toEqual({ bound_host: "127.0.0.1", loopback_only: true, cors_origins: [], allowed_hosts: [], auth_required: false });
+  });
+});
+
+describe("Security.exposure", () => {
+  test("says when the server listens beyond this machine, and whether keys guard it", () => {
+    const keys = { hasKeys: () => true, verify: () => undefined };
+    expect(new Security({ boundHost: "0.0.0.0", keys, corsOrigins: ["https://app.example"], allowedHosts: ["box.lan"] }).exposure())
+      .toEqual({ bound_host: "0.0.0.0", loopback_only: false, cors_origins: ["https://app.example"], allowed_hosts: ["box.lan"], auth_required: true });
+    expect(new Security({ boundHost: "::1", keys, corsOrigins: [], allowedHosts: [] }).exposure().loopback_only).toBe(true);
   });
 });
 
