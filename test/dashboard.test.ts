@@ -67,11 +67,36 @@ describe.skipIf(missing !== undefined)("dashboard in Chromium", () => {
   test("the models view lists the model and loads it with a context length", async () => {
     await view("models", '[data-model="stories260K"]');
     const card = w.page.locator('[data-model="stories260K"]');
-    await card.getByLabel("context length").fill("256");
+    // Long enough for a reply to be stopped midway (stories260K writes until its context is full).
+    await card.getByLabel("context length").fill("1024");
     await card.getByRole("button", { name: "Load", exact: true }).click();
     await card.locator('[data-state="ready"]').waitFor({ timeout: 30_000 });
-    expect(await card.textContent()).toContain("loaded at 256");
+    expect(await card.textContent()).toContain("loaded at 1,024");
     await w.screenshot("models");
+    expect(w.problems).toEqual([]);
+  }, 60_000);
+
+  test("the playground's stop button ends a streaming reply", async () => {
+    await w.page.goto(`${srv.url}/#/playground`);
+    await w.page.locator('select[aria-label="model"] option', { hasText: "stories260K" }).waitFor({ state: "attached" });
+    await w.page.getByLabel("model", { exact: true }).selectOption("stories260K");
+    await w.page.getByLabel("message", { exact: true }).fill("Once upon a time");
+    await w.page.getByRole("button", { name: "Send", exact: true }).click();
+    await w.page.locator(".msg.assistant .content", { hasText: /\S/ }).waitFor({ timeout: 30_000 });
+    await w.page.getByRole("button", { name: "Stop", exact: true }).click();
+    const stats = w.page.locator(".msg.assistant .stats");
+    await stats.waitFor();
+    expect(await stats.textContent()).toMatch(/^stopped · \d+ tokens/);
+    await w.page.getByRole("button", { name: "Send", exact: true }).waitFor();
+    // The server let go of the request: the model has nothing running.
+    for (let i = 0; i < 50; i++) {
+      const activity = (await (await srv.request("/admin/v1/activity")).json()) as { models: { id: string; active_requests: number }[] };
+      if (activity.models.find((m) => m.id === "stories260K")?.active_requests === 0) break;
+      await Bun.sleep(50);
+    }
+    const after = (await (await srv.request("/admin/v1/activity")).json()) as { models: { id: string; active_requests: number }[] };
+    expect(after.models.find((m) => m.id === "stories260K")?.active_requests).toBe(0);
+    await w.page.getByRole("button", { name: "Clear", exact: true }).click();
     expect(w.problems).toEqual([]);
   }, 60_000);
 
@@ -133,18 +158,20 @@ describe.skipIf(missing !== undefined)("dashboard in Chromium", () => {
   test("a pull from the hub search shows its progress bar, cancels and retries", async () => {
     // The first transfer breaks partway and its resume stalls, so the bar is seen between empty and
     // full (a whole local transfer is quicker than one progress interval).
-    const file = { repo: "ggml-org/tiny-llamas", file: "stories260K.gguf" };
+    const file = { repo: "lmx-test/tiny-quants-GGUF", file: "tiny-Q5_K_M.gguf" };
     hub.cutAfter(file, 200_000);
     hub.stallAfter(file, 100_000);
     await view("models", '[data-model="stories260K"]');
     await w.page.getByLabel("hub search").fill("tiny");
     await w.page.getByRole("button", { name: "Search", exact: true }).click();
-    const repo = w.page.locator('[data-repo="ggml-org/tiny-llamas"]');
+    const repo = w.page.locator('[data-repo="lmx-test/tiny-quants-GGUF"]');
     await repo.waitFor();
-    expect(await repo.locator("tr", { hasText: "stories260K.gguf" }).textContent()).toContain("fits");
+    const row = repo.locator("tr", { hasText: "tiny-Q5_K_M.gguf" });
+    expect(await row.textContent()).toContain("fits");
+    expect(await repo.textContent()).not.toContain("mmproj");
     expect(await horizontalOverflow(w.page)).toBe(0);
-    await repo.locator("tr", { hasText: "stories260K.gguf" }).getByRole("button", { name: "Pull", exact: true }).click();
-    await w.page.getByText("Pulling ggml-org/tiny-llamas:stories260K.gguf").waitFor();
+    await row.getByRole("button", { name: "Pull", exact: true }).click();
+    await w.page.getByText("Pulling lmx-test/tiny-quants-GGUF:tiny-Q5_K_M.gguf").waitFor();
 
     await view("downloads", '[data-download][data-state="running"]');
     const running = w.page.locator('[data-download][data-state="running"]');
@@ -178,12 +205,20 @@ describe.skipIf(missing !== undefined)("dashboard in Chromium", () => {
     }
   }, 60_000);
 
-  test("unload from the models view", async () => {
+  test("unload and delete from the models view", async () => {
     await view("models", '[data-model="stories260K"] [data-state="ready"]');
     const card = w.page.locator('[data-model="stories260K"]');
     await card.getByRole("button", { name: "Unload", exact: true }).click();
     await card.getByRole("button", { name: "Load", exact: true }).waitFor();
     expect(await card.locator("[data-state]").getAttribute("data-state")).toBe("unloaded");
+    // The model the pull downloaded goes, files and all.
+    const pulled = w.page.locator('[data-model]:not([data-model="stories260K"]):not([data-model="agent-qwen3"])');
+    await pulled.waitFor();
+    const id = await pulled.getAttribute("data-model");
+    w.page.once("dialog", (d) => void d.accept());
+    await pulled.getByRole("button", { name: "Delete", exact: true }).click();
+    await pulled.waitFor({ state: "detached" });
+    expect((await srv.request(`/admin/v1/models/${id}`)).status).toBe(404);
     expect(w.problems).toEqual([]);
   }, 30_000);
 

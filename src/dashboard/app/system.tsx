@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api } from "./api.ts";
+import { api, needsKey } from "./api.ts";
 import { bytes, num } from "./format.ts";
 import { act, useLoad } from "./hooks.ts";
 import type { Activity, List, Runtime, SystemInfo } from "./types.ts";
@@ -70,6 +70,8 @@ function useActivity(): { activity: Activity | undefined; rates: Rates; error: s
   useEffect(() => {
     let stopped = false;
     const poll = async () => {
+      // Waiting for a key: asking again would only repeat the 401.
+      if (needsKey.value) return;
       try {
         const next = await api<Activity>("/admin/v1/activity");
         if (stopped) return;
