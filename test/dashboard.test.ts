@@ -37,7 +37,7 @@ describe.skipIf(missing !== undefined)("dashboard in Chromium", () => {
     await w?.close();
     await browser?.close();
     await srv?.[Symbol.asyncDispose]();
-    await hub?.[Symbol.asyncDispose]();
+    await hub?.stop();
     rmSync(cache, { recursive: true, force: true });
   });
 
