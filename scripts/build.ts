@@ -11,6 +11,7 @@ import { copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, readlin
 import { mkdir } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
+import { buildDashboardBundle, DASHBOARD_BUNDLE_FILE } from "../src/dashboard/bundle.ts";
 import { engineBundleFileName } from "../src/engines/llama/bundle.ts";
 import { llamaPlatform, type LlamaPlatform } from "../src/engines/llama/platform.ts";
 import { packTarGz, type TarEntry } from "../src/util/tar.ts";
@@ -260,9 +261,21 @@ export function embeddedWorkerPath(entrypoints: string[], worker: string): strin
   return "./" + target.slice(common).join("/");
 }
 
-/** Runs `bun build --compile`, embedding the bundle and telling the code where to find it. */
+/**
+ * The web dashboard's script, built now and written next to the executable for `bun build
+ * --compile` to embed (src/dashboard/bundle.ts explains why it is a file of its own).
+ */
+export async function writeDashboardBundle(outDir: string): Promise<string> {
+  const path = join(outDir, DASHBOARD_BUNDLE_FILE);
+  await mkdir(outDir, { recursive: true });
+  await Bun.write(path, await buildDashboardBundle());
+  return path;
+}
+
+/** Runs `bun build --compile`, embedding the engine bundle and the dashboard and telling the code where to find them. */
 export async function compileExecutable(options: CompileOptions): Promise<void> {
   const { bundle } = options;
+  const dashboard = await writeDashboardBundle(dirname(options.outfile));
   const define = (name: string, value: string): string[] => ["--define", `${name}=${JSON.stringify(value)}`];
   const args = [
     process.execPath,
@@ -276,7 +289,8 @@ export async function compileExecutable(options: CompileOptions): Promise<void> 
     "--external",
     "node-llama-cpp",
     ...define("LMX_BUILD_VERSION", options.version),
-    ...define("LMX_TEMPLATE_WORKER", embeddedWorkerPath([options.entry, bundle.path, ...(options.embed ?? [])], TEMPLATE_WORKER)),
+    ...define("LMX_TEMPLATE_WORKER", embeddedWorkerPath([options.entry, bundle.path, dashboard, ...(options.embed ?? [])], TEMPLATE_WORKER)),
+    ...define("LMX_DASHBOARD_BUNDLE", basename(dashboard)),
     ...define("LMX_ENGINE_LLAMA_ARCHIVE", basename(bundle.path)),
     ...define("LMX_ENGINE_LLAMA_SHA256", bundle.sha256),
     ...define("LMX_ENGINE_LLAMA_VERSION", bundle.nodeLlamaCppVersion),
@@ -290,6 +304,7 @@ export async function compileExecutable(options: CompileOptions): Promise<void> 
     TEMPLATE_WORKER,
     // An extra entrypoint that is not code is embedded as-is and shows up in Bun.embeddedFiles.
     bundle.path,
+    dashboard,
     ...(options.embed ?? []),
     "--outfile",
     options.outfile,

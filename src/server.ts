@@ -157,7 +157,8 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     hold: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, 0),
     release: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, idleSeconds),
   };
-  const app = createApp({ scheduler, inference, security, manager, events, keys, routes, probes, responses, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections, metrics });
+  const app = createApp({ scheduler, inference, security, manager, events, keys, routes, probes, responses, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections, metrics,
+    ollamaListener: (request) => listenerOf.has(request) });
   let dbClosed = false;
   const closeDb = () => {
     if (dbClosed) return;

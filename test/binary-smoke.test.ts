@@ -94,6 +94,19 @@ test("serves a chat completion from a fresh LMX_HOME and exits 0 on SIGTERM", as
     expect(script.headers.get("content-type")).toContain("application/javascript");
     expect((await script.arrayBuffer()).byteLength).toBeGreaterThan(1_000_000);
 
+    // The dashboard: its page for a browser, Ollama's answer for everyone else, and its prebuilt
+    // script embedded (the sources are not next to the executable).
+    const page = await fetch(`${base}/`, { headers: { accept: "text/html,*/*;q=0.8" } });
+    expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    expect(await page.text()).toContain('<script type="module" src="/dashboard/app.js">');
+    expect(await (await fetch(`${base}/`)).text()).toBe("Ollama is running");
+    const app = await fetch(`${base}/dashboard/app.js`);
+    expect(app.status).toBe(200);
+    expect(app.headers.get("content-type")).toBe("application/javascript; charset=utf-8");
+    const appText = await app.text();
+    expect(appText.length).toBeGreaterThan(10_000);
+    expect(appText).toContain("/admin/v1/events");
+
     const templated = await fetch(`${base}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },

@@ -218,6 +218,10 @@ describe("--ollama-port", () => {
     expect(srv.server.ollamaUrl).toBe(`http://127.0.0.1:${ollamaPort}`);
     const root = await fetch(`http://127.0.0.1:${ollamaPort}/`);
     expect(await root.text()).toBe("Ollama is running");
+    // A browser gets the dashboard on the main port only: this listener is Ollama's alone.
+    const browser = { headers: { accept: "text/html,application/xhtml+xml,*/*;q=0.8" } };
+    expect(await (await fetch(`http://127.0.0.1:${ollamaPort}/`, browser)).text()).toBe("Ollama is running");
+    expect(await (await fetch(`${srv.url}/`, browser)).text()).toContain("/dashboard/app.js");
     const other = new Ollama({ host: `http://127.0.0.1:${ollamaPort}` });
     expect((await other.list()).models.map((m) => m.name)).toContain("stories");
     const res = await other.chat({ model: "stories", messages: [{ role: "user", content: "Hi" }], options: { num_predict: 3 } });

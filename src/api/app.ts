@@ -12,11 +12,13 @@ import type { ProbeService } from "../probe/service.ts";
 import type { ResponseStore } from "../responses/store.ts";
 import type { MlxRuntime } from "../runtimes/mlx.ts";
 import type { Metrics } from "../metrics/service.ts";
+import { DASHBOARD_SCRIPT_PATH, dashboardPage, dashboardRoutes, wantsDashboard } from "../dashboard/plugin.ts";
 import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import { VERSION } from "../version.ts";
 import { DOCS_PATHS, docsRoutes } from "./docs.ts";
 import { type ErrorDialect, mapErrorFor } from "./errors.ts";
+import { adminActivityRoutes } from "./admin/activity.ts";
 import { adminDownloadRoutes } from "./admin/downloads.ts";
 import { adminImportRoutes } from "./admin/import.ts";
 import { adminKeyRoutes } from "./admin/keys.ts";
@@ -60,6 +62,8 @@ export interface AppDeps {
   connections?: ConnectionGuard;
   /** Served at /metrics; the same instance must observe the inference core. */
   metrics: Metrics;
+  /** Whether a request came in on the --ollama-port listener, where `/` is always Ollama's. */
+  ollamaListener?: (request: Request) => boolean;
 }
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
@@ -107,6 +111,7 @@ const ERROR_DIALECTS: readonly ErrorDialect[] = [
  */
 export function createApp(deps: AppDeps) {
   const { scheduler, inference, security, probes, maxBodyBytes, idle, connections } = deps;
+  const showsDashboard = (request: Request) => wantsDashboard(request) && !deps.ollamaListener?.(request);
   const app = new Elysia()
     .onRequest(({ request }) => {
       try {
@@ -123,7 +128,9 @@ export function createApp(deps: AppDeps) {
           security.checkOrigin(request);
           security.checkBodyType(request);
           checkContentLength(request, maxBodyBytes);
-          if (!DOCS_PATHS.has(url.pathname)) {
+          // The reference and the dashboard's page and script hold no data: their API calls need the key.
+          const open = DOCS_PATHS.has(url.pathname) || url.pathname === DASHBOARD_SCRIPT_PATH || showsDashboard(request);
+          if (!open) {
             security.checkAuth(request.headers.get("authorization"), request.headers.get("x-api-key"), needsAdmin(url.pathname) ? "admin" : "inference");
           }
         }
@@ -173,16 +180,18 @@ export function createApp(deps: AppDeps) {
     .get("/health", () => ({ status: "ok", version: VERSION }), { detail: { summary: "Liveness check (no API key needed)", tags: ["LMX"] } })
     .use(openaiRoutes(inference, scheduler, probes))
     .use(anthropicRoutes(inference))
-    .use(ollamaRoutes(deps))
+    .use(ollamaRoutes({ ...deps, rootPage: (request) => (showsDashboard(request) ? dashboardPage() : undefined) }))
     .use(responsesRoutes(inference, deps.responses))
     .use(metricsRoutes(deps.metrics))
     .use(adminModelRoutes(deps))
     .use(adminSystemRoutes(deps))
+    .use(adminActivityRoutes(deps))
     .use(adminKeyRoutes(deps))
     .use(adminRouteRoutes(deps))
     .use(adminDownloadRoutes(deps))
     .use(adminRuntimeRoutes(deps))
-    .use(adminImportRoutes(deps));
+    .use(adminImportRoutes(deps))
+    .use(dashboardRoutes());
   return app.use(docsRoutes(() => app));
 }
 

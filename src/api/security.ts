@@ -58,6 +58,17 @@ export class Security {
     throw new ForbiddenError(`Host '${host}' is not allowed. Add it with --allowed-host if this server is meant to be reached by that name.`, "invalid_host");
   }
 
+  /** How this server is exposed, for the admin API (the dashboard's settings view warns on it). */
+  exposure(): { bound_host: string; loopback_only: boolean; cors_origins: string[]; allowed_hosts: string[]; auth_required: boolean } {
+    return {
+      bound_host: this.opts.boundHost,
+      loopback_only: isLoopback(this.opts.boundHost),
+      cors_origins: [...this.opts.corsOrigins],
+      allowed_hosts: [...this.opts.allowedHosts],
+      auth_required: this.authRequired,
+    };
+  }
+
   /** Admin routes need an admin-scoped key; inference keys reach everything else. */
   checkAuth(authorization: string | null, xApiKey: string | null, needs: KeyScope): void {
     if (!this.authRequired) return;

@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ApiLabel, RequestObservation, RequestObserver, RequestOutcome } from "../core/observer.ts";
 import type { ModelOccupancy } from "../scheduler/types.ts";
+import { RecentErrors } from "./recent-errors.ts";
 
 export interface MetricsSources {
   /** The model a requested name (id, alias or route) stands for, or undefined for a name nobody knows. */
@@ -24,16 +25,30 @@ const UNKNOWN_MODEL = "unknown";
 const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 const FIRST_TOKEN_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+/** The HTTP status a failed request is answered with. */
+function errorStatus(error: Error): number {
+  const status = (error as { status?: unknown }).status;
+  return typeof status === "number" && Number.isInteger(status) && status >= 400 && status < 600 ? status : 500;
+}
+
 /** `ok`, `aborted` (the client went away), or the HTTP status the error is answered with. */
 function statusLabel(outcome: RequestOutcome): string {
   if (outcome.aborted) return "aborted";
   if (!outcome.error) return "ok";
-  const status = (outcome.error as { status?: unknown }).status;
-  return typeof status === "number" && Number.isInteger(status) && status >= 400 && status < 600 ? String(status) : "500";
+  return String(errorStatus(outcome.error));
+}
+
+/** What the counters hold for one model since the server started. */
+export interface ModelTotals {
+  requests: number;
+  promptTokens: number;
+  generatedTokens: number;
 }
 
 export class Metrics implements RequestObserver {
   readonly registry = new Registry();
+  /** Failed requests land here as they end; the admin activity view adds the event bus's failures. */
+  readonly errors = new RecentErrors();
   private readonly requests: Counter<"model" | "api" | "status">;
   private readonly duration: Histogram<"model" | "api">;
   private readonly firstToken: Histogram<"model" | "api">;
@@ -108,6 +123,21 @@ export class Metrics implements RequestObserver {
     return this.registry.metrics();
   }
 
+  /** Per model, read from the same counters /metrics exposes (a client takes rates from two reads). */
+  async totals(): Promise<Map<string, ModelTotals>> {
+    const out = new Map<string, ModelTotals>();
+    const of = (model: unknown): ModelTotals => {
+      const key = String(model);
+      let t = out.get(key);
+      if (!t) out.set(key, (t = { requests: 0, promptTokens: 0, generatedTokens: 0 }));
+      return t;
+    };
+    for (const { labels, value } of (await this.requests.get()).values) of(labels.model).requests += value;
+    for (const { labels, value } of (await this.promptTokens.get()).values) of(labels.model).promptTokens += value;
+    for (const { labels, value } of (await this.generatedTokens.get()).values) of(labels.model).generatedTokens += value;
+    return out;
+  }
+
   start(requested: string, api: ApiLabel): RequestObservation {
     const model = this.sources.resolveModel(requested) ?? UNKNOWN_MODEL;
     const startedAt = performance.now();
@@ -123,6 +153,9 @@ export class Metrics implements RequestObserver {
         if (ended) return;
         ended = true;
         this.requests.inc({ model, api, status: statusLabel(outcome) });
+        if (outcome.error && !outcome.aborted) {
+          this.errors.add({ source: "request", model: model === UNKNOWN_MODEL ? requested.slice(0, 200) : model, message: `${api}: ${outcome.error.message}`, status: errorStatus(outcome.error) });
+        }
         this.duration.observe({ model, api }, seconds());
       },
     };

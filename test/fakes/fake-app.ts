@@ -35,6 +35,8 @@ export interface FakeAppOptions {
   /** Configured routes (--route NAME=MODEL). */
   routes?: Record<string, string>;
   storedResponses?: Partial<ResponseStoreLimits>;
+  /** Which requests came in on the --ollama-port listener. */
+  ollamaListener?: (request: Request) => boolean;
 }
 
 export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
@@ -71,7 +73,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   const mlx = new MlxRuntime(db, "/nonexistent/lmx-fake-home", { autoInstall: false });
   const security = new Security({ boundHost: "127.0.0.1", keys, corsOrigins: [], allowedHosts: [] });
   const responses = new ResponseStore(db, { count: 10_000, bytes: 256 * 1024 * 1024, ageMs: 30 * 86_400_000, ...opts.storedResponses }, opts.now);
-  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics });
+  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics, ollamaListener: opts.ollamaListener });
 
   const request = (path: string, init: RequestInit & { json?: unknown } = {}) => {
     const { json, ...rest } = init;
@@ -87,6 +89,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
     core,
     keys,
     events,
+    metrics,
     responses,
     app,
     request,

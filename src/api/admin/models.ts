@@ -24,6 +24,8 @@ function managedJson({ status, registered, probe }: ManagedModel) {
     origin: registered?.origin ?? "local",
     aliases: registered?.aliases ?? [],
     load_defaults: registered?.loadDefaults ?? {},
+    has_chat_template: status.info?.hasChatTemplate ?? null,
+    embedding_model: status.info?.isEmbeddingModel ?? null,
   };
 }
 
@@ -31,8 +33,6 @@ function detailJson(m: ManagedModelDetail) {
   return {
     ...managedJson(m),
     files: m.registered?.files ?? [],
-    has_chat_template: m.status.info?.hasChatTemplate ?? null,
-    embedding_model: m.status.info?.isEmbeddingModel ?? null,
     history: m.history.map((h) => ({
       event: h.event, at: new Date(h.at).toISOString(), context_length: h.contextLength, memory_bytes: h.memoryBytes, duration_ms: h.durationMs, error: h.error,
     })),

@@ -3,6 +3,7 @@ import { freemem, totalmem, platform, arch, release } from "node:os";
 import { engineBundleInfo } from "../../engines/llama/loader.ts";
 import type { EventBus } from "../../events/bus.ts";
 import type { Scheduler } from "../../scheduler/scheduler.ts";
+import type { Security } from "../security.ts";
 import { cpuInfo } from "../../util/cpu.ts";
 import { VERSION } from "../../version.ts";
 
@@ -12,7 +13,7 @@ function accelerator(): string {
 }
 
 /** `/admin/v1/system` and `/admin/v1/events`. */
-export function adminSystemRoutes(deps: { scheduler: Scheduler; events: EventBus; home: string }) {
+export function adminSystemRoutes(deps: { scheduler: Scheduler; events: EventBus; home: string; security: Pick<Security, "exposure"> }) {
   return new Elysia({ prefix: "/admin/v1" })
     .get("/system", () => {
       const cpu = cpuInfo();
@@ -31,8 +32,9 @@ export function adminSystemRoutes(deps: { scheduler: Scheduler; events: EventBus
         accelerator: accelerator(),
         engines: [{ name: "llama.cpp", format: "gguf", node_llama_cpp: engine.nodeLlamaCppVersion, platform: engine.platform, source: engine.source, path: engine.path ?? null }],
         home: deps.home,
+        server: deps.security.exposure(),
       };
-    }, { detail: { summary: "OS, CPU, memory, accelerator and engine versions", tags: ["Admin"] } })
+    }, { detail: { summary: "OS, CPU, memory, accelerator, engine versions, and how the server is exposed (bind address, CORS, auth)", tags: ["Admin"] } })
     .get("/events", ({ request }) => {
       const encoder = new TextEncoder();
       let unsubscribe = () => {};

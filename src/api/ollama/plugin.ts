@@ -19,6 +19,8 @@ export interface OllamaDeps {
   manager: ModelManager;
   downloads: DownloadJobs;
   events: EventBus;
+  /** Another answer for `GET /` (the dashboard, for a browser), or undefined for Ollama's. */
+  rootPage?: (request: Request) => Response | undefined;
 }
 
 const RUNNING = "Ollama is running";
@@ -26,10 +28,10 @@ const RUNNING = "Ollama is running";
 /** Ollama's routes that download, delete or rename models: what /admin does, so they need an admin key. */
 export const OLLAMA_ADMIN_PATHS: ReadonlySet<string> = new Set(["/api/pull", "/api/delete", "/api/copy"]);
 
-export function ollamaRoutes({ inference, scheduler, manager, downloads, events }: OllamaDeps) {
+export function ollamaRoutes({ inference, scheduler, manager, downloads, events, rootPage }: OllamaDeps) {
   return new Elysia()
-    .get("/", () => new Response(RUNNING, { headers: { "content-type": "text/plain; charset=utf-8" } }), {
-      detail: { summary: "Liveness as Ollama clients probe it", tags: ["Ollama"] },
+    .get("/", ({ request }) => rootPage?.(request) ?? new Response(RUNNING, { headers: { "content-type": "text/plain; charset=utf-8" } }), {
+      detail: { summary: "Liveness as Ollama clients probe it", description: "A browser (Accept: text/html) on the main port gets the web dashboard instead.", tags: ["Ollama"] },
     })
     .head("/", () => new Response(null, { headers: { "content-type": "text/plain; charset=utf-8", "content-length": String(RUNNING.length) } }), {
       detail: { summary: "Liveness as Ollama clients probe it", tags: ["Ollama"] },
