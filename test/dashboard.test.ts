@@ -106,6 +106,7 @@ describe.skipIf(missing !== undefined)("dashboard in Chromium", () => {
     await w.page.getByLabel("model", { exact: true }).selectOption("stories260K");
     await w.page.getByLabel("message", { exact: true }).fill("Once upon a time");
     const sent = w.page.waitForRequest((r) => r.url().endsWith("/v1/chat/completions"));
+    const answered = w.page.waitForResponse((r) => r.url().endsWith("/v1/chat/completions"));
     await w.page.getByRole("button", { name: "Send", exact: true }).click();
     const body = (await sent).postDataJSON() as Record<string, unknown>;
     expect(body).toMatchObject({ model: "stories260K", stream: true, messages: [{ role: "user", content: "Once upon a time" }] });
@@ -114,6 +115,10 @@ describe.skipIf(missing !== undefined)("dashboard in Chromium", () => {
     const stats = w.page.locator(".msg.assistant .stats");
     await stats.waitFor({ timeout: 30_000 });
     expect(await stats.textContent()).toMatch(/^\d+ tokens · [\d.]+ tokens\/s · first token after [\d.]+ s$/);
+    // The rate is the engine's decode rate from the last chunk's timings, not chunks counted as they arrive in bursts.
+    const rate = /"predicted_per_second":([\d.e+-]+)/.exec(await (await answered).text())?.[1];
+    expect(rate).toBeDefined();
+    expect(await stats.textContent()).toContain(` · ${Number(rate).toFixed(1)} tokens/s · `);
     expect((await w.page.locator(".msg.assistant .content").textContent())?.trim().length).toBeGreaterThan(0);
     expect(await horizontalOverflow(w.page)).toBe(0);
     await w.screenshot("playground");

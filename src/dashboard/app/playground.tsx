@@ -15,15 +15,21 @@ interface Turn {
 interface Chunk {
   choices?: { delta?: { content?: string | null; reasoning_content?: string | null } }[];
   usage?: { completion_tokens?: number } | null;
+  /** The engine's own decode rate (LMX's llama-server-style extension on the last chunk). */
+  timings?: { predicted_per_second?: number } | null;
   error?: { message?: string };
 }
 
-/** Time to first token and tokens/s of one reply (usage when the server sent it, else one token per chunk). */
-function stats(started: number, first: number | undefined, tokens: number): string {
+/**
+ * Time to first token and tokens/s of one reply. The rate is the server's decode rate when it sent
+ * one: a fast model's chunks reach the page in bursts, so timing them here would overstate it.
+ */
+function stats(started: number, first: number | undefined, tokens: number, serverRate?: number): string {
   const now = performance.now();
   if (first === undefined) return `no tokens in ${((now - started) / 1000).toFixed(1)} s`;
   const genSeconds = (now - first) / 1000;
-  const rate = genSeconds > 0 && tokens > 1 ? ((tokens - 1) / genSeconds).toFixed(1) : "—";
+  const rate = serverRate !== undefined && serverRate > 0 ? serverRate.toFixed(1)
+    : genSeconds > 0 && tokens > 1 ? ((tokens - 1) / genSeconds).toFixed(1) : "—";
   return `${tokens} tokens · ${rate} tokens/s · first token after ${((first - started) / 1000).toFixed(2)} s`;
 }
 
@@ -54,6 +60,7 @@ export function Playground() {
     let first: number | undefined;
     let chunks = 0;
     let usageTokens: number | undefined;
+    let serverRate: number | undefined;
     const update = (patch: Partial<Turn>) => {
       Object.assign(reply, patch);
       setTurns([...history, { ...reply }]);
@@ -73,6 +80,7 @@ export function Playground() {
         const chunk = JSON.parse(data) as Chunk;
         if (chunk.error) throw new Error(chunk.error.message ?? "the server reported an error");
         if (chunk.usage?.completion_tokens !== undefined) usageTokens = chunk.usage.completion_tokens;
+        if (chunk.timings?.predicted_per_second !== undefined) serverRate = chunk.timings.predicted_per_second;
         const delta = chunk.choices?.[0]?.delta;
         const piece = delta?.content ?? "";
         const thought = delta?.reasoning_content ?? "";
@@ -81,7 +89,7 @@ export function Playground() {
         chunks++;
         update({ content: reply.content + piece, reasoning: thought ? (reply.reasoning ?? "") + thought : reply.reasoning });
       }
-      update({ stats: stats(started, first, usageTokens ?? chunks) });
+      update({ stats: stats(started, first, usageTokens ?? chunks, serverRate) });
     } catch (err) {
       if (isAbort(err)) update({ stats: `stopped · ${stats(started, first, chunks)}` });
       else update({ error: errorText(err) });
