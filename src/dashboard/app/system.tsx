@@ -24,7 +24,7 @@ function MemoryGauge({ sys, activity }: { sys: SystemInfo; activity: Activity | 
   );
 }
 
-/** MLX runs on Apple silicon only: elsewhere the runtime is shown, never offered. */
+/** MLX has wheels for Apple silicon (Metal) and Linux (CPU backend): elsewhere the runtime is shown, never offered. */
 function Runtimes({ installable }: { installable: boolean }) {
   const runtimes = useLoad(() => api<List<Runtime>>("/admin/v1/runtimes"));
   const [busy, setBusy] = useState(false);
@@ -43,11 +43,11 @@ function Runtimes({ installable }: { installable: boolean }) {
         <div class="row" key={r.name}>
           <span class="grow">
             {r.name}: {r.installed ? Object.entries(r.packages).map(([k, v]) => `${k} ${v}`).join(", ") : "not installed"}
-            {r.installed && !r.up_to_date && <span class="warn"> (update available)</span>}
+            {r.installed && !r.up_to_date && <span class="warn"> (differs from this lmx's pins)</span>}
             {r.device && <span class="muted"> on {r.device}</span>}
           </span>
           {!r.installed && installable && <button disabled={busy} onClick={() => run(r.name, "install")}>Install</button>}
-          {!r.installed && !installable && <span class="muted">(Apple silicon only)</span>}
+          {!r.installed && !installable && <span class="muted">(Apple silicon and Linux only)</span>}
           {r.installed && !r.up_to_date && <button disabled={busy} onClick={() => run(r.name, "update")}>Update</button>}
         </div>
       ))}
@@ -152,7 +152,7 @@ export function System() {
           <div>CPU: {s.cpu.model}, {s.cpu.physical_cores} cores ({s.cpu.logical_cores} threads), {s.cpu.default_threads} used by default · accelerator: {s.accelerator}</div>
           {s.engines.map((e) => <div key={e.name}>{e.name} ({e.format}): node-llama-cpp {e.node_llama_cpp}, {e.platform}, {e.source}</div>)}
           <h3>Runtimes</h3>
-          <Runtimes installable={s.os.platform === "darwin" && s.os.arch === "arm64"} />
+          <Runtimes installable={(s.os.platform === "darwin" && s.os.arch === "arm64") || s.os.platform === "linux"} />
         </section>
       )}
     </>
