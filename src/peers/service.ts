@@ -1,0 +1,96 @@
+// The peers service the API adapters call: which node serves a requested model, the peer models
+// to list beside local ones, and a request walked along its targets until one answers.
+import { LmxError } from "../errors.ts";
+import type { PeerHealth } from "./health.ts";
+import { type ListedModel, listPeerModels, type Naming, planTargets, type Target } from "./naming.ts";
+import { proxy } from "./proxy.ts";
+import { peerKey, type PeerRegistry } from "./registry.ts";
+
+/** No target of a request could serve it now: every peer down or refusing, every local target full. */
+export class ModelUnavailableError extends LmxError {
+  constructor(name: string, reasons: readonly string[]) {
+    super(`model '${name}' is unavailable now: ${reasons.join("; ")}`, 503, "server_error", "model_unavailable", "model");
+  }
+}
+
+export interface PeerServiceOptions {
+  env: NodeJS.ProcessEnv;
+  firstByteMs: number;
+  isLocal(name: string): boolean;
+  route(name: string): readonly string[] | undefined;
+  fetch?: (url: string, init: RequestInit) => Promise<Response>;
+}
+
+/** A request to forward: the API path, the body as the client sent it, and headers to pass. */
+export interface Forwarded {
+  path: string;
+  body: Record<string, unknown>;
+  signal: AbortSignal;
+  headers?: Record<string, string>;
+}
+
+export type Step =
+  | { kind: "answer"; node: string; status: number; headers: Record<string, string>; body: ReadableStream<Uint8Array> | null }
+  /** Serve the request locally with `model`; should that fail before any output, resume at `next`. */
+  | { kind: "local"; model: string; next: number };
+
+export class PeerService {
+  constructor(readonly registry: PeerRegistry, readonly health: PeerHealth, private readonly options: PeerServiceOptions) {}
+
+  private naming(): Naming {
+    const peers = this.health.list().map((s) => ({ name: s.name, available: s.state === "up", models: s.models }));
+    return { isLocal: (n) => this.options.isLocal(n), route: (n) => this.options.route(n), peers };
+  }
+
+  /** The targets a request for `name` tries, or undefined when only the local server is concerned. */
+  plan(name: string): Target[] | undefined {
+    return planTargets(name, this.naming());
+  }
+
+  /** Peer models under the ids a request may use; `localIds` are this server's own. */
+  listed(localIds: ReadonlySet<string>): ListedModel[] {
+    return listPeerModels(localIds, this.naming().peers);
+  }
+
+  /**
+   * Walks `targets` from `start`: a peer target is forwarded (a down peer is skipped at once), a
+   * local one handed back to the caller. `reasons` collects why each skipped target was skipped;
+   * when none is left, ModelUnavailableError says them all.
+   */
+  async step(name: string, targets: readonly Target[], start: number, request: Forwarded, reasons: string[]): Promise<Step> {
+    for (let i = start; i < targets.length; i++) {
+      const t = targets[i]!;
+      if (t.kind === "local") return { kind: "local", model: t.model, next: i + 1 };
+      if (t.kind === "missing") {
+        reasons.push(`no node serves '${t.name}'`);
+        continue;
+      }
+      const peer = this.registry.get(t.peer);
+      const status = this.health.get(t.peer);
+      if (!peer || !status) {
+        reasons.push(`no peer named '${t.peer}'`);
+        continue;
+      }
+      if (status.state !== "up") {
+        reasons.push(`peer ${peer.name} is ${status.state === "auth_error" ? "refusing our API key" : "down"}${status.lastError ? ` (${status.lastError})` : ""}`);
+        continue;
+      }
+      const headers: Record<string, string> = { "content-type": "application/json", accept: "text/event-stream, application/json, application/x-ndjson", ...request.headers };
+      const key = peerKey(peer, this.options.env);
+      if (key) headers.authorization = `Bearer ${key}`;
+      const outcome = await proxy({
+        url: peer.url + request.path,
+        headers,
+        body: JSON.stringify({ ...request.body, model: t.model }),
+        signal: request.signal,
+        firstByteMs: this.options.firstByteMs,
+        fetch: this.options.fetch,
+      });
+      if (outcome.kind === "answer") return { ...outcome, node: peer.name };
+      reasons.push(`peer ${peer.name} ${outcome.reason}`);
+      if (outcome.down) this.health.markDown(peer.name, outcome.reason);
+      if (outcome.auth) this.health.markAuthError(peer.name, outcome.reason);
+    }
+    throw new ModelUnavailableError(name, reasons);
+  }
+}
