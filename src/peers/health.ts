@@ -69,21 +69,21 @@ export class PeerHealth {
   private readonly statuses = new Map<string, PeerStatus>();
   private readonly polling = new Map<string, Promise<void>>();
   private timer: ReturnType<typeof setInterval> | undefined;
-  private unsubscribe: (() => void) | undefined;
+  private readonly unsubscribe: () => void;
   private readonly fetch: (url: string, init: RequestInit) => Promise<Response>;
 
   constructor(private readonly registry: PeerRegistry, private readonly options: HealthOptions) {
     this.fetch = options.fetch ?? ((url, init) => fetch(url, init));
     this.sync();
+    this.unsubscribe = registry.onChange(() => {
+      this.sync();
+      if (this.timer) void this.pollAll();
+    });
   }
 
   /** Polls every peer now and then every interval; a peer added later is polled at once. */
   start(): void {
     if (this.timer) return;
-    this.unsubscribe = this.registry.onChange(() => {
-      this.sync();
-      void this.pollAll();
-    });
     void this.pollAll();
     this.timer = setInterval(() => void this.pollAll(), this.options.intervalMs);
     this.timer.unref?.();
@@ -92,7 +92,7 @@ export class PeerHealth {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.unsubscribe?.();
+    this.unsubscribe();
   }
 
   /** Every peer's status, in the registry's order. */

@@ -30,6 +30,10 @@ class FirstByteTimeout extends Error {
   override name = "FirstByteTimeout";
 }
 
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }));
+}
+
 export async function proxy(call: ProxyCall): Promise<ProxyOutcome> {
   const upstream = new AbortController();
   const onClientGone = () => upstream.abort(new GenerationAbortedError());
@@ -48,7 +52,11 @@ export async function proxy(call: ProxyCall): Promise<ProxyOutcome> {
   };
   let res: Response;
   try {
-    res = await (call.fetch ?? fetch)(call.url, { method: "POST", headers: call.headers, body: call.body, signal: upstream.signal, redirect: "error" });
+    // Raced with the abort as well: the bound holds even for a fetch that would not honour it.
+    res = await Promise.race([
+      (call.fetch ?? fetch)(call.url, { method: "POST", headers: call.headers, body: call.body, signal: upstream.signal, redirect: "error" }),
+      rejectOnAbort(upstream.signal),
+    ]);
   } catch (err) {
     return fail(err);
   }
@@ -72,7 +80,7 @@ export async function proxy(call: ProxyCall): Promise<ProxyOutcome> {
   const reader = res.body.getReader();
   let first: Awaited<ReturnType<typeof reader.read>>;
   try {
-    first = await reader.read();
+    first = await Promise.race([reader.read(), rejectOnAbort(upstream.signal)]);
   } catch (err) {
     return fail(err);
   }

@@ -21,6 +21,9 @@ import { ProbeService } from "../../src/probe/service.ts";
 import { ResponseStore, type ResponseStoreLimits } from "../../src/responses/store.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { openDb } from "../../src/store/db.ts";
+import { PeerHealth } from "../../src/peers/health.ts";
+import { PeerRegistry, type PeerSpec } from "../../src/peers/registry.ts";
+import { PeerService } from "../../src/peers/service.ts";
 import { FakeEngine, type FakeModelSpec } from "./fake-engine.ts";
 
 export interface FakeAppOptions {
@@ -35,6 +38,8 @@ export interface FakeAppOptions {
   /** Configured routes (--route NAME=MODEL). */
   routes?: Record<string, string>;
   storedResponses?: Partial<ResponseStoreLimits>;
+  /** Peers, reached through `fetch` (another fake app's `handle`, or a scripted server); not polled until the test says. */
+  peers?: { specs: PeerSpec[]; fetch: (url: string, init: RequestInit) => Promise<Response>; env?: NodeJS.ProcessEnv; firstByteMs?: number; pollMs?: number };
 }
 
 export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
@@ -71,7 +76,19 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   const mlx = new MlxRuntime(db, "/nonexistent/lmx-fake-home", { autoInstall: false });
   const security = new Security({ boundHost: "127.0.0.1", keys, corsOrigins: [], allowedHosts: [] });
   const responses = new ResponseStore(db, { count: 10_000, bytes: 256 * 1024 * 1024, ageMs: 30 * 86_400_000, ...opts.storedResponses }, opts.now);
-  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics });
+  let peers: PeerService | undefined;
+  if (opts.peers) {
+    const registry = new PeerRegistry(opts.peers.specs, db);
+    const health = new PeerHealth(registry, { intervalMs: opts.peers.pollMs ?? 1000, env: opts.peers.env ?? {}, events, fetch: opts.peers.fetch });
+    peers = new PeerService(registry, health, {
+      env: opts.peers.env ?? {},
+      firstByteMs: opts.peers.firstByteMs ?? 1000,
+      fetch: opts.peers.fetch,
+      isLocal: (name) => catalog.get(name) !== undefined,
+      route: (name) => routes.resolve(name)?.split(","),
+    });
+  }
+  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics, peers });
 
   const request = (path: string, init: RequestInit & { json?: unknown } = {}) => {
     const { json, ...rest } = init;
@@ -88,10 +105,12 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
     keys,
     events,
     responses,
+    peers,
     app,
     request,
     post: (path: string, json: unknown, init: RequestInit = {}) => request(path, { ...init, method: "POST", json }),
     async [Symbol.asyncDispose]() {
+      peers?.health.stop();
       probes.stop();
       await downloads.stop();
       await scheduler.shutdown();
