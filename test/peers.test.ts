@@ -212,4 +212,15 @@ describe("peers", () => {
     expect(await lmx("rm", "studio2")).toMatchObject({ code: 0, out: "removed peer studio2\n" });
     expect(await lmx("rm", "studio")).toMatchObject({ code: 1, err: expect.stringMatching(/configuration/) });
   });
+
+  test("lmx load PEER/MODEL loads the model on the peer, with the peer's admin key", async () => {
+    const p = Bun.spawn([process.execPath, MAIN, "load", "studio/b", "--ctx", "256", "--url", laptop.url], { stdout: "pipe", stderr: "pipe" });
+    const [out, code] = [await new Response(p.stdout).text(), await p.exited];
+    expect({ out, code }).toMatchObject({ code: 0, out: expect.stringMatching(/^loaded b: context 256/) });
+    const ps = (await (await studio.request("/admin/v1/ps", { headers: { authorization: `Bearer ${STUDIO_KEY}` } })).json()) as { data: { id: string; loaded_context_length: number }[] };
+    expect(ps.data).toEqual([expect.objectContaining({ id: "b", loaded_context_length: 256 })]);
+    const unloaded = await laptop.request("/admin/v1/models/studio/b/unload", { method: "POST" });
+    expect(unloaded.headers.get("x-lmx-node")).toBe("studio");
+    expect(unloaded.status).toBe(200);
+  });
 });

@@ -2,7 +2,7 @@
 // to list beside local ones, and a request walked along its targets until one answers.
 import { LmxError } from "../errors.ts";
 import type { PeerHealth } from "./health.ts";
-import { type ListedModel, listPeerModels, type Naming, planTargets, type Target } from "./naming.ts";
+import { type ListedModel, listPeerModels, type Naming, planTargets, resolveName, type Target } from "./naming.ts";
 import { proxy } from "./proxy.ts";
 import { peerKey, type PeerRegistry } from "./registry.ts";
 
@@ -12,6 +12,9 @@ export class ModelUnavailableError extends LmxError {
     super(`model '${name}' is unavailable now: ${reasons.join("; ")}`, 503, "server_error", "model_unavailable", "model");
   }
 }
+
+/** Loading a large model on a peer takes what it takes; this only bounds a peer that never answers. */
+const ADMIN_ANSWER_MS = 15 * 60_000;
 
 export interface PeerServiceOptions {
   env: NodeJS.ProcessEnv;
@@ -50,6 +53,27 @@ export class PeerService {
   /** Peer models under the ids a request may use; `localIds` are this server's own. */
   listed(localIds: ReadonlySet<string>): ListedModel[] {
     return listPeerModels(localIds, this.naming().peers);
+  }
+
+  /**
+   * A model action (load, unload) for a peer's model, sent to that peer's admin API with the key
+   * this server has for it (which must have admin scope there); undefined when `name` is no
+   * peer's model.
+   */
+  async forwardAdmin(name: string, action: "load" | "unload", body: unknown, signal: AbortSignal): Promise<Extract<Step, { kind: "answer" }> | undefined> {
+    const t = resolveName(name, this.naming());
+    if (t?.kind !== "peer") return undefined;
+    const peer = this.registry.get(t.peer)!;
+    const status = this.health.get(t.peer);
+    if (status?.state !== "up") throw new ModelUnavailableError(name, [`peer ${peer.name} is ${status?.state ?? "down"}${status?.lastError ? ` (${status.lastError})` : ""}`]);
+    const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
+    const key = peerKey(peer, this.options.env);
+    if (key) headers.authorization = `Bearer ${key}`;
+    const path = t.model.split("/").map(encodeURIComponent).join("/");
+    const outcome = await proxy({ url: `${peer.url}/admin/v1/models/${path}/${action}`, headers, body: JSON.stringify(body ?? {}), signal, firstByteMs: ADMIN_ANSWER_MS, fetch: this.options.fetch });
+    if (outcome.kind === "answer") return { ...outcome, node: peer.name };
+    if (outcome.down) this.health.markDown(peer.name, outcome.reason);
+    throw new ModelUnavailableError(name, [`peer ${peer.name} ${outcome.reason}${outcome.auth ? "; loading on a peer needs an admin key of that peer" : ""}`]);
   }
 
   /**

@@ -212,4 +212,22 @@ describe("/admin/v1/peers", () => {
     expect((await s.local.request("/admin/v1/peers/studio", { method: "DELETE" })).status).toBe(409);
     expect((await s.local.request("/admin/v1/peers/nope", { method: "DELETE" })).status).toBe(404);
   });
+
+  test("load and unload of a peer's model go to the peer's admin API; a down peer is a 503", async () => {
+    await using s = await setup(never);
+    const loaded = await s.local.post("/admin/v1/models/studio/big/load", { parallel: 1 });
+    expect(loaded.status).toBe(200);
+    expect(loaded.headers.get("x-lmx-node")).toBe("studio");
+    expect(((await loaded.json()) as Json)).toMatchObject({ id: "big", parallel: 1 });
+    expect(s.seen.at(-1)).toMatchObject({ url: "http://studio:1/admin/v1/models/big/load", auth: "Bearer sk-studio" });
+    expect(s.studio.engine.loads).toEqual(["big"]);
+    expect((await s.local.post("/admin/v1/models/big/unload", {})).status).toBe(200);
+    // Local models stay local.
+    expect(((await (await s.local.post("/admin/v1/models/qwen/load", {})).json()) as Json).id).toBe("qwen");
+    expect(s.local.engine.loads).toEqual(["qwen"]);
+    s.setStudio(false);
+    await s.local.peers!.health.pollAll();
+    const down = await s.local.post("/admin/v1/models/studio/big/load", {});
+    expect(down.status).toBe(503);
+  });
 });
