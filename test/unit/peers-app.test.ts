@@ -85,6 +85,9 @@ describe("proxying", () => {
     expect(s.seen.at(-1)).toMatchObject({ url: "http://studio:1/v1/chat/completions", body: { model: "shared" }, auth: "Bearer sk-studio" });
     const local = await s.local.post("/v1/chat/completions", chat("shared"));
     expect(local.headers.get("x-lmx-node")).toBe("local");
+    expect((await s.local.request("/v1/models")).headers.get("x-lmx-node")).toBe("local");
+    const invalid = await s.local.post("/v1/chat/completions", { model: "big" });
+    expect([invalid.status, invalid.headers.get("x-lmx-node")]).toEqual([400, "local"]);
     expect(((await local.json()) as Json).choices[0].message.content).toBe("local shared");
   });
 
@@ -103,6 +106,9 @@ describe("proxying", () => {
     expect(((await msg.json()) as Json).content).toEqual([{ type: "text", text: "from studio" }]);
     const ollama = await s.local.post("/api/chat", { model: "big", stream: false, messages: [{ role: "user", content: "hi" }] });
     expect(((await ollama.json()) as Json).message.content).toBe("from studio");
+    const count = await s.local.post("/v1/messages/count_tokens", { model: "big", messages: [{ role: "user", content: "hi" }] });
+    expect(count.headers.get("x-lmx-node")).toBe("studio");
+    expect(((await count.json()) as Json).input_tokens).toBeGreaterThan(0);
     const resp = await s.local.post("/v1/responses", { model: "big", input: "hi" });
     expect(resp.headers.get("x-lmx-node")).toBe("studio");
     expect(((await resp.json()) as Json).output[0].content[0].text).toBe("from studio");

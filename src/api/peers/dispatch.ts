@@ -11,7 +11,7 @@ import type { PeerService, Step } from "../../peers/service.ts";
 
 /** The generation routes, on every API: each names its model in the body's `model`. */
 export const DISPATCHED_PATHS: ReadonlySet<string> = new Set([
-  "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
+  "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens",
   "/api/chat", "/api/generate", "/api/embed", "/api/embeddings",
 ]);
 
@@ -74,12 +74,15 @@ export function peerDispatch(peers: PeerService | undefined, handle: (request: R
   };
 
   const plugin = new Elysia({ name: "lmx-peer-dispatch" })
+    // Answers of this server, errors included, say so; a peer's answer replaces it with the peer's name.
+    .onRequest(({ set }) => {
+      set.headers[NODE_HEADER] = "local";
+    })
     .onTransform({ as: "global" }, ({ request, body, path }) => {
       if (peers && DISPATCHED_PATHS.has(path) && isObject(body)) sent.set(request, { ...body });
     })
     .onBeforeHandle({ as: "global" }, async ({ request, body, path, set }) => {
       if (!DISPATCHED_PATHS.has(path)) return undefined;
-      set.headers[NODE_HEADER] = "local";
       const raw = sent.get(request);
       // A request sent round again (recover) already has its walk and its local model.
       if (!peers || !raw || walks.has(request) || typeof raw.model !== "string") return undefined;
