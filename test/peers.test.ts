@@ -20,7 +20,7 @@ const home = () => {
   return dir;
 };
 
-type StubMode = "ok" | "503" | "slow" | "cut";
+type StubMode = "ok" | "503" | "slow";
 let stubMode: StubMode = "ok";
 const stubAborts: string[] = [];
 
@@ -38,17 +38,35 @@ const stub = Bun.serve({
     req.signal.addEventListener("abort", () => stubAborts.push(mode), { once: true });
     return new Response(new ReadableStream<Uint8Array>({
       async start(c) {
-        if (mode === "slow") await Bun.sleep(5000);
+        if (mode === "slow") await Bun.sleep(10_000);
         c.enqueue(chunk("from stub"));
-        if (mode === "cut") {
-          await Bun.sleep(50);
-          c.error(new Error("cut"));
-          return;
-        }
         c.enqueue(new TextEncoder().encode("data: [DONE]\n\n"));
         c.close();
       },
     }), { headers: { "content-type": "text/event-stream" } });
+  },
+});
+
+/**
+ * A peer whose connection breaks midway through a streamed answer: raw HTTP over TCP, as an HTTP
+ * server always ends a response it started properly.
+ */
+const cutter = Bun.listen({
+  hostname: "127.0.0.1",
+  port: 0,
+  socket: {
+    data(socket, data) {
+      const request = data.toString();
+      if (!request.includes("\r\n\r\n")) return;
+      if (request.startsWith("GET /v1/models")) {
+        const body = JSON.stringify({ object: "list", data: [{ id: "cut-model", object: "model" }] });
+        socket.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+        return;
+      }
+      const event = `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 0, model: "cut-model", choices: [{ index: 0, delta: { content: "from cutter" }, finish_reason: null }] })}\n\n`;
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n${event.length.toString(16)}\r\n${event}\r\n`);
+      setTimeout(() => socket.terminate(), 50);
+    },
   },
 });
 
@@ -83,19 +101,20 @@ beforeAll(async () => {
   // studio's key comes from the laptop's environment, named in config.json; gpu from the flag.
   writeFileSync(join(laptopHome, "config.json"), JSON.stringify({
     peers: [{ name: "studio", url: `${studio.url}/v1`, apiKey: "env:STUDIO_KEY" }],
-    routes: { coder: ["stub/stub-model", "studio/b", "gpu/c"] },
+    routes: { coder: ["stub/stub-model", "studio/b", "gpu/c"], cut: ["cutter/cut-model", "studio/b"] },
   }));
   laptop = await serveProcess(laptopHome, [
-    "--model", `a=${MODEL}`, "--peer", `gpu=${gpu.url}`, "--peer", `stub=http://127.0.0.1:${stub.port}`,
-    "--peer-poll", "1", "--peer-first-byte-timeout", "2",
+    "--model", `a=${MODEL}`, "--peer", `gpu=${gpu.url}`, "--peer", `stub=http://127.0.0.1:${stub.port}`, "--peer", `cutter=http://127.0.0.1:${cutter.port}`,
+    "--peer-poll", "1", "--peer-first-byte-timeout", "4",
   ], { STUDIO_KEY, WRONG_KEY: "sk-wrong" });
   client = new OpenAI({ baseURL: laptop.url + "/v1", apiKey: "unused", maxRetries: 0 });
-  await until("every peer up", async () => (await peerState("studio")) === "up" && (await peerState("gpu")) === "up" && (await peerState("stub")) === "up");
+  await until("every peer up", async () => (await peerState("studio")) === "up" && (await peerState("gpu")) === "up" && (await peerState("stub")) === "up" && (await peerState("cutter")) === "up");
 }, 60_000);
 
 afterAll(async () => {
   for (const p of [laptop, studio, gpu]) p?.proc.kill("SIGKILL");
   await stub.stop(true);
+  cutter.stop(true);
   for (const dir of homes) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -105,7 +124,7 @@ describe("peers", () => {
   test("/v1/models lists each node's models; the admin API shows health, never a key", async () => {
     const models: { id: string; node?: string; state?: string }[] = [];
     for await (const m of client.models.list()) models.push(m as { id: string; node?: string });
-    expect(models.map((m) => [m.id, m.node])).toEqual([["a", "local"], ["c", "gpu"], ["stub-model", "stub"], ["b", "studio"]]);
+    expect(models.map((m) => [m.id, m.node])).toEqual([["a", "local"], ["cut-model", "cutter"], ["c", "gpu"], ["stub-model", "stub"], ["b", "studio"]]);
     const text = await (await laptop.request("/admin/v1/peers")).text();
     expect(text).not.toContain(STUDIO_KEY);
     expect(JSON.parse(text).data.find((p: { name: string }) => p.name === "studio")).toMatchObject({ state: "up", models: ["b"], has_api_key: true, api_key_env: "STUDIO_KEY" });
@@ -157,22 +176,38 @@ describe("peers", () => {
     const started = Date.now();
     const slow = await client.chat.completions.create({ ...ask, model: "coder", stream: true }).withResponse();
     for await (const _ of slow.data) { /* drain */ }
-    expect(Date.now() - started).toBeLessThan(4500);
+    expect(Date.now() - started).toBeLessThan(8000);
     expect(slow.response.headers.get("x-lmx-node")).toBe("studio");
     // The first-byte bound cancelled the slow request upstream.
     await until("the stub to see the slow request cancelled", async () => stubAborts.includes("slow"), 3000);
-    stubMode = "cut";
-    const cut = await client.chat.completions.create({ ...ask, model: "coder", stream: true });
+    const cut = await client.chat.completions.create({ ...ask, model: "cut", stream: true });
     let got = "";
     await expect((async () => {
       for await (const chunk of cut) got += chunk.choices[0]?.delta?.content ?? "";
     })()).rejects.toThrow();
-    expect(got).toBe("from stub");
+    expect(got).toBe("from cutter");
     stubMode = "ok";
   });
 
   test("a peer killed mid-run is down: 503 at once for its models, chains pass it; back up, it serves again", async () => {
     stubMode = "503";
+    // The events stream, read from before the kill until studio is back.
+    const events = new AbortController();
+    const seen: string[] = [];
+    const reading = (async () => {
+      const res = await laptop.request("/admin/v1/events", { signal: events.signal });
+      const decoder = new TextDecoder();
+      try {
+        for await (const chunk of res.body!) {
+          for (const m of decoder.decode(chunk, { stream: true }).matchAll(/event: (peer\.\w+)\ndata: (.*)\n/g)) {
+            if ((JSON.parse(m[2]!) as { peer: string }).peer === "studio") seen.push(m[1]!);
+          }
+        }
+      } catch {
+        // Aborted at the end of the test.
+      }
+    })();
+    await until("the events stream to open", async () => true);
     studio.proc.kill("SIGKILL");
     await studio.proc.exited;
     // The first request to find it gone marks it down; the poll would within a second anyway.
@@ -193,6 +228,10 @@ describe("peers", () => {
     await until("studio up", async () => (await peerState("studio")) === "up");
     const back = await client.chat.completions.create({ ...ask, model: "coder" }).withResponse();
     expect(back.response.headers.get("x-lmx-node")).toBe("studio");
+    await until("peer.up on the events stream", async () => seen.includes("peer.up"), 3000);
+    events.abort();
+    await reading;
+    expect(seen).toEqual(["peer.down", "peer.up"]);
     stubMode = "ok";
   }, 30_000);
 
