@@ -153,7 +153,8 @@ export class PeerHealth {
       const res = await this.fetch(`${peer.url}/v1/models`, { headers, signal: AbortSignal.timeout(timeout), redirect: "error" });
       if (res.status === 401 || res.status === 403) {
         await res.body?.cancel();
-        return { state: "auth_error", error: `the peer refused ${key ? "the API key" : "a request without an API key"} (${res.status})`, ms: ms() };
+        const unset = !key && peer.apiKey?.startsWith("env:") ? ` (${peer.apiKey.slice(4)} is not set in this server's environment)` : "";
+        return { state: "auth_error", error: `the peer refused ${key ? "the API key" : "a request without an API key"} (${res.status})${unset}`, ms: ms() };
       }
       if (!res.ok) {
         await res.body?.cancel();

@@ -93,8 +93,8 @@ describe("proxying", () => {
 
   test("the body goes upstream as the client sent it, fields this server does not know included", async () => {
     await using s = await setup(async () => Response.json({ ok: true }));
-    await s.local.post("/v1/chat/completions", chat("m", { vendor_option: { x: 1 } }));
-    expect(s.seen.at(-1)!.body).toMatchObject({ model: "m", vendor_option: { x: 1 } });
+    await s.local.post("/v1/chat/completions?beta=true", chat("m", { vendor_option: { x: 1 } }));
+    expect(s.seen.at(-1)).toMatchObject({ url: "http://flaky:2/v1/chat/completions?beta=true", body: { model: "m", vendor_option: { x: 1 } } });
   });
 
   test("Completions, Embeddings, Anthropic Messages and Ollama chat answer in their own shapes", async () => {

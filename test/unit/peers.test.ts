@@ -168,6 +168,13 @@ describe("health", () => {
     expect(seen[0]!.auth).toBe("Bearer sk-studio");
   });
 
+  test("an env:VAR key whose variable is not set says so", async () => {
+    const { h, seen } = health([{ status: 401 }], {}, "env:STUDIO_KEY");
+    await h.pollAll();
+    expect(h.get("studio")!.lastError).toMatch(/without an API key \(401\) \(STUDIO_KEY is not set in this server's environment\)/);
+    expect(seen[0]!.auth).toBeNull();
+  });
+
   test("a 500, a non-JSON answer, an answer without data: down, with the reason", async () => {
     for (const [reply, reason] of [[{ status: 500 }, /answered 500/], [{ raw: "<html>" }, /did not answer JSON/], [{ body: { models: [] } }, /no model list/]] as const) {
       const { h } = health([reply]);

@@ -26,12 +26,13 @@ interface Walk {
   next: number;
   reasons: string[];
   body: Record<string, unknown>;
+  /** The path and query to send to a peer. */
   path: string;
   /** The local model tried last, for the reason its failure is recorded under. */
   local?: string;
 }
 
-type Set = { headers: Record<string, string | number>; status?: number | string };
+type HookSet = { headers: Record<string, string | number>; status?: number | string };
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
 
@@ -58,7 +59,7 @@ export function peerDispatch(peers: PeerService | undefined, handle: (request: R
   const sent = new WeakMap<Request, Record<string, unknown>>();
   const walks = new WeakMap<Request, Walk>();
 
-  const answer = (step: Extract<Step, { kind: "answer" }>, set: Set): Response => {
+  const answer = (step: Extract<Step, { kind: "answer" }>, set: HookSet): Response => {
     set.headers[NODE_HEADER] = step.node;
     set.status = step.status;
     return new Response(step.body, { status: step.status, headers: { ...step.headers, [NODE_HEADER]: step.node } });
@@ -88,7 +89,8 @@ export function peerDispatch(peers: PeerService | undefined, handle: (request: R
       if (!peers || !raw || walks.has(request) || typeof raw.model !== "string") return undefined;
       const targets = peers.plan(raw.model);
       if (!targets) return undefined;
-      const w: Walk = { name: raw.model, targets, next: 0, reasons: [], body: raw, path };
+      // The query goes along (the Anthropic SDK's ?beta=true).
+      const w: Walk = { name: raw.model, targets, next: 0, reasons: [], body: raw, path: path + new URL(request.url).search };
       const step = await walk(request, w);
       if (step.kind === "answer") return answer(step, set);
       walks.set(request, w);
@@ -101,7 +103,7 @@ export function peerDispatch(peers: PeerService | undefined, handle: (request: R
    * After a local target failed: the next target's answer, or the error to answer with (the
    * chain's reasons when it ran out), or undefined when the error is not a chain's business.
    */
-  const recover = async (request: Request, error: unknown, set: Set): Promise<Response | { error: unknown } | undefined> => {
+  const recover = async (request: Request, error: unknown, set: HookSet): Promise<Response | { error: unknown } | undefined> => {
     const w = walks.get(request);
     if (!w) return undefined;
     walks.delete(request);
