@@ -20,7 +20,7 @@ const home = () => {
   return dir;
 };
 
-type StubMode = "ok" | "503" | "slow";
+type StubMode = "ok" | "503" | "slow" | "drip";
 let stubMode: StubMode = "ok";
 const stubAborts: string[] = [];
 
@@ -40,6 +40,10 @@ const stub = Bun.serve({
       async start(c) {
         if (mode === "slow") await Bun.sleep(10_000);
         c.enqueue(chunk("from stub"));
+        for (let i = 0; mode === "drip" && i < 100 && !req.signal.aborted; i++) {
+          await Bun.sleep(50);
+          c.enqueue(chunk("."));
+        }
         c.enqueue(new TextEncoder().encode("data: [DONE]\n\n"));
         c.close();
       },
@@ -155,10 +159,20 @@ describe("peers", () => {
     expect(embedding.data[0]!.embedding.length).toBeGreaterThan(0);
   });
 
-  test("Anthropic Messages and Ollama reach the peer in their own shapes", async () => {
+  test("Responses, Anthropic Messages and Ollama reach the peer in their own shapes, streamed too", async () => {
+    const response = await client.responses.create({ model: "b", input: "Once", max_output_tokens: 8, temperature: 0 });
+    expect(response.model).toBe("b");
+    expect(response.output_text.length).toBeGreaterThan(0);
     const anthropic = new Anthropic({ baseURL: laptop.url, apiKey: "unused", maxRetries: 0 });
     const msg = await anthropic.messages.create({ model: "c", max_tokens: 8, messages: [{ role: "user", content: "Once" }] });
     expect(msg.content[0]!.type).toBe("text");
+    const stream = anthropic.messages.stream({ model: "c", max_tokens: 8, messages: [{ role: "user", content: "Once" }] });
+    expect((await stream.finalMessage()).stop_reason).toBe("max_tokens");
+    const ndjson = await laptop.request("/api/chat", { method: "POST", json: { model: "b", messages: [{ role: "user", content: "Once" }], options: { num_predict: 4 } } });
+    expect([ndjson.headers.get("x-lmx-node"), ndjson.headers.get("content-type")]).toEqual(["studio", expect.stringMatching(/ndjson/)]);
+    const lines = (await ndjson.text()).trim().split("\n").map((l) => JSON.parse(l) as { done: boolean });
+    expect(lines.length).toBeGreaterThan(1);
+    expect(lines.at(-1)!.done).toBe(true);
     const ollama = await laptop.request("/api/generate", { method: "POST", json: { model: "b", prompt: "Once", stream: false, options: { num_predict: 4 } } });
     expect(ollama.headers.get("x-lmx-node")).toBe("studio");
     expect(((await ollama.json()) as { done: boolean }).done).toBe(true);
@@ -186,6 +200,13 @@ describe("peers", () => {
       for await (const chunk of cut) got += chunk.choices[0]?.delta?.content ?? "";
     })()).rejects.toThrow();
     expect(got).toBe("from cutter");
+    // A client that goes away mid-stream cancels the request on the peer.
+    stubMode = "drip";
+    const controller = new AbortController();
+    const drip = await client.chat.completions.create({ ...ask, model: "stub-model", stream: true }, { signal: controller.signal });
+    for await (const _ of drip) break;
+    controller.abort();
+    await until("the stub to see the dripping request cancelled", async () => stubAborts.includes("drip"), 3000);
     stubMode = "ok";
   });
 
