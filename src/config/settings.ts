@@ -107,7 +107,7 @@ export const serveSettings = [
   { key: "peerPoll", kind: "int", default: 10, min: 1, max: 3600, placeholder: "SECONDS",
     description: "How often each peer's /v1/models is polled for its health and models." },
   { key: "peerFirstByteTimeout", kind: "int", default: 60, min: 1, max: 3600, placeholder: "SECONDS",
-    description: "A peer that sends no first byte of its answer within this long is skipped for the next target of a fallback chain (or the request fails with 504)." },
+    description: "A peer that sends no first byte of its answer within this long is passed over for the next target of a fallback chain (with none left: 503 model_unavailable); after the first byte, the longest silence before the answer is cut off." },
   { key: "python", kind: "string", placeholder: "PATH",
     description: "Python interpreter of an existing environment that has mlx-lm installed, used for MLX models instead of the runtime LMX manages." },
 ] as const satisfies readonly Setting[];
