@@ -176,7 +176,11 @@ export function createApp(deps: AppDeps) {
     .onError(async ({ code, error, request, set }) => {
       // A fallback chain's local target refused: the next target answers instead.
       const recovered = await dispatch.recover(request, error, set);
-      if (recovered instanceof Response) return releasing(request, recovered);
+      if (recovered instanceof Response) {
+        const cors = security.corsHeaders(request.headers.get("origin"));
+        if (cors) Object.assign(set.headers, cors);
+        return releasing(request, recovered);
+      }
       const failure = recovered ? recovered.error : error;
       idle?.release(request);
       const path = pathOf(request.url);

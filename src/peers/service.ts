@@ -1,6 +1,7 @@
 // The peers service the API adapters call: which node serves a requested model, the peer models
 // to list beside local ones, and a request walked along its targets until one answers.
 import { LmxError } from "../errors.ts";
+import { peerError } from "./errors.ts";
 import type { PeerHealth } from "./health.ts";
 import { type ListedModel, listPeerModels, type Naming, planTargets, resolveName, type Target } from "./naming.ts";
 import { proxy } from "./proxy.ts";
@@ -110,6 +111,8 @@ export class PeerService {
         firstByteMs: this.options.firstByteMs,
         fetch: this.options.fetch,
       });
+      // An error answer came before any byte reached the client: said again in the caller's API's shape.
+      if (outcome.kind === "answer" && outcome.status >= 400) throw await peerError(peer.name, outcome.status, outcome.body);
       if (outcome.kind === "answer") return { ...outcome, node: peer.name };
       reasons.push(`peer ${peer.name} ${outcome.reason}`);
       if (outcome.down) this.health.markDown(peer.name, outcome.reason);

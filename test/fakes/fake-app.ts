@@ -16,7 +16,7 @@ import { DownloadJobs } from "../../src/downloads/jobs.ts";
 import { ModelImporter } from "../../src/models/importer.ts";
 import { MlxRuntime } from "../../src/runtimes/mlx.ts";
 import { ModelRegistry } from "../../src/models/registry.ts";
-import { RouteTable } from "../../src/models/routes.ts";
+import { chainOf, RouteTable } from "../../src/models/routes.ts";
 import { ProbeService } from "../../src/probe/service.ts";
 import { ResponseStore, type ResponseStoreLimits } from "../../src/responses/store.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
@@ -85,7 +85,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
       firstByteMs: opts.peers.firstByteMs ?? 1000,
       fetch: opts.peers.fetch,
       isLocal: (name) => catalog.get(name) !== undefined,
-      route: (name) => routes.resolve(name)?.split(","),
+      route: (name) => { const model = routes.resolve(name); return model === undefined ? undefined : chainOf(model); },
     });
   }
   const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics, peers });

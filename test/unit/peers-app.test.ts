@@ -116,11 +116,22 @@ describe("proxying", () => {
     expect(embed.headers.get("x-lmx-node")).toBe("studio");
   });
 
-  test("a peer's error answer is passed on as it is", async () => {
-    await using s = await setup(async () => Response.json({ error: { message: "bad thing", type: "invalid_request_error", param: null, code: "nope" } }, { status: 400 }));
-    const res = await s.local.post("/v1/chat/completions", chat("m"));
-    expect(res.status).toBe(400);
-    expect(((await res.json()) as Json).error.code).toBe("nope");
+  test("a peer's error answer reaches the client in the shape of the API it called", async () => {
+    let answer: Response = new Response();
+    await using s = await setup(async () => answer);
+    answer = Response.json({ error: { message: "bad thing", type: "invalid_request_error", param: "messages", code: "nope" } }, { status: 400 });
+    const openai = await s.local.post("/v1/chat/completions", chat("m"));
+    expect([openai.status, openai.headers.get("x-lmx-node")]).toEqual([400, "flaky"]);
+    expect(((await openai.json()) as Json).error).toEqual({ message: "peer flaky: bad thing", type: "invalid_request_error", param: "messages", code: "nope" });
+    answer = Response.json({ error: { message: "bad thing", type: "invalid_request_error", param: null, code: null } }, { status: 404 });
+    const anthropic = await s.local.post("/v1/messages", { model: "m", max_tokens: 5, messages: [{ role: "user", content: "hi" }] });
+    expect([anthropic.status, await anthropic.json()]).toEqual([404, { type: "error", error: { type: "not_found_error", message: "peer flaky: bad thing" } }]);
+    answer = new Response("<html>upstream exploded</html>", { status: 502 });
+    const ollama = await s.local.post("/api/chat", { model: "m", messages: [{ role: "user", content: "hi" }] });
+    expect([ollama.status, await ollama.json()]).toEqual([502, { error: "peer flaky: <html>upstream exploded</html>" }]);
+    answer = Response.json({ error: "x".repeat(100_000) }, { status: 400 });
+    const huge = await s.local.post("/api/chat", { model: "m", messages: [{ role: "user", content: "hi" }] });
+    expect(((await huge.json()) as Json).error).toBe("peer flaky: the peer answered 400");
   });
 
   test("a down peer: its models stay listed as unavailable; a request gets a fast 503 in the API's own shape", async () => {

@@ -6,6 +6,7 @@
 // request back here for the next target. Every answer says its node in `x-lmx-node`.
 import { Elysia } from "elysia";
 import { LmxError } from "../../errors.ts";
+import { PeerError } from "../../peers/errors.ts";
 import type { Target } from "../../peers/naming.ts";
 import type { PeerService, Step } from "../../peers/service.ts";
 
@@ -65,8 +66,12 @@ export function peerDispatch(peers: PeerService | undefined, handle: (request: R
     return new Response(step.body, { status: step.status, headers: { ...step.headers, [NODE_HEADER]: step.node } });
   };
 
-  const walk = async (request: Request, w: Walk) => {
-    const step = await peers!.step(w.name, w.targets, w.next, { path: w.path, body: w.body, signal: request.signal, headers: forwardedHeaders(request) }, w.reasons);
+  const walk = async (request: Request, w: Walk, set: HookSet) => {
+    const step = await peers!.step(w.name, w.targets, w.next, { path: w.path, body: w.body, signal: request.signal, headers: forwardedHeaders(request) }, w.reasons).catch((err: unknown) => {
+      // The peer's own error: it answered, so the answer names it.
+      if (err instanceof PeerError) set.headers[NODE_HEADER] = err.peer;
+      throw err;
+    });
     if (step.kind === "local") {
       w.next = step.next;
       w.local = step.model;
@@ -91,7 +96,7 @@ export function peerDispatch(peers: PeerService | undefined, handle: (request: R
       if (!targets) return undefined;
       // The query goes along (the Anthropic SDK's ?beta=true).
       const w: Walk = { name: raw.model, targets, next: 0, reasons: [], body: raw, path: path + new URL(request.url).search };
-      const step = await walk(request, w);
+      const step = await walk(request, w, set);
       if (step.kind === "answer") return answer(step, set);
       walks.set(request, w);
       // The handler reads the validated body: it serves the local target under that target's id.
@@ -110,7 +115,7 @@ export function peerDispatch(peers: PeerService | undefined, handle: (request: R
     if (!refused(error)) return undefined;
     w.reasons.push(`local model '${w.local}' ${error.message}`);
     try {
-      const step = await walk(request, w);
+      const step = await walk(request, w, set);
       if (step.kind === "answer") return answer(step, set);
       const headers = new Headers(request.headers);
       headers.delete("content-length");
