@@ -16,6 +16,8 @@ export interface ProxyCall {
   signal: AbortSignal;
   /** Bound on the first byte of the answer, and then on each wait for the next chunk. */
   firstByteMs: number;
+  /** Most bytes passed on (MAX_PROXIED_BYTES unless given). */
+  maxBytes?: number;
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
 }
 
@@ -86,6 +88,7 @@ export async function proxy(call: ProxyCall): Promise<ProxyOutcome> {
   }
   clearTimeout(timer);
   let sent = 0;
+  const maxBytes = call.maxBytes ?? MAX_PROXIED_BYTES;
   const stream = new ReadableStream<Uint8Array>({
     start(c) {
       if (first.done) {
@@ -100,22 +103,23 @@ export async function proxy(call: ProxyCall): Promise<ProxyOutcome> {
       // A peer that stops sending mid-answer is cut off after the same bound as a silent start.
       timer = setTimeout(() => upstream.abort(new FirstByteTimeout()), call.firstByteMs);
       try {
-        const { value, done } = await reader.read();
+        const { value, done } = await Promise.race([reader.read(), rejectOnAbort(upstream.signal)]);
         if (done) {
           release();
           c.close();
           return;
         }
         sent += value.byteLength;
-        if (sent > MAX_PROXIED_BYTES) {
+        if (sent > maxBytes) {
           upstream.abort();
           release();
-          c.error(new Error(`the peer's answer passed ${MAX_PROXIED_BYTES} bytes`));
+          c.error(new Error(`the peer's answer passed ${maxBytes} bytes`));
           return;
         }
         c.enqueue(value);
       } catch (err) {
         release();
+        void reader.cancel().catch(() => undefined);
         c.error(err);
       } finally {
         clearTimeout(timer);

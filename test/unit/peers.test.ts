@@ -1,11 +1,15 @@
 // Peers (src/peers/): name resolution and listing, the registry's rules, and the health poller's
 // state transitions and bounds, on a scripted fetch.
 import { describe, expect, test } from "bun:test";
-import { parseFlags, resolveSettings } from "../../src/config/resolve.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseFlags, readConfigFile, resolveSettings } from "../../src/config/resolve.ts";
 import { serveSettings } from "../../src/config/settings.ts";
 import type { LmxEvent } from "../../src/events/bus.ts";
 import { MAX_MODELS_BYTES, MAX_PEER_MODELS, modelIdsOf, PeerHealth } from "../../src/peers/health.ts";
 import { listPeerModels, type Naming, planTargets, resolveName } from "../../src/peers/naming.ts";
+import { proxy, type ProxyCall } from "../../src/peers/proxy.ts";
 import { baseUrl, peerKey, peerProblem, PeerRegistry } from "../../src/peers/registry.ts";
 import { configureLog } from "../../src/log.ts";
 import { openDb } from "../../src/store/db.ts";
@@ -111,6 +115,21 @@ describe("settings", () => {
     const fromFile = resolveSettings(serveSettings, parseFlags([], serveSettings), {}, { values: { routes: { coder: ["qwen", "studio/big"] } }, models: {} });
     expect(fromFile.routes).toEqual({ coder: "qwen,studio/big" });
   });
+
+  test("config.json peers carry their keys apart from the --peer setting; a bad entry names its field", () => {
+    const home = mkdtempSync(join(tmpdir(), "lmx-peers-config-"));
+    try {
+      const peers = [{ name: "studio", url: "http://a:1", apiKey: "env:STUDIO_KEY" }, { name: "gpu", url: "http://b:2" }];
+      writeFileSync(join(home, "config.json"), JSON.stringify({ peers, port: 9 }));
+      const file = readConfigFile(home);
+      expect(file.peers).toEqual(peers);
+      expect(resolveSettings(serveSettings, parseFlags([], serveSettings), {}, file).peers).toEqual({});
+      writeFileSync(join(home, "config.json"), JSON.stringify({ peers: [{ name: "x" }] }));
+      expect(() => readConfigFile(home)).toThrow(/peers\.0\.url/);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
 });
 
 interface Reply { status?: number; body?: unknown; raw?: string; delayMs?: number; error?: string }
@@ -212,5 +231,68 @@ describe("health", () => {
     } finally {
       h.stop();
     }
+  });
+});
+
+describe("proxy", () => {
+  const call = (respond: (signal: AbortSignal) => Promise<Response>, over: Partial<ProxyCall> = {}): ProxyCall => ({
+    url: "http://peer/v1/chat/completions", headers: {}, body: "{}", signal: new AbortController().signal, firstByteMs: 100,
+    fetch: (_url, init) => respond(init.signal!), ...over,
+  });
+  const dribble = (chunks: number, gapMs: number, size = 10) => new Response(new ReadableStream<Uint8Array>({
+    async pull(c) {
+      if (chunks-- <= 0) return c.close();
+      await Bun.sleep(gapMs);
+      c.enqueue(new Uint8Array(size));
+    },
+  }));
+
+  test("429, 503, 401 and a failed connection are skips; other statuses are answers", async () => {
+    expect(await proxy(call(async () => new Response("", { status: 429 })))).toMatchObject({ kind: "skip", reason: "answered 429" });
+    expect(await proxy(call(async () => new Response("", { status: 503 })))).toMatchObject({ kind: "skip", reason: "answered 503" });
+    expect(await proxy(call(async () => new Response("", { status: 401 })))).toMatchObject({ kind: "skip", auth: true });
+    expect(await proxy(call(async () => { throw new Error("ECONNREFUSED"); }))).toMatchObject({ kind: "skip", down: true, reason: "unreachable: ECONNREFUSED" });
+    expect(await proxy(call(async () => new Response("no", { status: 404, headers: { "content-type": "text/plain", "set-cookie": "x=1" } })))).toMatchObject({ kind: "answer", status: 404, headers: { "content-type": "text/plain" } });
+  });
+
+  test("no first byte in time is a skip, even from a fetch that ignores its signal; the upstream request is aborted", async () => {
+    let upstream: AbortSignal | undefined;
+    const started = performance.now();
+    const outcome = await proxy(call(async (signal) => {
+      upstream = signal;
+      return dribble(1, 1000);
+    }));
+    expect(outcome).toMatchObject({ kind: "skip", timedOut: true, reason: "no first byte within 0.1 s" });
+    expect(performance.now() - started).toBeLessThan(500);
+    expect(upstream!.aborted).toBe(true);
+    expect(await proxy(call(() => new Promise<Response>(() => undefined)))).toMatchObject({ kind: "skip", timedOut: true });
+  });
+
+  test("after the first byte: a silence longer than the bound, or an answer past the size bound, breaks the stream", async () => {
+    const silent = await proxy(call(async () => new Response(new ReadableStream<Uint8Array>({
+      async start(c) {
+        c.enqueue(new Uint8Array(1));
+        await Bun.sleep(1000);
+        c.close();
+      },
+    }))));
+    expect(silent.kind).toBe("answer");
+    const started = performance.now();
+    await expect(new Response((silent as { body: ReadableStream<Uint8Array> }).body).arrayBuffer()).rejects.toThrow();
+    expect(performance.now() - started).toBeLessThan(500);
+    const big = await proxy(call(async () => dribble(10, 1, 100), { maxBytes: 350 }));
+    await expect(new Response((big as { body: ReadableStream<Uint8Array> }).body).arrayBuffer()).rejects.toThrow(/passed 350 bytes/);
+    const fine = await proxy(call(async () => dribble(3, 60)));
+    expect((await new Response((fine as { body: ReadableStream<Uint8Array> }).body).arrayBuffer()).byteLength).toBe(30);
+  });
+
+  test("a client that is gone before or while the answer starts aborts with client_closed", async () => {
+    const gone = new AbortController();
+    gone.abort();
+    await expect(proxy(call(async () => new Response("x"), { signal: gone.signal }))).rejects.toMatchObject({ code: "client_closed" });
+    const leaving = new AbortController();
+    const pending = proxy(call(async () => dribble(1, 300), { signal: leaving.signal, firstByteMs: 5000 }));
+    setTimeout(() => leaving.abort(), 20);
+    await expect(pending).rejects.toMatchObject({ code: "client_closed" });
   });
 });
