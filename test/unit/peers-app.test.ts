@@ -225,6 +225,8 @@ describe("/admin/v1/peers", () => {
     expect(JSON.parse(listed).data.map((p: Json) => [p.name, p.source, p.api_key_env])).toEqual([["flaky", "config", null], ["gpu", "admin", null], ["studio", "config", "STUDIO_KEY"]]);
     expect((await s.local.post("/admin/v1/peers", { name: "bad/name", url: "http://x" })).status).toBe(400);
     expect((await s.local.post("/admin/v1/peers", { name: "x", url: "file:///etc/passwd" })).status).toBe(400);
+    expect((await s.local.post("/admin/v1/peers", { name: "x", url: "http://x", api_key: "k", api_key_env: "K" })).status).toBe(400);
+    expect((await s.local.post("/admin/v1/peers", { name: "x", url: "http://x", api_key_env: "1-bad" })).status).toBe(400);
     expect((await s.local.request("/admin/v1/peers/gpu", { method: "DELETE" })).status).toBe(200);
     expect((await s.local.request("/admin/v1/peers/studio", { method: "DELETE" })).status).toBe(409);
     expect((await s.local.request("/admin/v1/peers/nope", { method: "DELETE" })).status).toBe(404);

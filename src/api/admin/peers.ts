@@ -3,7 +3,7 @@ import * as v from "valibot";
 import type { PeerStatus } from "../../peers/health.ts";
 import { keyDescription, type Peer } from "../../peers/registry.ts";
 import type { PeerService } from "../../peers/service.ts";
-import { NotFoundError } from "../../errors.ts";
+import { InvalidRequestError, NotFoundError } from "../../errors.ts";
 
 /** POST /admin/v1/peers. `api_key` may be `env:VAR` (read from the server's environment). */
 export const PeerBody = v.object({
@@ -43,6 +43,7 @@ export function adminPeerRoutes(deps: { peers?: PeerService }) {
       detail: { summary: "Peers (other LMX or OpenAI-compatible servers) with their health and models", tags: ["Admin"] },
     })
     .post("/peers", async ({ body }) => {
+      if (body.api_key !== undefined && body.api_key_env !== undefined) throw new InvalidRequestError("give api_key or api_key_env, not both", "api_key_env");
       const apiKey = body.api_key_env !== undefined ? `env:${body.api_key_env}` : body.api_key;
       const peer = peers().registry.add({ name: body.name, url: body.url, ...(apiKey !== undefined ? { apiKey } : {}) });
       // Answered once the first poll is in, so the caller sees whether the peer answers.
