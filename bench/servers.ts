@@ -96,6 +96,8 @@ function logPath(kind: ServerKind): string {
 export interface LmxLaunch {
   /** argv that runs the `lmx` CLI: ["bun", "src/cli/main.ts"] from source or ["dist/lmx"]. */
   argv: string[];
+  /** More `lmx serve` options (e.g. `--peer NAME=URL`). */
+  extraArgs?: string[];
 }
 
 export async function startLmx(cfg: ServerConfig, launch: LmxLaunch): Promise<RunningServer> {
@@ -104,7 +106,7 @@ export async function startLmx(cfg: ServerConfig, launch: LmxLaunch): Promise<Ru
   rmSync(home, { recursive: true, force: true });
   mkdirSync(home, { recursive: true });
   const command = [...launch.argv, "serve", "--host", "127.0.0.1", "--port", String(port), "--model", `${cfg.modelId}=${cfg.modelPath}`,
-    "--threads", String(cfg.threads), "--parallel", String(cfg.parallel), "--ctx", String(cfg.ctx), "--log-level", "warn"];
+    "--threads", String(cfg.threads), "--parallel", String(cfg.parallel), "--ctx", String(cfg.ctx), "--log-level", "warn", ...(launch.extraArgs ?? [])];
   const logFile = logPath("lmx");
   const spawnAt = performance.now();
   const proc = Bun.spawn(command, { cwd: REPO_ROOT, env: { ...process.env, LMX_HOME: home }, stdout: Bun.file(logFile), stderr: Bun.file(logFile + ".err") });

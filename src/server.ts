@@ -6,7 +6,7 @@ import { ConnectionGuard } from "./api/connections.ts";
 import { portTakenMessage } from "./api/port-clash.ts";
 import { isLoopback, Security } from "./api/security.ts";
 import { KeyStore } from "./auth/keys.ts";
-import type { ConfiguredModel, Resolved } from "./config/resolve.ts";
+import type { ConfiguredModel, ConfiguredPeer, Resolved } from "./config/resolve.ts";
 import type { serveSettings } from "./config/settings.ts";
 import { LlamaCppEngine } from "./engines/llama/engine.ts";
 import { engineBundleInfo } from "./engines/llama/loader.ts";
@@ -25,7 +25,10 @@ import { LoadHistory } from "./models/history.ts";
 import { ModelImporter } from "./models/importer.ts";
 import { ModelManager } from "./admin/model-manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
-import { routeProblem, RouteTable } from "./models/routes.ts";
+import { chainOf, routeProblem, RouteTable } from "./models/routes.ts";
+import { PeerHealth } from "./peers/health.ts";
+import { peerProblem, PeerRegistry, type PeerSpec } from "./peers/registry.ts";
+import { PeerService } from "./peers/service.ts";
 import { ProbeService } from "./probe/service.ts";
 import { ResponseStore } from "./responses/store.ts";
 import { MlxRuntime } from "./runtimes/mlx.ts";
@@ -72,10 +75,25 @@ function byteSize(value: string, flag: string, example: string): number {
 }
 
 /**
- * Wires store, catalog, engines, scheduler, services and HTTP app together and starts listening.
- * `env` supplies the Hugging Face token and cache location (tests pass their own).
+ * The declared peers: config.json's (with their keys), then --peer / LMX_PEERS, which give a URL
+ * only and so keep the key config.json gives a peer of the same name.
  */
-export async function startServer(config: ServeConfig, home: string, configuredModels: Record<string, ConfiguredModel> = {}, env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
+function declaredPeers(fromFile: readonly ConfiguredPeer[], fromSettings: Record<string, string>): PeerSpec[] {
+  const byName = new Map<string, PeerSpec>(fromFile.map((p) => [p.name, { ...p }]));
+  for (const [name, url] of Object.entries(fromSettings)) byName.set(name, { ...byName.get(name), name, url });
+  for (const spec of byName.values()) {
+    const problem = peerProblem(spec);
+    if (problem) throw new UsageError(`--peer ${spec.name}=${spec.url}: ${problem}`);
+  }
+  return [...byName.values()];
+}
+
+/**
+ * Wires store, catalog, engines, scheduler, services and HTTP app together and starts listening.
+ * `env` supplies the Hugging Face token and cache location (tests pass their own), and the
+ * peers' `env:VAR` keys.
+ */
+export async function startServer(config: ServeConfig, home: string, configuredModels: Record<string, ConfiguredModel> = {}, env: NodeJS.ProcessEnv = process.env, configuredPeers: readonly ConfiguredPeer[] = []): Promise<RunningServer> {
   if (!isLoopback(config.host) && config.apiKey.length === 0 && !config.insecureNoAuth) {
     throw new UsageError(
       `refusing to listen on ${config.host} without an API key: anyone on the network could use this machine. ` +
@@ -95,6 +113,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     const problem = routeProblem(name, model);
     if (problem) throw new UsageError(`--route ${name}=${model}: ${problem}`);
   }
+  const peerSpecs = declaredPeers(configuredPeers, config.peers);
   const storedResponsesBytes = byteSize(config.storedResponsesSize, "--stored-responses-size", "256MB");
   const db = openDb(join(home, "lmx.db"));
   const responses = new ResponseStore(db, { count: config.storedResponses ?? 10_000, bytes: storedResponsesBytes, ageMs: (config.storedResponsesDays ?? 30) * 86_400_000 });
@@ -109,7 +128,8 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     configured: Object.fromEntries(Object.entries(configuredModels).flatMap(([id, o]) => (o.path ? [[id, o.path]] : []))),
     registered: () => registry.descriptors(),
     aliases: () => registry.aliases(),
-    route: (name) => routes.resolve(name),
+    // The first target of a fallback chain; the peers service walks the rest.
+    route: (name) => { const model = routes.resolve(name); return model === undefined ? undefined : chainOf(model)[0]; },
   });
   const engine = new LlamaCppEngine(home, (id, architecture) => unsupportedArchitectureMessage(home, id, architecture));
   // MLX models run in a Python runtime LMX installs and supervises (src/runtimes/, docs/mlx.md).
@@ -147,6 +167,14 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     engineVersion: () => engineBundleInfo(home).nodeLlamaCppVersion,
   });
   const inference = new InferenceCore(scheduler, { stallTimeoutMs: (config.stallTimeout ?? 600) * 1000, reasoningFormat, observer: metrics });
+  const peerRegistry = new PeerRegistry(peerSpecs, db);
+  const peerHealth = new PeerHealth(peerRegistry, { intervalMs: (config.peerPoll ?? 10) * 1000, env, events });
+  const peers = new PeerService(peerRegistry, peerHealth, {
+    env,
+    firstByteMs: (config.peerFirstByteTimeout ?? 60) * 1000,
+    isLocal: (name) => catalog.get(name) !== undefined,
+    route: (name) => { const model = routes.resolve(name); return model === undefined ? undefined : chainOf(model); },
+  });
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
   const connections = new ConnectionGuard(config.maxConnections ?? 4096);
   const idleSeconds = config.idleTimeout ?? 30;
@@ -158,7 +186,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     release: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, idleSeconds),
   };
   const app = createApp({ scheduler, inference, security, manager, events, keys, routes, probes, responses, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections, metrics,
-    ollamaListener: (request) => listenerOf.has(request) });
+    ollamaListener: (request) => listenerOf.has(request), peers });
   let dbClosed = false;
   const closeDb = () => {
     if (dbClosed) return;
@@ -176,6 +204,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     try {
       connections.stop();
       probes.stop();
+      peerHealth.stop();
       // Download jobs re-queue themselves and resume at the next start.
       await bounded("the download jobs to stop", downloads.stop(), STEP_LIMIT_MS);
       await scheduler.shutdown(STEP_LIMIT_MS);
@@ -219,6 +248,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     }
   }
   connections.start();
+  peerHealth.start();
   const port = http.port!;
   const shownHost = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${shownHost}:${port}`;

@@ -13,6 +13,7 @@ import type { ResponseStore } from "../responses/store.ts";
 import type { MlxRuntime } from "../runtimes/mlx.ts";
 import type { Metrics } from "../metrics/service.ts";
 import { DASHBOARD_SCRIPT_PATH, dashboardPage, dashboardRoutes, wantsDashboard } from "../dashboard/plugin.ts";
+import type { PeerService } from "../peers/service.ts";
 import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import { VERSION } from "../version.ts";
@@ -23,6 +24,7 @@ import { adminDownloadRoutes } from "./admin/downloads.ts";
 import { adminImportRoutes } from "./admin/import.ts";
 import { adminKeyRoutes } from "./admin/keys.ts";
 import { adminModelRoutes } from "./admin/models.ts";
+import { adminPeerRoutes } from "./admin/peers.ts";
 import { adminRuntimeRoutes } from "./admin/runtimes.ts";
 import { adminRouteRoutes } from "./admin/routes.ts";
 import { adminSystemRoutes } from "./admin/system.ts";
@@ -30,6 +32,7 @@ import { anthropicErrors, anthropicRoutes } from "./anthropic/plugin.ts";
 import { openaiRoutes } from "./openai/plugin.ts";
 import { ollamaErrors } from "./ollama/errors.ts";
 import { OLLAMA_ADMIN_PATHS, ollamaRoutes } from "./ollama/plugin.ts";
+import { peerDispatch } from "./peers/dispatch.ts";
 import { responsesRoutes } from "./responses/plugin.ts";
 import type { ConnectionGuard } from "./connections.ts";
 import { METRICS_PATH, metricsRoutes } from "./metrics.ts";
@@ -64,6 +67,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** Whether a request came in on the --ollama-port listener, where `/` is always Ollama's. */
   ollamaListener?: (request: Request) => boolean;
+  /** Other servers whose models are listed and proxied (--peer); none without it. */
+  peers?: PeerService;
 }
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
@@ -112,6 +117,18 @@ const ERROR_DIALECTS: readonly ErrorDialect[] = [
 export function createApp(deps: AppDeps) {
   const { scheduler, inference, security, probes, maxBodyBytes, idle, connections } = deps;
   const showsDashboard = (request: Request) => wantsDashboard(request) && !deps.ollamaListener?.(request);
+  // Bound late: a fallback chain may send a request round the app once more.
+  const dispatch = peerDispatch(deps.peers, (request) => app.handle(request));
+  // The idle timeout is restored once a streamed answer is complete, not when it starts.
+  const releasing = (request: Request, response: Response): Response => {
+    if (!idle) return response;
+    if (!response.body) {
+      idle.release(request);
+      return response;
+    }
+    const done = new TransformStream<Uint8Array, Uint8Array>({ flush: () => idle.release(request) });
+    return new Response(response.body.pipeThrough(done), { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
   const app = new Elysia()
     .onRequest(({ request }) => {
       try {
@@ -158,17 +175,23 @@ export function createApp(deps: AppDeps) {
       const cors = security.corsHeaders(request.headers.get("origin"));
       if (cors) Object.assign(set.headers, cors);
       if (!idle) return undefined;
-      if (responseValue instanceof Response && responseValue.body) {
-        const done = new TransformStream<Uint8Array, Uint8Array>({ flush: () => idle.release(request) });
-        return new Response(responseValue.body.pipeThrough(done), { status: responseValue.status, statusText: responseValue.statusText, headers: responseValue.headers });
-      }
+      if (responseValue instanceof Response && responseValue.body) return releasing(request, responseValue);
       idle.release(request);
       return undefined;
     })
-    .onError(({ code, error, request, set }) => {
+    .use(dispatch.plugin)
+    .onError(async ({ code, error, request, set }) => {
+      // A fallback chain's local target refused: the next target answers instead.
+      const recovered = await dispatch.recover(request, error, set);
+      if (recovered instanceof Response) {
+        const cors = security.corsHeaders(request.headers.get("origin"));
+        if (cors) Object.assign(set.headers, cors);
+        return releasing(request, recovered);
+      }
+      const failure = recovered ? recovered.error : error;
       idle?.release(request);
       const path = pathOf(request.url);
-      const { status, body, headers, message } = mapErrorFor(ERROR_DIALECTS, path, error, code);
+      const { status, body, headers, message } = mapErrorFor(ERROR_DIALECTS, path, failure, code);
       if (headers) Object.assign(set.headers, headers);
       if (status >= 500) log.warn("request failed", { path, status, error: message });
       set.status = status;
@@ -178,7 +201,7 @@ export function createApp(deps: AppDeps) {
       return body;
     })
     .get("/health", () => ({ status: "ok", version: VERSION }), { detail: { summary: "Liveness check (no API key needed)", tags: ["LMX"] } })
-    .use(openaiRoutes(inference, scheduler, probes))
+    .use(openaiRoutes(inference, scheduler, probes, deps.peers))
     .use(anthropicRoutes(inference))
     .use(ollamaRoutes({ ...deps, rootPage: (request) => (showsDashboard(request) ? dashboardPage() : undefined) }))
     .use(responsesRoutes(inference, deps.responses))
@@ -188,6 +211,7 @@ export function createApp(deps: AppDeps) {
     .use(adminActivityRoutes(deps))
     .use(adminKeyRoutes(deps))
     .use(adminRouteRoutes(deps))
+    .use(adminPeerRoutes(deps))
     .use(adminDownloadRoutes(deps))
     .use(adminRuntimeRoutes(deps))
     .use(adminImportRoutes(deps))

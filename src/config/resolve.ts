@@ -64,18 +64,29 @@ function omitContext<T extends { contextLength: unknown }>({ contextLength: _, .
   return rest;
 }
 
+/** A `peers` entry of config.json; `apiKey` may be `env:VAR`, read from the server's environment. */
+const ConfiguredPeer = v.object({
+  name: v.pipe(v.string(), v.maxLength(64)),
+  url: v.pipe(v.string(), v.maxLength(2048)),
+  apiKey: v.optional(v.pipe(v.string(), v.maxLength(4096))),
+});
+export type ConfiguredPeer = v.InferOutput<typeof ConfiguredPeer>;
+
 const ConfigFile = v.looseObject({
   models: v.optional(v.record(v.string(), ConfiguredModel)),
+  peers: v.optional(v.pipe(v.array(ConfiguredPeer), v.maxLength(64))),
 });
 
 export interface ConfigFileContents {
   values: Record<string, unknown>;
   models: Record<string, ConfiguredModel>;
+  /** Peers with their keys: the `--peer`/LMX_PEERS setting holds URLs only. */
+  peers?: ConfiguredPeer[];
 }
 
 export function readConfigFile(home: string): ConfigFileContents {
   const path = join(home, "config.json");
-  if (!existsSync(path)) return { values: {}, models: {} };
+  if (!existsSync(path)) return { values: {}, models: {}, peers: [] };
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
@@ -87,8 +98,8 @@ export function readConfigFile(home: string): ConfigFileContents {
     const issue = parsed.issues[0];
     throw new UsageError(`${path}: ${v.getDotPath(issue) ?? "(root)"}: ${issue.message}`);
   }
-  const { models, ...values } = parsed.output;
-  return { values, models: models ?? {} };
+  const { models, peers, ...values } = parsed.output;
+  return { values, models: models ?? {}, peers: peers ?? [] };
 }
 
 type SettingValue<S extends Setting> = S extends { kind: "int" } ? number | undefined
@@ -124,12 +135,13 @@ function convert(setting: Setting, raw: unknown, source: string): unknown {
       throw new UsageError(`${where}expected a list of strings`);
     case "map":
       if (typeof raw === "object" && raw !== null && !Array.isArray(raw)) {
-        const entries = Object.entries(raw);
+        // A list value (a route's fallback chain) is kept as its comma-separated form, as on the command line.
+        const entries = Object.entries(raw).map(([k, x]) => [k, Array.isArray(x) && x.every((y) => typeof y === "string") ? x.join(",") : x] as const);
         if (entries.every(([, x]) => typeof x === "string")) return Object.fromEntries(entries);
         throw new UsageError(`${where}expected an object of strings`);
       }
       if (Array.isArray(raw) && raw.every((x) => typeof x === "string")) return pairs(raw, where);
-      if (typeof raw === "string") return pairs(raw.split(";"), where);
+      if (typeof raw === "string") return pairs(raw.split(setting.separator ?? ";"), where);
       throw new UsageError(`${where}expected NAME=VALUE pairs`);
   }
 }

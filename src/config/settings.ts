@@ -26,8 +26,8 @@ export interface StringSetting extends SettingBase { kind: "string"; default?: s
 export interface IntSetting extends SettingBase { kind: "int"; default?: number }
 export interface BoolSetting extends SettingBase { kind: "bool"; default: boolean }
 export interface ListSetting extends SettingBase { kind: "list"; default: string[] }
-/** NAME=VALUE pairs: a repeatable flag, `;`-separated in the environment, an object in config.json. */
-export interface MapSetting extends SettingBase { kind: "map" }
+/** NAME=VALUE pairs: a repeatable flag, `;`-separated in the environment (or `separator`), an object in config.json. */
+export interface MapSetting extends SettingBase { kind: "map"; separator?: string }
 export type Setting = StringSetting | IntSetting | BoolSetting | ListSetting | MapSetting;
 
 export const serveSettings = [
@@ -99,8 +99,15 @@ export const serveSettings = [
     description: "At start-up (as after an engine update), probe again, one model at a time in the background, every model whose context probe result another engine version measured." },
   { key: "autoInstallRuntimes", kind: "bool", default: false,
     description: "Install the MLX runtime (Python environment with mlx-lm) the first time an MLX model is loaded, instead of answering runtime_not_installed." },
-  { key: "routes", kind: "map", placeholder: "NAME=MODEL",
-    description: "Serve requests for model NAME with MODEL (an id or alias) on every API; repeatable. '*' in NAME is a wildcard (claude-*=qwen3-coder); an exact name wins over wildcards, the longest pattern among them. A name that is a model's id or alias is served as that model." },
+  { key: "routes", kind: "map", placeholder: "NAME=MODEL[,MODEL…]",
+    description: "Serve requests for model NAME with MODEL (an id or alias, or PEER/model) on every API; repeatable. Several MODELs are a fallback chain, tried in order while one is down, refuses (429/503), cannot load for memory or sends no first byte in time. '*' in NAME is a wildcard (claude-*=qwen3-coder); an exact name wins over wildcards, the longest pattern among them. A name that is a model's id or alias is served as that model." },
+  // Peers (src/peers/): other LMX or OpenAI-compatible servers whose models this one serves too.
+  { key: "peers", kind: "map", separator: ",", placeholder: "NAME=URL",
+    description: "Another LMX or OpenAI-compatible server (vLLM, llama-server, a cloud API) whose models this server lists and proxies, its URL with or without /v1; repeatable. Env: comma-separated. API keys: config.json peers [{name, url, apiKey: \"env:VAR\"}] or 'lmx peers add --api-key-env VAR'." },
+  { key: "peerPoll", kind: "int", default: 10, min: 1, max: 3600, placeholder: "SECONDS",
+    description: "How often each peer's /v1/models is polled for its health and models." },
+  { key: "peerFirstByteTimeout", kind: "int", default: 60, min: 1, max: 3600, placeholder: "SECONDS",
+    description: "A peer that sends no first byte of its answer within this long is passed over for the next target of a fallback chain (with none left: 503 model_unavailable); after the first byte, the longest silence before the answer is cut off." },
   { key: "python", kind: "string", placeholder: "PATH",
     description: "Python interpreter of an existing environment that has mlx-lm installed, used for MLX models instead of the runtime LMX manages." },
 ] as const satisfies readonly Setting[];
@@ -110,6 +117,7 @@ export type ServeSettingKey = (typeof serveSettings)[number]["key"];
 export function flagName(key: string): string {
   // Repeated once per route, so singular on the command line.
   if (key === "routes") return "--route";
+  if (key === "peers") return "--peer";
   return "--" + key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 }
 

@@ -16,6 +16,9 @@ export type LmxEvent =
   | { type: "probe.step"; id: string; model: string; contextLength: number; loads: boolean; works: boolean; decidedBy: string | null; detail: string; ms: number }
   | { type: "probe.done"; id: string; model: string; testedContextLength: number; reason: string }
   | { type: "probe.failed"; id: string; model: string; error: string }
+  | { type: "peer.up"; peer: string; models: number; latencyMs: number }
+  /** A peer failed its health poll or a proxied request could not reach it; `state` says which. */
+  | { type: "peer.down"; peer: string; state: "down" | "auth_error"; error: string }
   | { type: "error"; message: string };
 
 export type Stamped = LmxEvent & { time: string; seq: number };

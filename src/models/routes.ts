@@ -24,12 +24,21 @@ export const MAX_ROUTES = 1024;
 const NAME = /^[\w.:/@*-]{1,200}$/;
 const MODEL = /^[\w.:/@-]{1,200}$/;
 
+/** Most targets in one route's fallback chain (`MODEL,MODEL,…`). */
+export const MAX_CHAIN = 8;
+
 /** What is wrong with a route, or undefined. */
 export function routeProblem(name: string, model: string): string | undefined {
   if (!NAME.test(name)) return `route name '${name}' must be 1-200 letters, digits, '*' wildcards and . _ : / @ -`;
-  if (!MODEL.test(model)) return `route target '${model}' must be a model id or alias (1-200 letters, digits and . _ : / @ -)`;
+  const targets = model.split(",");
+  if (targets.length > MAX_CHAIN) return `a route lists at most ${MAX_CHAIN} targets`;
+  const bad = targets.find((t) => !MODEL.test(t));
+  if (bad !== undefined) return `route target '${bad}' must be a model id or alias, or PEER/model (1-200 letters, digits and . _ : / @ -)`;
   return undefined;
 }
+
+/** The targets of a route's model, in the order they are tried. */
+export const chainOf = (model: string): string[] => model.split(",");
 
 interface Compiled extends Route {
   pattern?: RegExp;

@@ -143,4 +143,16 @@ export const migrations: Migration[] = [
       CREATE INDEX responses_created ON responses(created_at);
     `,
   },
+  {
+    version: 7,
+    description: "peers added through the admin API",
+    sql: `
+      CREATE TABLE peers (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        api_key TEXT,
+        updated_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];

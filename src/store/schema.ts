@@ -132,3 +132,13 @@ export const responses = sqliteTable("responses", {
   /** Every input item of the conversation so far, previous responses' included, in order. */
   input: text("input", { mode: "json" }).$type<Record<string, unknown>[]>().notNull(),
 });
+
+/** Peers added through the admin API (src/peers/registry.ts); configured ones are never stored. */
+export const peers = sqliteTable("peers", {
+  name: text("name").primaryKey(),
+  /** Base URL without a trailing /v1. */
+  url: text("url").notNull(),
+  /** The key sent to the peer, or `env:VAR` to read it from the server's environment. */
+  apiKey: text("api_key"),
+  updatedAt: integer("updated_at").notNull(),
+});

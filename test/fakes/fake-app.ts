@@ -16,11 +16,14 @@ import { DownloadJobs } from "../../src/downloads/jobs.ts";
 import { ModelImporter } from "../../src/models/importer.ts";
 import { MlxRuntime } from "../../src/runtimes/mlx.ts";
 import { ModelRegistry } from "../../src/models/registry.ts";
-import { RouteTable } from "../../src/models/routes.ts";
+import { chainOf, RouteTable } from "../../src/models/routes.ts";
 import { ProbeService } from "../../src/probe/service.ts";
 import { ResponseStore, type ResponseStoreLimits } from "../../src/responses/store.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { openDb } from "../../src/store/db.ts";
+import { PeerHealth } from "../../src/peers/health.ts";
+import { PeerRegistry, type PeerSpec } from "../../src/peers/registry.ts";
+import { PeerService } from "../../src/peers/service.ts";
 import { FakeEngine, type FakeModelSpec } from "./fake-engine.ts";
 
 export interface FakeAppOptions {
@@ -37,6 +40,8 @@ export interface FakeAppOptions {
   storedResponses?: Partial<ResponseStoreLimits>;
   /** Which requests came in on the --ollama-port listener. */
   ollamaListener?: (request: Request) => boolean;
+  /** Peers, reached through `fetch` (another fake app's `handle`, or a scripted server); not polled until the test says. */
+  peers?: { specs: PeerSpec[]; fetch: (url: string, init: RequestInit) => Promise<Response>; env?: NodeJS.ProcessEnv; firstByteMs?: number; pollMs?: number };
 }
 
 export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
@@ -73,7 +78,19 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   const mlx = new MlxRuntime(db, "/nonexistent/lmx-fake-home", { autoInstall: false });
   const security = new Security({ boundHost: "127.0.0.1", keys, corsOrigins: [], allowedHosts: [] });
   const responses = new ResponseStore(db, { count: 10_000, bytes: 256 * 1024 * 1024, ageMs: 30 * 86_400_000, ...opts.storedResponses }, opts.now);
-  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics, ollamaListener: opts.ollamaListener });
+  let peers: PeerService | undefined;
+  if (opts.peers) {
+    const registry = new PeerRegistry(opts.peers.specs, db);
+    const health = new PeerHealth(registry, { intervalMs: opts.peers.pollMs ?? 1000, env: opts.peers.env ?? {}, events, fetch: opts.peers.fetch });
+    peers = new PeerService(registry, health, {
+      env: opts.peers.env ?? {},
+      firstByteMs: opts.peers.firstByteMs ?? 1000,
+      fetch: opts.peers.fetch,
+      isLocal: (name) => catalog.get(name) !== undefined,
+      route: (name) => { const model = routes.resolve(name); return model === undefined ? undefined : chainOf(model); },
+    });
+  }
+  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics, ollamaListener: opts.ollamaListener, peers });
 
   const request = (path: string, init: RequestInit & { json?: unknown } = {}) => {
     const { json, ...rest } = init;
@@ -91,10 +108,12 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
     events,
     metrics,
     responses,
+    peers,
     app,
     request,
     post: (path: string, json: unknown, init: RequestInit = {}) => request(path, { ...init, method: "POST", json }),
     async [Symbol.asyncDispose]() {
+      peers?.health.stop();
       probes.stop();
       await downloads.stop();
       await scheduler.shutdown();

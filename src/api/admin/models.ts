@@ -2,6 +2,7 @@ import { Elysia } from "elysia";
 import * as v from "valibot";
 import { NotFoundError } from "../../errors.ts";
 import type { ManagedModel, ManagedModelDetail, ModelManager } from "../../admin/model-manager.ts";
+import type { PeerService } from "../../peers/service.ts";
 import type { ProbeJob, ProbeService } from "../../probe/service.ts";
 import { probeFields } from "../../probe/fields.ts";
 import { modelStatusJson } from "../model-json.ts";
@@ -47,7 +48,7 @@ function splitTail(tail: string): { id: string; action?: string } {
 }
 
 /** `/admin/v1/models…`, `/admin/v1/ps` and `/admin/v1/probes…`. */
-export function adminModelRoutes({ manager, probes }: { manager: ModelManager; probes: ProbeService }) {
+export function adminModelRoutes({ manager, probes, peers }: { manager: ModelManager; probes: ProbeService; peers?: PeerService }) {
   return new Elysia({ prefix: "/admin/v1" })
     .get("/models", async () => ({ object: "list", data: (await manager.list()).map(managedJson) }), {
       detail: { summary: "Every local model with its state and registry data", tags: ["Admin"] },
@@ -63,8 +64,16 @@ export function adminModelRoutes({ manager, probes }: { manager: ModelManager; p
       if (action) throw new NotFoundError(`use POST for /${action}`);
       return detailJson(await manager.show(id));
     }, { detail: { summary: "One model, with GGUF metadata, files, defaults and load history", tags: ["Admin"] } })
-    .post("/models/*", async ({ params, body, set }) => {
+    .post("/models/*", async ({ params, body, set, request }) => {
       const { id, action } = splitTail(params["*"]);
+      // A peer's model (PEER/model) is loaded or unloaded by that peer, answering as it would.
+      if ((action === "load" || action === "unload") && peers) {
+        const remote = await peers.forwardAdmin(id, action, body, request.signal);
+        if (remote) {
+          set.status = remote.status;
+          return new Response(remote.body, { status: remote.status, headers: { ...remote.headers, "x-lmx-node": remote.node } });
+        }
+      }
       if (action === "load") return modelStatusJson(await manager.load(id, loadSettingsFromBody(body ?? {}), body?.save ?? false));
       if (action === "unload") return manager.unload(id);
       if (action === "probe") {

@@ -46,8 +46,11 @@ export const PatchModelBody = v.object({
   aliases: v.optional(v.array(v.pipe(v.string(), v.regex(/^[\w.:/-]{1,200}$/, "aliases use letters, digits and . _ : / -")))),
 });
 
-/** PUT /admin/v1/routes/{name}: where requests for that name go (a model id or alias). */
-export const RouteBody = v.object({ model: v.pipe(v.string(), v.minLength(1), v.maxLength(200)) });
+/**
+ * PUT /admin/v1/routes/{name}: where requests for that name go (a model id or alias, or PEER/model);
+ * a fallback chain is its targets joined by commas (each at most 200 characters, at most 8 of them).
+ */
+export const RouteBody = v.object({ model: v.pipe(v.string(), v.minLength(1), v.maxLength(1608)) });
 
 export const DownloadBody = v.object({
   /** org/repo, org/repo:QUANT or org/repo:file.gguf */

@@ -3,6 +3,7 @@ import { bench } from "./bench.ts";
 import { importCmd } from "./import.ts";
 import { keys } from "./keys.ts";
 import { load } from "./load.ts";
+import { peers } from "./peers.ts";
 import { ls } from "./ls.ts";
 import { probe } from "./probe.ts";
 import { ps } from "./ps.ts";
@@ -23,7 +24,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Record<string, Command> = { serve, pull, search, ls, ps, load, unload, run, show, rm, probe, import: importCmd, keys, runtime, update, engine, service, bench };
+export const commands: Record<string, Command> = { serve, pull, search, ls, ps, load, unload, run, show, rm, probe, import: importCmd, keys, peers, runtime, update, engine, service, bench };
 
 export function printHelp(): void {
   const lines = [

@@ -21,7 +21,7 @@ export const serve: Command = {
     const file = readConfigFile(home);
     const config = resolveSettings(serveSettings, flags, process.env, file);
     configureLog({ level: config.logLevel, format: config.logFormat });
-    const server = await startServer(config, home, file.models);
+    const server = await startServer(config, home, file.models, process.env, file.peers);
     restartOnEngineSwitch(server);
     let shuttingDown = false;
     const shutdown = (signal: string) => {
