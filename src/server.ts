@@ -1,3 +1,5 @@
+import * as v from "valibot";
+import { loadSettingFields } from "./config/load-settings.ts";
 import { homedir } from "node:os";
 import type { Server } from "bun";
 import { join } from "node:path";
@@ -118,7 +120,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   const threads = config.threads || cpuInfo().defaultThreads;
   if (threads > maxThreads()) throw new UsageError(`--threads ${threads}: at most ${maxThreads()} (twice this machine's logical CPUs); 0 picks the best count`);
   const scheduler = new Scheduler(catalog, { gguf: engine, mlx: mlxEngine }, {
-    load: { contextLength: config.ctx, parallel: config.parallel ?? 4, threads, ttl: config.ttl ?? 0 },
+    load: { contextLength: config.ctx, parallel: config.parallel ?? 4, threads, ttl: config.ttl ?? 0, flashAttention: v.parse(loadSettingFields.flashAttention, config.flashAttention) },
     batchSize: config.batchSize,
     queueLimit: config.queue ?? 64,
     memoryBudget,

@@ -2,6 +2,7 @@ import type {
   ChatHistoryItem, ChatModelFunctions, ChatWrapper, GbnfJsonSchema, Llama, LlamaChatResponse, LlamaContext,
   LlamaContextSequence, LlamaGrammar, LlamaModel, Token, TokenBias,
 } from "node-llama-cpp";
+import type { FlashAttentionMode } from "../../config/load-settings.ts";
 import { checkPromptLength, completionBudget } from "../../core/context.ts";
 import type { EventSink, FinishReason } from "../../core/events.ts";
 import type { ChatGeneration, ChatPrompt, GenerationRequest, JsonSchema, TextGeneration, ToolDefinition, EmbeddingInput, EmbeddingResult } from "../../core/request.ts";
@@ -85,6 +86,7 @@ export class LlamaLoadedModel implements LoadedModel {
     readonly options: ResolvedLoadSettings,
     private readonly estimate: MemoryEstimate,
     private readonly gate: DecodeGate = new DecodeGate(),
+    readonly flashAttention?: FlashAttentionMode,
   ) {
     for (let i = 0; i < options.parallel; i++) this.free.push(context.getSequence());
     this.wrappers = new WrapperVariants(nlc, model, chatWrapper, (build) => templateGuardOf(nlc).synchronously(build));
