@@ -9,7 +9,11 @@
 //   - decode tok/s: a 16-token prompt, then `--decode` tokens; (tokens − 1) / (last token − first token);
 //   - long prompt: `--prompt` tokens, then `--tokens` tokens; the time to evaluate the prompt
 //     (to the first token) and the time of the tokens after it (first token → last).
-// Prints medians with the range. Synthetic models: ../shared/tools/synth_gguf.py (see docs/performance.md).
+// Each time is taken twice: wall clock, and CPU time of the process (all its threads). On a machine
+// shared with other work the CPU time is the steadier figure: time spent descheduled is not in it.
+// With more than one thread it also counts llama.cpp's threads spinning at barriers, so read it
+// with --threads 1. Prints medians with the range. Synthetic models: ../shared/tools/synth_gguf.py
+// (see docs/performance.md).
 
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
@@ -41,23 +45,35 @@ const median = (xs: number[]) => {
 };
 const spread = (xs: number[], digits: number) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
 
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+interface Times { prefillMs: number; afterFirstMs: number; prefillCpuMs: number; afterFirstCpuMs: number }
+
 /** Evaluates `prompt`, then takes `n` greedy tokens; times the prompt and the tokens after the first. */
-async function run(seq: LlamaContextSequence, prompt: Token[], n: number): Promise<{ prefillMs: number; afterFirstMs: number }> {
+async function run(seq: LlamaContextSequence, prompt: Token[], n: number): Promise<Times> {
   await seq.clearHistory();
   const start = performance.now();
+  const startCpu = cpuMs();
   let first = 0;
+  let firstCpu = 0;
   let count = 0;
   // Random weights reach an end token now and then; the timing needs every token asked for.
   for await (const _ of seq.evaluate(prompt, { temperature: 0, yieldEogToken: true })) {
-    if (count === 0) first = performance.now();
+    if (count === 0) {
+      first = performance.now();
+      firstCpu = cpuMs();
+    }
     if (++count >= n) break;
   }
-  return { prefillMs: first - start, afterFirstMs: performance.now() - first };
+  return { prefillMs: first - start, afterFirstMs: performance.now() - first, prefillCpuMs: firstCpu - startCpu, afterFirstCpuMs: cpuMs() - firstCpu };
 }
 
 const llama = await getLlama({ gpu: false, build: "never", maxThreads: 0 });
 console.log(`node-llama-cpp CPU build, ${threads} threads, ${reps} reps (ABBA), prompt ${promptLength}, ${afterPrompt} tokens after it, decode ${decodeTokens}`);
-console.log(["model", "head", "flash", "decode tok/s", `prefill ${promptLength} ms`, `${afterPrompt} tok after prompt ms`].join(" | "));
+console.log(["model", "head", "flash", "decode tok/s (wall)", "decode tok/s (CPU)", `prefill ${promptLength} ms (wall)`, `prefill ${promptLength} CPU ms`, `${afterPrompt} tok after prompt ms (wall)`, `${afterPrompt} tok after prompt CPU ms`].join(" | "));
 
 for (const path of positionals) {
   const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
@@ -77,22 +93,27 @@ for (const path of positionals) {
   const token = () => ((state = (state * 48271) % 2147483647), (low + (state % (vocab - low))) as Token);
   const longPrompt = Array.from({ length: promptLength }, token);
   const shortPrompt = longPrompt.slice(0, 16);
-  const results = { on: { decode: [] as number[], prefill: [] as number[], after: [] as number[] }, off: { decode: [] as number[], prefill: [] as number[], after: [] as number[] } };
+  const series = () => ({ decode: [] as number[], decodeCpu: [] as number[], prefill: [] as number[], prefillCpu: [] as number[], after: [] as number[], afterCpu: [] as number[] });
+  const results = { on: series(), off: series() };
   // One untimed run each: first-touch page faults and allocations.
   for (const fa of ["on", "off"] as const) await run(seqs[fa], shortPrompt, 8);
   for (let rep = 0; rep < reps; rep++) {
     const order = rep % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const);
     for (const fa of order) {
       const d = await run(seqs[fa], shortPrompt, decodeTokens);
-      results[fa].decode.push(((decodeTokens - 1) * 1000) / d.afterFirstMs);
+      const r = results[fa];
+      r.decode.push(((decodeTokens - 1) * 1000) / d.afterFirstMs);
+      r.decodeCpu.push(((decodeTokens - 1) * 1000) / d.afterFirstCpuMs);
       const l = await run(seqs[fa], longPrompt, afterPrompt);
-      results[fa].prefill.push(l.prefillMs);
-      results[fa].after.push(l.afterFirstMs);
+      r.prefill.push(l.prefillMs);
+      r.prefillCpu.push(l.prefillCpuMs);
+      r.after.push(l.afterFirstMs);
+      r.afterCpu.push(l.afterFirstCpuMs);
     }
   }
   for (const fa of ["on", "off"] as const) {
     const r = results[fa];
-    console.log([basename(path), head, fa, spread(r.decode, 0), spread(r.prefill, 0), spread(r.after, 1)].join(" | "));
+    console.log([basename(path), head, fa, spread(r.decode, 0), spread(r.decodeCpu, 0), spread(r.prefill, 0), spread(r.prefillCpu, 0), spread(r.after, 1), spread(r.afterCpu, 1)].join(" | "));
   }
   await contexts.on.dispose();
   await contexts.off.dispose();
