@@ -1,13 +1,13 @@
-import * as v from "valibot";
-import { loadSettingFields } from "./config/load-settings.ts";
 import { homedir } from "node:os";
 import type { Server } from "bun";
 import { join } from "node:path";
+import * as v from "valibot";
 import { createApp } from "./api/app.ts";
 import { ConnectionGuard } from "./api/connections.ts";
 import { portTakenMessage } from "./api/port-clash.ts";
 import { isLoopback, Security } from "./api/security.ts";
 import { KeyStore } from "./auth/keys.ts";
+import { loadSettingFields } from "./config/load-settings.ts";
 import type { ConfiguredModel, Resolved } from "./config/resolve.ts";
 import type { serveSettings } from "./config/settings.ts";
 import { LlamaCppEngine } from "./engines/llama/engine.ts";
