@@ -1,11 +1,13 @@
 import { homedir } from "node:os";
 import type { Server } from "bun";
 import { join } from "node:path";
+import * as v from "valibot";
 import { createApp } from "./api/app.ts";
 import { ConnectionGuard } from "./api/connections.ts";
 import { portTakenMessage } from "./api/port-clash.ts";
 import { isLoopback, Security } from "./api/security.ts";
 import { KeyStore } from "./auth/keys.ts";
+import { loadSettingFields } from "./config/load-settings.ts";
 import type { ConfiguredModel, ConfiguredPeer, Resolved } from "./config/resolve.ts";
 import type { serveSettings } from "./config/settings.ts";
 import { LlamaCppEngine } from "./engines/llama/engine.ts";
@@ -138,7 +140,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   const threads = config.threads || cpuInfo().defaultThreads;
   if (threads > maxThreads()) throw new UsageError(`--threads ${threads}: at most ${maxThreads()} (twice this machine's logical CPUs); 0 picks the best count`);
   const scheduler = new Scheduler(catalog, { gguf: engine, mlx: mlxEngine }, {
-    load: { contextLength: config.ctx, parallel: config.parallel ?? 4, threads, ttl: config.ttl ?? 0 },
+    load: { contextLength: config.ctx, parallel: config.parallel ?? 4, threads, ttl: config.ttl ?? 0, flashAttention: v.parse(loadSettingFields.flashAttention, config.flashAttention) },
     batchSize: config.batchSize,
     queueLimit: config.queue ?? 64,
     memoryBudget,

@@ -63,7 +63,9 @@ describe("the Anthropic SDK against LMX (llama.cpp, agent model, routed from a c
     expect(text.text).toBe(expected("greeting").rest);
     expect(msg.stop_reason).toBe("end_turn");
     expect(msg.stop_sequence).toBeNull();
-    expect(msg.usage.input_tokens).toBe(tokenCount(agentCase("greeting").prompt));
+    // As Anthropic counts them, tokens read from the prompt cache are not input_tokens: the prompt is their sum.
+    expect(msg.usage.input_tokens + msg.usage.cache_read_input_tokens!).toBe(tokenCount(agentCase("greeting").prompt));
+    expect(msg.usage.cache_creation_input_tokens).toBe(0);
     expect(msg.usage.output_tokens).toBeGreaterThanOrEqual(tokenCount(agentCase("greeting").reply) - 1);
   });
 
@@ -98,7 +100,9 @@ describe("the Anthropic SDK against LMX (llama.cpp, agent model, routed from a c
     const plain = await client.messages.create(request("greeting"));
     expect(final.content as unknown).toEqual(plain.content);
     expect(final.stop_reason).toBe("end_turn");
-    expect(final.usage.input_tokens).toBe(plain.usage.input_tokens);
+    expect(final.usage.input_tokens + final.usage.cache_read_input_tokens!).toBe(plain.usage.input_tokens + plain.usage.cache_read_input_tokens!);
+    // The same prompt again: all of it but its last token came from the cache.
+    expect(plain.usage.input_tokens).toBe(1);
     expect(final.usage.output_tokens).toBe(plain.usage.output_tokens);
     const collapsed = events.filter((e, i) => e !== events[i - 1] && e !== "ping");
     expect(collapsed).toEqual(["message_start", "content_block_start", "content_block_delta", "content_block_stop", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]);
@@ -184,7 +188,8 @@ describe("the Anthropic SDK against LMX (llama.cpp, agent model, routed from a c
     };
     expect(await count("greeting")).toBe(tokenCount(agentCase("greeting").prompt));
     const withTools = await count("tool_call");
-    expect((await client.messages.create(request("tool_call"))).usage.input_tokens).toBe(withTools);
+    const usage = (await client.messages.create(request("tool_call"))).usage;
+    expect(usage.input_tokens + usage.cache_read_input_tokens!).toBe(withTools);
     // node-llama-cpp writes the tools' system block itself, within a couple of tokens of the Jinja rendering.
     expect(Math.abs(withTools - tokenCount(agentCase("tool_call").prompt))).toBeLessThanOrEqual(4);
     expect(withTools).toBeGreaterThan(await count("no_tools") + 100);

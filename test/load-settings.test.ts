@@ -8,9 +8,9 @@ import { join } from "node:path";
 import * as v from "valibot";
 import { LoadBody, loadSettingsFromBody, loadSettingsToBody, PatchModelBody } from "../src/api/admin/schemas.ts";
 import { loadFlags } from "../src/cli/commands/load.ts";
-import { readConfigFile } from "../src/config/resolve.ts";
+import { parseFlags, readConfigFile, resolveSettings } from "../src/config/resolve.ts";
 import { serveSettings, type Setting } from "../src/config/settings.ts";
-import { LOAD_SETTING_BOUNDS, layerLoadSettings, LoadSettings } from "../src/config/load-settings.ts";
+import { FLASH_ATTENTION_MODES, LOAD_SETTING_BOUNDS, layerLoadSettings, LoadSettings } from "../src/config/load-settings.ts";
 import { MlxEngine } from "../src/engines/mlx/engine.ts";
 import { ModelCatalog } from "../src/models/catalog.ts";
 import { ModelRegistry } from "../src/models/registry.ts";
@@ -18,6 +18,8 @@ import type { MlxRuntime } from "../src/runtimes/mlx.ts";
 import { Scheduler } from "../src/scheduler/scheduler.ts";
 import { openDb } from "../src/store/db.ts";
 import { models } from "../src/store/schema.ts";
+
+const parseCli = (argv: string[]) => resolveSettings(serveSettings, parseFlags(argv, serveSettings), {}, { values: {}, models: {} });
 
 describe("load settings", () => {
   test("layers: later wins, an unset field never hides an earlier value", () => {
@@ -62,6 +64,29 @@ describe("load settings", () => {
     expect(() => readConfigFile(home)).toThrow(/models\.a\.parallel/);
   });
 
+  test("flash attention: one list of modes for the schema, the admin API, config.json, lmx load and lmx serve", () => {
+    for (const mode of FLASH_ATTENTION_MODES) {
+      expect(v.parse(LoadSettings, { flashAttention: mode })).toEqual({ flashAttention: mode });
+      expect(loadSettingsFromBody(v.parse(LoadBody, { flash_attention: mode }))).toEqual({ flashAttention: mode });
+    }
+    expect(v.safeParse(LoadBody, { flash_attention: "yes" }).success).toBe(false);
+    expect(v.safeParse(LoadBody, { flash_attention: true }).success).toBe(false);
+    expect(v.safeParse(PatchModelBody, { load_defaults: { flash_attention: "sometimes" } }).success).toBe(false);
+    expect(loadSettingsToBody({ flashAttention: "off" })).toEqual({ flash_attention: "off" });
+    for (const settings of [loadFlags, serveSettings] as readonly (readonly Setting[])[]) {
+      const s = settings.find((x) => x.key === "flashAttention");
+      expect(s?.kind === "string" ? s.choices : undefined).toEqual(FLASH_ATTENTION_MODES);
+    }
+    expect(parseCli(["--flash-attention", "off"]).flashAttention).toBe("off");
+    expect(parseCli([]).flashAttention).toBe("auto");
+    expect(() => parseCli(["--flash-attention", "fast"])).toThrow(/--flash-attention: value "fast" is not one of auto, on, off/);
+    const home = mkdtempSync(join(tmpdir(), "lmx-ls-fa-"));
+    writeFileSync(join(home, "config.json"), JSON.stringify({ models: { a: { flashAttention: "on" } } }));
+    expect(readConfigFile(home).models.a).toEqual({ load: { flashAttention: "on" } });
+    writeFileSync(join(home, "config.json"), JSON.stringify({ models: { a: { flashAttention: "maybe" } } }));
+    expect(() => readConfigFile(home)).toThrow(/models\.a\.flashAttention/);
+  });
+
   test("the scheduler layers request > saved defaults > config.json > server settings > model metadata", async () => {
     const dir = mkdtempSync(join(tmpdir(), "lmx-ls-model-"));
     writeFileSync(join(dir, "config.json"), JSON.stringify({ model_type: "qwen2", hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 2048 }));
@@ -77,7 +102,8 @@ describe("load settings", () => {
     }, { m: { threads: 3, contextLength: 0 } }, { savedDefaults: (id) => registry.savedDefaults(id) });
     try {
       const d = catalog.get("m")!;
-      expect(await scheduler.resolveLoad(d)).toEqual({ contextLength: 2048, parallel: 2, threads: 3, gpuLayers: undefined, batchSize: undefined, ttl: 0 });
+      expect(await scheduler.resolveLoad(d)).toEqual({ contextLength: 2048, parallel: 2, threads: 3, gpuLayers: undefined, flashAttention: undefined, batchSize: undefined, ttl: 0 });
+      expect((await scheduler.resolveLoad(d, { flashAttention: "off" })).flashAttention).toBe("off");
       expect(await scheduler.resolveLoad(d, { contextLength: 512, threads: 0, ttl: 9 })).toMatchObject({ contextLength: 512, parallel: 2, threads: 1, ttl: 9 });
       // A saved value outside today's bounds is ignored rather than loaded with.
       db.update(models).set({ loadDefaults: { parallel: 1000 } }).run();

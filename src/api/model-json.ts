@@ -23,6 +23,7 @@ export function modelStatusJson(s: ModelStatus, now = Date.now()) {
     ...modelFacts(s),
     parallel: s.options?.parallel ?? null,
     threads: s.options?.threads ?? null,
+    flash_attention: s.flashAttention ?? null,
     memory_bytes: memory,
     active_requests: s.running,
     queued_requests: s.queued,

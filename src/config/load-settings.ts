@@ -21,6 +21,13 @@ export const LOAD_SETTING_BOUNDS = {
 
 const b = LOAD_SETTING_BOUNDS;
 
+/**
+ * Flash attention: "auto" lets LMX choose per backend and model shape (src/engines/llama/flash-attention.ts,
+ * measured in docs/performance.md); "on" and "off" force it. GGUF models only.
+ */
+export const FLASH_ATTENTION_MODES = ["auto", "on", "off"] as const;
+export type FlashAttentionMode = (typeof FLASH_ATTENTION_MODES)[number];
+
 /** The field schemas, for wire formats that name the same settings differently. */
 export const loadSettingFields = {
   /** Tokens each parallel sequence can hold; 0: the model's declared context. */
@@ -33,6 +40,8 @@ export const loadSettingFields = {
   gpuLayers: v.optional(int(b.gpuLayers.min, b.gpuLayers.max)),
   /** Idle seconds before the model unloads itself; 0 keeps it loaded. */
   ttl: v.optional(int(b.ttl.min, b.ttl.max)),
+  /** Flash attention: "auto" (LMX's measured rule), "on" or "off". */
+  flashAttention: v.optional(v.picklist(FLASH_ATTENTION_MODES)),
 };
 
 /** Per-model load settings, every one optional: unset means "the next layer down decides". */
@@ -47,6 +56,8 @@ export interface ResolvedLoadSettings {
   gpuLayers?: number;
   /** Tokens per prompt-processing batch (a server-wide setting, not per model). */
   batchSize?: number;
+  /** As asked; the engine turns "auto" into its choice (reported as the loaded model's `flashAttention`). */
+  flashAttention?: FlashAttentionMode;
 }
 
 /** Layers settings, later ones winning; an unset field never hides an earlier value. */
@@ -54,8 +65,8 @@ export function layerLoadSettings(...layers: (LoadSettings | undefined)[]): Load
   const out: LoadSettings = {};
   for (const layer of layers) {
     if (!layer) continue;
-    for (const [k, value] of Object.entries(layer) as [keyof LoadSettings, number | undefined][]) {
-      if (value !== undefined) out[k] = value;
+    for (const [k, value] of Object.entries(layer) as [keyof LoadSettings, LoadSettings[keyof LoadSettings]][]) {
+      if (value !== undefined) (out as Record<string, unknown>)[k] = value;
     }
   }
   return out;

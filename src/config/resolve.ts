@@ -116,6 +116,7 @@ function convert(setting: Setting, raw: unknown, source: string): unknown {
   switch (setting.kind) {
     case "string":
       if (typeof raw !== "string") throw new UsageError(`${where}expected a string`);
+      if (setting.choices !== undefined && !setting.choices.includes(raw)) throw new UsageError(`${where}${JSON.stringify(raw)} is not one of ${setting.choices.join(", ")}`);
       return raw;
     case "int": {
       const n = typeof raw === "number" ? raw : typeof raw === "string" && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;

@@ -2,7 +2,7 @@
 // default and the description `--help` prints. Nothing else in the code base reads process.env for
 // settings.
 
-import { LOAD_SETTING_BOUNDS } from "./load-settings.ts";
+import { FLASH_ATTENTION_MODES, LOAD_SETTING_BOUNDS } from "./load-settings.ts";
 
 export type SettingKind = "string" | "int" | "bool" | "list" | "map";
 
@@ -22,7 +22,12 @@ interface SettingBase {
   max?: number;
 }
 
-export interface StringSetting extends SettingBase { kind: "string"; default?: string }
+export interface StringSetting extends SettingBase {
+  kind: "string";
+  default?: string;
+  /** The only values accepted, when the setting is one of a fixed few. */
+  choices?: readonly string[];
+}
 export interface IntSetting extends SettingBase { kind: "int"; default?: number }
 export interface BoolSetting extends SettingBase { kind: "bool"; default: boolean }
 export interface ListSetting extends SettingBase { kind: "list"; default: string[] }
@@ -49,6 +54,8 @@ export const serveSettings = [
     description: "Context length (tokens) of each parallel sequence. 0 means the model's declared context." },
   { key: "queue", kind: "int", default: 64, min: 0, max: 100000, placeholder: "N",
     description: "Requests that may wait for a free sequence per model; beyond this they get 503 at once." },
+  { key: "flashAttention", kind: "string", default: "auto", choices: FLASH_ATTENTION_MODES, placeholder: "MODE",
+    description: "Flash attention of GGUF models: auto, on or off. auto turns it off on the CPU for attention heads under 64 wide (measured slower there, docs/performance.md) and leaves the choice to llama.cpp on Metal. Per model: config.json, the load request's flash_attention." },
   { key: "batchSize", kind: "int", min: 1, max: 65536, defaultText: "512", placeholder: "N",
     description: "Tokens evaluated per batch during prompt processing." },
   { key: "apiKey", kind: "list", default: [], placeholder: "KEY",

@@ -4,7 +4,7 @@
 import type { EventSink } from "../core/events.ts";
 import type { ChatPrompt, EmbeddingInput, EmbeddingResult, GenerationRequest } from "../core/request.ts";
 
-import type { ResolvedLoadSettings } from "../config/load-settings.ts";
+import type { FlashAttentionMode, ResolvedLoadSettings } from "../config/load-settings.ts";
 
 export type { ResolvedLoadSettings };
 
@@ -48,6 +48,8 @@ export interface LoadedModel {
   readonly options: ResolvedLoadSettings;
   /** Context length actually allocated per sequence (engines may round up). */
   readonly contextLength: number;
+  /** The flash attention the engine chose ("auto": left to the backend); undefined where it has no such choice (MLX). */
+  readonly flashAttention?: FlashAttentionMode;
   /** Tokens a chat request's messages take once the chat template is applied (tools included). */
   countChatTokens(prompt: ChatPrompt): Promise<number>;
   countTokens(text: string): number;

@@ -184,3 +184,24 @@ export function checkHyperparameters(meta: ReadonlyMap<string, GgufValue>, tenso
     }
   }
 }
+
+/**
+ * The narrowest attention head of the model, in values per head: `attention.key_length`, else
+ * `embedding_length` ÷ `attention.head_count` (per-layer lists: the narrowest layer). Undefined
+ * when the metadata does not say (architectures without attention, malformed values).
+ */
+export function attentionHeadSize(meta: ReadonlyMap<string, GgufValue>): number | undefined {
+  const arch = meta.get("general.architecture");
+  if (typeof arch !== "string") return undefined;
+  const values = (name: string): number[] => {
+    const v = meta.get(`${arch}.${name}`);
+    const list = isArray(v) ? (v.values ?? []) : v === undefined ? [] : [v];
+    return list.map((x) => (typeof x === "bigint" ? Number(x) : x)).filter((x): x is number => typeof x === "number" && Number.isSafeInteger(x) && x > 0);
+  };
+  const keyLength = values("attention.key_length");
+  if (keyLength.length > 0) return Math.min(...keyLength);
+  const embd = values("embedding_length")[0];
+  const heads = values("attention.head_count");
+  if (embd === undefined || heads.length === 0) return undefined;
+  return Math.floor(embd / Math.max(...heads));
+}

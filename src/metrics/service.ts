@@ -54,6 +54,7 @@ export class Metrics implements RequestObserver {
   private readonly firstToken: Histogram<"model" | "api">;
   private readonly promptTokens: Counter<"model">;
   private readonly generatedTokens: Counter<"model">;
+  private readonly cachedTokens: Counter<"model">;
 
   constructor(private readonly sources: MetricsSources) {
     const registers = [this.registry];
@@ -72,6 +73,10 @@ export class Metrics implements RequestObserver {
     this.promptTokens = new Counter({
       name: "lmx_prompt_tokens_total", registers, labelNames: ["model"],
       help: "Prompt tokens evaluated by generations and embeddings (a request for n choices evaluates its prompt n times).",
+    });
+    this.cachedTokens = new Counter({
+      name: "lmx_prompt_cached_tokens_total", registers, labelNames: ["model"],
+      help: "Of the prompt tokens, those not evaluated because the sequence already held them (prompt caching).",
     });
     this.generatedTokens = new Counter({
       name: "lmx_generated_tokens_total", registers, labelNames: ["model"],
@@ -147,6 +152,7 @@ export class Metrics implements RequestObserver {
       firstToken: () => this.firstToken.observe({ model, api }, seconds()),
       usage: (u) => {
         this.promptTokens.inc({ model }, u.promptTokens);
+        this.cachedTokens.inc({ model }, u.cachedTokens ?? 0);
         this.generatedTokens.inc({ model }, u.completionTokens);
       },
       end: (outcome) => {

@@ -100,6 +100,7 @@ export class Scheduler {
       // 0 at any layer means "the server's default".
       threads: o.threads || base.threads,
       gpuLayers: o.gpuLayers,
+      flashAttention: o.flashAttention,
       batchSize: this.settings.batchSize,
       ttl: o.ttl ?? base.ttl,
     };
@@ -124,7 +125,8 @@ export class Scheduler {
   }
 
   private sameSettings(a: ResolvedLoadSettings, b: ResolvedLoadSettings): boolean {
-    return a.contextLength === b.contextLength && a.parallel === b.parallel && a.threads === b.threads && (a.gpuLayers ?? null) === (b.gpuLayers ?? null);
+    return a.contextLength === b.contextLength && a.parallel === b.parallel && a.threads === b.threads && (a.gpuLayers ?? null) === (b.gpuLayers ?? null)
+      && (a.flashAttention ?? "auto") === (b.flashAttention ?? "auto");
   }
 
   /** Frees memory for `needed` bytes by unloading idle models, least recently used first. */
@@ -369,6 +371,7 @@ export class Scheduler {
       state: e?.lifecycle.state ?? "unloaded",
       loadedContextLength: e?.loaded?.contextLength,
       options: e?.loaded?.options,
+      flashAttention: e?.loaded?.flashAttention,
       memory: e?.memory,
       running: e?.slots?.running ?? 0,
       queued: e?.slots?.queued ?? 0,

@@ -1,5 +1,5 @@
 // The scheduler's public types: its settings, the lease a request holds, a model's status.
-import type { LoadSettings } from "../config/load-settings.ts";
+import type { FlashAttentionMode, LoadSettings } from "../config/load-settings.ts";
 import type { LoadedModel, MemoryEstimate, ModelDescriptor, ModelInfo, ResolvedLoadSettings } from "../engines/types.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { ModelState } from "./lifecycle.ts";
@@ -35,6 +35,8 @@ export interface ModelStatus {
   state: ModelState;
   loadedContextLength?: number;
   options?: ResolvedLoadSettings;
+  /** The loaded model's flash attention as the engine chose it. */
+  flashAttention?: FlashAttentionMode;
   memory?: MemoryEstimate;
   running: number;
   queued: number;

@@ -35,6 +35,8 @@ export type Step =
 /** A generation ends with "stop" when its steps run out, "tool_calls" if it called a tool, "length" at max_tokens. */
 export interface Script {
   steps: Step[];
+  /** Prompt tokens the engine reports as served from its prompt cache (at most the prompt). */
+  cachedTokens?: number;
 }
 
 export interface FakeModelSpec {
@@ -166,7 +168,8 @@ export class FakeLoadedModel implements LoadedModel {
       }
       if (signal.aborted) throw new GenerationAbortedError();
       const end = performance.now();
-      emit({ type: "usage", usage: { promptTokens, completionTokens: tokens, reasoningTokens }, timings: timings(promptTokens, tokens, (first ?? end) - started, end - (first ?? end)) });
+      const cachedTokens = Math.min(script.cachedTokens ?? 0, promptTokens);
+      emit({ type: "usage", usage: { promptTokens, completionTokens: tokens, reasoningTokens, cachedTokens }, timings: timings(promptTokens, tokens, (first ?? end) - started, end - (first ?? end)) });
       emit({ type: "finish", reason: finish });
     } finally {
       this.running--;

@@ -32,6 +32,7 @@ const FAMILIES: Record<string, string> = {
   lmx_request_duration_seconds: "histogram",
   lmx_time_to_first_token_seconds: "histogram",
   lmx_prompt_tokens_total: "counter",
+  lmx_prompt_cached_tokens_total: "counter",
   lmx_generated_tokens_total: "counter",
   lmx_active_requests: "gauge",
   lmx_queued_requests: "gauge",

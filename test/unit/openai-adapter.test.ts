@@ -172,7 +172,7 @@ describe("completions", () => {
     expect((events as Json[]).map((c) => c.choices.map((x: Json) => [x.index, x.text, x.finish_reason]))).toEqual([
       [[0, "A", null]], [[1, "B", null]], [[0, "", "length"]], [[1, "", "length"]], [],
     ]);
-    expect((events as Json[]).at(-1)!.usage).toEqual({ prompt_tokens: 2, completion_tokens: 2, total_tokens: 4 });
+    expect((events as Json[]).at(-1)!.usage).toEqual({ prompt_tokens: 2, completion_tokens: 2, total_tokens: 4, prompt_tokens_details: { cached_tokens: 0 } });
   });
 });
 

@@ -11,16 +11,17 @@ const loadSettingsEntries = {
   threads: loadSettingFields.threads,
   gpu_layers: loadSettingFields.gpuLayers,
   ttl: loadSettingFields.ttl,
+  flash_attention: loadSettingFields.flashAttention,
 };
 export const LoadSettingsBody = v.object(loadSettingsEntries);
 export type LoadSettingsBody = v.InferOutput<typeof LoadSettingsBody>;
 
 export function loadSettingsFromBody(b: LoadSettingsBody): LoadSettings {
-  return layerLoadSettings({ contextLength: b.context_length, parallel: b.parallel, threads: b.threads, gpuLayers: b.gpu_layers, ttl: b.ttl });
+  return layerLoadSettings({ contextLength: b.context_length, parallel: b.parallel, threads: b.threads, gpuLayers: b.gpu_layers, ttl: b.ttl, flashAttention: b.flash_attention });
 }
 
 export function loadSettingsToBody(s: LoadSettings): LoadSettingsBody {
-  return { context_length: s.contextLength, parallel: s.parallel, threads: s.threads, gpu_layers: s.gpuLayers, ttl: s.ttl };
+  return { context_length: s.contextLength, parallel: s.parallel, threads: s.threads, gpu_layers: s.gpuLayers, ttl: s.ttl, flash_attention: s.flashAttention };
 }
 
 export const LoadBody = v.object({

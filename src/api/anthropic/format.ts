@@ -26,9 +26,14 @@ export function stopReasonOf(reason: FinishReason, stopSequence: string | undefi
   return stopSequence === undefined ? { stop_reason: "end_turn", stop_sequence: null } : { stop_reason: "stop_sequence", stop_sequence: stopSequence };
 }
 
-/** Prompt caching is Anthropic's notion; LMX reuses cached prefixes by itself and reports none here. */
-export function usageJson(u: Pick<Usage, "promptTokens" | "completionTokens">) {
-  return { input_tokens: u.promptTokens, output_tokens: u.completionTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
+/**
+ * Anthropic counts cache reads apart from input_tokens (their sum is the prompt). LMX reuses a
+ * cached prefix by itself, with no cache_control needed and nothing written on purpose, so
+ * cache_creation_input_tokens is always 0.
+ */
+export function usageJson(u: Pick<Usage, "promptTokens" | "completionTokens" | "cachedTokens">) {
+  const cached = u.cachedTokens ?? 0;
+  return { input_tokens: u.promptTokens - cached, output_tokens: u.completionTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: cached };
 }
 
 /**

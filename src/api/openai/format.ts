@@ -8,20 +8,24 @@ export const newId = (prefix: string) => `${prefix}-${randomBytes(12).toString("
 export const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 /**
- * Usage of a whole answer. `perPrompt` choices share a prompt (`n`): as in OpenAI's API its tokens
- * count once, although LMX evaluates the prompt for each choice.
+ * Usage of a whole answer, with the prompt tokens served from the cache. `perPrompt` choices share
+ * a prompt (`n`): as in OpenAI's API its tokens count once (the first choice's), although LMX
+ * evaluates the prompt for each choice.
  */
 export function usageOf(usages: Usage[], perPrompt = 1) {
-  const prompt = usages.reduce((a, u, i) => a + (i % perPrompt === 0 ? u.promptTokens : 0), 0);
+  const ofPrompts = (tokens: (u: Usage) => number) => usages.reduce((a, u, i) => a + (i % perPrompt === 0 ? tokens(u) : 0), 0);
+  const prompt = ofPrompts((u) => u.promptTokens);
   const completion = usages.reduce((a, u) => a + u.completionTokens, 0);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  return {
+    prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: ofPrompts((u) => u.cachedTokens ?? 0) },
+  };
 }
 
-/** Chat's usage also says how many tokens were thinking and how many prompt tokens came from the cache. */
+/** Chat's usage also says how many tokens were thinking. */
 export function chatUsageOf(usages: Usage[], perPrompt = 1) {
   return {
     ...usageOf(usages, perPrompt),
-    prompt_tokens_details: { cached_tokens: usages.reduce((a, u, i) => a + (i % perPrompt === 0 ? u.cachedTokens ?? 0 : 0), 0) },
     completion_tokens_details: { reasoning_tokens: usages.reduce((a, u) => a + (u.reasoningTokens ?? 0), 0) },
   };
 }

@@ -1,5 +1,6 @@
 import { loadSettingsToBody } from "../../api/admin/schemas.ts";
-import { LOAD_SETTING_BOUNDS as B } from "../../config/load-settings.ts";
+import * as v from "valibot";
+import { FLASH_ATTENTION_MODES, LOAD_SETTING_BOUNDS as B, loadSettingFields } from "../../config/load-settings.ts";
 import type { Setting } from "../../config/settings.ts";
 import { clientCommand } from "../client-command.ts";
 import { encodeId } from "../client.ts";
@@ -12,19 +13,22 @@ export const loadFlags = [
   { key: "threads", kind: "int", ...B.threads, flagOnly: true, placeholder: "N", description: "CPU threads (0: the server's default)." },
   { key: "gpuLayers", kind: "int", ...B.gpuLayers, flagOnly: true, placeholder: "N", description: "Layers to offload to the GPU." },
   { key: "ttl", kind: "int", ...B.ttl, flagOnly: true, placeholder: "SECONDS", description: "Unload after this many idle seconds (0: never)." },
+  { key: "flashAttention", kind: "string", choices: FLASH_ATTENTION_MODES, flagOnly: true, placeholder: "MODE", description: "Flash attention: auto (chosen per backend and head size), on or off." },
   { key: "save", kind: "bool", default: false, flagOnly: true, description: "Remember these settings as the model's defaults." },
 ] as const satisfies readonly Setting[];
 
 export const load = clientCommand({
   summary: "Load a model (checks the memory budget first)",
-  usage: "load <model> [--ctx N] [--parallel N] [--threads N] [--gpu-layers N] [--ttl SECONDS] [--save]",
+  usage: "load <model> [--ctx N] [--parallel N] [--threads N] [--gpu-layers N] [--ttl SECONDS] [--flash-attention auto|on|off] [--save]",
   minArgs: 1,
   settings: loadFlags,
   async run({ client, flags, args, print }) {
-    const settings = { contextLength: flags.ctx, parallel: flags.parallel, threads: flags.threads, gpuLayers: flags.gpuLayers, ttl: flags.ttl };
+    const settings = { contextLength: flags.ctx, parallel: flags.parallel, threads: flags.threads, gpuLayers: flags.gpuLayers, ttl: flags.ttl,
+      flashAttention: v.parse(loadSettingFields.flashAttention, flags.flashAttention) };
     const body = { ...loadSettingsToBody(settings), save: flags.save || undefined };
-    const m = await client.post<{ id: string; loaded_context_length: number; memory_bytes: number; parallel: number; threads: number }>(`/admin/v1/models/${encodeId(args[0]!)}/load`, body);
-    print(m, () => `loaded ${m.id}: context ${m.loaded_context_length} × ${m.parallel}, ${m.threads} threads, ${bytes(m.memory_bytes)}`);
+    const m = await client.post<{ id: string; loaded_context_length: number; memory_bytes: number; parallel: number; threads: number; flash_attention: string | null }>(`/admin/v1/models/${encodeId(args[0]!)}/load`, body);
+    const flash = m.flash_attention === null ? "" : `, flash attention ${m.flash_attention}`;
+    print(m, () => `loaded ${m.id}: context ${m.loaded_context_length} × ${m.parallel}, ${m.threads} threads${flash}, ${bytes(m.memory_bytes)}`);
     return 0;
   },
 });

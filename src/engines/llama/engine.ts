@@ -2,8 +2,10 @@ import type { GgufFileInfo, Llama } from "node-llama-cpp";
 import { EngineError, EngineRestartingError, errorMessage, InvalidModelFileError, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
 import { validateGgufModel } from "../../gguf/model.ts";
 import { log } from "../../log.ts";
+import { attentionHeadSize } from "../../gguf/hparams.ts";
 import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
+import { chooseFlashAttention, type FlashAttentionChoice } from "./flash-attention.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
 import { ensureTrialLoaded } from "./trial-load.ts";
@@ -130,8 +132,13 @@ export class LlamaCppEngine implements Engine {
       modelGpuLayers: gpuLayers,
       sequences: options.parallel,
       batchSize: options.batchSize,
+      flashAttention: this.flashAttention(descriptor, options, llama).option,
     });
     return { modelBytes: model.cpuRam, contextBytes: ctx.cpuRam, gpuBytes: model.gpuVram + ctx.gpuVram };
+  }
+
+  private flashAttention(descriptor: ModelDescriptor, options: ResolvedLoadSettings, llama: Llama): FlashAttentionChoice {
+    return chooseFlashAttention(options.flashAttention ?? "auto", llama.gpu !== false, attentionHeadSize(validateGgufModel(descriptor.path).header.metadata));
   }
 
   async load(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<LoadedModel> {
@@ -164,18 +171,20 @@ export class LlamaCppEngine implements Engine {
     try {
       // Keeps every generating sequence in each batch (see batching.ts).
       const gate = new DecodeGate();
+      const flashAttention = this.flashAttention(descriptor, options, llama);
       const context = await model.createContext({
         contextSize: options.contextLength,
         sequences: options.parallel,
         threads: { ideal: options.threads, min: options.threads },
         batchSize: options.batchSize,
+        flashAttention: flashAttention.option,
         // A request never takes a sequence another one holds, so no evaluation waits on a global thread budget.
         batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: gate.strategy },
       });
       // Renders the model's template, which is untrusted code (template-guard.ts).
       const chatWrapper = await resolveChatWrapperGuarded(nlc, model);
       log.debug("chat wrapper resolved", { model: descriptor.id, wrapper: chatWrapper.wrapperName });
-      return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate, gate);
+      return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate, gate, flashAttention.reported);
     } catch (err) {
       await model.dispose();
       if (err instanceof InvalidChatTemplateError) throw new InvalidChatTemplateError(`cannot load ${descriptor.id}: ${err.message}`);

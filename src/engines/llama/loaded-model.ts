@@ -2,11 +2,11 @@ import type {
   ChatHistoryItem, ChatModelFunctions, ChatWrapper, GbnfJsonSchema, Llama, LlamaChatResponse, LlamaContext,
   LlamaContextSequence, LlamaGrammar, LlamaModel, Token, TokenBias,
 } from "node-llama-cpp";
+import type { FlashAttentionMode } from "../../config/load-settings.ts";
 import { checkPromptLength, completionBudget } from "../../core/context.ts";
 import type { EventSink, FinishReason } from "../../core/events.ts";
 import type { ChatGeneration, ChatPrompt, GenerationRequest, JsonSchema, TextGeneration, ToolDefinition, EmbeddingInput, EmbeddingResult } from "../../core/request.ts";
 import { withSamplingDefaults } from "../../core/sampling.ts";
-import { timings } from "../../core/timings.ts";
 import { cutShortNote, emitToolCalls, parseForcedCall, planChat } from "../../core/tools.ts";
 import { ContextLengthExceededError, EngineError, errorMessage, GenerationAbortedError, InvalidRequestError, LmxError } from "../../errors.ts";
 import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor } from "../types.ts";
@@ -15,6 +15,7 @@ import { toChatHistory } from "./chat-history.ts";
 import { LlamaEmbedder } from "./embeddings.ts";
 import { checkPromptBytes, longestTokenBytes } from "./prompt-bound.ts";
 import { ChatOutput, type ThoughtMarkers } from "./chat-output.ts";
+import { GenerationClock, PromptReuse } from "./generation-meter.ts";
 import { templateGuardOf, withTemplateGuard } from "./template-guard.ts";
 import { scoreGenerated, tokenBiasFor } from "./token-logprobs.ts";
 import { WrapperVariants, type WrapperChoice } from "./wrapper-variants.ts";
@@ -45,27 +46,6 @@ function until(signal: AbortSignal, stop?: AbortSignal): { signal: AbortSignal; 
   return stop ? { signal: AbortSignal.any([signal, stop]), stopOnAbortSignal: true } : { signal };
 }
 
-/** Counts generated tokens and splits wall time into prefill (until the first token) and decode. */
-class GenerationClock {
-  private readonly start = performance.now();
-  private first: number | undefined;
-  tokens = 0;
-
-  onTokens(tokens: readonly Token[]): void {
-    this.first ??= performance.now();
-    this.tokens += tokens.length;
-  }
-
-  /** Emits usage and finish, the end of every successful generation. */
-  finish(emit: EventSink, promptTokens: number, reason: FinishReason, extra: { reasoningTokens?: number } = {}): void {
-    const end = performance.now();
-    const first = this.first ?? end;
-    emit({ type: "usage", usage: { promptTokens, completionTokens: this.tokens, ...extra }, timings: timings(promptTokens, this.tokens, first - this.start, end - first) });
-    emit({ type: "finish", reason });
-  }
-}
-
-
 export class LlamaLoadedModel implements LoadedModel {
   private readonly free: LlamaContextSequence[] = [];
   private readonly grammarCache = new Map<string, LlamaGrammar>();
@@ -85,6 +65,7 @@ export class LlamaLoadedModel implements LoadedModel {
     readonly options: ResolvedLoadSettings,
     private readonly estimate: MemoryEstimate,
     private readonly gate: DecodeGate = new DecodeGate(),
+    readonly flashAttention?: FlashAttentionMode,
   ) {
     for (let i = 0; i < options.parallel; i++) this.free.push(context.getSequence());
     this.wrappers = new WrapperVariants(nlc, model, chatWrapper, (build) => templateGuardOf(nlc).synchronously(build));
@@ -244,6 +225,7 @@ export class LlamaLoadedModel implements LoadedModel {
     const maxTokens = completionBudget(promptTokens, request.maxTokens, this.contextLength, "messages");
     const clock = new GenerationClock();
     const seq = this.acquire(plan.promptTokens);
+    const reuse = new PromptReuse(seq);
     const tracked = this.gate.track(() => emit({ type: "progress" }));
     const chat = new this.nlc.LlamaChat({ contextSequence: seq, chatWrapper: plan.wrapper.wrapper, autoDisposeSequence: false });
     // A forced tool call is raw JSON: it reaches the client as a tool call, not as text.
@@ -260,13 +242,14 @@ export class LlamaLoadedModel implements LoadedModel {
         functions: plan.functions,
         documentFunctionParams: plan.functions ? true : undefined,
         maxParallelFunctionCalls: plan.functions && request.parallelToolCalls === false ? 1 : undefined,
-        onFunctionCallParamsChunk: plan.functions ? (chunk) => { tracked.firstToken(); clock.onTokens([]); output.onFunctionCallParamsChunk(chunk); } : undefined,
+        onFunctionCallParamsChunk: plan.functions ? (chunk) => { tracked.firstToken(); reuse.promptEvaluated(); clock.onTokens([]); output.onFunctionCallParamsChunk(chunk); } : undefined,
         ...until(signal, stop),
-        onResponseChunk: (chunk) => { tracked.firstToken(); clock.onTokens(chunk.tokens); output.onResponseChunk(chunk); },
+        onResponseChunk: (chunk) => { tracked.firstToken(); reuse.promptEvaluated(); clock.onTokens(chunk.tokens); output.onResponseChunk(chunk); },
         budgets: plan.wrapper.thinkingOff ? { thoughtTokens: 0 } : request.thinkingBudget !== undefined ? { thoughtTokens: request.thinkingBudget } : undefined,
         // The context was checked to fit; shifting would drop the start of the conversation.
         contextShift: { strategy: "eraseFirstResponseAndKeepFirstSystem" },
       } as Parameters<typeof chat.generateResponse>[1]);
+      reuse.promptEvaluated();
       if (signal.aborted) throw new GenerationAbortedError();
       if (request.logprobs !== undefined) {
         // Scoring is one batch, not a token per decode: the decode gate must not wait for it.
@@ -291,7 +274,7 @@ export class LlamaLoadedModel implements LoadedModel {
     // cut by max_tokens that is the max_tokens-th; otherwise it is the end token, which is not
     // counted (as mlx-lm and OpenAI do not).
     clock.tokens = stopped === "length" ? maxTokens : replyTokens;
-    const usage = { reasoningTokens: output.reasoningTokens };
+    const usage = { reasoningTokens: output.reasoningTokens, cachedTokens: reuse.cachedTokens(promptTokens) };
     if (plan.forced) {
       const parsed = parseForcedCall(res.response, plan.forced, cutShortNote(stopped, clock.tokens));
       // A call cut short by max_tokens is answered as far as it got (200, finish "length"), never a 500.
@@ -333,7 +316,10 @@ export class LlamaLoadedModel implements LoadedModel {
     const promptTokens = tokens.length + (request.suffix !== undefined ? this.model.tokenize(request.suffix).length + 4 : 0);
     const maxTokens = completionBudget(promptTokens, request.maxTokens, this.contextLength, "prompt");
     const clock = new GenerationClock();
-    const seq = this.acquire(tokens);
+    const bos = this.model.tokens.shouldPrependBosToken && this.model.tokens.bos !== null ? [this.model.tokens.bos] : [];
+    // node-llama-cpp puts the BOS before the prompt: the sequence to reuse is the one that starts with both.
+    const seq = this.acquire(request.suffix !== undefined ? tokens : [...bos, ...tokens]);
+    const reuse = new PromptReuse(seq);
     const tracked = this.gate.track(() => emit({ type: "progress" }));
     const completion = new this.nlc.LlamaCompletion({ contextSequence: seq, autoDisposeSequence: false });
     const sampling = this.sampling(request);
@@ -345,6 +331,7 @@ export class LlamaLoadedModel implements LoadedModel {
         ...until(signal, stop),
         onToken: (t) => {
           tracked.firstToken();
+          reuse.promptEvaluated();
           clock.onTokens(t);
           // Decoded against the tokens before it: node-llama-cpp's own text chunks decode the first
           // piece alone, and SentencePiece then drops its leading space (" time" became "time").
@@ -359,16 +346,17 @@ export class LlamaLoadedModel implements LoadedModel {
       const res = request.suffix !== undefined
         ? await completion.generateInfillCompletionWithMeta(tokens, request.suffix, options)
         : await completion.generateCompletionWithMeta(tokens, options);
+      // The raw prompt's count leaves its BOS out; fill-in-the-middle's counts it among the markers.
+      const cachedTokens = reuse.cachedTokens(promptTokens, request.suffix !== undefined ? 0 : bos.length);
       if (signal.aborted) throw new GenerationAbortedError();
       if (request.logprobs !== undefined || request.scorePrompt) {
         // Scoring is one batch, not a token per decode: the decode gate must not wait for it.
         tracked.done();
-        const bos = this.model.tokens.shouldPrependBosToken && this.model.tokens.bos !== null ? [this.model.tokens.bos] : [];
         emit({ type: "logprobs", tokens: await scoreGenerated(this.model, seq, [...bos, ...tokens], generated, {
           top: request.logprobs ?? 0, bias: sampling.tokenBias, promptFrom: request.scorePrompt ? bos.length : undefined,
         }) });
       }
-      clock.finish(emit, promptTokens, res.metadata.stopReason === "maxTokens" ? "length" : "stop");
+      clock.finish(emit, promptTokens, res.metadata.stopReason === "maxTokens" ? "length" : "stop", { cachedTokens });
     } catch (err) {
       if (isAbort(err, signal)) throw new GenerationAbortedError();
       throw new EngineError(`generation failed: ${errorMessage(err)}`);
