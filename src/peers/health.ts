@@ -81,6 +81,11 @@ export class PeerHealth {
     });
   }
 
+  /** Whole seconds until every peer has been polled again (Retry-After for a model that is unavailable now). */
+  get pollSeconds(): number {
+    return Math.max(1, Math.ceil(this.options.intervalMs / 1000));
+  }
+
   /** Polls every peer now and then every interval; a peer added later is polled at once. */
   start(): void {
     if (this.timer) return;

@@ -9,8 +9,10 @@ import { peerKey, type PeerRegistry } from "./registry.ts";
 
 /** No target of a request could serve it now: every peer down or refusing, every local target full. */
 export class ModelUnavailableError extends LmxError {
-  constructor(name: string, reasons: readonly string[]) {
+  constructor(name: string, reasons: readonly string[], retryAfterSeconds: number) {
     super(`model '${name}' is unavailable now: ${reasons.join("; ")}`, 503, "server_error", "model_unavailable", "model");
+    // A down peer is polled again within this long; a client that waits this long sees what changed.
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 
@@ -66,7 +68,7 @@ export class PeerService {
     if (t?.kind !== "peer") return undefined;
     const peer = this.registry.get(t.peer)!;
     const status = this.health.get(t.peer);
-    if (status?.state !== "up") throw new ModelUnavailableError(name, [`peer ${peer.name} is ${status?.state ?? "down"}${status?.lastError ? ` (${status.lastError})` : ""}`]);
+    if (status?.state !== "up") throw new ModelUnavailableError(name, [`peer ${peer.name} is ${status?.state ?? "down"}${status?.lastError ? ` (${status.lastError})` : ""}`], this.health.pollSeconds);
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
     const key = peerKey(peer, this.options.env);
     if (key) headers.authorization = `Bearer ${key}`;
@@ -74,7 +76,7 @@ export class PeerService {
     const outcome = await proxy({ url: `${peer.url}/admin/v1/models/${path}/${action}`, headers, body: JSON.stringify(body ?? {}), signal, firstByteMs: ADMIN_ANSWER_MS, fetch: this.options.fetch });
     if (outcome.kind === "answer") return { ...outcome, node: peer.name };
     if (outcome.down) this.health.markDown(peer.name, outcome.reason);
-    throw new ModelUnavailableError(name, [`peer ${peer.name} ${outcome.reason}${outcome.auth ? "; loading on a peer needs an admin key of that peer" : ""}`]);
+    throw new ModelUnavailableError(name, [`peer ${peer.name} ${outcome.reason}${outcome.auth ? "; loading on a peer needs an admin key of that peer" : ""}`], this.health.pollSeconds);
   }
 
   /**
@@ -118,6 +120,6 @@ export class PeerService {
       if (outcome.down) this.health.markDown(peer.name, outcome.reason);
       if (outcome.auth) this.health.markAuthError(peer.name, outcome.reason);
     }
-    throw new ModelUnavailableError(name, reasons);
+    throw new ModelUnavailableError(name, reasons, this.health.pollSeconds);
   }
 }

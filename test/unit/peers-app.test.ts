@@ -67,6 +67,14 @@ describe("listing", () => {
       ["m", "flaky", "available"], ["big", "studio", "available"], ["studio/shared", "studio", "available"],
     ]);
     expect(((await (await s.local.request("/v1/models/studio/shared")).json()) as Json)).toMatchObject({ id: "studio/shared", node: "studio" });
+    // Ollama clients list models with /api/tags: peer models that are up come after the local ones, marked remote.
+    const tags = (await (await s.local.request("/api/tags")).json()) as Json;
+    expect(tags.models.map((m: Json) => [m.name, m.remote_host ?? null, m.remote_model ?? null])).toEqual([
+      ["qwen", null, null], ["shared", null, null], ["m", "flaky", "m"], ["big", "studio", "big"], ["studio/shared", "studio", "shared"],
+    ]);
+    s.setStudio(false);
+    await s.local.post("/v1/chat/completions", chat("big"));
+    expect(((await (await s.local.request("/api/tags")).json()) as Json).models.map((m: Json) => m.name)).toEqual(["qwen", "shared", "m"]);
   });
 });
 
@@ -146,6 +154,8 @@ describe("proxying", () => {
     expect(performance.now() - started).toBeLessThan(50);
     expect(s.seen.length).toBe(tries);
     expect(((await openai.json()) as Json).error).toMatchObject({ code: "model_unavailable", message: expect.stringMatching(/peer studio is down/) });
+    // The peer is polled again within the poll interval (1 s on the fake app): a client may retry then.
+    expect(openai.headers.get("retry-after")).toBe("1");
     const anthropic = await s.local.post("/v1/messages", { model: "big", max_tokens: 5, messages: [{ role: "user", content: "hi" }] });
     expect(anthropic.status).toBe(503);
     expect(((await anthropic.json()) as Json)).toMatchObject({ type: "error", error: { message: expect.stringMatching(/unavailable/) } });

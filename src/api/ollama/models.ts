@@ -4,6 +4,8 @@ import { statSync } from "node:fs";
 import { Elysia } from "elysia";
 import type { ManagedModel, ModelManager } from "../../admin/model-manager.ts";
 import { InvalidRequestError, LmxError } from "../../errors.ts";
+import type { ListedModel } from "../../peers/naming.ts";
+import type { PeerService } from "../../peers/service.ts";
 import { sampledDigest } from "../../probe/digest.ts";
 import type { ModelStatus, Scheduler } from "../../scheduler/scheduler.ts";
 import { ollamaError } from "./errors.ts";
@@ -12,6 +14,8 @@ import { CopyBody, ModelRef } from "./schemas.ts";
 
 /** What Ollama clients show for "never expires" (a model kept loaded for ever). */
 const NEVER = "9999-12-31T23:59:59Z";
+/** A peer does not say when its model files changed. */
+const UNKNOWN_TIME = "1970-01-01T00:00:00Z";
 const ALIAS = /^[\w.:/-]{1,200}$/;
 
 /**
@@ -61,6 +65,18 @@ function summary(m: ManagedModel) {
   };
 }
 
+/**
+ * A peer's model as Ollama lists a model served elsewhere (its cloud models carry `remote_host`):
+ * nothing is on this disk, so no size, digest or details are claimed.
+ */
+function peerSummary(m: ListedModel) {
+  return {
+    name: m.id, model: m.id, modified_at: UNKNOWN_TIME, size: 0, digest: "",
+    details: { parent_model: "", format: "", family: "", families: null, parameter_size: "", quantization_level: "" },
+    remote_model: m.model, remote_host: m.peer, node: m.peer,
+  };
+}
+
 /** What the model can do, by Ollama's names: tools and thinking as its chat template shows them. */
 function capabilities(s: ModelStatus): string[] {
   if (s.info?.isEmbeddingModel) return ["embedding"];
@@ -77,7 +93,7 @@ function refName(body: ModelRef): string {
   return name;
 }
 
-export function modelRoutes(manager: ModelManager, scheduler: Scheduler) {
+export function modelRoutes(manager: ModelManager, scheduler: Scheduler, peers?: PeerService) {
   /** A model by the name a client used, or Ollama's not-found error. */
   const find = async (name: string) => {
     try {
@@ -87,8 +103,15 @@ export function modelRoutes(manager: ModelManager, scheduler: Scheduler) {
     }
   };
   return new Elysia()
-    .get("/api/tags", async () => ({ models: (await manager.list()).map(summary) }), {
-      detail: { summary: "Local models (Ollama)", tags: ["Ollama"], description: "Every model LMX can serve, named by its LMX id." },
+    .get("/api/tags", async () => {
+      const local = await manager.list();
+      const remote = peers?.listed(new Set(local.map((m) => m.status.descriptor.id))).filter((m) => m.available).map(peerSummary) ?? [];
+      return { models: [...local.map(summary), ...remote] };
+    }, {
+      detail: {
+        summary: "Local models (Ollama)", tags: ["Ollama"],
+        description: "Every model LMX can serve, named by its LMX id, then the models of peers that are up (with `remote_host` and LMX's `node`); a request for one is proxied to its peer.",
+      },
     })
     .get("/api/ps", async () => {
       const { loaded } = await manager.ps();
