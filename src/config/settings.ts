@@ -103,6 +103,8 @@ export const serveSettings = [
     description: "Serve requests for model NAME with MODEL (an id or alias) on every API; repeatable. '*' in NAME is a wildcard (claude-*=qwen3-coder); an exact name wins over wildcards, the longest pattern among them. A name that is a model's id or alias is served as that model." },
   { key: "python", kind: "string", placeholder: "PATH",
     description: "Python interpreter of an existing environment that has mlx-lm installed, used for MLX models instead of the runtime LMX manages." },
+  { key: "llamaRepo", kind: "string", default: "https://github.com/ggml-org/llama.cpp", placeholder: "URL",
+    description: "llama.cpp git repository that 'lmx engine build' and POST /admin/v1/engines/builds fetch from (a mirror, or a local clone as a path or file:// URL)." },
 ] as const satisfies readonly Setting[];
 
 export type ServeSettingKey = (typeof serveSettings)[number]["key"];
