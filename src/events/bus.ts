@@ -16,6 +16,10 @@ export type LmxEvent =
   | { type: "probe.step"; id: string; model: string; contextLength: number; loads: boolean; works: boolean; decidedBy: string | null; detail: string; ms: number }
   | { type: "probe.done"; id: string; model: string; testedContextLength: number; reason: string }
   | { type: "probe.failed"; id: string; model: string; error: string }
+  | { type: "engine_build.queued" | "engine_build.started" | "engine_build.cancelled"; id: string; ref: string }
+  | { type: "engine_build.progress"; id: string; ref: string; phase: "prepare" | "fetch" | "configure" | "compile" | "verify" | "register"; percent: number | null }
+  | { type: "engine_build.done"; id: string; ref: string; version: string; commit: string }
+  | { type: "engine_build.failed"; id: string; ref: string; error: string }
   | { type: "error"; message: string };
 
 export type Stamped = LmxEvent & { time: string; seq: number };

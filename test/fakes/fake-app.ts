@@ -13,6 +13,7 @@ import { Metrics } from "../../src/metrics/service.ts";
 import { ModelManager } from "../../src/admin/model-manager.ts";
 import { HubExecutor } from "../../src/downloads/hub-executor.ts";
 import { DownloadJobs } from "../../src/downloads/jobs.ts";
+import { type BuildRunner, EngineBuildJobs } from "../../src/update/engine-build/jobs.ts";
 import { ModelImporter } from "../../src/models/importer.ts";
 import { MlxRuntime } from "../../src/runtimes/mlx.ts";
 import { ModelRegistry } from "../../src/models/registry.ts";
@@ -24,6 +25,10 @@ import { openDb } from "../../src/store/db.ts";
 import { FakeEngine, type FakeModelSpec } from "./fake-engine.ts";
 
 export interface FakeAppOptions {
+  /** Stands in for `lmx engine build` behind /admin/v1/engines/builds (default: every build fails). */
+  engineBuildRunner?: BuildRunner;
+  /** The server's llamaRepo setting. */
+  llamaRepo?: string;
   contextLength?: number;
   parallel?: number;
   queueLimit?: number;
@@ -57,6 +62,8 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   const hub = { hubUrl: "http://127.0.0.1:9", token: undefined, cacheDir: "/nonexistent/lmx-fake-hub" };
   const hubExecutor = new HubExecutor(hub, (d) => scheduler.engineFor(d).inspect(d));
   const downloads = new DownloadJobs(db, events, hubExecutor);
+  const runner: BuildRunner = opts.engineBuildRunner ?? (() => Promise.reject(new Error("the fake app builds no engines")));
+  const engineBuilds = { jobs: new EngineBuildJobs(events, runner), llamaRepo: opts.llamaRepo ?? "https://github.com/ggml-org/llama.cpp", knownModels: () => registry.all() };
   const metrics = new Metrics({
     resolveModel: (name) => catalog.forRequest(name).descriptor?.id,
     occupancy: () => scheduler.occupancy(),
@@ -71,7 +78,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   const mlx = new MlxRuntime(db, "/nonexistent/lmx-fake-home", { autoInstall: false });
   const security = new Security({ boundHost: "127.0.0.1", keys, corsOrigins: [], allowedHosts: [] });
   const responses = new ResponseStore(db, { count: 10_000, bytes: 256 * 1024 * 1024, ageMs: 30 * 86_400_000, ...opts.storedResponses }, opts.now);
-  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics });
+  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, engineBuilds, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics });
 
   const request = (path: string, init: RequestInit & { json?: unknown } = {}) => {
     const { json, ...rest } = init;
@@ -94,6 +101,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
     async [Symbol.asyncDispose]() {
       probes.stop();
       await downloads.stop();
+      await engineBuilds.jobs.stop();
       await scheduler.shutdown();
       history.close();
       db.$client.close();

@@ -77,8 +77,11 @@ export async function buildEngine(options: EngineBuildOptions): Promise<BuiltEng
   const log = createWriteStream(logPath, { flags: "a" });
   options.onLog?.(logPath);
   const note = (line: string): void => void log.write(`[${new Date().toISOString()}] ${line}\n`);
+  let lastPhase: string | undefined;
   const progress = (p: PhaseProgress): void => {
-    note(`phase ${p.phase}${p.percent === null ? "" : ` ${p.percent}%`}`);
+    // The log marks where each phase starts; the percentages are in the tool output around it.
+    if (p.phase !== lastPhase) note(`phase ${p.phase}`);
+    lastPhase = p.phase;
     options.onProgress?.(p);
   };
   const root = enginesRoot(options.lmxHome);
@@ -109,6 +112,7 @@ export async function buildEngine(options: EngineBuildOptions): Promise<BuiltEng
       const info = readInfo(existing.dir);
       if (info !== undefined) {
         note("already built; nothing to do");
+        await rm(temp, { recursive: true, force: true });
         return { version, dir: existing.dir, info: info.info, report: info.report, logPath, existed: true };
       }
     }
