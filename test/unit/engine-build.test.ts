@@ -9,6 +9,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { isExcludedFromBundle } from "../../scripts/build.ts";
 import { ENGINE_MARKER_FILE } from "../../src/engines/llama/bundle.ts";
 import { hostTarget } from "../../src/engines/llama/platform.ts";
 import { listInstalledEngines } from "../../src/engines/llama/selection.ts";
@@ -125,6 +126,15 @@ describe("build output", () => {
     expect(summary.length).toBe(12);
     expect(summary.at(-1)!.length).toBeLessThanOrEqual(2000);
   });
+});
+
+test("the engine bundle carries node-llama-cpp's build tooling but not the llama.cpp source", () => {
+  for (const kept of ["llama/CMakeLists.txt", "llama/addon/addon.cpp", "llama/cmake/addVariantSuffix.cmake", "llama/package.json", "llama/toolchains/linux.host-x64.target-arm64.cmake", "llama/llama.cpp.info.json", "llama/grammars/json.gbnf", "dist/cli/cli.js"]) {
+    expect(isExcludedFromBundle("node-llama-cpp", kept), kept).toBe(false);
+  }
+  for (const dropped of ["llama/gitRelease.bundle", "llama/llama.cpp/CMakeLists.txt", "llama/localBuilds/linux-x64/Release/llama-addon.node", "llama/lastBuild.json", "dist/index.d.ts", "templates/x.json"]) {
+    expect(isExcludedFromBundle("node-llama-cpp", dropped), dropped).toBe(true);
+  }
 });
 
 describe("prerequisites", () => {

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { lmxHome, parseFlags, readConfigFile, resolveSettings } from "../../config/resolve.ts";
 import { serveSettings } from "../../config/settings.ts";
 import { LmxError, UpdateError, UsageError } from "../../errors.ts";
@@ -146,7 +146,7 @@ export const engine: Command = {
     const home = lmxHome();
     if (action === "build" && version !== undefined) {
       const { llamaRepo } = resolveSettings(repoSetting, parsed, process.env, readConfigFile(home));
-      return buildCommand(home, { ref: version, repo: llamaRepo, verifyModel: flags.verifyModel, native: flags.native });
+      return buildCommand(home, { ref: version, repo: llamaRepo, verifyModel: flags.verifyModel === undefined ? undefined : resolve(flags.verifyModel), native: flags.native });
     }
     try {
       if (action === "list" && version === undefined) {
