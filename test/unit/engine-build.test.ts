@@ -271,6 +271,18 @@ describe("build bookkeeping", () => {
     expect(entries(home)).toEqual([`${version}-${TARGET}`]);
   });
 
+  test("a short commit id is found in the repository's branches", async () => {
+    const home = mkdtempSync(join(scratch, "home-"));
+    const { dir, commit } = await fakeLlamaRepo();
+    const ref = parseBuildRef(commit.slice(0, 8));
+    const version = builtEngineVersion("3.21.1", ref, commit);
+    expect(version).toBe(`3.21.1+${commit.slice(0, 10)}`);
+    fakeBuilt(home, version, { ref: ref.ref, commit, architectures: ["llama"] });
+    const built = await buildEngine({ lmxHome: home, ref, repo: dir, baseDir: fakeBase(), target: TARGET, verifyModel: MODEL, cpu: "native", probe: allTools });
+    expect(built).toMatchObject({ version, existed: true });
+    expect(entries(home)).toEqual([`${version}-${TARGET}`]);
+  });
+
   test("temp folders of dead builds are swept once old; a live one is kept", async () => {
     const home = mkdtempSync(join(scratch, "home-"));
     const root = join(home, "engines", "llama.cpp");

@@ -299,12 +299,10 @@ async function fetchSource(o: { repo: string; ref: BuildRef; dir: string; log: W
   if (fetched) {
     commit = await gitOutput(o.dir, ["rev-parse", "--verify", "refs/lmx/build^{commit}"]);
   } else if (o.ref.kind === "commit") {
-    // Servers that do not serve unadvertised commits by id (and short ids): fetch the branches and look it up.
+    // Short ids, and servers that do not hand out unadvertised commits by id: fetch the branches'
+    // history and look the commit up there (a commit only in a pull request: build pr/NUMBER).
     try {
       await fetch("+refs/heads/*:refs/lmx/heads/*", false);
-      await fetch("+refs/pull/*/head:refs/lmx/pull/*", false).catch((err: unknown) => {
-        if (err instanceof EngineBuildCancelled) throw err;
-      });
     } catch (err) {
       if (err instanceof EngineBuildCancelled) throw err;
       throw new EngineBuildError(`cannot fetch from ${o.repo}: ${parser.failureSummary() || errorMessage(err)}`);
