@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import type { Stamped } from "../../src/events/bus.ts";
-import { EngineBuildCancelled } from "../../src/update/engine-build/builder.ts";
+import { EngineBuildCancelled } from "../../src/update/engine-build/errors.ts";
 import type { BuildRunner } from "../../src/update/engine-build/jobs.ts";
 import { fakeApp } from "../fakes/fake-app.ts";
 

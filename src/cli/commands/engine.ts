@@ -6,7 +6,7 @@ import { LmxError, UpdateError, UsageError } from "../../errors.ts";
 import { currentEngineVersion, loadedEngine, selectedEngine } from "../../engines/llama/loader.ts";
 import { ModelRegistry } from "../../models/registry.ts";
 import { openDb } from "../../store/db.ts";
-import { EngineBuildCancelled } from "../../update/engine-build/builder.ts";
+import { EngineBuildCancelled } from "../../update/engine-build/errors.ts";
 import type { PhaseProgress } from "../../update/engine-build/progress.ts";
 import { type KnownModelFile, resolveBuildRequest, runEngineBuild } from "../../update/engine-build/request.ts";
 import { installEngine, listEngines, newestCompatibleEngine, useEngine } from "../../update/engines.ts";

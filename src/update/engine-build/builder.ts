@@ -7,12 +7,11 @@
 // exist, so a failure or a signal at any earlier point leaves nothing but the log behind, and the
 // selected engine is never touched (`lmx engine use` switches, as for downloaded engines).
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream, existsSync, readdirSync, readFileSync, type WriteStream } from "node:fs";
 import { cp, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { errorMessage, UpdateError } from "../../errors.ts";
+import { errorMessage } from "../../errors.ts";
 import { ARCH_SOURCE, parseArchitectureNames } from "../../engines/llama/architectures.ts";
 import { ENGINE_MARKER_FILE, type EngineMarker, engineDir } from "../../engines/llama/bundle.ts";
 import { verifyBuiltEngine, type VerifyReport } from "../../engines/llama/build-verify.ts";
@@ -20,19 +19,11 @@ import { llamaPlatform } from "../../engines/llama/platform.ts";
 import { enginesRoot, installedEngine } from "../../engines/llama/selection.ts";
 import { BUILD_INFO_FILE, type BuildInfo } from "./built.ts";
 import { hostProbe, missingPrerequisites, type PrerequisiteProbe, prerequisitesMessage } from "./prereqs.ts";
+import { EngineBuildCancelled, EngineBuildError } from "./errors.ts";
+import { fetchSource } from "./fetch.ts";
+import { runLogged } from "./process.ts";
 import { BuildOutputParser, type PhaseProgress } from "./progress.ts";
-import { type BuildRef, builtEngineVersion, GIT_ALLOWED_PROTOCOLS } from "./ref.ts";
-
-export class EngineBuildError extends UpdateError {
-  override name = "EngineBuildError";
-  constructor(message: string, readonly logPath?: string) {
-    super(logPath === undefined ? message : `${message}\nFull log: ${logPath}`);
-  }
-}
-
-export class EngineBuildCancelled extends EngineBuildError {
-  override name = "EngineBuildCancelled";
-}
+import { type BuildRef, builtEngineVersion } from "./ref.ts";
 
 export interface EngineBuildOptions {
   lmxHome: string;
@@ -208,122 +199,6 @@ function checkAborted(signal: AbortSignal | undefined): void {
 
 async function sha256File(path: string): Promise<string> {
   return new Bun.CryptoHasher("sha256").update(await readFile(path)).digest("hex");
-}
-
-interface RunOptions {
-  cwd: string;
-  env?: NodeJS.ProcessEnv;
-  log: WriteStream;
-  signal?: AbortSignal;
-  parser?: BuildOutputParser;
-}
-
-/**
- * Runs a command in its own process group (a build is npm → cmake → ninja → compilers; a cancel
- * must reach all of them), copying its output to the log and the parser.
- */
-function runLogged(cmd: string, args: string[], options: RunOptions): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (options.signal?.aborted) return reject(new EngineBuildCancelled("cancelled"));
-    options.log.write(`$ ${[cmd, ...args].join(" ")}\n`);
-    let child: ChildProcess;
-    try {
-      child = spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: true });
-    } catch (err) {
-      return reject(new EngineBuildError(`cannot run ${cmd}: ${errorMessage(err)}`));
-    }
-    const onData = (chunk: Buffer): void => {
-      options.log.write(chunk);
-      options.parser?.feed(chunk.toString("utf8"));
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    let killTimer: ReturnType<typeof setTimeout> | undefined;
-    const kill = (): void => {
-      killGroup(child, "SIGTERM");
-      killTimer = setTimeout(() => killGroup(child, "SIGKILL"), 5000);
-    };
-    options.signal?.addEventListener("abort", kill, { once: true });
-    // A build that outlives its parent would keep writing into a folder that is being deleted.
-    const onExit = (): void => killGroup(child, "SIGKILL");
-    process.once("exit", onExit);
-    child.on("error", (err) => reject(new EngineBuildError(`cannot run ${cmd}: ${errorMessage(err)}`)));
-    child.on("close", (code, signal) => {
-      clearTimeout(killTimer);
-      options.signal?.removeEventListener("abort", kill);
-      process.removeListener("exit", onExit);
-      options.parser?.end();
-      if (options.signal?.aborted) return reject(new EngineBuildCancelled("cancelled"));
-      if (code === 0) return resolve();
-      reject(new EngineBuildError(`${basename(cmd)} ${signal !== null ? `was killed by ${signal}` : `exited with code ${code}`}`));
-    });
-  });
-}
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    child.kill(signal);
-  }
-}
-
-function gitEnv(): NodeJS.ProcessEnv {
-  // No prompts for credentials (a bot has nobody to answer them) and no command-running transports.
-  return { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_ALLOW_PROTOCOL: GIT_ALLOWED_PROTOCOLS, GIT_ASKPASS: "", SSH_ASKPASS: "" };
-}
-
-/** Fetches `ref` into a fresh repository at `dir`, checks it out and returns the full commit id. */
-async function fetchSource(o: { repo: string; ref: BuildRef; dir: string; log: WriteStream; signal?: AbortSignal; onProgress: (p: PhaseProgress) => void }): Promise<string> {
-  const parser = new BuildOutputParser("fetch", o.onProgress);
-  const git = (args: string[]): Promise<void> => runLogged("git", ["-C", o.dir, ...args], { cwd: o.dir, env: gitEnv(), log: o.log, signal: o.signal, parser });
-  await mkdir(o.dir, { recursive: true });
-  await git(["init", "-q"]);
-  const fetch = (refspec: string, depth = true): Promise<void> => git(["fetch", "--progress", "--no-tags", ...(depth ? ["--depth", "1"] : []), o.repo, refspec]);
-  const candidates = o.ref.kind === "branch" ? [`refs/heads/${o.ref.remote}`, `refs/tags/${o.ref.remote}`] : [o.ref.remote];
-  let fetched = false;
-  let lastError: unknown;
-  for (const remote of candidates) {
-    if (o.ref.kind === "commit" && remote.length < 40) break;
-    try {
-      await fetch(`+${remote}:refs/lmx/build`);
-      fetched = true;
-      break;
-    } catch (err) {
-      if (err instanceof EngineBuildCancelled) throw err;
-      lastError = err;
-    }
-  }
-  let commit: string;
-  if (fetched) {
-    commit = await gitOutput(o.dir, ["rev-parse", "--verify", "refs/lmx/build^{commit}"]);
-  } else if (o.ref.kind === "commit") {
-    // Short ids, and servers that do not hand out unadvertised commits by id: fetch the branches'
-    // history and look the commit up there (a commit only in a pull request: build pr/NUMBER).
-    try {
-      await fetch("+refs/heads/*:refs/lmx/heads/*", false);
-    } catch (err) {
-      if (err instanceof EngineBuildCancelled) throw err;
-      throw new EngineBuildError(`cannot fetch from ${o.repo}: ${parser.failureSummary() || errorMessage(err)}`);
-    }
-    commit = await gitOutput(o.dir, ["rev-parse", "--verify", "--quiet", `${o.ref.remote}^{commit}`]).catch(() => {
-      throw new EngineBuildError(`commit ${o.ref.ref} is not in ${o.repo}`);
-    });
-  } else {
-    const what = o.ref.kind === "pr" ? `pull request ${o.ref.ref.slice(3)}` : o.ref.kind === "tag" ? `release tag ${o.ref.ref}` : `branch or tag ${o.ref.ref}`;
-    throw new EngineBuildError(`cannot fetch ${what} from ${o.repo}: ${parser.failureSummary() || errorMessage(lastError)}`);
-  }
-  await git(["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", commit]);
-  return commit;
-}
-
-function gitOutput(dir: string, args: string[]): Promise<string> {
-  const proc = Bun.spawn(["git", "-C", dir, ...args], { stdout: "pipe", stderr: "pipe", env: gitEnv() });
-  return Promise.all([new Response(proc.stdout).text(), proc.exited]).then(([out, code]) => {
-    if (code !== 0) throw new EngineBuildError(`git ${args[0]} failed`);
-    return out.trim();
-  });
 }
 
 /** npm runs node-llama-cpp's "cmake-js-llama" script, which needs cmake-js on node_modules/.bin. */

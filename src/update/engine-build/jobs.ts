@@ -6,7 +6,8 @@ import { randomBytes } from "node:crypto";
 import { errorMessage, InvalidRequestError, NotFoundError, OverloadedError } from "../../errors.ts";
 import type { EventBus } from "../../events/bus.ts";
 import { log } from "../../log.ts";
-import { type BuiltEngine, EngineBuildCancelled } from "./builder.ts";
+import type { BuiltEngine } from "./builder.ts";
+import { EngineBuildCancelled } from "./errors.ts";
 import type { PhaseProgress } from "./progress.ts";
 import type { KnownModelFile, ResolvedBuild, RunBuildOptions } from "./request.ts";
 

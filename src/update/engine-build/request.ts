@@ -5,7 +5,8 @@ import { existsSync } from "node:fs";
 import { InvalidRequestError } from "../../errors.ts";
 import { EMBEDDED_ENGINE, ensureEngineExtracted } from "../../engines/llama/bundle.ts";
 import { hostTarget } from "../../engines/llama/platform.ts";
-import { buildEngine, type BuiltEngine, EngineBuildError } from "./builder.ts";
+import { buildEngine, type BuiltEngine } from "./builder.ts";
+import { EngineBuildError } from "./errors.ts";
 import type { PhaseProgress } from "./progress.ts";
 import { type BuildRef, parseBuildRef, parseLlamaRepo } from "./ref.ts";
 
