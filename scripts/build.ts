@@ -101,10 +101,11 @@ export function collectBundlePackages(root: string, platform: LlamaPlatform, pre
 }
 
 // node-llama-cpp's llama/ folder is the llama.cpp source checkout and build tooling (the 34 MB
-// gitRelease.bundle, CMake files, addon sources); with `build: "never"` only these are read.
-// Traced with strace over getLlama/loadModel/chat/completion/grammars/embeddings.
-const NLC_LLAMA_RUNTIME_FILES = ["llama/llama.cpp.info.json", "llama/binariesGithubRelease.json"];
-const NLC_LLAMA_RUNTIME_DIRS = ["llama/grammars/"];
+// gitRelease.bundle, CMake files, addon sources); with `build: "never"` only the info files and
+// grammars are read (traced with strace over getLlama/loadModel/chat/completion/grammars/embeddings).
+// The build tooling (about 260 KB) travels too: `lmx engine build` compiles llama.cpp from source
+// with it. Only the source bundle stays out; the build fetches the source it needs with git.
+const NLC_LLAMA_EXCLUDED = ["llama/gitRelease.bundle", "llama/llama.cpp/", "llama/localBuilds/", "llama/lastBuild.json"];
 // templates/ feeds `node-llama-cpp init`; bins/ only holds "moved to a package" placeholders.
 const NLC_UNUSED_DIRS = ["templates/", "bins/"];
 
@@ -115,9 +116,7 @@ export function isExcludedFromBundle(packageName: string, relPath: string): bool
   if (/\.(md|markdown)$/i.test(file) && !/^(licen[cs]e|notice|copying)/i.test(file)) return true;
   if (packageName === "node-llama-cpp") {
     if (NLC_UNUSED_DIRS.some((dir) => relPath.startsWith(dir))) return true;
-    if (relPath.startsWith("llama/")) {
-      return !NLC_LLAMA_RUNTIME_FILES.includes(relPath) && !NLC_LLAMA_RUNTIME_DIRS.some((dir) => relPath.startsWith(dir));
-    }
+    if (NLC_LLAMA_EXCLUDED.some((path) => relPath === path || (path.endsWith("/") && relPath.startsWith(path)))) return true;
   }
   return false;
 }

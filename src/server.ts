@@ -15,6 +15,8 @@ import { engineBundleInfo } from "./engines/llama/loader.ts";
 import { MlxEngine } from "./engines/mlx/engine.ts";
 import { HubExecutor } from "./downloads/hub-executor.ts";
 import { DownloadJobs } from "./downloads/jobs.ts";
+import { EngineBuildJobs } from "./update/engine-build/jobs.ts";
+import { runEngineBuild } from "./update/engine-build/request.ts";
 import { errorMessage, UsageError } from "./errors.ts";
 import { EventBus } from "./events/bus.ts";
 import { hubCacheDir, hubToken } from "./hub/cache.ts";
@@ -155,6 +157,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   // Metadata of finished downloads is read by the engine that will serve them.
   const hubExecutor = new HubExecutor(hub, (d) => scheduler.engineFor(d).inspect(d));
   const downloads = new DownloadJobs(db, events, hubExecutor);
+  const engineBuilds = { jobs: new EngineBuildJobs(events, (build, options) => runEngineBuild(home, build, options)), llamaRepo: config.llamaRepo, knownModels: () => registry.all() };
   const manager = new ModelManager(scheduler, registry, history, probes, hubExecutor);
   const importer = new ModelImporter(registry, {
     lmstudioDir: config.lmstudioDir ?? join(homedir(), ".lmstudio", "models"),
@@ -187,7 +190,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     hold: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, 0),
     release: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, idleSeconds),
   };
-  const app = createApp({ scheduler, inference, security, manager, events, keys, routes, probes, responses, importer, mlx: mlxRuntime, downloads, hub, home, maxBodyBytes, idle, connections, metrics,
+  const app = createApp({ scheduler, inference, security, manager, events, keys, routes, probes, responses, importer, mlx: mlxRuntime, downloads, engineBuilds, hub, home, maxBodyBytes, idle, connections, metrics,
     ollamaListener: (request) => listenerOf.has(request), peers });
   let dbClosed = false;
   const closeDb = () => {
@@ -209,6 +212,8 @@ export async function startServer(config: ServeConfig, home: string, configuredM
       peerHealth.stop();
       // Download jobs re-queue themselves and resume at the next start.
       await bounded("the download jobs to stop", downloads.stop(), STEP_LIMIT_MS);
+      // A build in progress is cancelled and deletes its temp folder; nothing half-built stays.
+      await bounded("the engine builds to stop", engineBuilds.jobs.stop(), STEP_LIMIT_MS);
       await scheduler.shutdown(STEP_LIMIT_MS);
     } finally {
       closeDb();

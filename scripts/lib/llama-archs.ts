@@ -1,37 +1,14 @@
 // The model architectures a llama.cpp release can load, read from the llama.cpp source that
-// node-llama-cpp ships (llama/gitRelease.bundle): the LLM_ARCH_NAMES table in src/llama-arch.cpp
-// maps every architecture enum to the `general.architecture` string GGUF files carry.
+// node-llama-cpp ships (llama/gitRelease.bundle); the table itself is parsed by
+// src/engines/llama/architectures.ts.
 
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { ARCH_SOURCE, ArchitectureListError, parseArchitectureNames } from "../../src/engines/llama/architectures.ts";
 import { readGitBundle } from "./git-bundle.ts";
 
-const ARCH_SOURCE = "src/llama-arch.cpp";
-
-export class ArchitectureListError extends Error {
-  override name = "ArchitectureListError";
-}
-
-/** The `general.architecture` names in llama-arch.cpp's LLM_ARCH_NAMES, in source order. */
-export function parseArchitectureNames(source: string): string[] {
-  const start = source.indexOf("LLM_ARCH_NAMES");
-  if (start === -1) throw new ArchitectureListError(`${ARCH_SOURCE} has no LLM_ARCH_NAMES table`);
-  const open = source.indexOf("{", start);
-  const close = source.indexOf("};", open);
-  if (open === -1 || close === -1) throw new ArchitectureListError(`cannot find the end of LLM_ARCH_NAMES in ${ARCH_SOURCE}`);
-  const names: string[] = [];
-  for (const line of source.slice(open + 1, close).split("\n")) {
-    const match = /\{\s*LLM_ARCH_(\w+)\s*,\s*"([^"]+)"\s*\}/.exec(line);
-    if (match === null) continue;
-    const [, id, name] = match as unknown as [string, string, string];
-    // "(unknown)" is the fallback and entries marked dummy exist only for tools like llama-quantize.
-    if (id === "UNKNOWN" || name.startsWith("(") || /\/\/.*\bdummy\b/i.test(line)) continue;
-    names.push(name);
-  }
-  if (names.length === 0) throw new ArchitectureListError(`LLM_ARCH_NAMES in ${ARCH_SOURCE} lists no architectures`);
-  return names;
-}
+export { ArchitectureListError, parseArchitectureNames };
 
 /**
  * Architectures supported by the llama.cpp inside `nodeLlamaCppDir`. Parsing the 35 MB bundle

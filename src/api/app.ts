@@ -11,6 +11,7 @@ import type { RouteTable } from "../models/routes.ts";
 import type { ProbeService } from "../probe/service.ts";
 import type { ResponseStore } from "../responses/store.ts";
 import type { MlxRuntime } from "../runtimes/mlx.ts";
+import type { EngineBuilds } from "../update/engine-build/jobs.ts";
 import type { Metrics } from "../metrics/service.ts";
 import { DASHBOARD_SCRIPT_PATH, dashboardPage, dashboardRoutes, wantsDashboard } from "../dashboard/plugin.ts";
 import type { PeerService } from "../peers/service.ts";
@@ -21,6 +22,7 @@ import { DOCS_PATHS, docsRoutes } from "./docs.ts";
 import { type ErrorDialect, mapErrorFor } from "./errors.ts";
 import { adminActivityRoutes } from "./admin/activity.ts";
 import { adminDownloadRoutes } from "./admin/downloads.ts";
+import { adminEngineBuildRoutes } from "./admin/engine-builds.ts";
 import { adminImportRoutes } from "./admin/import.ts";
 import { adminKeyRoutes } from "./admin/keys.ts";
 import { adminModelRoutes } from "./admin/models.ts";
@@ -53,6 +55,8 @@ export interface AppDeps {
   importer: ModelImporter;
   mlx: MlxRuntime;
   downloads: DownloadJobs;
+  /** `lmx engine build` as admin jobs. */
+  engineBuilds: EngineBuilds;
   hub: HubSettings;
   home: string;
   /** Largest request body accepted, in bytes (--max-body-size). */
@@ -214,6 +218,7 @@ export function createApp(deps: AppDeps) {
     .use(adminPeerRoutes(deps))
     .use(adminDownloadRoutes(deps))
     .use(adminRuntimeRoutes(deps))
+    .use(adminEngineBuildRoutes(deps))
     .use(adminImportRoutes(deps))
     .use(dashboardRoutes());
   return app.use(docsRoutes(() => app));

@@ -3,6 +3,7 @@ import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { runForkedEngineScript } from "../engines/llama/loader.ts";
 import { runTrialLoadChild } from "../engines/llama/trial-load.ts";
+import { runVerifyChild } from "../engines/llama/build-verify.ts";
 import { commands, printHelp } from "./commands/index.ts";
 
 async function main(argv: string[]): Promise<number> {
@@ -10,6 +11,8 @@ async function main(argv: string[]): Promise<number> {
   if (await runForkedEngineScript()) return -1;
   // The engine runs a model's first load in a child of this executable (crash isolation).
   if (await runTrialLoadChild(process.argv)) return -1;
+  // `lmx engine build` checks a new engine in a child of this executable before registering it.
+  if (await runVerifyChild(process.argv)) return -1;
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     const topic = name === "help" ? rest[0] : undefined;

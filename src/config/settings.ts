@@ -117,6 +117,8 @@ export const serveSettings = [
     description: "A peer that sends no first byte of its answer within this long is passed over for the next target of a fallback chain (with none left: 503 model_unavailable); after the first byte, the longest silence before the answer is cut off." },
   { key: "python", kind: "string", placeholder: "PATH",
     description: "Python interpreter of an existing environment that has mlx-lm installed, used for MLX models instead of the runtime LMX manages." },
+  { key: "llamaRepo", kind: "string", default: "https://github.com/ggml-org/llama.cpp", placeholder: "URL",
+    description: "llama.cpp git repository that 'lmx engine build' and POST /admin/v1/engines/builds fetch from (a mirror, or a local clone as a path or file:// URL)." },
 ] as const satisfies readonly Setting[];
 
 export type ServeSettingKey = (typeof serveSettings)[number]["key"];

@@ -19,6 +19,10 @@ export type LmxEvent =
   | { type: "peer.up"; peer: string; models: number; latencyMs: number }
   /** A peer failed its health poll or a proxied request could not reach it; `state` says which. */
   | { type: "peer.down"; peer: string; state: "down" | "auth_error"; error: string }
+  | { type: "engine_build.queued" | "engine_build.started" | "engine_build.cancelled"; id: string; ref: string }
+  | { type: "engine_build.progress"; id: string; ref: string; phase: "prepare" | "fetch" | "configure" | "compile" | "verify" | "register"; percent: number | null }
+  | { type: "engine_build.done"; id: string; ref: string; version: string; commit: string }
+  | { type: "engine_build.failed"; id: string; ref: string; error: string }
   | { type: "error"; message: string };
 
 export type Stamped = LmxEvent & { time: string; seq: number };

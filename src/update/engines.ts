@@ -20,6 +20,7 @@ import {
   writeSelection,
 } from "../engines/llama/selection.ts";
 import { downloadVerified } from "./download.ts";
+import { type BuildInfo, readBuildInfo } from "./engine-build/built.ts";
 import { artifactUrl, ENGINE_FAMILY, type EngineRelease, type Manifest, readCachedManifest, type VerifiedManifest } from "./manifest.ts";
 import { BUILTIN_PUBLIC_KEYS } from "./signing.ts";
 
@@ -45,6 +46,8 @@ export interface EngineRow {
   compatible: boolean;
   /** Published for this platform in the manifest. */
   available: boolean;
+  /** Set for engines compiled here by `lmx engine build`: what from and when. */
+  build: { ref: string; repo: string; commit: string; builtAt: string; cpu: string } | undefined;
 }
 
 /** Installed, embedded and (with a manifest) published engines for this platform, newest first. */
@@ -65,6 +68,7 @@ export function listEngines(lmxHome: string, manifest?: Manifest): EngineRow[] {
         selected: version === active,
         compatible: isCompatibleEngine(version, base),
         available: false,
+        build: undefined,
       };
       rows.set(version, found);
     }
@@ -74,6 +78,11 @@ export function listEngines(lmxHome: string, manifest?: Manifest): EngineRow[] {
     const r = row(engine.version);
     r.installed = true;
     r.llamaCpp ??= engine.llamaCpp;
+    const info = readBuildInfo(engine.dir);
+    if (info !== undefined) {
+      r.build = { ref: info.ref, repo: info.repo, commit: info.commit, builtAt: info.builtAt, cpu: info.cpu };
+      r.architectures = info.architectures.length;
+    }
   }
   if (EMBEDDED_ENGINE !== undefined) row(EMBEDDED_ENGINE.nodeLlamaCppVersion);
   row(active).llamaCpp ??= /llama\.cpp (\S+)$/.exec(currentEngineVersion(lmxHome))?.[1];
@@ -149,20 +158,42 @@ export async function useEngine(lmxHome: string, version: string): Promise<void>
   await writeSelection(lmxHome, version);
 }
 
+/** Engines compiled here by `lmx engine build` that this lmx can use, with what they record. */
+export function builtEngines(lmxHome: string): { version: string; info: BuildInfo }[] {
+  const base = baseEngineVersion();
+  return listInstalledEngines(lmxHome, hostTarget()).flatMap((engine) => {
+    const info = readBuildInfo(engine.dir);
+    return info !== undefined && isCompatibleEngine(engine.version, base) ? [{ version: engine.version, info }] : [];
+  });
+}
+
 /**
- * The message for a model whose architecture the active engine cannot load, naming the engine
- * that can (from the last verified manifest) and the exact command that installs it.
+ * The message for a model whose architecture the active engine cannot load: which built engines
+ * are installed and whether one knows the architecture, the published engine that adds it (from
+ * the last verified manifest), and otherwise the command that builds one.
  */
 export async function unsupportedArchitectureMessage(lmxHome: string, modelId: string, architecture: string): Promise<string> {
   const active = currentEngineVersion(lmxHome);
-  const head = `cannot load ${modelId}: its architecture "${architecture}" is not supported by the active llama.cpp engine (${active}).`;
+  const activeVersion = selectedEngine(lmxHome).nodeLlamaCppVersion;
+  const parts = [`cannot load ${modelId}: its architecture "${architecture}" is not supported by the active llama.cpp engine (${active}).`];
+  const built = builtEngines(lmxHome).filter((b) => b.version !== activeVersion);
+  const knowing = built.find((b) => b.info.architectures.includes(architecture));
+  if (knowing !== undefined) {
+    parts.push(`The engine built from llama.cpp ${knowing.info.ref} (${knowing.info.commit.slice(0, 10)}) supports it: run "lmx engine use ${knowing.version}".`);
+    return parts.join(" ");
+  }
+  if (built.length > 0) parts.push(`Installed built engines do not know it either (${built.map((b) => `${b.version} from ${b.info.ref}`).join(", ")}).`);
+  const buildHint = `"lmx engine build <ref>" builds an engine from the llama.cpp release, commit, branch or pr/NUMBER that adds it.`;
   const cached = await readCachedManifest(lmxHome, BUILTIN_PUBLIC_KEYS);
   if (cached === undefined) {
-    return `${head} Run "lmx engine list --check" to see whether a published engine supports it.`;
+    parts.push(`Run "lmx engine list --check" to see whether a published engine supports it; ${buildHint}`);
+    return parts.join(" ");
   }
   const match = newestCompatibleEngine(cached.manifest, architecture);
   if (match === undefined) {
-    return `${head} No engine published as of ${cached.manifest.updated} supports it yet; "lmx engine list --check" looks again.`;
+    parts.push(`No engine published as of ${cached.manifest.updated} supports it yet ("lmx engine list --check" looks again); ${buildHint}`);
+    return parts.join(" ");
   }
-  return `${head} Engine ${match.version} (llama.cpp ${match.entry.llamaCpp}) supports it: run "lmx engine update ${match.version}".`;
+  parts.push(`Engine ${match.version} (llama.cpp ${match.entry.llamaCpp}) supports it: run "lmx engine update ${match.version}".`);
+  return parts.join(" ");
 }

@@ -13,6 +13,7 @@ import { Metrics } from "../../src/metrics/service.ts";
 import { ModelManager } from "../../src/admin/model-manager.ts";
 import { HubExecutor } from "../../src/downloads/hub-executor.ts";
 import { DownloadJobs } from "../../src/downloads/jobs.ts";
+import { type BuildRunner, EngineBuildJobs } from "../../src/update/engine-build/jobs.ts";
 import { ModelImporter } from "../../src/models/importer.ts";
 import { MlxRuntime } from "../../src/runtimes/mlx.ts";
 import { ModelRegistry } from "../../src/models/registry.ts";
@@ -27,6 +28,10 @@ import { PeerService } from "../../src/peers/service.ts";
 import { FakeEngine, type FakeModelSpec } from "./fake-engine.ts";
 
 export interface FakeAppOptions {
+  /** Stands in for `lmx engine build` behind /admin/v1/engines/builds (default: every build fails). */
+  engineBuildRunner?: BuildRunner;
+  /** The server's llamaRepo setting. */
+  llamaRepo?: string;
   contextLength?: number;
   parallel?: number;
   queueLimit?: number;
@@ -64,6 +69,8 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
   const hub = { hubUrl: "http://127.0.0.1:9", token: undefined, cacheDir: "/nonexistent/lmx-fake-hub" };
   const hubExecutor = new HubExecutor(hub, (d) => scheduler.engineFor(d).inspect(d));
   const downloads = new DownloadJobs(db, events, hubExecutor);
+  const runner: BuildRunner = opts.engineBuildRunner ?? (() => Promise.reject(new Error("the fake app builds no engines")));
+  const engineBuilds = { jobs: new EngineBuildJobs(events, runner), llamaRepo: opts.llamaRepo ?? "https://github.com/ggml-org/llama.cpp", knownModels: () => registry.all() };
   const metrics = new Metrics({
     resolveModel: (name) => catalog.forRequest(name).descriptor?.id,
     occupancy: () => scheduler.occupancy(),
@@ -90,7 +97,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
       route: (name) => { const model = routes.resolve(name); return model === undefined ? undefined : chainOf(model); },
     });
   }
-  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics, ollamaListener: opts.ollamaListener, peers });
+  const app = createApp({ scheduler, inference: core, security, manager, events, keys, routes, probes, responses, importer, mlx, downloads, engineBuilds, hub, home: "/nonexistent/lmx-fake-home", maxBodyBytes: 16 * 1024 * 1024, metrics, ollamaListener: opts.ollamaListener, peers });
 
   const request = (path: string, init: RequestInit & { json?: unknown } = {}) => {
     const { json, ...rest } = init;
@@ -116,6 +123,7 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
       peers?.health.stop();
       probes.stop();
       await downloads.stop();
+      await engineBuilds.jobs.stop();
       await scheduler.shutdown();
       history.close();
       db.$client.close();

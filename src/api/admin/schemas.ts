@@ -76,3 +76,15 @@ export const KeyBody = v.object({
   scope: v.picklist(["admin", "inference"]),
   name: v.optional(v.pipe(v.string(), v.maxLength(100))),
 });
+
+/** POST /admin/v1/engines/builds: what to build; ref and repository are checked again by the build itself. */
+export const EngineBuildBody = v.object({
+  /** A llama.cpp release tag (b6000), a commit, a branch or pr/NUMBER. */
+  ref: v.pipe(v.string(), v.minLength(1), v.maxLength(200)),
+  /** Default: the server's llamaRepo setting. */
+  llama_repo: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(2000))),
+  /** Absolute path of a small GGUF to verify with; default: the smallest registered GGUF model. */
+  verify_model: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(4096))),
+  /** Compile for this machine's CPU only (faster; not portable). */
+  native: v.optional(v.boolean()),
+});
