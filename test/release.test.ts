@@ -456,6 +456,24 @@ describe("engine bundles", () => {
     const bogus = await engineCmd(["use", "9.9.9"]);
     expect(bogus.code).toBe(1);
     expect(bogus.stderr).toContain("engine 9.9.9 is not installed");
+
+    // The same through the admin API (what bots and the dashboard use), on a running server.
+    const admin = await startServe(lmx, homeDash, ["--model", `a=${MODEL}`]);
+    try {
+      const listed = (await (await fetch(`${admin.url}/admin/v1/engines`)).json()) as { data: { version: string; selected: boolean; installed: boolean }[] };
+      expect(listed.data.map((r) => [r.version, r.selected, r.installed])).toEqual(expect.arrayContaining([[NEXT_ENGINE, false, true], ["3.21.1", true, true]]));
+      const post = (path: string, body: unknown) => fetch(`${admin.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      const use = await post("/admin/v1/engines/use", { version: NEXT_ENGINE });
+      expect(await use.json()).toMatchObject({ version: NEXT_ENGINE, previous: "3.21.1", changed: true });
+      expect(JSON.parse(readFileSync(join(homeDash, ".lmx", "engines", "llama.cpp", "current.json"), "utf8")).version).toBe(NEXT_ENGINE);
+      const missing = await post("/admin/v1/engines/use", { version: "9.9.9" });
+      expect(missing.status).toBe(409);
+      expect(((await missing.json()) as { error: { message: string } }).error.message).toContain("engine 9.9.9 is not installed");
+      expect((await post("/admin/v1/engines/use", { version: "3.21.1" })).status).toBe(200);
+      expect(JSON.parse(readFileSync(join(homeDash, ".lmx", "engines", "llama.cpp", "current.json"), "utf8")).version).toBe("3.21.1");
+    } finally {
+      await stopServe(admin.proc);
+    }
   }, 180_000);
 
   test("loading a model of an architecture the engine lacks names it and the command that installs support", async () => {

@@ -22,6 +22,7 @@ import { DOCS_PATHS, docsRoutes } from "./docs.ts";
 import { type ErrorDialect, mapErrorFor } from "./errors.ts";
 import { adminActivityRoutes } from "./admin/activity.ts";
 import { adminDownloadRoutes } from "./admin/downloads.ts";
+import { adminEngineRoutes } from "./admin/engines.ts";
 import { adminEngineBuildRoutes } from "./admin/engine-builds.ts";
 import { adminImportRoutes } from "./admin/import.ts";
 import { adminKeyRoutes } from "./admin/keys.ts";
@@ -218,6 +219,7 @@ export function createApp(deps: AppDeps) {
     .use(adminPeerRoutes(deps))
     .use(adminDownloadRoutes(deps))
     .use(adminRuntimeRoutes(deps))
+    .use(adminEngineRoutes(deps))
     .use(adminEngineBuildRoutes(deps))
     .use(adminImportRoutes(deps))
     .use(dashboardRoutes());

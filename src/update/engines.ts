@@ -21,7 +21,7 @@ import {
 } from "../engines/llama/selection.ts";
 import { downloadVerified } from "./download.ts";
 import { type BuildInfo, readBuildInfo } from "./engine-build/built.ts";
-import { artifactUrl, ENGINE_FAMILY, type EngineRelease, type Manifest, readCachedManifest, type VerifiedManifest } from "./manifest.ts";
+import { artifactUrl, ENGINE_FAMILY, type EngineRelease, fetchManifest, type Manifest, readCachedManifest, type VerifiedManifest } from "./manifest.ts";
 import { BUILTIN_PUBLIC_KEYS } from "./signing.ts";
 
 /** The node-llama-cpp version this build was written against (the embedded bundle's). */
@@ -156,6 +156,28 @@ export async function useEngine(lmxHome: string, version: string): Promise<void>
     throw new UpdateError(`engine ${version} is not compatible with this lmx (built for node-llama-cpp ${baseEngineVersion()})`);
   }
   await writeSelection(lmxHome, version);
+}
+
+export interface EngineSwitch {
+  version: string;
+  /** The engine selected before. */
+  previous: string;
+  llamaCpp: string;
+}
+
+/**
+ * Installs `version` (default: the newest compatible published engine) from the signed manifest at
+ * `baseUrl` and selects it: `lmx engine update` and `POST /admin/v1/engines/update`.
+ */
+export async function updateToEngine(lmxHome: string, baseUrl: string, version?: string): Promise<EngineSwitch> {
+  const verified = await fetchManifest(baseUrl, BUILTIN_PUBLIC_KEYS, lmxHome);
+  const wanted = version ?? newestCompatibleEngine(verified.manifest)?.version;
+  if (wanted === undefined) throw new UpdateError("no published engine is compatible with this lmx on this platform");
+  const entry = verified.manifest.engines[ENGINE_FAMILY]?.[wanted];
+  const previous = selectedEngine(lmxHome).nodeLlamaCppVersion;
+  const installed = await installEngine(lmxHome, verified, wanted);
+  await useEngine(lmxHome, wanted);
+  return { version: wanted, previous, llamaCpp: entry?.llamaCpp ?? installed.llamaCpp ?? "unknown" };
 }
 
 /** Engines compiled here by `lmx engine build` that this lmx can use, with what they record. */

@@ -88,3 +88,13 @@ export const EngineBuildBody = v.object({
   /** Compile for this machine's CPU only (faster; not portable). */
   native: v.optional(v.boolean()),
 });
+
+/** POST /admin/v1/engines/update: a published engine version; default: the newest compatible one. */
+export const EngineUpdateBody = v.object({
+  version: v.optional(v.pipe(v.string(), v.regex(/^[0-9A-Za-z.+-]{1,100}$/, "a version such as 3.22.0"))),
+});
+
+/** POST /admin/v1/engines/use: an installed, built or the embedded engine. */
+export const EngineUseBody = v.object({
+  version: v.pipe(v.string(), v.regex(/^[0-9A-Za-z.+-]{1,100}$/, "a version such as 3.22.0")),
+});

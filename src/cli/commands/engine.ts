@@ -9,8 +9,8 @@ import { openDb } from "../../store/db.ts";
 import { EngineBuildCancelled } from "../../update/engine-build/errors.ts";
 import type { PhaseProgress } from "../../update/engine-build/progress.ts";
 import { type KnownModelFile, resolveBuildRequest, runEngineBuild } from "../../update/engine-build/request.ts";
-import { installEngine, listEngines, newestCompatibleEngine, useEngine } from "../../update/engines.ts";
-import { ENGINE_FAMILY, fetchManifest, readCachedManifest, updateBaseUrl } from "../../update/manifest.ts";
+import { listEngines, updateToEngine, useEngine } from "../../update/engines.ts";
+import { fetchManifest, readCachedManifest, updateBaseUrl } from "../../update/manifest.ts";
 import { BUILTIN_PUBLIC_KEYS } from "../../update/signing.ts";
 import { localFlagsHelp, wantsHelp } from "../local-flags.ts";
 import { table } from "../table.ts";
@@ -32,17 +32,9 @@ const SWITCH_NOTE = "A running server switches at its next model load (it restar
 
 /** Installs `version` (default: the newest compatible published engine) and selects it. */
 export async function updateEngine(version: string | undefined, say: (line: string) => void): Promise<void> {
-  const home = lmxHome();
-  const verified = await fetchManifest(updateBaseUrl(), BUILTIN_PUBLIC_KEYS, home);
-  const wanted = version ?? newestCompatibleEngine(verified.manifest)?.version;
-  if (wanted === undefined) throw new UpdateError("no published engine is compatible with this lmx on this platform");
-  const entry = verified.manifest.engines[ENGINE_FAMILY]?.[wanted];
-  const before = selectedEngine(home).nodeLlamaCppVersion;
-  const installed = await installEngine(home, verified, wanted);
-  await useEngine(home, wanted);
-  const llamaCpp = entry?.llamaCpp ?? installed.llamaCpp ?? "unknown";
-  if (before === wanted) say(`llama.cpp engine ${wanted} (llama.cpp ${llamaCpp}) is installed and selected already.`);
-  else say(`Installed and selected llama.cpp engine ${wanted} (llama.cpp ${llamaCpp}), replacing ${before}. ${SWITCH_NOTE}`);
+  const r = await updateToEngine(lmxHome(), updateBaseUrl(), version);
+  if (r.previous === r.version) say(`llama.cpp engine ${r.version} (llama.cpp ${r.llamaCpp}) is installed and selected already.`);
+  else say(`Installed and selected llama.cpp engine ${r.version} (llama.cpp ${r.llamaCpp}), replacing ${r.previous}. ${SWITCH_NOTE}`);
 }
 
 /** GGUF models in the registry, for the default verification model; none when there is no database yet. */
