@@ -1,0 +1,80 @@
+// Speculative decoding on a loaded GGUF model: each sequence gets a token predictor that drafts
+// the next few tokens, and node-llama-cpp evaluates them in one batch with the real next token,
+// keeping only the drafts the model itself would have produced (so the output does not change).
+// "lookup" drafts from the prompt (the text so far, found in the input); "draft" from a small
+// model with the same vocabulary, on its own context with one sequence per target sequence.
+import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, TokenPredictor } from "node-llama-cpp";
+import type { ResolvedSpeculative } from "../../config/load-settings.ts";
+import type { SpeculativeStatus } from "../types.ts";
+
+type NodeLlamaCpp = typeof import("node-llama-cpp");
+
+/** Most tokens drafted per step (node-llama-cpp's and llama-server's default). */
+const DRAFT_MAX_TOKENS = 16;
+
+export interface DraftRuntime {
+  model: LlamaModel;
+  context: LlamaContext;
+}
+
+/** The predictors of one loaded model, and the drafted/accepted counts since it was loaded. */
+export class Speculation {
+  private drafted = 0;
+  private accepted = 0;
+  private readonly drafts: LlamaContextSequence[] = [];
+
+  constructor(private readonly nlc: NodeLlamaCpp, readonly config: ResolvedSpeculative, private readonly draft?: DraftRuntime) {}
+
+  /** A new predictor for one target sequence (node-llama-cpp forbids sharing one). */
+  predictor(): TokenPredictor {
+    if (this.config.mode === "lookup") return new this.nlc.InputLookupTokenPredictor();
+    const seq = this.draft!.context.getSequence();
+    this.drafts.push(seq);
+    // Drafting waits for a full draft (it stops early where the draft model is unsure), as
+    // llama-server does: node-llama-cpp's default drafts beside the target's decoding and hands over
+    // whatever is ready, which on a CPU both share was often nothing at all.
+    return new this.nlc.DraftSequenceTokenPredictor(seq, { minTokens: DRAFT_MAX_TOKENS, maxTokens: DRAFT_MAX_TOKENS });
+  }
+
+  /** Starts counting one generation's drafts on `seq`; the returned function reads them at its end. */
+  meter(seq: LlamaContextSequence): () => { draftTokens: number; draftAcceptedTokens: number } {
+    const before = seq.tokenPredictions;
+    return () => {
+      const now = seq.tokenPredictions;
+      const accepted = now.validated - before.validated;
+      const drafted = accepted + now.refuted - before.refuted;
+      this.drafted += drafted;
+      this.accepted += accepted;
+      return { draftTokens: drafted, draftAcceptedTokens: accepted };
+    };
+  }
+
+  status(): SpeculativeStatus {
+    return { mode: this.config.mode, draft: this.config.mode === "draft" ? this.config.draftId : undefined, draftTokens: this.drafted, draftAcceptedTokens: this.accepted };
+  }
+
+  async dispose(): Promise<void> {
+    if (!this.draft) return;
+    await this.draft.context.dispose();
+    await this.draft.model.dispose();
+  }
+}
+
+/** Loads the draft model with a context like the target's: one sequence per target sequence. */
+export async function loadDraft(llama: Llama, path: string, o: { contextLength: number; parallel: number; threads: number; gpuLayers: number | "auto"; batchSize?: number; flashAttention?: boolean }): Promise<DraftRuntime> {
+  const model = await llama.loadModel({ modelPath: path, gpuLayers: o.gpuLayers });
+  try {
+    const context = await model.createContext({
+      // The predictor keeps only the tail that fits, so a draft declaring less context still serves.
+      contextSize: Math.min(o.contextLength, model.trainContextSize || o.contextLength),
+      sequences: o.parallel,
+      threads: { ideal: o.threads, min: o.threads },
+      batchSize: o.batchSize,
+      flashAttention: o.flashAttention,
+    });
+    return { model, context };
+  } catch (err) {
+    await model.dispose();
+    throw err;
+  }
+}
