@@ -33,7 +33,11 @@ export class Speculation {
     // Drafting waits for a full draft (it stops early where the draft model is unsure), as
     // llama-server does: node-llama-cpp's default drafts beside the target's decoding and hands over
     // whatever is ready, which on a CPU both share was often nothing at all.
-    return new this.nlc.DraftSequenceTokenPredictor(seq, { minTokens: DRAFT_MAX_TOKENS, maxTokens: DRAFT_MAX_TOKENS });
+    // The draft samples with the target's options, but a token bias (logit_bias, ignore_eos) is
+    // bound to the target model's tokenizer and node-llama-cpp throws on it in the draft's context,
+    // leaving the target waiting for drafts forever: the draft drafts unbiased, and the target,
+    // which applies the bias, refutes what the bias forbids.
+    return new this.nlc.DraftSequenceTokenPredictor(seq, { minTokens: DRAFT_MAX_TOKENS, maxTokens: DRAFT_MAX_TOKENS, evaluateOptions: { tokenBias: undefined } });
   }
 
   /** Starts counting one generation's drafts on `seq`; the returned function reads them at its end. */
