@@ -98,6 +98,17 @@ describe("speculative decoding", () => {
     expect(timings?.draft_n_accepted).toBeGreaterThan(0);
   });
 
+  test("a token bias (ignore_eos) with a draft model: the same text as without the draft, in full", async () => {
+    // The bias belongs to the target's tokenizer: handed to the draft, node-llama-cpp threw and the generation hung.
+    const body = { model: "stories260K", prompt: "The end.", max_tokens: 40, temperature: 0, ignore_eos: true } as const;
+    const drafted = await client.completions.create(body);
+    expect(drafted.usage!.completion_tokens).toBe(40);
+    await loaded("stories260K", { speculative: "off" });
+    const plain = await client.completions.create(body);
+    expect(drafted.choices[0]!.text).toBe(plain.choices[0]!.text);
+    await loaded("stories260K", { draft: "stories260K" });
+  });
+
   test("sampling with a draft model still answers in full", async () => {
     const r = await client.completions.create({ model: "stories260K", prompt: "Once upon a time", max_tokens: 24, temperature: 0.8, seed: 7 });
     expect(r.usage!.completion_tokens).toBeGreaterThan(0);
