@@ -9,8 +9,14 @@ import type { SpeculativeStatus } from "../types.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
-/** Most tokens drafted per step (node-llama-cpp's and llama-server's default). */
-const DRAFT_MAX_TOKENS = 16;
+/**
+ * Tokens drafted per decode step. One, because node-llama-cpp 3.21.1 can accept no more: checking a
+ * step's drafts (LlamaContextSequence's evaluation loop) compares the second and later ones with
+ * `validatedTokens.at(-1)`, a list it never fills, so every draft after the first is refuted and
+ * was evaluated for nothing (measured: 3-token drafts on a model repeating its prompt word for word
+ * accepted exactly one in three). Raise it once the bindings keep that list.
+ */
+const DRAFT_TOKENS = 1;
 
 export interface DraftRuntime {
   model: LlamaModel;
@@ -21,7 +27,6 @@ export interface DraftRuntime {
 export class Speculation {
   private drafted = 0;
   private accepted = 0;
-  private readonly drafts: LlamaContextSequence[] = [];
 
   constructor(private readonly nlc: NodeLlamaCpp, readonly config: ResolvedSpeculative, private readonly draft?: DraftRuntime) {}
 
@@ -30,17 +35,16 @@ export class Speculation {
     // A match of one token drafts on every common word, and on a small model each refuted draft costs
     // about a decode step: two tokens cut stories260K's drafts from 71 to 3 per 96 tokens with the
     // copy model's acceptance unchanged (bench/speculative.ts).
-    if (this.config.mode === "lookup") return new this.nlc.InputLookupTokenPredictor({ patternLength: { min: 2 } });
+    if (this.config.mode === "lookup") return new this.nlc.InputLookupTokenPredictor({ patternLength: { min: 2 }, predictionLength: { min: 1, max: DRAFT_TOKENS } });
     const seq = this.draft!.context.getSequence();
-    this.drafts.push(seq);
-    // Drafting waits for a full draft (it stops early where the draft model is unsure), as
-    // llama-server does: node-llama-cpp's default drafts beside the target's decoding and hands over
-    // whatever is ready, which on a CPU both share was often nothing at all.
+    // Each step waits for its draft (none where the draft model is unsure), as llama-server does:
+    // node-llama-cpp's default drafts beside the target's decoding and hands over whatever is
+    // ready, which on a CPU both share was often nothing at all.
     // The draft samples with the target's options, but a token bias (logit_bias, ignore_eos) is
     // bound to the target model's tokenizer and node-llama-cpp throws on it in the draft's context,
     // leaving the target waiting for drafts forever: the draft drafts unbiased, and the target,
     // which applies the bias, refutes what the bias forbids.
-    return new this.nlc.DraftSequenceTokenPredictor(seq, { minTokens: DRAFT_MAX_TOKENS, maxTokens: DRAFT_MAX_TOKENS, evaluateOptions: { tokenBias: undefined } });
+    return new this.nlc.DraftSequenceTokenPredictor(seq, { minTokens: DRAFT_TOKENS, maxTokens: DRAFT_TOKENS, evaluateOptions: { tokenBias: undefined } });
   }
 
   /** Starts counting one generation's drafts on `seq`; the returned function reads them at its end. */
