@@ -46,7 +46,7 @@ const passage = "saw they she nam very happ upon his friend his she was you her 
 const copyPrompt = `${passage}. The harbour town woke slowly on winter mornings. saw they she nam`;
 
 describe("speculative decoding", () => {
-  test("prompt lookup on the copy model: the same greedy text as plain decoding, most drafts accepted", async () => {
+  test("prompt lookup on the copy model: the same greedy text as plain decoding, drafts accepted", async () => {
     expect((await loaded("copy", { speculative: "off" })).speculative).toBeNull();
     const plain = await complete("copy", copyPrompt, 64);
     expect(plain.timings.draft_n).toBeUndefined();

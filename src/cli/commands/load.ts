@@ -29,9 +29,11 @@ export const load = clientCommand({
       flashAttention: v.parse(loadSettingFields.flashAttention, flags.flashAttention),
       speculative: v.parse(loadSettingFields.speculative, flags.speculative), draft: v.parse(loadSettingFields.draft, flags.draft) };
     const body = { ...loadSettingsToBody(settings), save: flags.save || undefined };
-    const m = await client.post<{ id: string; loaded_context_length: number; memory_bytes: number; parallel: number; threads: number; flash_attention: string | null }>(`/admin/v1/models/${encodeId(args[0]!)}/load`, body);
+    const m = await client.post<{ id: string; loaded_context_length: number; memory_bytes: number; parallel: number; threads: number; flash_attention: string | null;
+      speculative: { mode: string; draft: string | null } | null }>(`/admin/v1/models/${encodeId(args[0]!)}/load`, body);
     const flash = m.flash_attention === null ? "" : `, flash attention ${m.flash_attention}`;
-    print(m, () => `loaded ${m.id}: context ${m.loaded_context_length} × ${m.parallel}, ${m.threads} threads${flash}, ${bytes(m.memory_bytes)}`);
+    const spec = m.speculative === null ? "" : `, speculative ${m.speculative.mode}${m.speculative.draft === null ? "" : ` (draft ${m.speculative.draft})`}`;
+    print(m, () => `loaded ${m.id}: context ${m.loaded_context_length} × ${m.parallel}, ${m.threads} threads${flash}${spec}, ${bytes(m.memory_bytes)}`);
     return 0;
   },
 });
