@@ -142,7 +142,8 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   const threads = config.threads || cpuInfo().defaultThreads;
   if (threads > maxThreads()) throw new UsageError(`--threads ${threads}: at most ${maxThreads()} (twice this machine's logical CPUs); 0 picks the best count`);
   const scheduler = new Scheduler(catalog, { gguf: engine, mlx: mlxEngine }, {
-    load: { contextLength: config.ctx, parallel: config.parallel ?? 4, threads, ttl: config.ttl ?? 0, flashAttention: v.parse(loadSettingFields.flashAttention, config.flashAttention) },
+    load: { contextLength: config.ctx, parallel: config.parallel ?? 4, threads, ttl: config.ttl ?? 0, flashAttention: v.parse(loadSettingFields.flashAttention, config.flashAttention),
+      speculative: v.parse(loadSettingFields.speculative, config.speculative), draft: v.parse(loadSettingFields.draft, config.draft) },
     batchSize: config.batchSize,
     queueLimit: config.queue ?? 64,
     memoryBudget,

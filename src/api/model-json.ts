@@ -24,6 +24,9 @@ export function modelStatusJson(s: ModelStatus, now = Date.now()) {
     parallel: s.options?.parallel ?? null,
     threads: s.options?.threads ?? null,
     flash_attention: s.flashAttention ?? null,
+    speculative: s.speculative
+      ? { mode: s.speculative.mode, draft: s.speculative.draft ?? null, draft_n: s.speculative.draftTokens, draft_n_accepted: s.speculative.draftAcceptedTokens }
+      : null,
     memory_bytes: memory,
     active_requests: s.running,
     queued_requests: s.queued,

@@ -28,6 +28,18 @@ const b = LOAD_SETTING_BOUNDS;
 export const FLASH_ATTENTION_MODES = ["auto", "on", "off"] as const;
 export type FlashAttentionMode = (typeof FLASH_ATTENTION_MODES)[number];
 
+/**
+ * Speculative decoding of GGUF models: "lookup" drafts tokens by finding the text so far in the
+ * prompt (no draft model); "draft" has a small model with the same vocabulary draft them; "off"
+ * decodes one token per step. Either way the target model checks every drafted token, so the
+ * output is what plain decoding gives.
+ */
+export const SPECULATIVE_MODES = ["off", "lookup", "draft"] as const;
+export type SpeculativeMode = (typeof SPECULATIVE_MODES)[number];
+
+/** Longest `draft` value accepted: a model id or a file path. */
+export const DRAFT_MAX_LENGTH = 4096;
+
 /** The field schemas, for wire formats that name the same settings differently. */
 export const loadSettingFields = {
   /** Tokens each parallel sequence can hold; 0: the model's declared context. */
@@ -42,6 +54,10 @@ export const loadSettingFields = {
   ttl: v.optional(int(b.ttl.min, b.ttl.max)),
   /** Flash attention: "auto" (LMX's measured rule), "on" or "off". */
   flashAttention: v.optional(v.picklist(FLASH_ATTENTION_MODES)),
+  /** Speculative decoding: "off", "lookup" (prompt lookup) or "draft" (needs `draft`). */
+  speculative: v.optional(v.picklist(SPECULATIVE_MODES)),
+  /** The draft model: a model id, or (server settings and config.json only) a GGUF path. Implies "draft" when `speculative` is unset. */
+  draft: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(DRAFT_MAX_LENGTH))),
 };
 
 /** Per-model load settings, every one optional: unset means "the next layer down decides". */
@@ -58,6 +74,15 @@ export interface ResolvedLoadSettings {
   batchSize?: number;
   /** As asked; the engine turns "auto" into its choice (reported as the loaded model's `flashAttention`). */
   flashAttention?: FlashAttentionMode;
+  /** Speculative decoding; absent: off. The draft is resolved to its file by the scheduler. */
+  speculative?: ResolvedSpeculative;
+}
+
+export type ResolvedSpeculative = { mode: "lookup" } | { mode: "draft"; draftId: string; draftPath: string };
+
+/** The mode the settings ask for: `speculative` when set, else "draft" when a draft is named, else "off". */
+export function speculativeMode(s: LoadSettings): SpeculativeMode {
+  return s.speculative ?? (s.draft !== undefined ? "draft" : "off");
 }
 
 /** Layers settings, later ones winning; an unset field never hides an earlier value. */

@@ -20,6 +20,10 @@ export interface Usage {
   reasoningTokens?: number;
   /** Of promptTokens, those served from the prompt cache. */
   cachedTokens?: number;
+  /** Tokens drafted by speculative decoding and checked by the model (absent when it is off). */
+  draftTokens?: number;
+  /** Of draftTokens, those the model accepted (each one a decode step saved). */
+  draftAcceptedTokens?: number;
 }
 
 export interface Timings {

@@ -22,7 +22,7 @@ export interface RequestOutcome {
 /** One request's life, reported in order: first token (generations only), usage, then end once. */
 export interface RequestObservation {
   firstToken(): void;
-  usage(usage: Pick<Usage, "promptTokens" | "completionTokens" | "cachedTokens">): void;
+  usage(usage: Pick<Usage, "promptTokens" | "completionTokens" | "cachedTokens" | "draftTokens" | "draftAcceptedTokens">): void;
   end(outcome: RequestOutcome): void;
 }
 

@@ -42,6 +42,14 @@ export interface MemoryEstimate {
   gpuBytes: number;
 }
 
+export interface SpeculativeStatus {
+  mode: "lookup" | "draft";
+  /** The draft model's id ("draft" mode). */
+  draft?: string;
+  draftTokens: number;
+  draftAcceptedTokens: number;
+}
+
 /** A model loaded by an engine: owns its weights and contexts until unloaded. */
 export interface LoadedModel {
   readonly descriptor: ModelDescriptor;
@@ -50,6 +58,8 @@ export interface LoadedModel {
   readonly contextLength: number;
   /** The flash attention the engine chose ("auto": left to the backend); undefined where it has no such choice (MLX). */
   readonly flashAttention?: FlashAttentionMode;
+  /** Speculative decoding and its counts since the load; undefined when off or unsupported. */
+  speculative?(): SpeculativeStatus | undefined;
   /** Tokens a chat request's messages take once the chat template is applied (tools included). */
   countChatTokens(prompt: ChatPrompt): Promise<number>;
   countTokens(text: string): number;

@@ -55,6 +55,8 @@ export class Metrics implements RequestObserver {
   private readonly promptTokens: Counter<"model">;
   private readonly generatedTokens: Counter<"model">;
   private readonly cachedTokens: Counter<"model">;
+  private readonly draftTokens: Counter<"model">;
+  private readonly draftAcceptedTokens: Counter<"model">;
 
   constructor(private readonly sources: MetricsSources) {
     const registers = [this.registry];
@@ -77,6 +79,14 @@ export class Metrics implements RequestObserver {
     this.cachedTokens = new Counter({
       name: "lmx_prompt_cached_tokens_total", registers, labelNames: ["model"],
       help: "Of the prompt tokens, those not evaluated because the sequence already held them (prompt caching).",
+    });
+    this.draftTokens = new Counter({
+      name: "lmx_draft_tokens_total", registers, labelNames: ["model"],
+      help: "Tokens drafted by speculative decoding (prompt lookup or a draft model) and checked by the model.",
+    });
+    this.draftAcceptedTokens = new Counter({
+      name: "lmx_draft_accepted_tokens_total", registers, labelNames: ["model"],
+      help: "Of the drafted tokens, those the model accepted.",
     });
     this.generatedTokens = new Counter({
       name: "lmx_generated_tokens_total", registers, labelNames: ["model"],
@@ -154,6 +164,10 @@ export class Metrics implements RequestObserver {
         this.promptTokens.inc({ model }, u.promptTokens);
         this.cachedTokens.inc({ model }, u.cachedTokens ?? 0);
         this.generatedTokens.inc({ model }, u.completionTokens);
+        if (u.draftTokens !== undefined) {
+          this.draftTokens.inc({ model }, u.draftTokens);
+          this.draftAcceptedTokens.inc({ model }, u.draftAcceptedTokens ?? 0);
+        }
       },
       end: (outcome) => {
         if (ended) return;

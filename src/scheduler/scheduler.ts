@@ -9,6 +9,7 @@ import type { Lease, ModelLoad, ModelOccupancy, ModelStatus, SchedulerSeams, Sch
 import { Entry, totalBytes } from "./entry.ts";
 import { checkContext, checkModelFile, checkThreads } from "./load-limits.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
+import { resolveSpeculative, sameSpeculative } from "./speculative.ts";
 
 /** Context used when neither the user nor the model says otherwise: big enough for chat, small enough for RAM. */
 export const DEFAULT_CONTEXT = 4096;
@@ -87,7 +88,8 @@ export class Scheduler {
    */
   async resolveLoad(descriptor: ModelDescriptor, request: LoadSettings = {}): Promise<ModelLoad> {
     const base = this.settings.load;
-    const own = layerLoadSettings(this.configured[descriptor.id], this.seams.savedDefaults?.(descriptor.id), request);
+    const saved = this.seams.savedDefaults?.(descriptor.id);
+    const own = layerLoadSettings(this.configured[descriptor.id], saved, request);
     const o = layerLoadSettings(base, own);
     const explicitContext = own.contextLength;
     const engine = this.engineFor(descriptor);
@@ -101,6 +103,7 @@ export class Scheduler {
       threads: o.threads || base.threads,
       gpuLayers: o.gpuLayers,
       flashAttention: o.flashAttention,
+      speculative: resolveSpeculative(descriptor, this.catalog, { merged: o, own, fromApi: layerLoadSettings(saved, request) }),
       batchSize: this.settings.batchSize,
       ttl: o.ttl ?? base.ttl,
     };
@@ -126,7 +129,7 @@ export class Scheduler {
 
   private sameSettings(a: ResolvedLoadSettings, b: ResolvedLoadSettings): boolean {
     return a.contextLength === b.contextLength && a.parallel === b.parallel && a.threads === b.threads && (a.gpuLayers ?? null) === (b.gpuLayers ?? null)
-      && (a.flashAttention ?? "auto") === (b.flashAttention ?? "auto");
+      && (a.flashAttention ?? "auto") === (b.flashAttention ?? "auto") && sameSpeculative(a.speculative, b.speculative);
   }
 
   /** Frees memory for `needed` bytes by unloading idle models, least recently used first. */
@@ -372,6 +375,7 @@ export class Scheduler {
       loadedContextLength: e?.loaded?.contextLength,
       options: e?.loaded?.options,
       flashAttention: e?.loaded?.flashAttention,
+      speculative: e?.loaded?.speculative?.(),
       memory: e?.memory,
       running: e?.slots?.running ?? 0,
       queued: e?.slots?.queued ?? 0,

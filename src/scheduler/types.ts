@@ -1,6 +1,6 @@
 // The scheduler's public types: its settings, the lease a request holds, a model's status.
 import type { FlashAttentionMode, LoadSettings } from "../config/load-settings.ts";
-import type { LoadedModel, MemoryEstimate, ModelDescriptor, ModelInfo, ResolvedLoadSettings } from "../engines/types.ts";
+import type { LoadedModel, MemoryEstimate, ModelDescriptor, ModelInfo, ResolvedLoadSettings, SpeculativeStatus } from "../engines/types.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { ModelState } from "./lifecycle.ts";
 
@@ -37,6 +37,7 @@ export interface ModelStatus {
   options?: ResolvedLoadSettings;
   /** The loaded model's flash attention as the engine chose it. */
   flashAttention?: FlashAttentionMode;
+  speculative?: SpeculativeStatus;
   memory?: MemoryEstimate;
   running: number;
   queued: number;

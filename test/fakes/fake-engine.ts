@@ -37,6 +37,8 @@ export interface Script {
   steps: Step[];
   /** Prompt tokens the engine reports as served from its prompt cache (at most the prompt). */
   cachedTokens?: number;
+  /** Speculative decoding's counts, reported as the engine would (absent: it was off). */
+  drafts?: { draftTokens: number; draftAcceptedTokens: number };
 }
 
 export interface FakeModelSpec {
@@ -169,7 +171,7 @@ export class FakeLoadedModel implements LoadedModel {
       if (signal.aborted) throw new GenerationAbortedError();
       const end = performance.now();
       const cachedTokens = Math.min(script.cachedTokens ?? 0, promptTokens);
-      emit({ type: "usage", usage: { promptTokens, completionTokens: tokens, reasoningTokens, cachedTokens }, timings: timings(promptTokens, tokens, (first ?? end) - started, end - (first ?? end)) });
+      emit({ type: "usage", usage: { promptTokens, completionTokens: tokens, reasoningTokens, cachedTokens, ...script.drafts }, timings: timings(promptTokens, tokens, (first ?? end) - started, end - (first ?? end)) });
       emit({ type: "finish", reason: finish });
     } finally {
       this.running--;

@@ -33,6 +33,8 @@ const FAMILIES: Record<string, string> = {
   lmx_time_to_first_token_seconds: "histogram",
   lmx_prompt_tokens_total: "counter",
   lmx_prompt_cached_tokens_total: "counter",
+  lmx_draft_tokens_total: "counter",
+  lmx_draft_accepted_tokens_total: "counter",
   lmx_generated_tokens_total: "counter",
   lmx_active_requests: "gauge",
   lmx_queued_requests: "gauge",

@@ -85,7 +85,7 @@ export function adminModelRoutes({ manager, probes, peers }: { manager: ModelMan
     }, {
       body: v.optional(ModelActionBody),
       detail: {
-        summary: "Load (context_length, parallel, threads, gpu_layers, ttl, flash_attention, save), unload, or probe (max, min, budget_minutes) a model",
+        summary: "Load (context_length, parallel, threads, gpu_layers, ttl, flash_attention, speculative, draft, save), unload, or probe (max, min, budget_minutes) a model",
         description: "POST /admin/v1/models/{id}/load, /unload and /probe. Loading checks the memory budget first and evicts idle models if needed. Probing measures the model's real working context as an async job (202): follow it on /admin/v1/events or GET /admin/v1/probes/{job}.",
         tags: ["Admin"],
       },

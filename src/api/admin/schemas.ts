@@ -12,16 +12,20 @@ const loadSettingsEntries = {
   gpu_layers: loadSettingFields.gpuLayers,
   ttl: loadSettingFields.ttl,
   flash_attention: loadSettingFields.flashAttention,
+  speculative: loadSettingFields.speculative,
+  draft: loadSettingFields.draft,
 };
 export const LoadSettingsBody = v.object(loadSettingsEntries);
 export type LoadSettingsBody = v.InferOutput<typeof LoadSettingsBody>;
 
 export function loadSettingsFromBody(b: LoadSettingsBody): LoadSettings {
-  return layerLoadSettings({ contextLength: b.context_length, parallel: b.parallel, threads: b.threads, gpuLayers: b.gpu_layers, ttl: b.ttl, flashAttention: b.flash_attention });
+  return layerLoadSettings({ contextLength: b.context_length, parallel: b.parallel, threads: b.threads, gpuLayers: b.gpu_layers, ttl: b.ttl, flashAttention: b.flash_attention,
+    speculative: b.speculative, draft: b.draft });
 }
 
 export function loadSettingsToBody(s: LoadSettings): LoadSettingsBody {
-  return { context_length: s.contextLength, parallel: s.parallel, threads: s.threads, gpu_layers: s.gpuLayers, ttl: s.ttl, flash_attention: s.flashAttention };
+  return { context_length: s.contextLength, parallel: s.parallel, threads: s.threads, gpu_layers: s.gpuLayers, ttl: s.ttl, flash_attention: s.flashAttention,
+    speculative: s.speculative, draft: s.draft };
 }
 
 export const LoadBody = v.object({

@@ -39,6 +39,7 @@ export function timingsOf(r: { usage: Usage; timings: Timings }) {
     predicted_n: r.usage.completionTokens,
     predicted_ms: r.timings.decodeMs,
     predicted_per_second: r.timings.decodeTokensPerSecond,
+    ...(r.usage.draftTokens !== undefined ? { draft_n: r.usage.draftTokens, draft_n_accepted: r.usage.draftAcceptedTokens ?? 0 } : {}),
   };
 }
 

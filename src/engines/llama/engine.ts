@@ -7,6 +7,7 @@ import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDe
 import { DecodeGate } from "./batching.ts";
 import { chooseFlashAttention, type FlashAttentionChoice } from "./flash-attention.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
+import { loadDraft, Speculation } from "./speculative.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
 import { ensureTrialLoaded } from "./trial-load.ts";
 import { InvalidChatTemplateError, probeChatTemplate, resolveChatWrapperGuarded } from "./template-guard.ts";
@@ -123,6 +124,17 @@ export class LlamaCppEngine implements Engine {
 
   async estimateMemory(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
     await this.trialLoad(descriptor, options);
+    const spec = options.speculative;
+    const draft = spec?.mode === "draft" ? { id: spec.draftId, format: "gguf" as const, path: spec.draftPath } : undefined;
+    if (draft) await this.trialLoad(draft, options);
+    const own = await this.estimateOne(descriptor, options);
+    if (!draft) return own;
+    // The draft model and its context count toward the target's memory: they load and unload together.
+    const extra = await this.estimateOne(draft, options);
+    return { modelBytes: own.modelBytes + extra.modelBytes, contextBytes: own.contextBytes + extra.contextBytes, gpuBytes: own.gpuBytes + extra.gpuBytes };
+  }
+
+  private async estimateOne(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
     const { nlc, llama } = await this.get();
     const insights = await nlc.GgufInsights.from(await this.fileInfo(descriptor.path), llama);
     const gpuLayers = options.gpuLayers ?? 0;
@@ -159,8 +171,9 @@ export class LlamaCppEngine implements Engine {
       throw err;
     }
     let model;
+    const gpuLayers = options.gpuLayers ?? (llama.gpu ? "auto" : 0);
     try {
-      model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers: options.gpuLayers ?? (llama.gpu ? "auto" : 0) });
+      model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers });
     } catch (err) {
       const architecture = await this.inspect(descriptor).then((info) => info.architecture, () => undefined);
       if (architecture !== undefined && this.unknownArchitectures.has(architecture)) {
@@ -184,9 +197,20 @@ export class LlamaCppEngine implements Engine {
       // Renders the model's template, which is untrusted code (template-guard.ts).
       const chatWrapper = await resolveChatWrapperGuarded(nlc, model);
       log.debug("chat wrapper resolved", { model: descriptor.id, wrapper: chatWrapper.wrapperName });
-      return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate, gate, flashAttention.reported);
+      const spec = options.speculative;
+      let speculation: Speculation | undefined;
+      if (spec?.mode === "draft") {
+        const draftFlash = this.flashAttention({ id: spec.draftId, format: "gguf", path: spec.draftPath }, options, llama).option;
+        const draft = await loadDraft(llama, spec.draftPath, { ...options, gpuLayers, flashAttention: draftFlash }).catch(async (err: unknown) => {
+          await context.dispose();
+          throw new ModelLoadError(`cannot load draft model ${spec.draftId} for ${descriptor.id}: ${errorMessage(err)}`);
+        });
+        speculation = new Speculation(nlc, spec, draft);
+      } else if (spec) speculation = new Speculation(nlc, spec);
+      return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate, gate, flashAttention.reported, speculation);
     } catch (err) {
       await model.dispose();
+      if (err instanceof ModelLoadError) throw err;
       if (err instanceof InvalidChatTemplateError) throw new InvalidChatTemplateError(`cannot load ${descriptor.id}: ${err.message}`);
       throw new ModelLoadError(`cannot create a ${options.contextLength}-token context for ${descriptor.id}: ${errorMessage(err)}`);
     }

@@ -17,7 +17,7 @@ export class GenerationClock {
   }
 
   /** Emits usage and finish, the end of every successful generation. */
-  finish(emit: EventSink, promptTokens: number, reason: FinishReason, extra: Pick<Usage, "reasoningTokens" | "cachedTokens"> = {}): void {
+  finish(emit: EventSink, promptTokens: number, reason: FinishReason, extra: Pick<Usage, "reasoningTokens" | "cachedTokens" | "draftTokens" | "draftAcceptedTokens"> = {}): void {
     const end = performance.now();
     const first = this.first ?? end;
     emit({ type: "usage", usage: { promptTokens, completionTokens: this.tokens, ...extra }, timings: timings(promptTokens, this.tokens, first - this.start, end - first) });

@@ -9,13 +9,14 @@ import type { ChatGeneration, ChatPrompt, GenerationRequest, JsonSchema, TextGen
 import { withSamplingDefaults } from "../../core/sampling.ts";
 import { cutShortNote, emitToolCalls, parseForcedCall, planChat } from "../../core/tools.ts";
 import { ContextLengthExceededError, EngineError, errorMessage, GenerationAbortedError, InvalidRequestError, LmxError } from "../../errors.ts";
-import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor } from "../types.ts";
+import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor, SpeculativeStatus } from "../types.ts";
 import { DecodeGate } from "./batching.ts";
 import { toChatHistory } from "./chat-history.ts";
 import { LlamaEmbedder } from "./embeddings.ts";
 import { checkPromptBytes, longestTokenBytes } from "./prompt-bound.ts";
 import { ChatOutput, type ThoughtMarkers } from "./chat-output.ts";
 import { GenerationClock, PromptReuse } from "./generation-meter.ts";
+import type { Speculation } from "./speculative.ts";
 import { templateGuardOf, withTemplateGuard } from "./template-guard.ts";
 import { scoreGenerated, tokenBiasFor } from "./token-logprobs.ts";
 import { WrapperVariants, type WrapperChoice } from "./wrapper-variants.ts";
@@ -66,8 +67,9 @@ export class LlamaLoadedModel implements LoadedModel {
     private readonly estimate: MemoryEstimate,
     private readonly gate: DecodeGate = new DecodeGate(),
     readonly flashAttention?: FlashAttentionMode,
+    private readonly speculation?: Speculation,
   ) {
-    for (let i = 0; i < options.parallel; i++) this.free.push(context.getSequence());
+    for (let i = 0; i < options.parallel; i++) this.free.push(context.getSequence({ tokenPredictor: speculation?.predictor() }));
     this.wrappers = new WrapperVariants(nlc, model, chatWrapper, (build) => templateGuardOf(nlc).synchronously(build));
   }
 
@@ -98,6 +100,10 @@ export class LlamaLoadedModel implements LoadedModel {
 
   async countChatTokens(prompt: ChatPrompt): Promise<number> {
     return (await this.planChat(prompt)).promptTokens.length;
+  }
+
+  speculative(): SpeculativeStatus | undefined {
+    return this.speculation?.status();
   }
 
   memoryInUse(): MemoryEstimate {
@@ -226,6 +232,7 @@ export class LlamaLoadedModel implements LoadedModel {
     const clock = new GenerationClock();
     const seq = this.acquire(plan.promptTokens);
     const reuse = new PromptReuse(seq);
+    const drafts = this.speculation?.meter(seq);
     const tracked = this.gate.track(() => emit({ type: "progress" }));
     const chat = new this.nlc.LlamaChat({ contextSequence: seq, chatWrapper: plan.wrapper.wrapper, autoDisposeSequence: false });
     // A forced tool call is raw JSON: it reaches the client as a tool call, not as text.
@@ -274,7 +281,7 @@ export class LlamaLoadedModel implements LoadedModel {
     // cut by max_tokens that is the max_tokens-th; otherwise it is the end token, which is not
     // counted (as mlx-lm and OpenAI do not).
     clock.tokens = stopped === "length" ? maxTokens : replyTokens;
-    const usage = { reasoningTokens: output.reasoningTokens, cachedTokens: reuse.cachedTokens(promptTokens) };
+    const usage = { reasoningTokens: output.reasoningTokens, cachedTokens: reuse.cachedTokens(promptTokens), ...drafts?.() };
     if (plan.forced) {
       const parsed = parseForcedCall(res.response, plan.forced, cutShortNote(stopped, clock.tokens));
       // A call cut short by max_tokens is answered as far as it got (200, finish "length"), never a 500.
@@ -320,6 +327,7 @@ export class LlamaLoadedModel implements LoadedModel {
     // node-llama-cpp puts the BOS before the prompt: the sequence to reuse is the one that starts with both.
     const seq = this.acquire(request.suffix !== undefined ? tokens : [...bos, ...tokens]);
     const reuse = new PromptReuse(seq);
+    const drafts = this.speculation?.meter(seq);
     const tracked = this.gate.track(() => emit({ type: "progress" }));
     const completion = new this.nlc.LlamaCompletion({ contextSequence: seq, autoDisposeSequence: false });
     const sampling = this.sampling(request);
@@ -356,7 +364,7 @@ export class LlamaLoadedModel implements LoadedModel {
           top: request.logprobs ?? 0, bias: sampling.tokenBias, promptFrom: request.scorePrompt ? bos.length : undefined,
         }) });
       }
-      clock.finish(emit, promptTokens, res.metadata.stopReason === "maxTokens" ? "length" : "stop", { cachedTokens });
+      clock.finish(emit, promptTokens, res.metadata.stopReason === "maxTokens" ? "length" : "stop", { cachedTokens, ...drafts?.() });
     } catch (err) {
       if (isAbort(err, signal)) throw new GenerationAbortedError();
       throw new EngineError(`generation failed: ${errorMessage(err)}`);
@@ -416,6 +424,7 @@ export class LlamaLoadedModel implements LoadedModel {
     this.unloaded = true;
     await this.embedder?.dispose();
     await this.context.dispose();
+    await this.speculation?.dispose();
     await this.model.dispose();
   }
 }
