@@ -1,6 +1,6 @@
 import { Elysia } from "elysia";
 import { errorMessage, LmxError, UpdateError } from "../../errors.ts";
-import { currentEngineVersion, loadedEngine } from "../../engines/llama/loader.ts";
+import { currentEngineVersion, loadedEngine, selectedEngine } from "../../engines/llama/loader.ts";
 import { type EngineRow, listEngines, updateToEngine, useEngine } from "../../update/engines.ts";
 import { fetchManifest, readCachedManifest, updateBaseUrl } from "../../update/manifest.ts";
 import { BUILTIN_PUBLIC_KEYS } from "../../update/signing.ts";
@@ -42,7 +42,7 @@ export function adminEngineRoutes({ home }: { home: string }) {
       const check = query.check === "true" || query.check === "1";
       const verified = await changing(async () => (check ? await fetchManifest(updateBaseUrl(), BUILTIN_PUBLIC_KEYS, home) : await readCachedManifest(home, BUILTIN_PUBLIC_KEYS)));
       return {
-        object: "list", active: currentEngineVersion(home), loaded: loadedEngine() ?? null,
+        object: "list", selected: selectedEngine(home).nodeLlamaCppVersion, active: currentEngineVersion(home), loaded: loadedEngine() ?? null,
         manifest_updated: verified?.manifest.updated ?? null, data: listEngines(home, verified?.manifest).map(rowJson),
       };
     }, {
@@ -63,7 +63,7 @@ export function adminEngineRoutes({ home }: { home: string }) {
       },
     })
     .post("/use", async ({ body }) => {
-      const previous = currentEngineVersion(home);
+      const previous = selectedEngine(home).nodeLlamaCppVersion;
       await changing(() => useEngine(home, body.version));
       return { version: body.version, previous, changed: previous !== body.version, note: SWITCH_NOTE };
     }, {
