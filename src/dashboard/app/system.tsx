@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, needsKey } from "./api.ts";
 import { bytes, num } from "./format.ts";
+import { Engines } from "./engines.tsx";
 import { act, useLoad } from "./hooks.ts";
 import type { Activity, List, Runtime, SystemInfo } from "./types.ts";
 
@@ -151,6 +152,8 @@ export function System() {
           <div>LMX {s.lmx_version} on {s.os.platform} {s.os.arch} ({s.os.release})</div>
           <div>CPU: {s.cpu.model}, {s.cpu.physical_cores} cores ({s.cpu.logical_cores} threads), {s.cpu.default_threads} used by default · accelerator: {s.accelerator}</div>
           {s.engines.map((e) => <div key={e.name}>{e.name} ({e.format}): node-llama-cpp {e.node_llama_cpp}, {e.platform}, {e.source}</div>)}
+          <h3>llama.cpp engines</h3>
+          <Engines />
           <h3>Runtimes</h3>
           <Runtimes installable={(s.os.platform === "darwin" && s.os.arch === "arm64") || s.os.platform === "linux"} />
         </section>

@@ -99,3 +99,19 @@ export interface ApiKey {
 export interface List<T> {
   data: T[];
 }
+
+/** GET /admin/v1/engines */
+export interface Engines {
+  selected: string;
+  manifest_updated: string | null;
+  data: {
+    version: string;
+    llama_cpp: string | null;
+    installed: boolean;
+    embedded: boolean;
+    selected: boolean;
+    compatible: boolean;
+    available: boolean;
+    build: { ref: string; commit: string } | null;
+  }[];
+}
