@@ -9,10 +9,11 @@
 // processes starting at once both end up using whichever rename won.
 
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { EngineError, errorMessage } from "../../errors.ts";
 import { log } from "../../log.ts";
+import { removeStaleFolders } from "../../util/stale-folders.ts";
 import { extractTarGz } from "../../util/tar.ts";
 
 // Injected by scripts/build.ts with `--define`; absent when running from source.
@@ -208,40 +209,12 @@ async function markerMatches(dest: string, sha256: string): Promise<boolean> {
   }
 }
 
-// A leftover must also be this old before it is deleted: when LMX_HOME is shared between
-// containers, a pid that is dead here may be a live extraction in another PID namespace.
+/** A leftover must be this old before it goes (see src/util/stale-folders.ts). */
 const STALE_AFTER_MS = 10 * 60 * 1000;
 
 /** Deletes temp and moved-aside folders left by crashed processes; they never block a start. */
-async function removeStaleLeftovers(parent: string, name: string): Promise<void> {
-  let entries: string[];
-  try {
-    entries = await readdir(parent);
-  } catch {
-    return;
-  }
-  const pattern = new RegExp(`^\\.${escapeRegExp(name)}\\.(?:tmp|old)-(\\d+)-[0-9a-f]+$`);
-  for (const entry of entries) {
-    const pid = Number(pattern.exec(entry)?.[1]);
-    if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue;
-    const path = join(parent, entry);
-    try {
-      if (Date.now() - (await stat(path)).mtimeMs < STALE_AFTER_MS) continue;
-      await rm(path, { recursive: true, force: true });
-    } catch {
-      // Best effort: another process may be removing it at the same moment.
-    }
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    return isFsError(err, "EPERM");
-  }
+function removeStaleLeftovers(parent: string, name: string): Promise<void> {
+  return removeStaleFolders(parent, new RegExp(`^\\.${escapeRegExp(name)}\\.(?:tmp|old)-(\\d+)-[0-9a-f]+$`), STALE_AFTER_MS);
 }
 
 async function sha256Of(blob: Blob): Promise<string> {

@@ -9,7 +9,8 @@
 
 import { randomBytes } from "node:crypto";
 import { createWriteStream, existsSync, readdirSync, readFileSync, type WriteStream } from "node:fs";
-import { cp, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { removeStaleFolders } from "../../util/stale-folders.ts";
 import { basename, join } from "node:path";
 import { errorMessage } from "../../errors.ts";
 import { ARCH_SOURCE, parseArchitectureNames } from "../../engines/llama/architectures.ts";
@@ -243,26 +244,6 @@ async function installCompiledBinaries(bundleDir: string, nlcDir: string, target
 }
 
 /** Deletes build folders left by processes that died without cleaning up (SIGKILL, power loss). */
-async function removeStaleBuilds(root: string): Promise<void> {
-  for (const name of await readdir(root).catch(() => [] as string[])) {
-    const pid = Number(new RegExp(`^\\${TEMP_PREFIX}(\\d+)-[0-9a-f]+$`).exec(name)?.[1]);
-    if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue;
-    const path = join(root, name);
-    try {
-      // With LMX_HOME shared between containers a dead pid here may be a live build elsewhere.
-      if (Date.now() - (await stat(path)).mtimeMs < STALE_AFTER_MS) continue;
-      await rm(path, { recursive: true, force: true });
-    } catch {
-      // Best effort.
-    }
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return String((err as { code?: unknown }).code) === "EPERM";
-  }
+function removeStaleBuilds(root: string): Promise<void> {
+  return removeStaleFolders(root, new RegExp(`^\\${TEMP_PREFIX}(\\d+)-[0-9a-f]+$`), STALE_AFTER_MS);
 }
