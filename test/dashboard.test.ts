@@ -15,6 +15,7 @@ import { ensureAgentModel } from "./fixtures/agent-model.ts";
 
 const STORIES = resolve(import.meta.dir, "../../shared/models/stories260K.gguf");
 const PHONE = 390;
+// Skipped only off CI when no Chromium is installed; under CI chromiumMissing() throws instead.
 const missing = chromiumMissing();
 if (missing) console.warn(`skipping the dashboard browser tests: ${missing}`);
 

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { errorMessage } from "../../errors.ts";
 import type { NodeLlamaCpp } from "./loader.ts";
+import { childLlamaOptions } from "./trial-load.ts";
 
 /** The hidden argument that makes the executable run a verification (see src/cli/main.ts). */
 export const VERIFY_BUILD_ARG = "__lmx-engine-verify";
@@ -100,13 +101,7 @@ export function verifyBuiltEngine(req: VerifyRequest, opts: { timeoutMs?: number
 /** The child's side. */
 async function runVerify(req: VerifyRequest): Promise<VerifyReport> {
   const nlc = (await import(pathToFileURL(join(req.dir, "node_modules", "node-llama-cpp", "dist", "index.js")).href)) as NodeLlamaCpp;
-  const llama = await nlc.getLlama({
-    gpu: process.platform === "darwin" ? "auto" : false,
-    build: "never",
-    maxThreads: 0,
-    logLevel: nlc.LlamaLogLevel.error,
-    logger: (_level: unknown, message: string) => process.stderr.write(message.endsWith("\n") ? message : message + "\n"),
-  });
+  const llama = await nlc.getLlama(childLlamaOptions(nlc));
   const model = await llama.loadModel({ modelPath: req.modelPath, gpuLayers: 0 });
   const context = await model.createContext({ contextSize: 256, sequences: 1, threads: { ideal: 1, min: 1 } });
   const completion = new nlc.LlamaCompletion({ contextSequence: context.getSequence() });

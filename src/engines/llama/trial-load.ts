@@ -10,7 +10,8 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { errorMessage, InvalidModelFileError, ModelLoadError } from "../../errors.ts";
 import { log } from "../../log.ts";
-import { loadNodeLlamaCpp } from "./loader.ts";
+import type { LlamaOptions } from "node-llama-cpp";
+import { loadNodeLlamaCpp, type NodeLlamaCpp } from "./loader.ts";
 
 /** The hidden argument that makes the executable run a trial load (see src/cli/main.ts). */
 export const TRIAL_LOAD_ARG = "__lmx-trial-load";
@@ -119,16 +120,24 @@ export function ensureTrialLoaded(req: TrialLoadRequest, opts?: TrialLoadOptions
   return hit;
 }
 
-/** The child's side: load, evaluate one token, exit 0. A native abort ends the process before that. */
-async function runTrialLoad(req: TrialLoadRequest): Promise<void> {
-  const nlc = await loadNodeLlamaCpp(req.lmxHome);
-  const llama = await nlc.getLlama({
+/**
+ * How a checking child process (trial load, built-engine verify) opens llama.cpp: the engine's
+ * backend choice, no build, and its log on stderr, which the parent keeps for its error message.
+ */
+export function childLlamaOptions(nlc: NodeLlamaCpp): LlamaOptions {
+  return {
     gpu: process.platform === "darwin" ? "auto" : false,
     build: "never",
     maxThreads: 0,
     logLevel: nlc.LlamaLogLevel.error,
     logger: (_level: unknown, message: string) => process.stderr.write(message.endsWith("\n") ? message : message + "\n"),
-  });
+  };
+}
+
+/** The child's side: load, evaluate one token, exit 0. A native abort ends the process before that. */
+async function runTrialLoad(req: TrialLoadRequest): Promise<void> {
+  const nlc = await loadNodeLlamaCpp(req.lmxHome);
+  const llama = await nlc.getLlama(childLlamaOptions(nlc));
   const model = await llama.loadModel({ modelPath: req.path, gpuLayers: req.gpuLayers ?? (llama.gpu ? "auto" : 0) });
   const threads = { ideal: 1, min: 1 };
   if (req.embedding) {
