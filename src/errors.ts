@@ -241,3 +241,29 @@ export class OutputFormatError extends LmxError {
     super(message, 500, "server_error", "output_format_not_enforced");
   }
 }
+
+/**
+ * A model sharded across nodes lost one of them (a rank's process exited, its node stopped
+ * answering): requests it was serving fail with this, and the model is unloaded on every node.
+ */
+export class NodeLostError extends LmxError {
+  constructor(message: string) {
+    super(message, 503, "server_error", "node_lost");
+    // The next request loads the model again where it fits (or says why not) at once.
+    this.retryAfterSeconds = 1;
+  }
+}
+
+/** The engine ended a loaded model on purpose (its distributed group was ended by the coordinator): unloaded, not failed. */
+export class ModelEndedError extends LmxError {
+  constructor(message: string) {
+    super(message, 503, "server_error", "model_unloaded");
+  }
+}
+
+/** A request reached a node that holds only a follower rank of a sharded model. */
+export class NotLeaderError extends LmxError {
+  constructor(message: string) {
+    super(message, 409, "invalid_request_error", "not_coordinator", "model");
+  }
+}

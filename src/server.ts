@@ -31,8 +31,11 @@ import { ModelManager } from "./admin/model-manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import { chainOf, routeProblem, RouteTable } from "./models/routes.ts";
 import { PeerHealth } from "./peers/health.ts";
-import { peerProblem, PeerRegistry, type PeerSpec } from "./peers/registry.ts";
+import { peerKey, peerProblem, PeerRegistry, type PeerSpec } from "./peers/registry.ts";
 import { PeerService } from "./peers/service.ts";
+import { Coordinator } from "./distributed/coordinator.ts";
+import { GroupMember } from "./distributed/member.ts";
+import { loadSettingsToBody } from "./api/admin/schemas.ts";
 import { ProbeService } from "./probe/service.ts";
 import { ResponseStore } from "./responses/store.ts";
 import { MlxRuntime } from "./runtimes/mlx.ts";
@@ -181,6 +184,21 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     isLocal: (name) => catalog.get(name) !== undefined,
     route: (name) => { const model = routes.resolve(name); return model === undefined ? undefined : chainOf(model); },
   });
+  // A rank whose coordinator stops asking after it for this long is freed; the coordinator asks every 2 s.
+  const member = new GroupMember(scheduler, { leaseMs: 30_000 });
+  const coordinator = new Coordinator(scheduler, member, {
+    node: (name) => {
+      const peer = peerRegistry.get(name);
+      if (!peer) return `no peer named '${name}' (lmx peers add ${name} URL)`;
+      const state = peerHealth.get(name);
+      if (state?.state !== "up") return `peer ${name} is ${state?.state ?? "down"}${state?.lastError ? ` (${state.lastError})` : ""}`;
+      return { name, url: peer.url, key: peerKey(peer, env) };
+    },
+    toWire: (settings) => loadSettingsToBody(settings),
+    heartbeatMs: 2000,
+    misses: 2,
+    joinTimeoutS: 120,
+  });
   const security = new Security({ boundHost: config.host, keys, corsOrigins: config.corsOrigin, allowedHosts: config.allowedHost });
   const connections = new ConnectionGuard(config.maxConnections ?? 4096);
   const idleSeconds = config.idleTimeout ?? 30;
@@ -192,7 +210,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     release: (request: Request) => (listenerOf.get(request) ?? app.server)?.timeout(request, idleSeconds),
   };
   const app = createApp({ scheduler, inference, security, manager, events, keys, routes, probes, responses, importer, mlx: mlxRuntime, downloads, engineBuilds, hub, home, maxBodyBytes, idle, connections, metrics,
-    ollamaListener: (request) => listenerOf.has(request), peers });
+    ollamaListener: (request) => listenerOf.has(request), peers, distributed: { coordinator, member } });
   let dbClosed = false;
   const closeDb = () => {
     if (dbClosed) return;
@@ -211,6 +229,8 @@ export async function startServer(config: ServeConfig, home: string, configuredM
       connections.stop();
       probes.stop();
       peerHealth.stop();
+      coordinator.close();
+      member.close();
       // Download jobs re-queue themselves and resume at the next start.
       await bounded("the download jobs to stop", downloads.stop(), STEP_LIMIT_MS);
       // A build in progress is cancelled and deletes its temp folder; nothing half-built stays.

@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 
+from distributed import GroupLost
 from generation import Worker
 
 def versions():
@@ -51,6 +52,15 @@ def serve():
     threading.Thread(target=protocol.heartbeat, daemon=True).start()
     send({"type": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), **versions()})
     worker = Worker()
+    try:
+        return lead(worker)
+    except GroupLost as e:
+        send({"type": "fatal", "message": f"the distributed group lost a rank: {e}"})
+        return 3
+
+
+def lead(worker):
+    """The main loop: requests from LMX, then a step of the batch while there is work."""
     while True:
         try:
             item = inbox.get(block=not worker.has_work())
@@ -58,26 +68,70 @@ def serve():
             item = None
         while item is not None:
             kind, payload = item
-            if kind == "eof":
+            if kind == "eof" or (kind == "msg" and payload["type"] == "shutdown"):
+                end_group(worker)
                 return 0
             if kind == "invalid":
                 send({"type": "fatal", "message": f"invalid message from LMX: {payload}"})
                 return 2
-            if payload["type"] == "shutdown":
-                return 0
             try:
                 worker.handle(payload)
+            except GroupLost:
+                raise
             except Exception as e:
                 log(traceback.format_exc())
                 rid = payload.get("id")
                 if rid is not None:
                     send({"type": "error", "id": rid, "code": "worker_error", "message": f"{type(e).__name__}: {e}"})
+            if worker.following:
+                return follow(worker)
             try:
                 item = inbox.get_nowait()
             except queue.Empty:
                 item = None
         if worker.has_work():
             worker.step()
+
+
+def end_group(worker):
+    """Rank 0 going away tells the other ranks, so they end cleanly instead of reporting a lost rank."""
+    if worker.group is None:
+        return
+    try:
+        worker.group.broadcast({"op": "exit"})
+    except GroupLost:
+        pass
+
+
+def follow(worker):
+    """A rank other than 0: applies rank 0's operations until it ends the group."""
+
+    def answer_lmx():
+        # The main thread waits on rank 0; LMX may still ask for memory figures, or for an exit.
+        while True:
+            kind, payload = inbox.get()
+            if kind != "msg" or payload["type"] == "shutdown":
+                protocol.flush()
+                os._exit(0)
+            if payload["type"] == "memory":
+                send({"type": "memory", "id": payload["id"], "running": 0, **worker.memory_numbers()})
+            elif payload.get("id") is not None:
+                send({"type": "error", "id": payload["id"], "code": "not_leader",
+                      "message": f"this worker is rank {worker.group.rank} of a distributed model; rank 0 serves its requests"})
+
+    threading.Thread(target=answer_lmx, daemon=True).start()
+    while True:
+        op = worker.group.receive()
+        if op.get("op") == "exit":
+            send({"type": "ended", "message": "rank 0 ended the group (the model was unloaded on its node)"})
+            return 0
+        try:
+            worker.apply(op)
+        except GroupLost:
+            raise
+        except Exception as e:
+            log(traceback.format_exc())
+            raise GroupLost(f"{op.get('op')} failed on rank {worker.group.rank}: {type(e).__name__}: {e}") from e
 
 
 def self_test():

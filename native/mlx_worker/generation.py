@@ -2,6 +2,7 @@
 
 import json
 import math
+import secrets
 import time
 import traceback
 
@@ -11,6 +12,7 @@ from templates import TemplateLimitError, render_template_with_limits
 from textfilter import TEXT, THINK, TOOL, OutputSplitter, parse_tool_block
 from harmony import HarmonySplitter
 from tool_formats import fallback_format
+from distributed import GroupLost
 
 # Penalties look this many tokens back, as the llama.cpp engine does (its lastTokens).
 PENALTY_WINDOW = 64
@@ -58,6 +60,13 @@ class Worker:
         self.tools_format = None
         self.active = {}  # uid -> Request
         self.by_id = {}  # request id -> Request
+        # The distributed group when the model is sharded across processes (distributed.py), else None.
+        self.group = None
+
+    @property
+    def following(self):
+        """A rank other than 0 of a distributed model: it applies rank 0's operations and serves nothing itself."""
+        return self.group is not None and self.group.rank != 0
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -68,8 +77,17 @@ class Worker:
         from mlx_lm.models.cache import LRUPromptCache
 
         self.mx = mx
+        dist = msg.get("distributed")
         try:
-            self.model, self.tokenizer = load_model(msg["path"])
+            if dist:
+                from distributed import join
+                from mlx_lm.utils import sharded_load
+
+                self.group = join(mx, dist["rank"], dist["size"], dist.get("join_timeout_s") or 120,
+                                  lambda why: send({"type": "fatal", "message": f"cannot join the distributed group: {why}"}))
+                self.model, self.tokenizer = sharded_load(msg["path"])
+            else:
+                self.model, self.tokenizer = load_model(msg["path"])
         except ValueError as e:
             # mlx-lm's only signal that it has no module for the config's model_type.
             if str(e).startswith("Model type ") and str(e).endswith(" not supported."):
@@ -101,6 +119,7 @@ class Worker:
             "bos_token_ids": [int(t) for t in self.bos_ids()],
             "load_ms": round((time.perf_counter() - started) * 1000, 1),
             "memory": self.memory_numbers(),
+            **({"rank": self.group.rank, "size": self.group.size} if self.group is not None else {}),
         })
 
     def find_tools_format(self):
@@ -186,11 +205,6 @@ class Worker:
         if rid in self.by_id:
             send({"type": "error", "id": rid, "code": "duplicate_id", "message": f"request id {rid} is already running"})
             return
-        from mlx_lm.generate import StopSequences
-        from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
-        from mlx_lm.sample_utils import make_logits_processors
-
-        mx = self.mx
         p = msg["prompt"]
         tools = p.get("tools") or []
         try:
@@ -213,6 +227,36 @@ class Worker:
         # More than the room left is not an error: generation stops when the context is full.
         max_tokens = min(requested, self.ctx - n) if requested is not None else self.ctx - n
 
+        s = msg["sampling"]
+        if self.group is not None and s.get("seed") is None:
+            # Every rank samples the same token only if every rank draws the same random numbers.
+            s = {**s, "seed": secrets.randbits(31)}
+        tok = self.tokenizer
+        fmt = self.tools_format
+        parse_tools = msg["parse_tools"] and bool(tools) and fmt is not None
+        harmony = fmt is not None and fmt[0] == "harmony" and p["kind"] == "chat"
+        split = msg.get("split_reasoning", False) and p["kind"] == "chat" and tok.has_thinking
+        splitter = HarmonySplitter(msg.get("split_reasoning", False), parse_tools) if harmony else OutputSplitter(
+            tok.think_start if split else None, tok.think_end if split else None,
+            fmt[1] if parse_tools else None, fmt[2] if parse_tools else None,
+            in_think=split and self.ends_in_thinking(prompt), leading_json=parse_tools and fmt[4])
+        uid, cached = self.run({"op": "insert", "prompt": prompt, "max_tokens": max_tokens, "sampling": s})
+        detok = continuation_detokenizer(tok.detokenizer) if p["kind"] == "text" else tok.detokenizer
+        req = Request(rid, uid, n, cached, max_tokens, detok, splitter, tools if parse_tools else None)
+        req.logprobs = msg.get("logprobs")
+        req.last_token = prompt[-1] if prompt else None
+        self.active[uid] = req
+        self.by_id[rid] = req
+        send({"type": "started", "id": rid, "prompt_tokens": n, "cached_tokens": cached, "max_tokens": max_tokens})
+
+    def _insert(self, op):
+        """Starts a sequence: the longest cached prefix of the prompt is reused, the rest prefilled."""
+        from mlx_lm.generate import StopSequences
+        from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
+        from mlx_lm.sample_utils import make_logits_processors
+
+        prompt, s = op["prompt"], op["sampling"]
+        n = len(prompt)
         cache, rest = self.prompt_cache.fetch_nearest_cache("model", prompt)
         if cache is not None and not rest:
             # An exact hit still needs one token to evaluate for the first prediction.
@@ -222,9 +266,7 @@ class Worker:
             else:
                 cache, rest = None, prompt
         cached = n - len(rest)
-
-        s = msg["sampling"]
-        sampler = make_sampler(mx, float(s.get("temperature", 0.8) if s.get("temperature") is not None else 0.8),
+        sampler = make_sampler(self.mx, float(s.get("temperature", 0.8) if s.get("temperature") is not None else 0.8),
                                int(s.get("top_k") if s.get("top_k") is not None else 40),
                                float(s.get("top_p") if s.get("top_p") is not None else 0.95),
                                float(s.get("min_p") if s.get("min_p") is not None else 0.05),
@@ -239,37 +281,68 @@ class Worker:
             presence_penalty=s.get("presence_penalty"), presence_context_size=PENALTY_WINDOW,
             frequency_penalty=s.get("frequency_penalty"), frequency_context_size=PENALTY_WINDOW,
         )
-        fmt = self.tools_format
-        parse_tools = msg["parse_tools"] and bool(tools) and fmt is not None
-        harmony = fmt is not None and fmt[0] == "harmony" and p["kind"] == "chat"
-        split = msg.get("split_reasoning", False) and p["kind"] == "chat" and tok.has_thinking
-        splitter = HarmonySplitter(msg.get("split_reasoning", False), parse_tools) if harmony else OutputSplitter(
-            tok.think_start if split else None, tok.think_end if split else None,
-            fmt[1] if parse_tools else None, fmt[2] if parse_tools else None,
-            in_think=split and self.ends_in_thinking(prompt), leading_json=parse_tools and fmt[4])
         (uid,) = self.gen.insert(
             [rest],
-            max_tokens=[max_tokens],
+            max_tokens=[op["max_tokens"]],
             caches=[cache],
             all_tokens=[prompt[:cached]],
             samplers=[sampler],
             logits_processors=[processors],
             stop_sequences=[StopSequences([] if ignore_eos else [(int(t),) for t in tok.eos_token_ids])],
         )
-        detok = continuation_detokenizer(tok.detokenizer) if p["kind"] == "text" else tok.detokenizer
-        req = Request(rid, uid, n, cached, max_tokens, detok, splitter, tools if parse_tools else None)
-        req.logprobs = msg.get("logprobs")
-        req.last_token = prompt[-1] if prompt else None
-        self.active[uid] = req
-        self.by_id[rid] = req
-        send({"type": "started", "id": rid, "prompt_tokens": n, "cached_tokens": cached, "max_tokens": max_tokens})
+        return uid, cached
+
+    def _remove(self, op):
+        """Drops a sequence; `keep` keeps its KV cache for a later request sharing its prefix."""
+        if not op["keep"]:
+            self.gen.remove([op["uid"]])
+            return
+        caches = self.gen.remove([op["uid"]], return_prompt_caches=True)
+        for cache, tokens in caches.values():
+            self.prompt_cache.insert_cache("model", list(tokens), cache)
+
+    def _next(self):
+        """One step of the batch; finished sequences leave their KV cache to the prompt cache."""
+        prompt_responses, responses = self.gen.next()
+        for r in responses:
+            if r.finish_reason is not None and r.prompt_cache is not None:
+                self.prompt_cache.insert_cache("model", list(r.all_tokens), r.prompt_cache)
+        return prompt_responses, responses
+
+    def apply(self, op):
+        """Runs one operation on the model: here for rank 0 (via run) and as sent by it on the other ranks."""
+        kind = op["op"]
+        if kind == "insert":
+            return self._insert(op)
+        if kind == "remove":
+            return self._remove(op)
+        if kind == "step":
+            return self._next()
+        if kind == "score":
+            return self._score(op)
+        if kind == "reset":
+            return self._new_generator()
+        raise ValueError(f"unknown operation {kind!r}")
+
+    def run(self, op):
+        """Applies a model operation, first sending it to the other ranks when the model is distributed."""
+        if self.group is None:
+            return self.apply(op)
+        self.group.broadcast(op)
+        try:
+            return self.apply(op)
+        except GroupLost:
+            raise
+        except Exception as e:
+            # The other ranks may have done it; which state each rank's batch is in is no longer known.
+            raise GroupLost(f"{op['op']} failed on rank 0: {type(e).__name__}: {e}") from e
 
     def cancel(self, rid):
         req = self.by_id.pop(rid, None)
         if req is None:
             return  # already finished: its final message is on the way or sent
         self.active.pop(req.uid, None)
-        self.gen.remove([req.uid])
+        self.run({"op": "remove", "uid": req.uid, "keep": False})
         send({"type": "error", "id": rid, "code": "cancelled", "message": "cancelled"})
 
     def end(self, rid):
@@ -277,9 +350,7 @@ class Worker:
         req = self.by_id.get(rid)
         if req is None:
             return  # already finished: its `done` is on the way or sent
-        caches = self.gen.remove([req.uid], return_prompt_caches=True)
-        for cache, tokens in caches.values():
-            self.prompt_cache.insert_cache("model", list(tokens), cache)
+        self.run({"op": "remove", "uid": req.uid, "keep": True})
         # Text after the stop is never wanted; a tool call it cut is closed as it stands.
         req.splitter.abandon()
         self.send_output(req, req.splitter.finish(), cut=True)
@@ -291,6 +362,8 @@ class Worker:
     def step(self):
         try:
             self._step()
+        except GroupLost:
+            raise
         except Exception as e:
             # One bad step fails the requests in the batch, not the worker: the model stays loaded.
             log(traceback.format_exc())
@@ -298,7 +371,7 @@ class Worker:
         count_step()
 
     def _step(self):
-        prompt_responses, responses = self.gen.next()
+        prompt_responses, responses = self.run({"op": "step"})
         for r in prompt_responses:
             req = self.active.get(r.uid)
             if req is not None and not r.end_of_prompt:
@@ -337,8 +410,6 @@ class Worker:
             self.send_output(req, events, cut=r.finish_reason == "length")
             if r.finish_reason is None:
                 continue
-            if r.prompt_cache is not None:
-                self.prompt_cache.insert_cache("model", list(r.all_tokens), r.prompt_cache)
             finished.append((req, r.finish_reason))
         for req, reason in finished:
             self.finish(req, reason)
@@ -392,18 +463,27 @@ class Worker:
         })
 
     def score(self, msg):
-        from mlx_lm.models.cache import make_prompt_cache
-
-        mx = self.mx
-        tokens, first = msg["tokens"], msg["first_scored"]
+        tokens = msg["tokens"]
         if len(tokens) > self.ctx:
             send({"type": "error", "id": msg["id"], "code": "context_length_exceeded", "message": "the scored text does not fit the context",
                   "prompt_tokens": len(tokens), "context_length": self.ctx})
             return
+        out, entries = self.run({"op": "score", "tokens": tokens, "first_scored": msg["first_scored"], "top": msg.get("top")})
+        reply = {"type": "scores", "id": msg["id"], "logprobs": [x if math.isfinite(x) else -1e30 for x in out]}
+        if entries is not None:
+            reply["tokens"] = entries
+        send(reply)
+
+    def _score(self, op):
+        """Log-probabilities of tokens[first_scored:] given what precedes each, on a fresh cache."""
+        from mlx_lm.models.cache import make_prompt_cache
+
+        mx = self.mx
+        tokens, first, top = op["tokens"], op["first_scored"], op["top"]
         cache = make_prompt_cache(self.model)
         out = []
-        top = msg.get("top")
-        entries = [] if top is not None else None
+        # Only rank 0 answers; the others run the same forward passes for its collectives.
+        entries = [] if top is not None and not self.following else None
         pos = 0
         # Chunks as in prefill; logits are only evaluated where a token is scored, the rest only fills the cache.
         while pos < len(tokens) - 1:
@@ -421,10 +501,7 @@ class Worker:
             else:
                 mx.eval([c.state for c in cache])
             pos = end
-        reply = {"type": "scores", "id": msg["id"], "logprobs": [x if math.isfinite(x) else -1e30 for x in out]}
-        if entries is not None:
-            reply["tokens"] = entries
-        send(reply)
+        return out, entries
 
     def bos_ids(self):
         tok = self.tokenizer
@@ -437,7 +514,7 @@ class Worker:
             send({"type": "error", "id": req.id, "code": code, "message": message})
         self.active.clear()
         self.by_id.clear()
-        self._new_generator()
+        self.run({"op": "reset"})
 
     # -- dispatch -----------------------------------------------------------------------------
 

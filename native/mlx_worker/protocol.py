@@ -104,6 +104,10 @@ def validate(msg):
         _check(_is_int(msg.get("parallel")) and msg["parallel"] > 0, "parallel: expected a positive integer")
         _opt(msg, "prefill_step_size", lambda x: _is_int(x) and x > 0, "expected a positive integer")
         _opt(msg, "prompt_cache_bytes", lambda x: _is_int(x) and x >= 0, "expected a non-negative integer")
+        _opt(msg, "distributed", lambda d: isinstance(d, dict) and _is_int(d.get("size")) and 2 <= d["size"] <= 64
+             and _is_int(d.get("rank")) and 0 <= d["rank"] < d["size"]
+             and (d.get("join_timeout_s") is None or (_is_int(d["join_timeout_s"]) and 1 <= d["join_timeout_s"] <= 3600)),
+             "expected {rank, size, join_timeout_s} with 0 <= rank < size, 2 <= size <= 64")
     elif kind == "generate":
         _id(msg)
         p = msg.get("prompt")

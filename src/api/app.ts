@@ -15,6 +15,8 @@ import type { EngineBuilds } from "../update/engine-build/jobs.ts";
 import type { Metrics } from "../metrics/service.ts";
 import { DASHBOARD_SCRIPT_PATH, dashboardPage, dashboardRoutes, wantsDashboard } from "../dashboard/plugin.ts";
 import type { PeerService } from "../peers/service.ts";
+import type { Coordinator } from "../distributed/coordinator.ts";
+import type { GroupMember } from "../distributed/member.ts";
 import { log } from "../log.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import { VERSION } from "../version.ts";
@@ -26,6 +28,7 @@ import { adminEngineRoutes } from "./admin/engines.ts";
 import { adminEngineBuildRoutes } from "./admin/engine-builds.ts";
 import { adminImportRoutes } from "./admin/import.ts";
 import { adminKeyRoutes } from "./admin/keys.ts";
+import { adminDistributedRoutes } from "./admin/distributed.ts";
 import { adminModelRoutes } from "./admin/models.ts";
 import { adminPeerRoutes } from "./admin/peers.ts";
 import { adminRuntimeRoutes } from "./admin/runtimes.ts";
@@ -74,6 +77,8 @@ export interface AppDeps {
   ollamaListener?: (request: Request) => boolean;
   /** Other servers whose models are listed and proxied (--peer); none without it. */
   peers?: PeerService;
+  /** Sharding MLX models across LMX nodes: this node as coordinator and as member. */
+  distributed?: { coordinator: Coordinator; member: GroupMember };
 }
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
@@ -211,7 +216,8 @@ export function createApp(deps: AppDeps) {
     .use(ollamaRoutes({ ...deps, rootPage: (request) => (showsDashboard(request) ? dashboardPage() : undefined) }))
     .use(responsesRoutes(inference, deps.responses))
     .use(metricsRoutes(deps.metrics))
-    .use(adminModelRoutes(deps))
+    .use(adminModelRoutes({ ...deps, coordinator: deps.distributed?.coordinator }))
+    .use(deps.distributed ? adminDistributedRoutes(deps.distributed) : new Elysia())
     .use(adminSystemRoutes(deps))
     .use(adminActivityRoutes(deps))
     .use(adminKeyRoutes(deps))

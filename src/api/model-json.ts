@@ -10,6 +10,8 @@ export function modelFacts(s: ModelStatus) {
     size_bytes: s.info?.sizeBytes ?? null,
     max_context_length: s.info?.declaredContextLength ?? null,
     loaded_context_length: s.loadedContextLength ?? null,
+    // Sharded across nodes: the nodes by rank, as the coordinator names them ("local" is the coordinator).
+    ...(s.options?.distributed ? { nodes: s.options.distributed.nodes } : {}),
     ...(s.infoError ? { error: s.infoError } : {}),
   };
 }
@@ -28,6 +30,9 @@ export function modelStatusJson(s: ModelStatus, now = Date.now()) {
       ? { mode: s.speculative.mode, draft: s.speculative.draft ?? null, draft_n: s.speculative.draftTokens, draft_n_accepted: s.speculative.draftAcceptedTokens }
       : null,
     memory_bytes: memory,
+    ...(s.options?.distributed
+      ? { rank: s.options.distributed.rank, of: s.options.distributed.size, coordinator: s.options.distributed.coordinator, group: s.options.distributed.group }
+      : {}),
     active_requests: s.running,
     queued_requests: s.queued,
     idle_seconds: s.lastUsed !== undefined && s.running === 0 ? Math.round((now - s.lastUsed) / 1000) : null,

@@ -76,6 +76,25 @@ export interface ResolvedLoadSettings {
   flashAttention?: FlashAttentionMode;
   /** Speculative decoding; absent: off. The draft is resolved to its file by the scheduler. */
   speculative?: ResolvedSpeculative;
+  /** This load is one rank of a model sharded across nodes (MLX only); absent: the whole model here. */
+  distributed?: Placement;
+}
+
+/** Where one rank of a model sharded across LMX nodes sits (set by the coordinating node, never saved). */
+export interface Placement {
+  /** Names this group: the same on every node, new for every load. */
+  group: string;
+  rank: number;
+  /** Ranks in the group. */
+  size: number;
+  /** Each rank's node name as the coordinator calls it ("local" is the coordinator itself), by rank. */
+  nodes: string[];
+  /** The coordinating node's host name, for the other nodes' status output. */
+  coordinator: string;
+  /** Each rank's "ip:port" for the ring backend, by rank. */
+  hosts: string[];
+  /** Seconds a rank waits for all the others to connect. */
+  joinTimeoutS: number;
 }
 
 export type ResolvedSpeculative = { mode: "lookup" } | { mode: "draft"; draftId: string; draftPath: string };

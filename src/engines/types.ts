@@ -107,5 +107,14 @@ export interface Engine {
   inspect(descriptor: ModelDescriptor): Promise<ModelInfo>;
   estimateMemory(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate>;
   load(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<LoadedModel>;
+  /**
+   * For engines that shard a model across nodes: ends this node's rank of distributed group
+   * `group` at once, loading or loaded, because `reason` (another node of the group is gone). A
+   * load in progress rejects; a loaded model's requests fail and its onFailed fires. False when
+   * this engine holds no rank of that group.
+   */
+  abandonGroup?(group: string, reason: string): boolean;
+  /** For engines that shard a model across nodes: the versions of what computes, which must match on every node of a group. */
+  runtimeVersions?(): Promise<Record<string, string | null>>;
   dispose(): Promise<void>;
 }

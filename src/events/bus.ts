@@ -6,7 +6,7 @@ export type LmxEvent =
   | { type: "model.loading"; model: string; contextLength: number; parallel: number; threads: number }
   | { type: "model.loaded"; model: string; contextLength: number; memoryBytes: number; ms: number }
   | { type: "model.load_failed"; model: string; error: string }
-  | { type: "model.unloaded"; model: string; reason: "request" | "evict" | "ttl" | "shutdown" }
+  | { type: "model.unloaded"; model: string; reason: "request" | "evict" | "ttl" | "shutdown" | "ended" }
   /** A loaded model broke for good (its engine gave up on it) and was freed. */
   | { type: "model.failed"; model: string; error: string }
   | { type: "download.queued" | "download.started" | "download.done" | "download.cancelled"; id: string; spec: string; model?: string }

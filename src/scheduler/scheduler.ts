@@ -1,5 +1,7 @@
-import { errorMessage, InsufficientMemoryError, InvalidModelFileError, InvalidRequestError, LmxError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../errors.ts";
-import { layerLoadSettings, type LoadSettings } from "../config/load-settings.ts";
+import {
+  errorMessage, InsufficientMemoryError, InvalidModelFileError, InvalidRequestError, LmxError, ModelEndedError, ModelLoadError, ModelNotFoundError, OverloadedError,
+} from "../errors.ts";
+import { layerLoadSettings, type LoadSettings, type Placement } from "../config/load-settings.ts";
 import type { Engine, LoadedModel, ModelDescriptor, ModelFormat, ModelInfo, ResolvedLoadSettings } from "../engines/types.ts";
 import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
@@ -86,7 +88,7 @@ export class Scheduler {
    * The settings a model loads with, most specific first: this load request, the model's saved
    * defaults, config.json, server settings, then the model's own metadata.
    */
-  async resolveLoad(descriptor: ModelDescriptor, request: LoadSettings = {}): Promise<ModelLoad> {
+  async resolveLoad(descriptor: ModelDescriptor, request: LoadSettings = {}, placement?: Placement): Promise<ModelLoad> {
     const base = this.settings.load;
     const saved = this.seams.savedDefaults?.(descriptor.id);
     const own = layerLoadSettings(this.configured[descriptor.id], saved, request);
@@ -105,7 +107,9 @@ export class Scheduler {
       flashAttention: o.flashAttention,
       speculative: resolveSpeculative(descriptor, this.catalog, { merged: o, own, fromApi: layerLoadSettings(saved, request) }),
       batchSize: this.settings.batchSize,
-      ttl: o.ttl ?? base.ttl,
+      // A follower rank lives as long as its group: the coordinator's rank 0 decides when it ends.
+      ttl: placement && placement.rank > 0 ? 0 : o.ttl ?? base.ttl,
+      ...(placement ? { distributed: placement } : {}),
     };
     const tested = requested === undefined ? await this.seams.testedContext?.(descriptor) : undefined;
     if (tested !== undefined) {
@@ -129,7 +133,8 @@ export class Scheduler {
 
   private sameSettings(a: ResolvedLoadSettings, b: ResolvedLoadSettings): boolean {
     return a.contextLength === b.contextLength && a.parallel === b.parallel && a.threads === b.threads && (a.gpuLayers ?? null) === (b.gpuLayers ?? null)
-      && (a.flashAttention ?? "auto") === (b.flashAttention ?? "auto") && sameSpeculative(a.speculative, b.speculative);
+      && (a.flashAttention ?? "auto") === (b.flashAttention ?? "auto") && sameSpeculative(a.speculative, b.speculative)
+      && a.distributed?.group === b.distributed?.group;
   }
 
   /** Frees memory for `needed` bytes by unloading idle models, least recently used first. */
@@ -137,7 +142,9 @@ export class Scheduler {
     const used = () => [...this.entries.values()].filter((e) => e.loaded).reduce((a, e) => a + totalBytes(e.memory), 0);
     const budget = this.settings.memoryBudget;
     if (used() + needed <= budget) return;
-    const idle = [...this.entries.values()].filter((e) => e.loaded && e.id !== forId && !e.busy).sort((a, b) => a.lastUsed - b.lastUsed);
+    // A follower rank is never idle in this sense: its group serves requests on another node.
+    const idle = [...this.entries.values()].filter((e) => e.loaded && e.id !== forId && !e.busy && !((e.loaded.options.distributed?.rank ?? 0) > 0))
+      .sort((a, b) => a.lastUsed - b.lastUsed);
     for (const victim of idle) {
       if (used() + needed <= budget) break;
       if (victim.busy) continue;
@@ -159,8 +166,8 @@ export class Scheduler {
     return run;
   }
 
-  private load(e: Entry, descriptor: ModelDescriptor, request?: LoadSettings): Promise<LoadedModel> {
-    const loading: Promise<LoadedModel> = e.op.then(() => this.withLoadLock(() => this.loadLocked(e, descriptor, request).catch((err: unknown) => {
+  private load(e: Entry, descriptor: ModelDescriptor, request?: LoadSettings, placement?: Placement): Promise<LoadedModel> {
+    const loading: Promise<LoadedModel> = e.op.then(() => this.withLoadLock(() => this.loadLocked(e, descriptor, request, placement).catch((err: unknown) => {
       // A load the shutdown cut short (its engine freed, its trial process stopped) is the shutdown's 503, not a broken model.
       if (this.closed && !(err instanceof OverloadedError)) throw new OverloadedError(`server is shutting down; loading ${descriptor.id} was abandoned`);
       throw err;
@@ -169,11 +176,11 @@ export class Scheduler {
     return loading;
   }
 
-  private async loadLocked(e: Entry, descriptor: ModelDescriptor, request?: LoadSettings): Promise<LoadedModel> {
+  private async loadLocked(e: Entry, descriptor: ModelDescriptor, request?: LoadSettings, placement?: Placement): Promise<LoadedModel> {
     if (this.closed) throw new OverloadedError("server is shutting down");
-    const options = await this.resolveLoad(descriptor, request);
+    const options = await this.resolveLoad(descriptor, request, placement);
     if (e.loaded) {
-      if (!request || this.sameSettings(e.loaded.options, options)) {
+      if ((!request && !placement) || this.sameSettings(e.loaded.options, options)) {
         e.ttlSeconds = options.ttl;
         return e.loaded;
       }
@@ -234,10 +241,24 @@ export class Scheduler {
   }
 
   /** Explicit load (admin API). Reloads when the model is loaded with different options. */
-  async loadModel(id: string, request: LoadSettings = {}): Promise<ModelStatus> {
+  async loadModel(id: string, request: LoadSettings = {}, placement?: Placement): Promise<ModelStatus> {
     const descriptor = this.descriptor(id);
-    await this.load(this.entry(descriptor.id), descriptor, request);
+    await this.load(this.entry(descriptor.id), descriptor, request, placement);
     return this.status(descriptor);
+  }
+
+  /** Ends this node's rank of distributed group `group`, loading or loaded (a node of it is gone); false when it holds none. */
+  abandonGroup(group: string, reason: string): boolean {
+    return Object.values(this.engines).some((engine) => engine?.abandonGroup?.(group, reason) ?? false);
+  }
+
+  /** The model loaded as part of distributed group `group`, if any. */
+  groupMember(group: string): { id: string; placement: Placement; state: string } | undefined {
+    for (const e of this.entries.values()) {
+      const p = e.loaded?.options.distributed;
+      if (p?.group === group) return { id: e.id, placement: p, state: e.lifecycle.state };
+    }
+    return undefined;
   }
 
   /** A loaded model and one of its parallel sequences, waiting in its queue if all are busy. */
@@ -289,13 +310,17 @@ export class Scheduler {
   private failLoaded(e: Entry, model: LoadedModel, err: Error): void {
     const run = e.op.then(async () => {
       if (e.loaded !== model) return;
+      if (err instanceof ModelEndedError) {
+        await this.unloadEntry(e, "ended");
+        return;
+      }
       log.error("model failed; unloading it", { model: e.id, error: err.message });
       await this.unloadEntry(e, "failed", err);
     });
     e.op = run.catch((error: unknown) => log.error("unloading a failed model failed", { model: e.id, error: errorMessage(error) }));
   }
 
-  private async unloadEntry(e: Entry, reason: "request" | "evict" | "ttl" | "shutdown" | "failed", failure?: Error): Promise<void> {
+  private async unloadEntry(e: Entry, reason: "request" | "evict" | "ttl" | "shutdown" | "failed" | "ended", failure?: Error): Promise<void> {
     if (!e.loaded) return;
     e.lifecycle.transition("unloading", reason);
     e.slots?.rejectAll(failure ?? new OverloadedError(`model '${e.id}' was unloaded while the request waited`));

@@ -1,7 +1,8 @@
 import { Elysia } from "elysia";
 import * as v from "valibot";
-import { NotFoundError } from "../../errors.ts";
+import { InvalidRequestError, NotFoundError } from "../../errors.ts";
 import type { ManagedModel, ManagedModelDetail, ModelManager } from "../../admin/model-manager.ts";
+import type { Coordinator } from "../../distributed/coordinator.ts";
 import type { PeerService } from "../../peers/service.ts";
 import type { ProbeJob, ProbeService } from "../../probe/service.ts";
 import { probeFields } from "../../probe/fields.ts";
@@ -48,7 +49,7 @@ function splitTail(tail: string): { id: string; action?: string } {
 }
 
 /** `/admin/v1/models…`, `/admin/v1/ps` and `/admin/v1/probes…`. */
-export function adminModelRoutes({ manager, probes, peers }: { manager: ModelManager; probes: ProbeService; peers?: PeerService }) {
+export function adminModelRoutes({ manager, probes, peers, coordinator }: { manager: ModelManager; probes: ProbeService; peers?: PeerService; coordinator?: Coordinator }) {
   return new Elysia({ prefix: "/admin/v1" })
     .get("/models", async () => ({ object: "list", data: (await manager.list()).map(managedJson) }), {
       detail: { summary: "Every local model with its state and registry data", tags: ["Admin"] },
@@ -74,6 +75,11 @@ export function adminModelRoutes({ manager, probes, peers }: { manager: ModelMan
           return new Response(remote.body, { status: remote.status, headers: { ...remote.headers, "x-lmx-node": remote.node } });
         }
       }
+      if (action === "load" && body?.nodes) {
+        if (!coordinator) throw new NotFoundError("this server cannot shard models across nodes");
+        if (body.save) throw new InvalidRequestError("save: settings of a load across nodes are not saved as defaults", "save");
+        return modelStatusJson(await coordinator.load(id, body.nodes, loadSettingsFromBody(body)));
+      }
       if (action === "load") return modelStatusJson(await manager.load(id, loadSettingsFromBody(body ?? {}), body?.save ?? false));
       if (action === "unload") return manager.unload(id);
       if (action === "probe") {
@@ -85,8 +91,8 @@ export function adminModelRoutes({ manager, probes, peers }: { manager: ModelMan
     }, {
       body: v.optional(ModelActionBody),
       detail: {
-        summary: "Load (context_length, parallel, threads, gpu_layers, ttl, flash_attention, speculative, draft, save), unload, or probe (max, min, budget_minutes) a model",
-        description: "POST /admin/v1/models/{id}/load, /unload and /probe. Loading checks the memory budget first and evicts idle models if needed. Probing measures the model's real working context as an async job (202): follow it on /admin/v1/events or GET /admin/v1/probes/{job}.",
+        summary: "Load (context_length, parallel, threads, gpu_layers, ttl, flash_attention, speculative, draft, save, nodes), unload, or probe (max, min, budget_minutes) a model",
+        description: "POST /admin/v1/models/{id}/load, /unload and /probe. Loading checks the memory budget first and evicts idle models if needed. `nodes` (e.g. [\"local\", \"studio\"]) shards an MLX model across this node (rank 0, which serves it) and peer LMX nodes with mlx.distributed (docs/scaling.md). Probing measures the model's real working context as an async job (202): follow it on /admin/v1/events or GET /admin/v1/probes/{job}.",
         tags: ["Admin"],
       },
     })

@@ -5,7 +5,7 @@ import { layerLoadSettings, type LoadSettings, loadSettingFields } from "../../c
 const positiveInt = (max: number) => v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(max)));
 
 /** The load settings (src/config/load-settings.ts) under their snake_case wire names. */
-const loadSettingsEntries = {
+export const loadSettingsEntries = {
   context_length: loadSettingFields.contextLength,
   parallel: loadSettingFields.parallel,
   threads: loadSettingFields.threads,
@@ -32,6 +32,8 @@ export const LoadBody = v.object({
   ...loadSettingsEntries,
   /** Also remember these settings as the model's defaults (used by JIT loads). */
   save: v.optional(v.boolean()),
+  /** Shard an MLX model across these nodes: "local" (this node, rank 0, which serves it) and peer names. */
+  nodes: v.optional(v.pipe(v.array(v.pipe(v.string(), v.minLength(1), v.maxLength(100))), v.minLength(1), v.maxLength(16))),
 });
 export type LoadBody = v.InferOutput<typeof LoadBody>;
 

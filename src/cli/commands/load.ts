@@ -19,21 +19,28 @@ export const loadFlags = [
   { key: "save", kind: "bool", default: false, flagOnly: true, description: "Remember these settings as the model's defaults." },
 ] as const satisfies readonly Setting[];
 
+const nodesFlag = {
+  key: "nodes", kind: "string", flagOnly: true, placeholder: "local,PEER…",
+  description: "Shard an MLX model across these LMX nodes: local (rank 0, serves it) and peer names (docs/scaling.md).",
+} as const satisfies Setting;
+
 export const load = clientCommand({
   summary: "Load a model (checks the memory budget first)",
-  usage: "load <model> [--ctx N] [--parallel N] [--threads N] [--gpu-layers N] [--ttl SECONDS] [--flash-attention auto|on|off] [--speculative off|lookup|draft] [--draft MODEL] [--save]",
+  usage: "load <model> [--ctx N] [--parallel N] [--threads N] [--gpu-layers N] [--ttl SECONDS] [--flash-attention auto|on|off] [--speculative off|lookup|draft] [--draft MODEL] [--save] [--nodes local,PEER…]",
   minArgs: 1,
-  settings: loadFlags,
+  settings: [...loadFlags, nodesFlag],
   async run({ client, flags, args, print }) {
     const settings = { contextLength: flags.ctx, parallel: flags.parallel, threads: flags.threads, gpuLayers: flags.gpuLayers, ttl: flags.ttl,
       flashAttention: v.parse(loadSettingFields.flashAttention, flags.flashAttention),
       speculative: v.parse(loadSettingFields.speculative, flags.speculative), draft: v.parse(loadSettingFields.draft, flags.draft) };
-    const body = { ...loadSettingsToBody(settings), save: flags.save || undefined };
+    const nodes = flags.nodes?.split(",").map((n) => n.trim()).filter(Boolean);
+    const body = { ...loadSettingsToBody(settings), save: flags.save || undefined, nodes };
     const m = await client.post<{ id: string; loaded_context_length: number; memory_bytes: number; parallel: number; threads: number; flash_attention: string | null;
-      speculative: { mode: string; draft: string | null } | null }>(`/admin/v1/models/${encodeId(args[0]!)}/load`, body);
+      speculative: { mode: string; draft: string | null } | null; rank?: number; of?: number }>(`/admin/v1/models/${encodeId(args[0]!)}/load`, body);
     const flash = m.flash_attention === null ? "" : `, flash attention ${m.flash_attention}`;
     const spec = m.speculative === null ? "" : `, speculative ${m.speculative.mode}${m.speculative.draft === null ? "" : ` (draft ${m.speculative.draft})`}`;
-    print(m, () => `loaded ${m.id}: context ${m.loaded_context_length} × ${m.parallel}, ${m.threads} threads${flash}${spec}, ${bytes(m.memory_bytes)}`);
+    const across = m.of === undefined ? "" : ` across ${nodes?.join(", ")} (rank 0 of ${m.of} here)`;
+    print(m, () => `loaded ${m.id}${across}: context ${m.loaded_context_length} × ${m.parallel}, ${m.threads} threads${flash}${spec}, ${bytes(m.memory_bytes)}${across ? " on this node" : ""}`);
     return 0;
   },
 });

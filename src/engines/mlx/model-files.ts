@@ -137,5 +137,9 @@ export function estimateMemory(files: MlxModelFiles, options: ResolvedLoadSettin
   const valueBytes = c.torch_dtype?.toLowerCase() === "float32" && !c.quantization ? 4 : 2;
   const kvBytes = 2 * layers * kvHeads * headDim * valueBytes * options.contextLength * options.parallel;
   const logitsBytes = (c.vocab_size ?? 32_000) * 4 * options.parallel * 4;
-  return { modelBytes: files.weightsBytes + WORKER_OVERHEAD_BYTES, contextBytes: 2 * kvBytes + logitsBytes, gpuBytes: 0, kvBytes };
+  // A rank of a sharded model holds its share of the weights and of the KV cache (tensor parallel
+  // splits heads, pipeline parallel layers); the logits are whole on every rank.
+  const share = options.distributed?.size ?? 1;
+  const kvShare = Math.ceil(kvBytes / share);
+  return { modelBytes: Math.ceil(files.weightsBytes / share) + WORKER_OVERHEAD_BYTES, contextBytes: 2 * kvShare + logitsBytes, gpuBytes: 0, kvBytes: kvShare };
 }

@@ -47,6 +47,13 @@ export const ToWorker = v.variant("type", [
     parallel: v.pipe(v.number(), v.integer(), v.minValue(1)),
     prefill_step_size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
     prompt_cache_bytes: v.optional(count),
+    /** This worker is rank `rank` of `size` of one model sharded with mlx.distributed (the hosts come in MLX_HOSTFILE). */
+    distributed: v.optional(v.object({
+      rank: count,
+      size: v.pipe(v.number(), v.integer(), v.minValue(2), v.maxValue(64)),
+      /** Seconds to wait for every rank to connect before giving up. */
+      join_timeout_s: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(3600))),
+    })),
   }),
   v.object({
     type: v.literal("generate"),
@@ -143,6 +150,8 @@ export const FromWorker = v.variant("type", [
     bos_token_ids: v.array(count),
     load_ms: ms,
     memory: v.object(Memory),
+    rank: v.optional(count),
+    size: v.optional(count),
   }),
   v.object({ type: v.literal("started"), id, prompt_tokens: count, cached_tokens: count, max_tokens: count }),
   v.object({ type: v.literal("progress"), id, processed: count, total: count }),
@@ -189,6 +198,8 @@ export const FromWorker = v.variant("type", [
   v.object({ type: v.literal("memory"), id, running: count, ...Memory }),
   v.object({ type: v.literal("scores"), id, logprobs: v.array(v.number()), tokens: v.optional(v.array(WorkerTokenLogprob)) }),
   v.object({ type: v.literal("fatal"), message: v.string() }),
+  /** A rank other than 0 of a distributed model: rank 0 ended the group (its model was unloaded). The worker exits next. */
+  v.object({ type: v.literal("ended"), message: v.string() }),
 ]);
 export type FromWorker = v.InferOutput<typeof FromWorker>;
 export type WorkerReply = Extract<FromWorker, { id: string }>;

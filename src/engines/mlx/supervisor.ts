@@ -37,6 +37,11 @@ export interface SupervisorOptions {
   /** Restarts allowed within restartWindowMs; one more crash marks the worker failed. */
   maxRestarts?: number;
   restartWindowMs?: number;
+  /**
+   * A worker that must never be restarted (one rank of a distributed model: a new process cannot
+   * rejoin its group): its first crash fails it with `lost(why)`; its announced end (`ended`) with `ended(message)`.
+   */
+  once?: { lost: (why: string) => Error; ended: (message: string) => Error };
 }
 
 /** Lines of the worker's stderr kept for error messages. */
@@ -56,9 +61,11 @@ export class WorkerSupervisor {
   private watchdog: ReturnType<typeof setInterval> | undefined;
   private readonly restarts: RestartPolicy;
   private lastCrash: string | undefined;
-  private failure: WorkerFailedError | undefined;
+  private failure: Error | undefined;
   private readonly failedListeners: ((err: Error) => void)[] = [];
   private stderrTail: string[] = [];
+  /** What the worker said when it announced its own end (see SupervisorOptions.once). */
+  private endedWith: string | undefined;
   /** Resolves once the current process's stderr is read to the end. */
   private stderrDone: Promise<void> = Promise.resolve();
   /** Set by stop(): the worker is never started again. */
@@ -267,6 +274,9 @@ export class WorkerSupervisor {
       case "fatal":
         this.kill(proc, `gave up: ${msg.message}`);
         return;
+      case "ended":
+        this.endedWith = msg.message;
+        return;
       default: {
         if (this.helloWaiter) { this.kill(proc, `sent ${msg.type} before hello`); return; }
         const listener = this.listeners.get(msg.id);
@@ -304,7 +314,16 @@ export class WorkerSupervisor {
     this.crash(why);
   }
 
+  /** Ends the worker at once: its requests fail with `why` (a node of its distributed group is gone). */
+  abandon(why: string): void {
+    if (this.proc) this.kill(this.proc, why);
+  }
+
   private crash(why: string): void {
+    if (this.opts.once && this.state !== "stopping") {
+      this.failOnce(this.endedWith !== undefined ? this.opts.once.ended(this.endedWith) : this.opts.once.lost(why), why);
+      return;
+    }
     this.lastCrash = why;
     const tooMany = this.restarts.crashed();
     log.error("mlx worker crashed", { model: this.opts.label, pid: this.proc?.pid, reason: why, crashes: this.restarts.crashesInARow });
@@ -313,6 +332,17 @@ export class WorkerSupervisor {
     if (this.state === "stopping") { this.transition("stopped", why); return; }
     this.transition("crashed", why);
     if (tooMany) this.fail();
+  }
+
+  /** The end of a worker that is never restarted: no back-off, no crash count; requests get `err`. */
+  private failOnce(err: Error, why: string): void {
+    this.lastCrash = why;
+    log.error("mlx worker ended; it is not restarted", { model: this.opts.label, pid: this.proc?.pid, reason: why });
+    this.failure = err;
+    this.cleanup(err);
+    this.transition("crashed", why);
+    this.transition("failed", why);
+    for (const l of this.failedListeners) l(err);
   }
 
   private fail(): void {

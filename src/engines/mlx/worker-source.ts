@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import main from "../../../native/mlx_worker/__main__.py" with { type: "text" };
+import distributed from "../../../native/mlx_worker/distributed.py" with { type: "text" };
 import generation from "../../../native/mlx_worker/generation.py" with { type: "text" };
 import harmony from "../../../native/mlx_worker/harmony.py" with { type: "text" };
 import protocol from "../../../native/mlx_worker/protocol.py" with { type: "text" };
@@ -17,6 +18,7 @@ import toolFormats from "../../../native/mlx_worker/tool_formats.py" with { type
 /** File name → source, in a fixed order (the hash depends on it). */
 export const WORKER_FILES: Readonly<Record<string, string>> = {
   "__main__.py": main,
+  "distributed.py": distributed,
   "generation.py": generation,
   "harmony.py": harmony,
   "protocol.py": protocol,

@@ -1,0 +1,190 @@
+// The coordinating node of a model sharded across LMX nodes: it checks every node, gives each its
+// rank and the ring's addresses, loads rank 0 itself (which serves the requests), and watches the
+// others: a node that stops answering ends the group on every node.
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import type { LoadSettings, Placement } from "../config/load-settings.ts";
+import { errorMessage, InvalidRequestError, LmxError, ModelLoadError } from "../errors.ts";
+import { log } from "../log.ts";
+import type { ModelStatus, Scheduler } from "../scheduler/scheduler.ts";
+import { ipv4Of, localAddressToward } from "./addresses.ts";
+import type { GroupMember } from "./member.ts";
+import { callNode, type CallResult, type NodeRef } from "./peer-call.ts";
+
+/** Ranks in one group at most (mlx.distributed's ring is meant for a handful of machines). */
+export const MAX_NODES = 16;
+const PREPARE_MS = 120_000;
+/** A rank's load includes reading its shard of the weights; this only bounds a node that never answers. */
+const JOIN_MS = 30 * 60_000;
+
+export interface CoordinatorOptions {
+  /** The node a name in `nodes` stands for (a peer LMX with the admin key we hold), or a reason it cannot be used. */
+  node(name: string): NodeRef | string;
+  /** Load settings in the admin API's wire names, for the nodes' load requests. */
+  toWire(settings: LoadSettings): Record<string, unknown>;
+  heartbeatMs: number;
+  /** Heartbeats in a row a node may miss before the group is ended. */
+  misses: number;
+  joinTimeoutS: number;
+}
+
+interface Group {
+  model: string;
+  placement: Omit<Placement, "rank">;
+  peers: NodeRef[];
+  missed: Map<string, number>;
+}
+
+export interface GroupInfo {
+  group: string;
+  model: string;
+  nodes: string[];
+  hosts: string[];
+}
+
+export class Coordinator {
+  private readonly groups = new Map<string, Group>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private ticking = false;
+
+  constructor(private readonly scheduler: Scheduler, private readonly member: GroupMember, private readonly opts: CoordinatorOptions) {}
+
+  list(): GroupInfo[] {
+    return [...this.groups].map(([group, g]) => ({ group, model: g.model, nodes: g.placement.nodes, hosts: g.placement.hosts }));
+  }
+
+  /** Loads `model` across `nodes` ("local" and peer names); resolves with rank 0's status once every rank is loaded. */
+  async load(model: string, nodes: readonly string[], settings: LoadSettings): Promise<ModelStatus> {
+    const ordered = this.order(nodes);
+    const peers = ordered.slice(1).map((name) => {
+      const ref = this.opts.node(name);
+      if (typeof ref === "string") throw new InvalidRequestError(`nodes: ${ref}`, "nodes", "node_unavailable");
+      return ref;
+    });
+    const local = await this.member.prepare(model);
+    const answers = await Promise.all(peers.map((p) => callNode(p, "POST", "/admin/v1/distributed/prepare", { model: local.model }, PREPARE_MS)));
+    const problems: string[] = [];
+    answers.forEach((a, i) => {
+      const name = peers[i]!.name;
+      if (!a.ok) problems.push(preflightProblem(name, local.model, a));
+      else {
+        const theirs = (a.body.versions ?? {}) as Record<string, unknown>;
+        for (const [pkg, ours] of Object.entries(local.versions)) {
+          if (theirs[pkg] !== ours) problems.push(`node ${name} runs ${pkg} ${String(theirs[pkg] ?? "unknown")}, this node ${ours ?? "unknown"} (every node needs the same: 'lmx runtime update mlx' there)`);
+        }
+        if (typeof a.body.port !== "number") problems.push(`node ${name} did not say which port its rank listens on`);
+      }
+    });
+    if (problems.length) throw new InvalidRequestError(`cannot load ${local.model} across ${ordered.join(", ")}: ${problems.join("; ")}`, "nodes", "distributed_preflight_failed");
+
+    const placement = await this.place(ordered, peers, local.port, answers);
+    const group = placement.group;
+    log.info("loading a model across nodes", { model: local.model, nodes: ordered, hosts: placement.hosts, group });
+    const fail = (why: string) => this.scheduler.abandonGroup(group, why);
+    const joins = peers.map(async (p, i) => {
+      const r = await callNode(p, "POST", "/admin/v1/distributed/ranks", { model: local.model, ...this.opts.toWire(settings), placement: { ...wirePlacement(placement), rank: i + 1 } }, JOIN_MS);
+      // Rank 0 would wait for the missing rank until its join timeout: end it now.
+      if (!r.ok) fail(`node ${p.name} could not load its rank: ${r.message}`);
+      return r;
+    });
+    const [mine, ...theirs] = await Promise.allSettled([this.scheduler.loadModel(local.model, settings, { ...placement, rank: 0 }), ...joins]);
+    theirs.forEach((r, i) => {
+      if (r.status === "fulfilled" && !r.value.ok) problems.push(`node ${peers[i]!.name}: ${r.value.message}`);
+      if (r.status === "rejected") problems.push(`node ${peers[i]!.name}: ${errorMessage(r.reason)}`);
+    });
+    if (mine.status === "rejected" && problems.length === 0) problems.push(`this node: ${errorMessage(mine.reason)}`);
+    if (problems.length || mine.status === "rejected") {
+      fail("the group could not be loaded");
+      await Promise.all(peers.map((p) => callNode(p, "DELETE", `/admin/v1/distributed/groups/${group}`, undefined, 10_000)));
+      const status = mine.status === "rejected" && mine.reason instanceof LmxError && mine.reason.status < 500 ? mine.reason.status : 503;
+      throw new ModelLoadError(`cannot load ${local.model} across ${ordered.join(", ")}: ${problems.join("; ")}`, "distributed_load_failed", status);
+    }
+    this.groups.set(group, { model: local.model, placement, peers, missed: new Map() });
+    this.timer ??= setInterval(() => void this.tick(), this.opts.heartbeatMs);
+    this.timer.unref?.();
+    return mine.value;
+  }
+
+  /** The nodes in rank order: this node first (rank 0 serves the requests), then the others as given. */
+  private order(nodes: readonly string[]): string[] {
+    if (new Set(nodes).size !== nodes.length) throw new InvalidRequestError("nodes: a node is named twice", "nodes");
+    if (!nodes.includes("local")) throw new InvalidRequestError("nodes must include 'local': the node that receives the load is rank 0 and serves the model's requests", "nodes");
+    if (nodes.length < 2) throw new InvalidRequestError("nodes: name 'local' and at least one peer", "nodes");
+    if (nodes.length > MAX_NODES) throw new InvalidRequestError(`nodes: at most ${MAX_NODES}`, "nodes");
+    return ["local", ...nodes.filter((n) => n !== "local")];
+  }
+
+  private async place(ordered: string[], peers: NodeRef[], localPort: number, answers: CallResult[]): Promise<Omit<Placement, "rank">> {
+    const urls = peers.map((p) => new URL(p.url));
+    const ips = await Promise.all(urls.map((u) => ipv4Of(u.hostname)));
+    const first = urls[0]!;
+    let localIp: string;
+    try {
+      localIp = await localAddressToward(ips[0]!, Number(first.port || (first.protocol === "https:" ? 443 : 80)));
+    } catch (err) {
+      throw new InvalidRequestError(`cannot tell which address node ${peers[0]!.name} reaches this node by: ${errorMessage(err)}`, "nodes", "node_unavailable");
+    }
+    const ports = answers.map((a) => (a.ok ? Number(a.body.port) : 0));
+    return {
+      group: randomUUID(),
+      size: ordered.length,
+      nodes: ordered,
+      hosts: [`${localIp}:${localPort}`, ...ips.map((ip, i) => `${ip}:${ports[i]}`)],
+      coordinator: hostname(),
+      joinTimeoutS: this.opts.joinTimeoutS,
+    };
+  }
+
+  private async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      await Promise.all([...this.groups].map(([group, g]) => this.check(group, g)));
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private async check(group: string, g: Group): Promise<void> {
+    if (!this.scheduler.groupMember(group)) {
+      // Rank 0 ended (unloaded, evicted, failed): the others end too, if they have not yet.
+      this.groups.delete(group);
+      await Promise.all(g.peers.map((p) => callNode(p, "DELETE", `/admin/v1/distributed/groups/${group}`, undefined, 10_000)));
+      return;
+    }
+    for (const p of g.peers) {
+      const r = await callNode(p, "GET", `/admin/v1/distributed/groups/${group}`, undefined, Math.max(1000, this.opts.heartbeatMs * 1.5));
+      if (r.ok) {
+        g.missed.set(p.name, 0);
+        continue;
+      }
+      const missed = (g.missed.get(p.name) ?? 0) + 1;
+      g.missed.set(p.name, missed);
+      if (r.status === 404 || missed >= this.opts.misses) {
+        const why = r.status === 404 ? `node ${p.name} no longer holds its rank (${r.message})` : `node ${p.name} ${r.message}`;
+        log.error("a node of a distributed group is gone; ending the group", { group, model: g.model, node: p.name, reason: r.message });
+        this.groups.delete(group);
+        this.scheduler.abandonGroup(group, why);
+        await Promise.all(g.peers.filter((o) => o !== p).map((o) => callNode(o, "DELETE", `/admin/v1/distributed/groups/${group}`, undefined, 10_000)));
+        return;
+      }
+    }
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+}
+
+/** The placement under the wire's names (join_timeout_s), as /admin/v1/distributed/ranks takes it. */
+function wirePlacement(p: Omit<Placement, "rank">) {
+  return { group: p.group, size: p.size, nodes: p.nodes, hosts: p.hosts, coordinator: p.coordinator, join_timeout_s: p.joinTimeoutS };
+}
+
+function preflightProblem(name: string, model: string, a: Extract<CallResult, { ok: false }>): string {
+  if (a.code === "model_not_found") {
+    return `node ${name} has no model '${model}': download it there (POST its /admin/v1/downloads, or 'lmx pull' with LMX_HOST pointing at it) or import the folder there ('lmx import')`;
+  }
+  if (a.status === 404) return `node ${name} is not an LMX server that can shard models (${a.message})`;
+  return `node ${name} ${a.message}`;
+}
