@@ -204,13 +204,11 @@ export class PeerService {
       if (!peer) return undefined;
       const outcome = await this.forward(peer, { api, method: "GET", path, signal, firstByteMs: PS_ANSWER_MS, headers: { accept: "application/json" } });
       if (outcome.kind !== "answer") return undefined;
-      if (outcome.status !== 200 || !outcome.body) {
-        await outcome.body?.cancel();
-        return undefined;
-      }
+      // Read to its end (or the bound) whatever the status, so the answer is counted as it ended.
       const text = await readBounded(new Response(outcome.body), MAX_PS_BYTES).catch(() => undefined);
+      if (outcome.status !== 200 || text === undefined) return undefined;
       try {
-        return text === undefined ? undefined : { peer: s.name, body: JSON.parse(text) as unknown };
+        return { peer: s.name, body: JSON.parse(text) as unknown };
       } catch {
         return undefined;
       }

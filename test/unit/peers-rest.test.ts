@@ -6,6 +6,9 @@ import { describe, expect, test } from "bun:test";
 import { fakeApp, readSse } from "../fakes/fake-app.ts";
 import type { FakeModelSpec } from "../fakes/fake-engine.ts";
 import { parseExposition } from "../helpers/exposition.ts";
+import { HeldResponses } from "../../src/peers/held-responses.ts";
+import { watchResponseId } from "../../src/peers/response-id.ts";
+import { openDb } from "../../src/store/db.ts";
 
 type Json = Record<string, any>;
 type Flaky = (path: string, body: Json, signal: AbortSignal) => Promise<Response>;
@@ -228,5 +231,45 @@ describe("Ollama /api/show and /api/ps for peers' models", () => {
     s.setStudio(false);
     await s.local.peers!.health.pollAll();
     expect(((await (await s.local.request("/api/ps")).json()) as Json).models.map((m: Json) => m.name)).toEqual(["qwen"]);
+  });
+});
+
+describe("which peer holds a response", () => {
+  test("bounded by count and age, oldest first; ids that are no response id are not kept", () => {
+    let now = 1000;
+    const held = new HeldResponses(openDb(":memory:"), { count: 2, ageMs: 100 }, () => now);
+    held.remember("resp_a", "studio");
+    now += 1;
+    held.remember("resp_b", "gpu");
+    now += 1;
+    held.remember("resp_c", "studio");
+    expect([held.holder("resp_a"), held.holder("resp_b"), held.holder("resp_c")]).toEqual([undefined, "gpu", "studio"]);
+    held.remember("../x", "studio");
+    held.remember("x".repeat(300), "studio");
+    expect([held.holder("../x"), held.holder("x".repeat(300))]).toEqual([undefined, undefined]);
+    now += 101;
+    expect(held.holder("resp_c")).toBeUndefined();
+    held.remember("resp_d", "gpu");
+    held.forget("resp_d");
+    expect(held.holder("resp_d")).toBeUndefined();
+    const none = new HeldResponses(openDb(":memory:"), { count: 0, ageMs: 100 });
+    none.remember("resp_e", "studio");
+    expect(none.holder("resp_e")).toBeUndefined();
+  });
+
+  test("the id is read from an answer passing through, split across chunks, only near its start", async () => {
+    const pieces = (chunks: string[]) => new ReadableStream<Uint8Array>({
+      start(c) {
+        for (const chunk of chunks) c.enqueue(new TextEncoder().encode(chunk));
+        c.close();
+      },
+    });
+    const found: string[] = [];
+    const split = watchResponseId(pieces(['event: response.created\ndata: {"type":"response.created","response":{"i', 'd":"resp_1', '23","object":"response"}}\n\n', '{"id":"resp_later"}']), (id) => found.push(id));
+    expect(await new Response(split).text()).toContain("resp_later");
+    expect(found).toEqual(["resp_123"]);
+    const late = watchResponseId(pieces(["x".repeat(70 * 1024), '{"id":"resp_far"}']), (id) => found.push(id));
+    expect((await new Response(late).text()).length).toBe(70 * 1024 + 17);
+    expect(found).toEqual(["resp_123"]);
   });
 });
