@@ -157,6 +157,15 @@ describe("stored responses a peer holds", () => {
     const gone = await s.local.request(`/v1/responses/${response.id}`);
     expect([gone.status, gone.headers.get("x-lmx-node")]).toEqual([404, "local"]);
     expect(s.seen.length).toBe(tries);
+    // Deleted on the peer itself: the peer's 404 says so once, then it is forgotten here.
+    const other = (await (await s.local.post("/v1/responses", { model: "big", input: "hi" })).json()) as Json;
+    expect((await s.studio.request(`/v1/responses/${other.id}`, { method: "DELETE" })).status).toBe(200);
+    const peer404 = await s.local.request(`/v1/responses/${other.id}`);
+    expect([peer404.status, peer404.headers.get("x-lmx-node")]).toEqual([404, "studio"]);
+    expect(((await peer404.json()) as Json).error.message).toMatch(/^peer studio: No response found/);
+    const asked = s.seen.length;
+    expect((await s.local.request(`/v1/responses/${other.id}`)).headers.get("x-lmx-node")).toBe("local");
+    expect(s.seen.length).toBe(asked);
   });
 
   test("a streamed response is remembered too; store: false is not; a down holder is a 503", async () => {
@@ -169,7 +178,7 @@ describe("stored responses a peer holds", () => {
     s.setStudio(false);
     await s.local.peers!.health.pollAll();
     const down = await s.local.request(`/v1/responses/${id}`);
-    expect(down.status).toBe(503);
+    expect([down.status, down.headers.get("x-lmx-node")]).toEqual([503, "local"]);
     expect(((await down.json()) as Json).error).toMatchObject({ code: "peer_unavailable", message: expect.stringMatching(/response 'resp_\w+' is unavailable now: peer studio is down/) });
   });
 

@@ -23,8 +23,10 @@ export async function showOnPeer(peers: PeerService, target: Extract<Target, { k
   if (up && !peers.isLmx(target.peer)) {
     throw new LmxError(`model "${name}" is served by peer ${target.peer}, which is not an LMX server: its details are not available through Ollama's API here`, 501, "invalid_request_error", "not_implemented", "model");
   }
-  const { name: _unused, ...rest } = body;
-  const step = await peers.call(target.peer, `model "${name}"`, { api: "ollama.show", path: "/api/show", body: { ...rest, model: target.model }, signal, headers: { accept: "application/json" } });
+  // The peer's own id, in the field current Ollama clients use.
+  const forwarded: Entry = { ...body, model: target.model };
+  delete forwarded.name;
+  const step = await peers.call(target.peer, `model "${name}"`, { api: "ollama.show", path: "/api/show", body: forwarded, signal, headers: { accept: "application/json" } });
   set.headers[NODE_HEADER] = step.node;
   set.status = step.status;
   return new Response(step.body, { status: step.status, headers: { ...step.headers, [NODE_HEADER]: step.node } });

@@ -33,7 +33,6 @@ export const DISPATCHED_PATHS: ReadonlySet<string> = new Set(Object.keys(DISPATC
 /** Client headers a peer needs to read the request as the client meant it. */
 const FORWARDED_HEADERS = ["anthropic-version", "anthropic-beta", "openai-beta"];
 
-
 interface Walk {
   name: string;
   api: PeerApiLabel;

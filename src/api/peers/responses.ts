@@ -16,15 +16,19 @@ export async function storedResponseForwarding(peers: PeerService, request: Requ
   const id = decodeURIComponent(m[1]!);
   const peer = peers.holder(id);
   if (!peer) return undefined;
-  set.headers[NODE_HEADER] = peer;
   try {
     const step = await peers.call(peer, `response '${id}'`, { api: "openai.responses.stored", method, path: path + new URL(request.url).search, signal: request.signal });
     if (method === "DELETE" && step.status < 300) peers.forget(id);
+    set.headers[NODE_HEADER] = peer;
     set.status = step.status;
     return new Response(step.body, { status: step.status, headers: { ...step.headers, [NODE_HEADER]: peer } });
   } catch (err) {
-    // The peer no longer has it (deleted there, or evicted by its own bounds): neither does this server.
-    if (err instanceof PeerError && err.status === 404) peers.forget(id);
+    if (err instanceof PeerError) {
+      // The peer answered, so the answer names it.
+      set.headers[NODE_HEADER] = peer;
+      // It no longer has the response (deleted there, or evicted by its own bounds): neither does this server.
+      if (err.status === 404) peers.forget(id);
+    }
     throw err;
   }
 }
