@@ -123,7 +123,7 @@ export function modelRoutes(manager: ModelManager, scheduler: Scheduler, peers?:
         return { ...summary(m), expires_at: expires, size: s.memory ? s.memory.modelBytes + s.memory.contextBytes : summary(m).size, size_vram: s.memory?.gpuBytes ?? 0, context_length: s.loadedContextLength ?? 0, node: "local" };
       });
       if (!peers || query.node === "local") return { models: local };
-      const ids = new Set((await manager.list()).map((m) => m.status.descriptor.id));
+      const ids = new Set((await scheduler.list()).map((s) => s.descriptor.id));
       return { models: [...local, ...(await loadedOnPeers(peers, ids, request.signal))] };
     }, {
       query: PsQuery,
