@@ -31,6 +31,7 @@ import { ModelManager } from "./admin/model-manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import { chainOf, routeProblem, RouteTable } from "./models/routes.ts";
 import { PeerHealth } from "./peers/health.ts";
+import { HeldResponses } from "./peers/held-responses.ts";
 import { peerKey, peerProblem, PeerRegistry, type PeerSpec } from "./peers/registry.ts";
 import { PeerService } from "./peers/service.ts";
 import { Coordinator } from "./distributed/coordinator.ts";
@@ -123,7 +124,8 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   const peerSpecs = declaredPeers(configuredPeers, config.peers);
   const storedResponsesBytes = byteSize(config.storedResponsesSize, "--stored-responses-size", "256MB");
   const db = openDb(join(home, "lmx.db"));
-  const responses = new ResponseStore(db, { count: config.storedResponses ?? 10_000, bytes: storedResponsesBytes, ageMs: (config.storedResponsesDays ?? 30) * 86_400_000 });
+  const responseLimits = { count: config.storedResponses ?? 10_000, bytes: storedResponsesBytes, ageMs: (config.storedResponsesDays ?? 30) * 86_400_000 };
+  const responses = new ResponseStore(db, responseLimits);
   const events = new EventBus();
   const registry = new ModelRegistry(db);
   const history = new LoadHistory(db, events);
@@ -181,6 +183,9 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   const peers = new PeerService(peerRegistry, peerHealth, {
     env,
     firstByteMs: (config.peerFirstByteTimeout ?? 60) * 1000,
+    observer: metrics,
+    // The peer keeps the response; this server keeps which peer, within the same bounds as its own.
+    held: new HeldResponses(db, responseLimits),
     isLocal: (name) => catalog.get(name) !== undefined,
     route: (name) => { const model = routes.resolve(name); return model === undefined ? undefined : chainOf(model); },
   });

@@ -5,6 +5,7 @@
 // size, the Node version, the active handles).
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ApiLabel, RequestObservation, RequestObserver, RequestOutcome } from "../core/observer.ts";
+import type { ForwardObservation, PeerApiLabel, PeerObserver, SkipReason } from "../peers/observer.ts";
 import type { ModelOccupancy } from "../scheduler/types.ts";
 import { RecentErrors } from "./recent-errors.ts";
 
@@ -45,7 +46,7 @@ export interface ModelTotals {
   generatedTokens: number;
 }
 
-export class Metrics implements RequestObserver {
+export class Metrics implements RequestObserver, PeerObserver {
   readonly registry = new Registry();
   /** Failed requests land here as they end; the admin activity view adds the event bus's failures. */
   readonly errors = new RecentErrors();
@@ -57,6 +58,10 @@ export class Metrics implements RequestObserver {
   private readonly cachedTokens: Counter<"model">;
   private readonly draftTokens: Counter<"model">;
   private readonly draftAcceptedTokens: Counter<"model">;
+  private readonly peerRequests: Counter<"node" | "api" | "status">;
+  private readonly peerFirstByte: Histogram<"node" | "api">;
+  private readonly peerDuration: Histogram<"node" | "api">;
+  private readonly peerSkips: Counter<"node" | "reason">;
 
   constructor(private readonly sources: MetricsSources) {
     const registers = [this.registry];
@@ -91,6 +96,23 @@ export class Metrics implements RequestObserver {
     this.generatedTokens = new Counter({
       name: "lmx_generated_tokens_total", registers, labelNames: ["model"],
       help: "Tokens generated, reasoning and tool calls included.",
+    });
+    // Requests forwarded to peers: their node is the peer's name (a bounded set an admin chooses).
+    this.peerRequests = new Counter({
+      name: "lmx_peer_requests_total", registers, labelNames: ["node", "api", "status"],
+      help: "Requests forwarded to a peer whose answer went to the client, by peer, operation and outcome (ok, aborted, cut when the answer broke off after its first byte, or the peer's HTTP error status).",
+    });
+    this.peerFirstByte = new Histogram({
+      name: "lmx_peer_time_to_first_byte_seconds", registers, labelNames: ["node", "api"], buckets: FIRST_TOKEN_BUCKETS,
+      help: "Time from forwarding a request to a peer to the first byte of its answer.",
+    });
+    this.peerDuration = new Histogram({
+      name: "lmx_peer_request_duration_seconds", registers, labelNames: ["node", "api"], buckets: DURATION_BUCKETS,
+      help: "Time from forwarding a request to a peer to the end of its answer passed on.",
+    });
+    this.peerSkips = new Counter({
+      name: "lmx_peer_fallbacks_total", registers, labelNames: ["node", "reason"],
+      help: "Targets passed over before any byte of an answer reached the client, by node (a peer, or local for a fallback chain's local model) and reason (down, refused: 429/503 or no memory, auth_error, first_byte_timeout); the next target of a chain is tried, and a request with none left is answered 503.",
     });
     // Gauges below are read from the scheduler at scrape time, so they are never stale.
     const occupancyGauge = (name: string, help: string, labelNames: string[], value: (m: ModelOccupancy) => number | undefined, labels: (m: ModelOccupancy) => Record<string, string>) =>
@@ -151,6 +173,25 @@ export class Metrics implements RequestObserver {
     for (const { labels, value } of (await this.promptTokens.get()).values) of(labels.model).promptTokens += value;
     for (const { labels, value } of (await this.generatedTokens.get()).values) of(labels.model).generatedTokens += value;
     return out;
+  }
+
+  skipped(node: string, reason: SkipReason): void {
+    this.peerSkips.inc({ node, reason });
+  }
+
+  forwarded(node: string, api: PeerApiLabel): ForwardObservation {
+    const startedAt = performance.now();
+    const seconds = () => (performance.now() - startedAt) / 1000;
+    let ended = false;
+    return {
+      firstByte: () => this.peerFirstByte.observe({ node, api }, seconds()),
+      end: (how) => {
+        if (ended) return;
+        ended = true;
+        this.peerRequests.inc({ node, api, status: String(how) });
+        this.peerDuration.observe({ node, api }, seconds());
+      },
+    };
   }
 
   start(requested: string, api: ApiLabel): RequestObservation {

@@ -10,6 +10,9 @@ import { type Peer, peerKey, type PeerRegistry } from "./registry.ts";
 
 export type PeerState = "up" | "down" | "auth_error";
 
+/** Every answer of an LMX server names its node here ("local" for its own answers). */
+export const NODE_HEADER = "x-lmx-node";
+
 export interface PeerStatus {
   name: string;
   url: string;
@@ -19,6 +22,8 @@ export interface PeerStatus {
   lastError: string | null;
   /** Model ids the peer served at its last good poll; kept while it is down. */
   models: string[];
+  /** The peer is another LMX (its answers carry x-lmx-node): it speaks Ollama's API and LMX's admin API too. */
+  lmx: boolean;
   checkedAt: number | null;
 }
 
@@ -42,7 +47,7 @@ export interface HealthOptions {
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
 }
 
-type PollResult = { state: "up"; models: string[] } | { state: "down" | "auth_error"; error: string };
+type PollResult = { state: "up"; models: string[]; lmx: boolean } | { state: "down" | "auth_error"; error: string };
 
 const clip = (s: string) => (s.length > MAX_ERROR ? s.slice(0, MAX_ERROR) + "…" : s);
 
@@ -143,7 +148,7 @@ export class PeerHealth {
     for (const p of this.registry.list()) {
       const s = this.statuses.get(p.name);
       if (s && s.url === p.url) continue;
-      this.statuses.set(p.name, { name: p.name, url: p.url, state: "down", latencyMs: null, lastError: "not polled yet", models: [], checkedAt: null });
+      this.statuses.set(p.name, { name: p.name, url: p.url, state: "down", latencyMs: null, lastError: "not polled yet", models: [], lmx: false, checkedAt: null });
     }
   }
 
@@ -175,7 +180,7 @@ export class PeerHealth {
       }
       const models = modelIdsOf(body);
       if (!models) return { state: "down", error: "GET /v1/models answered no model list (data)", ms: ms() };
-      return { state: "up", models, ms: ms() };
+      return { state: "up", models, lmx: res.headers.has(NODE_HEADER), ms: ms() };
     } catch (err) {
       const timedOut = (err as Error).name === "TimeoutError";
       return { state: "down", error: timedOut ? `GET /v1/models got no answer within ${timeout} ms` : errorMessage(err), ms: ms() };
@@ -190,6 +195,7 @@ export class PeerHealth {
     s.checkedAt = Date.now();
     if (result.state === "up") {
       s.models = result.models;
+      s.lmx = result.lmx;
       s.latencyMs = result.ms;
       this.transition(s, "up", null, first);
     } else {

@@ -10,8 +10,11 @@ export const MAX_PROXIED_BYTES = 512 * 1024 * 1024;
 
 export interface ProxyCall {
   url: string;
+  /** POST unless given. */
+  method?: "GET" | "POST" | "DELETE";
   headers: Record<string, string>;
-  body: string;
+  /** None for GET and DELETE. */
+  body?: string;
   /** The client's: aborting it cancels the upstream request. */
   signal: AbortSignal;
   /** Bound on the first byte of the answer, and then on each wait for the next chunk. */
@@ -19,6 +22,8 @@ export interface ProxyCall {
   /** Most bytes passed on (MAX_PROXIED_BYTES unless given). */
   maxBytes?: number;
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
+  /** How an answer passed on ended (its error statuses are the caller's to tell). */
+  onEnd?: (how: "ok" | "aborted" | "cut", status: number) => void;
 }
 
 export type ProxyOutcome =
@@ -56,7 +61,7 @@ export async function proxy(call: ProxyCall): Promise<ProxyOutcome> {
   try {
     // Raced with the abort as well: the bound holds even for a fetch that would not honour it.
     res = await Promise.race([
-      (call.fetch ?? fetch)(call.url, { method: "POST", headers: call.headers, body: call.body, signal: upstream.signal, redirect: "error" }),
+      (call.fetch ?? fetch)(call.url, { method: call.method ?? "POST", headers: call.headers, body: call.body, signal: upstream.signal, redirect: "error" }),
       rejectOnAbort(upstream.signal),
     ]);
   } catch (err) {
@@ -74,9 +79,16 @@ export async function proxy(call: ProxyCall): Promise<ProxyOutcome> {
     const value = res.headers.get(name);
     if (value !== null) headers[name] = value;
   }
+  let ended = false;
+  const end = (how: "ok" | "aborted" | "cut") => {
+    if (ended) return;
+    ended = true;
+    call.onEnd?.(how, res.status);
+  };
   if (!res.body) {
     clearTimeout(timer);
     release();
+    end("ok");
     return { kind: "answer", status: res.status, headers, body: null };
   }
   const reader = res.body.getReader();
@@ -93,6 +105,7 @@ export async function proxy(call: ProxyCall): Promise<ProxyOutcome> {
     start(c) {
       if (first.done) {
         release();
+        end("ok");
         c.close();
         return;
       }
@@ -106,6 +119,7 @@ export async function proxy(call: ProxyCall): Promise<ProxyOutcome> {
         const { value, done } = await Promise.race([reader.read(), rejectOnAbort(upstream.signal)]);
         if (done) {
           release();
+          end("ok");
           c.close();
           return;
         }
@@ -113,11 +127,13 @@ export async function proxy(call: ProxyCall): Promise<ProxyOutcome> {
         if (sent > maxBytes) {
           upstream.abort();
           release();
+          end("cut");
           c.error(new Error(`the peer's answer passed ${maxBytes} bytes`));
           return;
         }
         c.enqueue(value);
       } catch (err) {
+        end(call.signal.aborted ? "aborted" : "cut");
         release();
         void reader.cancel().catch(() => undefined);
         c.error(err);
@@ -128,6 +144,7 @@ export async function proxy(call: ProxyCall): Promise<ProxyOutcome> {
     cancel() {
       clearTimeout(timer);
       release();
+      end("aborted");
       upstream.abort();
     },
   });

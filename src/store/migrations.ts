@@ -155,4 +155,16 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 8,
+    description: "which peer holds a stored response a peer answered",
+    sql: `
+      CREATE TABLE peer_responses (
+        id TEXT PRIMARY KEY,
+        peer TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX peer_responses_created ON peer_responses(created_at);
+    `,
+  },
 ];

@@ -142,3 +142,11 @@ export const peers = sqliteTable("peers", {
   apiKey: text("api_key"),
   updatedAt: integer("updated_at").notNull(),
 });
+
+/** Which peer stored a response a peer answered (GET/DELETE /v1/responses/{id}, previous_response_id go there). */
+export const peerResponses = sqliteTable("peer_responses", {
+  id: text("id").primaryKey(),
+  peer: text("peer").notNull(),
+  /** Milliseconds: the order of eviction, oldest first. */
+  createdAt: integer("created_at").notNull(),
+});

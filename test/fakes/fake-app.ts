@@ -23,6 +23,7 @@ import { ResponseStore, type ResponseStoreLimits } from "../../src/responses/sto
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { openDb } from "../../src/store/db.ts";
 import { PeerHealth } from "../../src/peers/health.ts";
+import { HeldResponses } from "../../src/peers/held-responses.ts";
 import { PeerRegistry, type PeerSpec } from "../../src/peers/registry.ts";
 import { PeerService } from "../../src/peers/service.ts";
 import { FakeEngine, type FakeModelSpec } from "./fake-engine.ts";
@@ -93,6 +94,8 @@ export function fakeApp(specs: FakeModelSpec[], opts: FakeAppOptions = {}) {
       env: opts.peers.env ?? {},
       firstByteMs: opts.peers.firstByteMs ?? 1000,
       fetch: opts.peers.fetch,
+      observer: metrics,
+      held: new HeldResponses(db, { count: 10_000, ageMs: 30 * 86_400_000 }, opts.now),
       isLocal: (name) => catalog.get(name) !== undefined,
       route: (name) => { const model = routes.resolve(name); return model === undefined ? undefined : chainOf(model); },
     });

@@ -9,8 +9,9 @@ import type { PeerService } from "../../peers/service.ts";
 import { sampledDigest } from "../../probe/digest.ts";
 import type { ModelStatus, Scheduler } from "../../scheduler/scheduler.ts";
 import { ollamaError } from "./errors.ts";
+import { loadedOnPeers, showOnPeer } from "./peers.ts";
 import { modelName } from "./requests.ts";
-import { CopyBody, ModelRef } from "./schemas.ts";
+import { CopyBody, ModelRef, PsQuery } from "./schemas.ts";
 
 /** What Ollama clients show for "never expires" (a model kept loaded for ever). */
 const NEVER = "9999-12-31T23:59:59Z";
@@ -113,21 +114,30 @@ export function modelRoutes(manager: ModelManager, scheduler: Scheduler, peers?:
         description: "Every model LMX can serve, named by its LMX id, then the models of peers that are up (with `remote_host` and LMX's `node`); a request for one is proxied to its peer.",
       },
     })
-    .get("/api/ps", async () => {
+    .get("/api/ps", async ({ query, request }) => {
       const { loaded } = await manager.ps();
       const managed = await Promise.all(loaded.map((s) => manager.show(s.descriptor.id)));
-      return {
-        models: managed.map((m) => {
-          const s = m.status;
-          const expires = s.ttlSeconds && s.lastUsed !== undefined ? new Date(s.lastUsed + s.ttlSeconds * 1000).toISOString() : NEVER;
-          return { ...summary(m), expires_at: expires, size: s.memory ? s.memory.modelBytes + s.memory.contextBytes : summary(m).size, size_vram: s.memory?.gpuBytes ?? 0, context_length: s.loadedContextLength ?? 0 };
-        }),
-      };
+      const local = managed.map((m) => {
+        const s = m.status;
+        const expires = s.ttlSeconds && s.lastUsed !== undefined ? new Date(s.lastUsed + s.ttlSeconds * 1000).toISOString() : NEVER;
+        return { ...summary(m), expires_at: expires, size: s.memory ? s.memory.modelBytes + s.memory.contextBytes : summary(m).size, size_vram: s.memory?.gpuBytes ?? 0, context_length: s.loadedContextLength ?? 0, node: "local" };
+      });
+      if (!peers || query.node === "local") return { models: local };
+      const ids = new Set((await scheduler.list()).map((s) => s.descriptor.id));
+      return { models: [...local, ...(await loadedOnPeers(peers, ids, request.signal))] };
     }, {
-      detail: { summary: "Loaded models (Ollama)", tags: ["Ollama"], description: "size is the RAM the model holds, size_vram what it offloaded (0 on CPU); expires_at per its TTL." },
+      query: PsQuery,
+      detail: {
+        summary: "Loaded models (Ollama)", tags: ["Ollama"],
+        description: "size is the RAM the model holds, size_vram what it offloaded (0 on CPU); expires_at per its TTL. Then the models loaded on LMX peers that are up, under the ids that address them here, each with `node` (local ones: `local`); `?node=local` lists this server's own only.",
+      },
     })
-    .post("/api/show", async ({ body }) => {
-      const m = await find(refName(body));
+    .post("/api/show", async ({ body, request, set }) => {
+      const name = refName(body);
+      // A name only a peer serves: that peer's details (the first target of a route).
+      const remote = peers?.plan(modelName(name))?.[0];
+      if (peers && remote?.kind === "peer") return showOnPeer(peers, remote, name, body, request.signal, set);
+      const m = await find(name);
       const s = m.status;
       const arch = s.info?.architecture ?? "unknown";
       // The context LMX measured works on this machine, where it probed; otherwise the declared one.
@@ -144,7 +154,7 @@ export function modelRoutes(manager: ModelManager, scheduler: Scheduler, peers?:
       };
     }, {
       body: ModelRef,
-      detail: { summary: "Model details (Ollama)", tags: ["Ollama"], description: "details, model_info (<arch>.context_length is the tested context where LMX probed the model), the chat template and capabilities." },
+      detail: { summary: "Model details (Ollama)", tags: ["Ollama"], description: "details, model_info (<arch>.context_length is the tested context where LMX probed the model), the chat template and capabilities. For a model of a peer that is another LMX, that peer's answer (x-lmx-node names it); 501 for a peer that is not LMX." },
     })
     .delete("/api/delete", async ({ body }) => {
       const name = refName(body);

@@ -165,6 +165,11 @@ export const ModelRef = v.looseObject({
 });
 export type ModelRef = v.InferOutput<typeof ModelRef>;
 
+/** `node=local`: this server's own loaded models only (what one LMX asks of another). */
+export const PsQuery = v.looseObject({
+  node: v.optional(v.picklist(["local"], "node may only be 'local'")),
+});
+
 export const PullBody = v.looseObject({
   model: v.optional(Name),
   name: v.optional(Name),
