@@ -200,6 +200,12 @@ export async function startServer(config: ServeConfig, home: string, configuredM
       return { name, url: peer.url, key: peerKey(peer, env) };
     },
     toWire: (settings) => loadSettingsToBody(settings),
+    source: (model) => {
+      const row = registry.get(model);
+      return row?.sourceRepo ? { repo: row.sourceRepo, revision: row.revision } : undefined;
+    },
+    pullTimeoutMs: 6 * 3600_000,
+    pullPollMs: 1000,
     heartbeatMs: 2000,
     misses: 2,
     joinTimeoutS: 120,

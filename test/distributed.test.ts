@@ -9,10 +9,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mlxTestEnv, type MlxTestEnv } from "./helpers/mlx.ts";
 import { serveProcess, type ServeProcess } from "./helpers/serve-process.ts";
+import { filesOfDir, startFakeHub, type FakeHub } from "./hub/fake-hub.ts";
 
 let env: MlxTestEnv;
 let laptop: ServeProcess;
 let studio: ServeProcess;
+let hub: FakeHub & AsyncDisposable;
+const HUB_REPO = "lmx-test/mlx-qwen2-tiny";
 const dirs: string[] = [];
 const MODEL = "mlx-qwen2-tiny";
 
@@ -72,23 +75,29 @@ function rankWorkerPid(group: string, rank: number): number | undefined {
   return undefined;
 }
 
-const PROMPTS = ["Tell me about the sea", "What is 2 + 2?"];
+// The second is long enough that rank 0 sends its tokens to the other rank in two collectives.
+const PROMPTS = ["Tell me about the sea", `Count the waves: ${"one two three four five ".repeat(20)}`];
 const single: string[][] = [];
 
 beforeAll(async () => {
   env = await mlxTestEnv();
-  const common = ["--python", env.python, "--ctx", "512", "--parallel", "2"];
+  hub = await startFakeHub({ repos: { [HUB_REPO]: { files: filesOfDir(env.model), library: "mlx", tags: ["mlx"] } } });
+  const common = ["--python", env.python, "--ctx", "512", "--parallel", "2", "--hub-url", hub.url];
   studio = await serveProcess(tmp("lmx-studio-"), common);
   laptop = await serveProcess(tmp("lmx-laptop-"), [...common, "--peer", `studio=${studio.url}`, "--peer-poll", "1"]);
   for (const node of [laptop, studio]) expect((await node.request("/admin/v1/import", { method: "POST", json: { paths: [env.model] } })).status).toBe(200);
-  await waitFor("the peer to be up", async () => {
-    const { body } = await json<{ data: { state: string }[] }>(laptop.request("/admin/v1/peers"));
-    return body.data[0]?.state === "up";
-  });
+  await peerUp();
 }, 600_000);
+
+/** The coordinator's health poll sees the other node up (loads across nodes need that). */
+const peerUp = () => waitFor("the peer to be up", async () => {
+  const { body } = await json<{ data: { state: string }[] }>(laptop.request("/admin/v1/peers"));
+  return body.data[0]?.state === "up";
+});
 
 afterAll(async () => {
   await Promise.all([laptop, studio].filter(Boolean).map((n) => n.signal("SIGTERM").exited));
+  await hub?.[Symbol.asyncDispose]();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -195,6 +204,8 @@ describe("one MLX model across two nodes", () => {
     }
     await waitFor("both nodes to free the model", async () =>
       (await json<Ps>(laptop.request("/admin/v1/ps"))).body.data.length === 0 && (await json<Ps>(studio.request("/admin/v1/ps"))).body.data.length === 0);
+    // The poll that came while it was frozen marked it down; the next one marks it up.
+    await peerUp();
   }, 300_000);
 
   test("unloading on the coordinator ends the rank on the other node", async () => {
@@ -206,5 +217,24 @@ describe("one MLX model across two nodes", () => {
     const state = await json<{ state: string }>(studio.request(`/admin/v1/models/${MODEL}`));
     // Ended by its coordinator: unloaded, not failed.
     expect(state.body.state).toBe("unloaded");
+  }, 300_000);
+
+  test("a node without a downloaded model downloads the same repo and revision first", async () => {
+    const started = await json<{ id: string }>(laptop.request("/admin/v1/downloads", { method: "POST", json: { model: HUB_REPO } }));
+    expect(started.status).toBe(202);
+    let job: { state: string; model_id: string | null } = { state: "queued", model_id: null };
+    await waitFor("the download", async () => {
+      job = (await json<typeof job>(laptop.request(`/admin/v1/downloads/${started.body.id}`))).body;
+      return job.state === "done" || job.state === "failed";
+    }, 60_000);
+    expect(job.state).toBe("done");
+    const id = job.model_id!;
+    expect((await studio.request(`/admin/v1/models/${encodeURIComponent(id)}`)).status).toBe(404);
+    const loaded = await json<{ rank: number; of: number }>(laptop.request(`/admin/v1/models/${id}/load`, { method: "POST", json: { nodes: ["local", "studio"] } }));
+    expect(loaded.status).toBe(200);
+    expect(loaded.body).toMatchObject({ rank: 0, of: 2 });
+    const theirs = await json<{ origin: string; source_repo: string }>(studio.request(`/admin/v1/models/${id}`));
+    expect(theirs.body).toMatchObject({ origin: "download", source_repo: HUB_REPO });
+    expect((await laptop.request(`/admin/v1/models/${id}/unload`, { method: "POST" })).status).toBe(200);
   }, 300_000);
 });

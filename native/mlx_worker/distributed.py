@@ -21,6 +21,8 @@ import threading
 
 # A single operation is at most this big (a 1M-token prompt as JSON is ~8 MB).
 MAX_OP_BYTES = 64 << 20
+# The first collective of every operation: its length and, when it fits, all of it.
+HEAD_BYTES = 256
 
 
 class GroupLost(Exception):
@@ -57,19 +59,29 @@ class Group:
         data = json.dumps(op, separators=(",", ":")).encode()
         if len(data) > MAX_OP_BYTES:
             raise ValueError(f"operation of {len(data)} bytes exceeds {MAX_OP_BYTES}")
-        # The others contribute zeros, so the sum is rank 0's bytes: first the length, then the bytes.
-        self._sum(mx.array([len(data)], dtype=mx.int32))
-        self._sum(mx.array(np.frombuffer(data, dtype=np.uint8)))
+        # The others contribute zeros, so the sum is rank 0's bytes. Every collective is a round
+        # trip between processes, so the first carries the length and, for the small operations
+        # of every step, the whole operation; a larger one sends its rest in a second.
+        head = np.zeros(HEAD_BYTES, dtype=np.uint8)
+        head[:4] = np.frombuffer(len(data).to_bytes(4, "little"), dtype=np.uint8)
+        first = data[:HEAD_BYTES - 4]
+        head[4:4 + len(first)] = np.frombuffer(first, dtype=np.uint8)
+        self._sum(mx.array(head))
+        if len(data) > len(first):
+            self._sum(mx.array(np.frombuffer(data[len(first):], dtype=np.uint8)))
 
     def receive(self):
         """Other ranks: waits for rank 0's next operation."""
         mx, np = self.mx, self.np
-        n = int(self._sum(mx.array([0], dtype=mx.int32)).item())
+        head = np.array(self._sum(mx.zeros((HEAD_BYTES,), dtype=mx.uint8))).tobytes()
+        n = int.from_bytes(head[:4], "little")
         if not 0 < n <= MAX_OP_BYTES:
             raise GroupLost(f"rank 0 announced an operation of {n} bytes")
-        data = self._sum(mx.zeros((n,), dtype=mx.uint8))
+        data = head[4:4 + n]
+        if n > len(data):
+            data += np.array(self._sum(mx.zeros((n - len(data),), dtype=mx.uint8))).tobytes()
         try:
-            return json.loads(np.array(data).tobytes())
+            return json.loads(data)
         except ValueError as e:
             raise GroupLost(f"rank 0 sent an operation that is not JSON ({e})") from e
 

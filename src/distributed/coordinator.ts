@@ -22,10 +22,15 @@ export interface CoordinatorOptions {
   node(name: string): NodeRef | string;
   /** Load settings in the admin API's wire names, for the nodes' load requests. */
   toWire(settings: LoadSettings): Record<string, unknown>;
+  /** Where a model came from (its hub repo and revision), so a node that lacks it can download the same files; undefined for imported models. */
+  source(model: string): { repo: string; revision: string | null } | undefined;
   heartbeatMs: number;
   /** Heartbeats in a row a node may miss before the group is ended. */
   misses: number;
   joinTimeoutS: number;
+  /** How long a node may take to download a model it lacks, and how often it is asked how far it got. */
+  pullTimeoutMs: number;
+  pullPollMs: number;
 }
 
 interface Group {
@@ -62,7 +67,15 @@ export class Coordinator {
       return ref;
     });
     const local = await this.member.prepare(model);
-    const answers = await Promise.all(peers.map((p) => callNode(p, "POST", "/admin/v1/distributed/prepare", { model: local.model }, PREPARE_MS)));
+    const prepare = (p: NodeRef) => callNode(p, "POST", "/admin/v1/distributed/prepare", { model: local.model }, PREPARE_MS);
+    const source = this.opts.source(local.model);
+    const answers = await Promise.all(peers.map(async (p) => {
+      const first = await prepare(p);
+      if (first.ok || first.code !== "model_not_found" || !source) return first;
+      // A node without the model gets the very files this node has, from the same hub repo and revision.
+      const problem = await this.pull(p, source, local.model);
+      return problem === undefined ? prepare(p) : { ok: false as const, status: undefined, message: problem };
+    }));
     const problems: string[] = [];
     answers.forEach((a, i) => {
       const name = peers[i]!.name;
@@ -103,6 +116,28 @@ export class Coordinator {
     this.timer ??= setInterval(() => void this.tick(), this.opts.heartbeatMs);
     this.timer.unref?.();
     return mine.value;
+  }
+
+  /** Has node `p` download `source`; a problem in words, or undefined once it has the model. */
+  private async pull(p: NodeRef, source: { repo: string; revision: string | null }, model: string): Promise<string | undefined> {
+    log.info("a node of a distributed load lacks the model; it downloads it", { node: p.name, repo: source.repo, revision: source.revision });
+    const started = await callNode(p, "POST", "/admin/v1/downloads", { model: source.repo, ...(source.revision ? { revision: source.revision } : {}) }, 30_000);
+    if (!started.ok) return `has no model '${model}' and cannot download ${source.repo}: ${started.message}`;
+    const id = String(started.body.id ?? "");
+    const until = Date.now() + this.opts.pullTimeoutMs;
+    let lastError = "";
+    while (Date.now() < until) {
+      const r = await callNode(p, "GET", `/admin/v1/downloads/${encodeURIComponent(id)}`, undefined, 30_000);
+      if (r.ok) {
+        const state = r.body.state;
+        if (state === "done") {
+          return r.body.model_id === model ? undefined : `downloaded ${source.repo} as '${String(r.body.model_id)}', not '${model}'`;
+        }
+        if (state === "failed" || state === "cancelled") return `could not download ${source.repo}: ${String(r.body.error ?? state)}`;
+      } else lastError = r.message;
+      await Bun.sleep(this.opts.pullPollMs);
+    }
+    return `did not finish downloading ${source.repo} within ${Math.round(this.opts.pullTimeoutMs / 60_000)} min${lastError ? ` (${lastError})` : ""}`;
   }
 
   /** The nodes in rank order: this node first (rank 0 serves the requests), then the others as given. */
@@ -183,7 +218,7 @@ function wirePlacement(p: Omit<Placement, "rank">) {
 
 function preflightProblem(name: string, model: string, a: Extract<CallResult, { ok: false }>): string {
   if (a.code === "model_not_found") {
-    return `node ${name} has no model '${model}': download it there (POST its /admin/v1/downloads, or 'lmx pull' with LMX_HOST pointing at it) or import the folder there ('lmx import')`;
+    return `node ${name} has no model '${model}', which was imported here (not downloaded), so it cannot be fetched for it: copy the folder there and import it ('lmx import')`;
   }
   if (a.status === 404) return `node ${name} is not an LMX server that can shard models (${a.message})`;
   return `node ${name} ${a.message}`;
