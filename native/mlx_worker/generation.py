@@ -1,21 +1,18 @@
 """Generation: one loaded model, its batch of running requests, and the handling of each request type."""
 
-import json
-import math
 import secrets
 import time
 import traceback
 
 from protocol import count_step, log, send
-from sampling import continuation_detokenizer, logit_bias_of, make_sampler, token_logprobs
-from templates import TemplateLimitError, render_template_with_limits
+from sampling import continuation_detokenizer, token_logprobs
+from templates import TemplateLimitError
 from textfilter import TEXT, THINK, TOOL, OutputSplitter, parse_tool_block
 from harmony import HarmonySplitter
 from tool_formats import fallback_format
 from distributed import GroupLost
-
-# Penalties look this many tokens back, as the llama.cpp engine does (its lastTokens).
-PENALTY_WINDOW = 64
+from operations import ModelOperations
+from prompts import Prompts
 
 # ---------------------------------------------------------------------------------------------
 
@@ -47,7 +44,7 @@ class UnsupportedArchitecture(Exception):
     """The installed mlx-lm has no model class for this model's architecture."""
 
 
-class Worker:
+class Worker(ModelOperations, Prompts):
     def __init__(self):
         self.mx = None
         self.model = None
@@ -157,45 +154,6 @@ class Worker:
             return False
         return True
 
-    # -- prompts ------------------------------------------------------------------------------
-
-    def chat_tokens(self, messages, tools, template_kwargs=None):
-        tok = self.tokenizer
-        converted = []
-        for m in messages:
-            item = {"role": m["role"], "content": m["content"]}
-            if m.get("reasoning"):
-                # The names chat templates of thinking models read an earlier turn's thought from
-                # (reasoning_content: Qwen3, DeepSeek, GLM; thinking: gpt-oss).
-                item["reasoning_content"] = m["reasoning"]
-                item["thinking"] = m["reasoning"]
-            if m["role"] == "tool":
-                item["tool_call_id"] = m["tool_call_id"]
-            if m.get("tool_calls"):
-                calls = []
-                for c in m["tool_calls"]:
-                    try:
-                        args = json.loads(c["arguments"])
-                    except ValueError:
-                        args = c["arguments"]
-                    calls.append({"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": args}})
-                item["tool_calls"] = calls
-            converted.append(item)
-        if not tok.has_chat_template:
-            # Models without a template get a plain transcript, as mlx-lm's own server does.
-            text = "".join(f"{m['role'].upper()}: {m['content']}\n" for m in converted) + "ASSISTANT:"
-            return list(tok.encode(text))
-        kwargs = dict(template_kwargs or {})
-        if tools:
-            kwargs["tools"] = [{"type": "function", "function": {k: v for k, v in t.items() if v is not None}} for t in tools]
-        return list(render_template_with_limits(lambda: tok.apply_chat_template(converted, add_generation_prompt=True, tokenize=True, **kwargs)))
-
-    def text_tokens(self, text):
-        tok = self.tokenizer
-        bos = tok.bos_token
-        # Like mlx-lm's stream_generate: add the BOS token unless the prompt already starts with it.
-        return list(tok.encode(text, add_special_tokens=bos is None or not text.startswith(bos)))
-
     # -- generation ---------------------------------------------------------------------------
 
     def generate(self, msg):
@@ -248,94 +206,6 @@ class Worker:
         self.active[uid] = req
         self.by_id[rid] = req
         send({"type": "started", "id": rid, "prompt_tokens": n, "cached_tokens": cached, "max_tokens": max_tokens})
-
-    def _insert(self, op):
-        """Starts a sequence: the longest cached prefix of the prompt is reused, the rest prefilled."""
-        from mlx_lm.generate import StopSequences
-        from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
-        from mlx_lm.sample_utils import make_logits_processors
-
-        prompt, s = op["prompt"], op["sampling"]
-        n = len(prompt)
-        cache, rest = self.prompt_cache.fetch_nearest_cache("model", prompt)
-        if cache is not None and not rest:
-            # An exact hit still needs one token to evaluate for the first prediction.
-            if can_trim_prompt_cache(cache):
-                trim_prompt_cache(cache, 1)
-                rest = prompt[-1:]
-            else:
-                cache, rest = None, prompt
-        cached = n - len(rest)
-        sampler = make_sampler(self.mx, float(s.get("temperature", 0.8) if s.get("temperature") is not None else 0.8),
-                               int(s.get("top_k") if s.get("top_k") is not None else 40),
-                               float(s.get("top_p") if s.get("top_p") is not None else 0.95),
-                               float(s.get("min_p") if s.get("min_p") is not None else 0.05),
-                               s.get("seed"))
-        rep = s.get("repeat_penalty")
-        tok = self.tokenizer
-        ignore_eos = bool(s.get("ignore_eos"))
-        processors = make_logits_processors(
-            # ignore_eos: end-of-sequence tokens can never be sampled, so generation runs to max_tokens.
-            logit_bias=logit_bias_of(s, tok.eos_token_ids),
-            repetition_penalty=rep if rep is not None and rep != 1 else None, repetition_context_size=PENALTY_WINDOW,
-            presence_penalty=s.get("presence_penalty"), presence_context_size=PENALTY_WINDOW,
-            frequency_penalty=s.get("frequency_penalty"), frequency_context_size=PENALTY_WINDOW,
-        )
-        (uid,) = self.gen.insert(
-            [rest],
-            max_tokens=[op["max_tokens"]],
-            caches=[cache],
-            all_tokens=[prompt[:cached]],
-            samplers=[sampler],
-            logits_processors=[processors],
-            stop_sequences=[StopSequences([] if ignore_eos else [(int(t),) for t in tok.eos_token_ids])],
-        )
-        return uid, cached
-
-    def _remove(self, op):
-        """Drops a sequence; `keep` keeps its KV cache for a later request sharing its prefix."""
-        if not op["keep"]:
-            self.gen.remove([op["uid"]])
-            return
-        caches = self.gen.remove([op["uid"]], return_prompt_caches=True)
-        for cache, tokens in caches.values():
-            self.prompt_cache.insert_cache("model", list(tokens), cache)
-
-    def _next(self):
-        """One step of the batch; finished sequences leave their KV cache to the prompt cache."""
-        prompt_responses, responses = self.gen.next()
-        for r in responses:
-            if r.finish_reason is not None and r.prompt_cache is not None:
-                self.prompt_cache.insert_cache("model", list(r.all_tokens), r.prompt_cache)
-        return prompt_responses, responses
-
-    def apply(self, op):
-        """Runs one operation on the model: here for rank 0 (via run) and as sent by it on the other ranks."""
-        kind = op["op"]
-        if kind == "insert":
-            return self._insert(op)
-        if kind == "remove":
-            return self._remove(op)
-        if kind == "step":
-            return self._next()
-        if kind == "score":
-            return self._score(op)
-        if kind == "reset":
-            return self._new_generator()
-        raise ValueError(f"unknown operation {kind!r}")
-
-    def run(self, op):
-        """Applies a model operation, first sending it to the other ranks when the model is distributed."""
-        if self.group is None:
-            return self.apply(op)
-        self.group.broadcast(op)
-        try:
-            return self.apply(op)
-        except GroupLost:
-            raise
-        except Exception as e:
-            # The other ranks may have done it; which state each rank's batch is in is no longer known.
-            raise GroupLost(f"{op['op']} failed on rank 0: {type(e).__name__}: {e}") from e
 
     def cancel(self, rid):
         req = self.by_id.pop(rid, None)
@@ -414,12 +284,6 @@ class Worker:
         for req, reason in finished:
             self.finish(req, reason)
 
-    def ends_in_thinking(self, prompt):
-        """Whether the rendered prompt opens a thought for the model (DeepSeek-R1, Qwen3 thinking templates)."""
-        tok = self.tokenizer
-        tail = tok.decode(prompt[-8:])
-        return tail.rstrip().endswith(tok.think_start)
-
     def send_output(self, req, events, cut):
         """Answer and thinking text as they come; a tool call's text as it comes, then its parse when it closes."""
         for kind, text in events:
@@ -461,53 +325,6 @@ class Worker:
             "decode_ms": round((now - first) * 1000, 3),
             "peak_memory_bytes": int(self.mx.get_peak_memory()),
         })
-
-    def score(self, msg):
-        tokens = msg["tokens"]
-        if len(tokens) > self.ctx:
-            send({"type": "error", "id": msg["id"], "code": "context_length_exceeded", "message": "the scored text does not fit the context",
-                  "prompt_tokens": len(tokens), "context_length": self.ctx})
-            return
-        out, entries = self.run({"op": "score", "tokens": tokens, "first_scored": msg["first_scored"], "top": msg.get("top")})
-        reply = {"type": "scores", "id": msg["id"], "logprobs": [x if math.isfinite(x) else -1e30 for x in out]}
-        if entries is not None:
-            reply["tokens"] = entries
-        send(reply)
-
-    def _score(self, op):
-        """Log-probabilities of tokens[first_scored:] given what precedes each, on a fresh cache."""
-        from mlx_lm.models.cache import make_prompt_cache
-
-        mx = self.mx
-        tokens, first, top = op["tokens"], op["first_scored"], op["top"]
-        cache = make_prompt_cache(self.model)
-        out = []
-        # Only rank 0 answers; the others run the same forward passes for its collectives.
-        entries = [] if top is not None and not self.following else None
-        pos = 0
-        # Chunks as in prefill; logits are only evaluated where a token is scored, the rest only fills the cache.
-        while pos < len(tokens) - 1:
-            end = min(len(tokens) - 1, pos + self.prefill_step)
-            logits = self.model(mx.array([tokens[pos:end]]), cache=cache)
-            lo = max(pos, first - 1)
-            if lo < end:
-                sel = logits[0, lo - pos:end - pos, :].astype(mx.float32)
-                logprobs = sel - mx.logsumexp(sel, axis=-1, keepdims=True)
-                picked = mx.take_along_axis(logprobs, mx.array(tokens[lo + 1:end + 1])[:, None], axis=-1)
-                out.extend(float(x) for x in picked.reshape(-1).tolist())
-                if entries is not None:
-                    for row in range(end - lo):
-                        entries.append(token_logprobs(mx, self.tokenizer, logprobs[row], tokens[lo + 1 + row], tokens[lo + row], top))
-            else:
-                mx.eval([c.state for c in cache])
-            pos = end
-        return out, entries
-
-    def bos_ids(self):
-        tok = self.tokenizer
-        with_special = tok.encode("x", add_special_tokens=True)
-        without = tok.encode("x", add_special_tokens=False)
-        return list(with_special[: len(with_special) - len(without)]) if len(with_special) > len(without) and with_special[-len(without):] == without else []
 
     def fail_all(self, code, message):
         for req in list(self.active.values()):

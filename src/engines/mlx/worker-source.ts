@@ -9,6 +9,8 @@ import main from "../../../native/mlx_worker/__main__.py" with { type: "text" };
 import distributed from "../../../native/mlx_worker/distributed.py" with { type: "text" };
 import generation from "../../../native/mlx_worker/generation.py" with { type: "text" };
 import harmony from "../../../native/mlx_worker/harmony.py" with { type: "text" };
+import operations from "../../../native/mlx_worker/operations.py" with { type: "text" };
+import prompts from "../../../native/mlx_worker/prompts.py" with { type: "text" };
 import protocol from "../../../native/mlx_worker/protocol.py" with { type: "text" };
 import sampling from "../../../native/mlx_worker/sampling.py" with { type: "text" };
 import templates from "../../../native/mlx_worker/templates.py" with { type: "text" };
@@ -21,6 +23,8 @@ export const WORKER_FILES: Readonly<Record<string, string>> = {
   "distributed.py": distributed,
   "generation.py": generation,
   "harmony.py": harmony,
+  "operations.py": operations,
+  "prompts.py": prompts,
   "protocol.py": protocol,
   "sampling.py": sampling,
   "templates.py": templates,
