@@ -1,7 +1,7 @@
 import {
   errorMessage, InsufficientMemoryError, InvalidModelFileError, InvalidRequestError, LmxError, ModelEndedError, ModelLoadError, ModelNotFoundError, OverloadedError,
 } from "../errors.ts";
-import { layerLoadSettings, type LoadSettings, type Placement } from "../config/load-settings.ts";
+import type { LoadSettings, Placement } from "../config/load-settings.ts";
 import type { Engine, LoadedModel, ModelDescriptor, ModelFormat, ModelInfo, ResolvedLoadSettings } from "../engines/types.ts";
 import { log } from "../log.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
@@ -9,12 +9,11 @@ import { formatBytes, formatBytesApart } from "../util/size.ts";
 import { bounded } from "../util/watch.ts";
 import type { Lease, ModelLoad, ModelOccupancy, ModelStatus, SchedulerSeams, SchedulerSettings } from "./types.ts";
 import { Entry, totalBytes } from "./entry.ts";
-import { checkContext, checkModelFile, checkThreads } from "./load-limits.ts";
+import { resolveLoad } from "./resolve-load.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
-import { resolveSpeculative, sameSpeculative } from "./speculative.ts";
+import { sameSpeculative } from "./speculative.ts";
 
-/** Context used when neither the user nor the model says otherwise: big enough for chat, small enough for RAM. */
-export const DEFAULT_CONTEXT = 4096;
+export { DEFAULT_CONTEXT } from "./resolve-load.ts";
 
 export type { Lease, ModelLoad, ModelOccupancy, ModelStatus, SchedulerSeams, SchedulerSettings } from "./types.ts";
 
@@ -89,46 +88,7 @@ export class Scheduler {
    * defaults, config.json, server settings, then the model's own metadata.
    */
   async resolveLoad(descriptor: ModelDescriptor, request: LoadSettings = {}, placement?: Placement): Promise<ModelLoad> {
-    const base = this.settings.load;
-    const saved = this.seams.savedDefaults?.(descriptor.id);
-    const own = layerLoadSettings(this.configured[descriptor.id], saved, request);
-    const o = layerLoadSettings(base, own);
-    const explicitContext = own.contextLength;
-    const engine = this.engineFor(descriptor);
-    checkModelFile(descriptor);
-    const declared = (await engine.inspect(descriptor)).declaredContextLength;
-    const requested = o.contextLength;
-    const resolved: ModelLoad = {
-      contextLength: 0,
-      parallel: o.parallel ?? base.parallel,
-      // 0 at any layer means "the server's default".
-      threads: o.threads || base.threads,
-      gpuLayers: o.gpuLayers,
-      flashAttention: o.flashAttention,
-      speculative: resolveSpeculative(descriptor, this.catalog, { merged: o, own, fromApi: layerLoadSettings(saved, request) }),
-      batchSize: this.settings.batchSize,
-      // A follower rank lives as long as its group: the coordinator's rank 0 decides when it ends.
-      ttl: placement && placement.rank > 0 ? 0 : o.ttl ?? base.ttl,
-      ...(placement ? { distributed: placement } : {}),
-    };
-    const tested = requested === undefined ? await this.seams.testedContext?.(descriptor) : undefined;
-    if (tested !== undefined) {
-      // The measured context, shrunk until it fits the memory budget.
-      resolved.contextLength = tested;
-      while (resolved.contextLength > 256) {
-        const est = await engine.estimateMemory(descriptor, resolved);
-        if (totalBytes(est) <= this.settings.memoryBudget) break;
-        resolved.contextLength = Math.floor((resolved.contextLength * 3) / 4);
-      }
-    } else if (requested === undefined) resolved.contextLength = Math.min(DEFAULT_CONTEXT, declared ?? DEFAULT_CONTEXT);
-    else if (requested === 0) resolved.contextLength = declared ?? DEFAULT_CONTEXT;
-    // The server-wide --ctx serves models of every size: capped at what each declares. A context
-    // asked for this model in particular is checked against its declared one instead.
-    else if (explicitContext === undefined) resolved.contextLength = Math.min(requested, declared ?? requested);
-    else resolved.contextLength = requested;
-    checkContext(descriptor, resolved.contextLength, declared);
-    checkThreads(resolved.threads, `model '${descriptor.id}'`);
-    return resolved;
+    return resolveLoad({ settings: this.settings, configured: this.configured, seams: this.seams, catalog: this.catalog }, this.engineFor(descriptor), descriptor, request, placement);
   }
 
   private sameSettings(a: ResolvedLoadSettings, b: ResolvedLoadSettings): boolean {

@@ -32,7 +32,6 @@ export function resolveSpeculative(descriptor: ModelDescriptor, catalog: ModelCa
   if (mode === "lookup") return { mode };
   const name = merged.draft;
   if (name === undefined) throw new InvalidRequestError(`speculative "draft" on model '${descriptor.id}' needs a draft model: set draft to a model id`, "draft", "draft_model_missing");
-  const listed = catalog.get(name);
   const draft = draftFile(name, catalog, fromApi.draft === name);
   checkVocabulary(descriptor, draft);
   return { mode, ...draft };

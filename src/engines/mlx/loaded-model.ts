@@ -6,7 +6,6 @@ import { withSamplingDefaults } from "../../core/sampling.ts";
 import { timings } from "../../core/timings.ts";
 import { checkJsonReply, cutShortNote, emitCutShortCall, emitToolCalls, parseForcedCall, planChat } from "../../core/tools.ts";
 import { ContextLengthExceededError, EngineError, errorMessage, GenerationAbortedError, InvalidRequestError, LmxError, OutputFormatError } from "../../errors.ts";
-import { log } from "../../log.ts";
 import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor } from "../types.ts";
 import { MlxChatOutput } from "./chat-output.ts";
 import type { Done, Loaded, ToWorker, WireMessage, WireTool, WorkerReply } from "./protocol.ts";
