@@ -208,9 +208,13 @@ describe("one MLX model across two nodes", () => {
     await peerUp();
   }, 300_000);
 
-  test("unloading on the coordinator ends the rank on the other node", async () => {
-    const loaded = await laptop.request(`/admin/v1/models/${MODEL}/load`, { method: "POST", json: { nodes: ["local", "studio"] } });
-    expect(loaded.status).toBe(200);
+  test("lmx load --nodes loads across nodes; unloading on the coordinator ends the rank on the other node", async () => {
+    const cli = Bun.spawn([process.execPath, join(import.meta.dir, "..", "src", "cli", "main.ts"), "load", MODEL, "--nodes", "local,studio"], {
+      env: { ...process.env, LMX_URL: laptop.url }, stdout: "pipe", stderr: "pipe",
+    });
+    const [out, code] = await Promise.all([new Response(cli.stdout).text(), cli.exited]);
+    expect(code).toBe(0);
+    expect(out).toContain(`loaded ${MODEL} across local, studio (rank 0 of 2 here)`);
     expect((await json<Ps>(studio.request("/admin/v1/ps"))).body.data).toHaveLength(1);
     expect((await laptop.request(`/admin/v1/models/${MODEL}/unload`, { method: "POST" })).status).toBe(200);
     await waitFor("the follower's rank to end", async () => (await json<Ps>(studio.request("/admin/v1/ps"))).body.data.length === 0);
