@@ -196,7 +196,7 @@ export class Coordinator {
       const missed = (g.missed.get(p.name) ?? 0) + 1;
       g.missed.set(p.name, missed);
       if (r.status === 404 || missed >= this.opts.misses) {
-        const why = r.status === 404 ? `node ${p.name} no longer holds its rank (${r.message})` : `node ${p.name} ${r.message}`;
+        const why = r.status === 404 ? `node ${p.name} no longer holds its rank (its worker ended or failed there)` : `node ${p.name} ${r.message}`;
         log.error("a node of a distributed group is gone; ending the group", { group, model: g.model, node: p.name, reason: r.message });
         this.groups.delete(group);
         this.scheduler.abandonGroup(group, why);

@@ -21,7 +21,7 @@ export function rankSetup(descriptor: ModelDescriptor, p: Placement): { env: Rec
     env: { MLX_RANK: String(p.rank), MLX_HOSTFILE: hostfile, LMX_GROUP: p.group },
     once: {
       lost: (why) => new NodeLostError(
-        `${descriptor.id} is sharded across ${nodes} and lost a node: its rank ${p.rank} worker ${why}. ` +
+        `${descriptor.id}, sharded across ${nodes}, stopped on this node (rank ${p.rank}): ${why}. ` +
         `It is unloaded on every node; load it again with --nodes, or the next request loads it on one node where it fits`),
       ended: (message) => new ModelEndedError(`${descriptor.id} (rank ${p.rank} of ${p.size}): ${message}`),
     },
