@@ -52,7 +52,11 @@ export class Coordinator {
   private timer: ReturnType<typeof setInterval> | undefined;
   private ticking = false;
 
-  constructor(private readonly scheduler: Scheduler, private readonly member: GroupMember, private readonly opts: CoordinatorOptions) {}
+  constructor(
+    private readonly scheduler: Pick<Scheduler, "loadModel" | "abandonGroup" | "groupMember">,
+    private readonly member: Pick<GroupMember, "prepare">,
+    private readonly opts: CoordinatorOptions,
+  ) {}
 
   list(): GroupInfo[] {
     return [...this.groups].map(([group, g]) => ({ group, model: g.model, nodes: g.placement.nodes, hosts: g.placement.hosts }));

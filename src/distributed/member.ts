@@ -26,7 +26,10 @@ export class GroupMember {
   private readonly leases = new Map<string, { model: string; seen: number }>();
   private readonly sweeper: ReturnType<typeof setInterval>;
 
-  constructor(private readonly scheduler: Scheduler, private readonly opts: { leaseMs: number; now?: () => number }) {
+  constructor(
+    private readonly scheduler: Pick<Scheduler, "get" | "engineFor" | "loadModel" | "groupMember" | "abandonGroup" | "unload">,
+    private readonly opts: { leaseMs: number; now?: () => number },
+  ) {
     this.sweeper = setInterval(() => void this.sweep(), Math.max(250, Math.floor(opts.leaseMs / 4)));
     this.sweeper.unref?.();
   }
@@ -71,11 +74,11 @@ export class GroupMember {
   }
 
   /** Frees this node's rank of `group`; false when it holds none. */
-  async leave(group: string): Promise<boolean> {
+  async leave(group: string, reason = "the coordinator ended the group"): Promise<boolean> {
     this.leases.delete(group);
     const member = this.scheduler.groupMember(group);
     if (!member) return false;
-    return this.scheduler.abandonGroup(group, "the coordinator ended the group") || this.scheduler.unload(member.id);
+    return this.scheduler.abandonGroup(group, reason) || this.scheduler.unload(member.id);
   }
 
   private async sweep(): Promise<void> {
@@ -87,7 +90,7 @@ export class GroupMember {
       }
       if (now - lease.seen <= this.opts.leaseMs) continue;
       log.warn("the coordinator of a distributed group stopped asking after it; freeing this node's rank", { group, model: lease.model, silentMs: now - lease.seen });
-      await this.leave(group);
+      await this.leave(group, `its coordinator stopped asking after it for ${Math.round((now - lease.seen) / 1000)} s`);
     }
   }
 
