@@ -267,3 +267,10 @@ export class NotLeaderError extends LmxError {
     super(message, 409, "invalid_request_error", "not_coordinator", "model");
   }
 }
+
+/** A model is in use in a way the request would break (loaded here for other work). */
+export class ModelBusyError extends LmxError {
+  constructor(message: string) {
+    super(message, 409, "invalid_request_error", "model_busy", "model");
+  }
+}

@@ -1,7 +1,7 @@
 // A node's side of a distributed group: it checks it can hold a rank, loads the rank when the
 // coordinator asks, answers the coordinator's heartbeats, and frees the rank when they stop.
 import type { LoadSettings, Placement } from "../config/load-settings.ts";
-import { InvalidRequestError, NotFoundError } from "../errors.ts";
+import { InvalidRequestError, ModelBusyError, NotFoundError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { ModelStatus, Scheduler } from "../scheduler/scheduler.ts";
 import { freePort } from "./addresses.ts";
@@ -53,6 +53,14 @@ export class GroupMember {
   /** Loads this node's rank; resolves once every rank of the group has joined and loaded its shard. */
   async join(model: string, settings: LoadSettings, placement: Placement): Promise<ModelStatus> {
     if (placement.rank === 0) throw new InvalidRequestError("rank 0 is the coordinator's own: it loads with nodes in its load request", "placement.rank");
+    const current = await this.scheduler.get(model);
+    const held = current.options?.distributed;
+    if ((current.state === "ready" || current.state === "loading") && held?.group !== placement.group) {
+      // Taking it over would cut off whatever this node serves with it now.
+      throw new ModelBusyError(held
+        ? `'${current.descriptor.id}' is already loaded on this node as rank ${held.rank} of another group (coordinator ${held.coordinator}); unload it there first`
+        : `'${current.descriptor.id}' is loaded on this node for its own requests; unload it here first (lmx unload) to make it part of a group`);
+    }
     this.leases.set(placement.group, { model, seen: Number.POSITIVE_INFINITY });
     try {
       const status = await this.scheduler.loadModel(model, settings, placement);

@@ -26,7 +26,12 @@ function fakeScheduler() {
       return true;
     },
     unload: async () => true,
-    get: async () => { throw new Error("unused"); },
+    loadedHere: false,
+    get: async (id: string): Promise<ModelStatus> => ({
+      descriptor: { id, format: "mlx", path: "/m" }, running: 0, queued: 0,
+      state: member || s.loadedHere ? "ready" : "unloaded",
+      ...(member ? { options: { contextLength: 1, parallel: 1, threads: 1, distributed: member.placement } } : {}),
+    }),
     engineFor: () => { throw new Error("unused"); },
   };
   return s as typeof s & Pick<Scheduler, "get" | "engineFor">;
@@ -36,6 +41,14 @@ describe("a node's rank of a distributed group", () => {
   test("rank 0 is never joined from outside", async () => {
     const member = new GroupMember(fakeScheduler(), { leaseMs: 60_000 });
     await expect(member.join("m", {}, placement(0))).rejects.toThrow("rank 0 is the coordinator's own");
+    member.close();
+  });
+
+  test("a model this node serves for itself is not taken over", async () => {
+    const s = fakeScheduler();
+    s.loadedHere = true;
+    const member = new GroupMember(s, { leaseMs: 60_000 });
+    await expect(member.join("m", {}, placement(1))).rejects.toThrow("is loaded on this node for its own requests");
     member.close();
   });
 
