@@ -1,6 +1,6 @@
 // Hostile HTTP against a real server: what a web page, a LAN client or a raw socket can send.
 // Each case is bounded in time and memory and ends by checking the server still serves a chat.
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -9,6 +9,17 @@ import { startTestServer, type TestServer } from "../helpers/server.ts";
 
 const MODEL = ["--model", fixtures.qwen2Tiny, "--ctx", "512"];
 const REPO_ROOT = resolve(import.meta.dir, "../..");
+
+// One server for the cases that need no flags of their own and change nothing: loading the model
+// takes seconds, and every case ends by checking the server still chats, which is the point.
+let sharedServer: Promise<TestServer> | undefined;
+function shared(): Promise<TestServer> {
+  sharedServer ??= startTestServer(MODEL);
+  return sharedServer;
+}
+afterAll(async () => {
+  await (await sharedServer)?.[Symbol.asyncDispose]();
+});
 
 /** Speaks raw HTTP/1.1 (fetch always adds a Host and a well-formed path); resolves with what came back when the server closes. */
 function raw(port: number, text: string | Uint8Array, opts: { keepOpenMs?: number } = {}): Promise<string> {
@@ -73,7 +84,7 @@ describe("CSRF: a web page cannot act on the server", () => {
   ];
 
   test("form-encoded and text/plain POSTs with a foreign Origin are refused and change nothing", async () => {
-    await using srv = await startTestServer(MODEL);
+    const srv = await shared();
     await bounded({ ms: 10_000, rssMb: 200 }, async () => {
       for (const [path, form] of attempts) {
         for (const [type, body] of [["application/x-www-form-urlencoded", form], ["text/plain", JSON.stringify(Object.fromEntries(new URLSearchParams(form)))], ["multipart/form-data; boundary=x", `--x\r\nContent-Disposition: form-data; name="scope"\r\n\r\nadmin\r\n--x--\r\n`]] as const) {
@@ -102,6 +113,7 @@ describe("CSRF: a web page cannot act on the server", () => {
   });
 
   test("foreign pages cannot read admin data; /health, the server's own pages and CLI clients can", async () => {
+    // It creates a key, after which every request needs one: a server of its own.
     await using srv = await startTestServer(MODEL);
     expect((await fetch(srv.url + "/admin/v1/keys", { headers: { origin: foreign } })).status).toBe(403);
     expect((await fetch(srv.url + "/admin/v1/keys", { headers: { "sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors" } })).status).toBe(403);
@@ -127,7 +139,7 @@ describe("CSRF: a web page cannot act on the server", () => {
 
 describe("malformed requests get a 4xx in the API's shape", () => {
   test("no Host header, and bad %-encoding in the path", async () => {
-    await using srv = await startTestServer(MODEL);
+    const srv = await shared();
     const port = srv.server.port;
     await bounded({ ms: 5_000, rssMb: 100 }, async () => {
       for (const request of ["GET /v1/models HTTP/1.0\r\n\r\n", "GET /v1/models HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n"]) {
@@ -152,7 +164,7 @@ describe("malformed requests get a 4xx in the API's shape", () => {
   });
 
   test("an invalid response_format schema names the field", async () => {
-    await using srv = await startTestServer(MODEL);
+    const srv = await shared();
     const res = await srv.request("/v1/chat/completions", {
       method: "POST",
       json: { model: "qwen2-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 4, response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { a: { type: "strng" } } } } } },
@@ -193,7 +205,7 @@ describe("malformed requests get a 4xx in the API's shape", () => {
 
 describe("resource limits", () => {
   test("a huge declared Content-Length is refused with 413 before reading it", async () => {
-    await using srv = await startTestServer(MODEL);
+    const srv = await shared();
     const res = await bounded({ ms: 3_000, rssMb: 50 }, () =>
       raw(srv.server.port, "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n{\"model\":", { keepOpenMs: 2_000 }));
     expect(statusOf(res)).toBe(413);
@@ -212,7 +224,7 @@ describe("resource limits", () => {
   });
 
   test("a 45 MB prompt is refused at once, and /health answers meanwhile", async () => {
-    await using srv = await startTestServer(MODEL);
+    const srv = await shared();
     const body = JSON.stringify({ model: "qwen2-tiny", messages: [{ role: "user", content: "word ".repeat(9_000_000) }] });
     await bounded({ ms: 5_000, rssMb: 400 }, async () => {
       const work = srv.request("/v1/chat/completions", { method: "POST", headers: { "content-type": "application/json" }, body });
@@ -223,7 +235,7 @@ describe("resource limits", () => {
   });
 
   test("a 15 MB prompt that cannot fit the context is refused before tokenizing, and /health answers meanwhile", async () => {
-    await using srv = await startTestServer(MODEL);
+    const srv = await shared();
     expect((await srv.request("/admin/v1/models/qwen2-tiny/load", { method: "POST", json: {} })).status).toBe(200);
     for (const [path, payload] of [
       ["/v1/chat/completions", { messages: [{ role: "user", content: "word ".repeat(3_000_000) }] }],
@@ -242,7 +254,7 @@ describe("resource limits", () => {
   });
 
   test("JSON nested 100,000 deep is refused before parsing", async () => {
-    await using srv = await startTestServer(MODEL);
+    const srv = await shared();
     await bounded({ ms: 3_000, rssMb: 100 }, async () => {
       const deep = `{"model":"qwen2-tiny","messages":${"[".repeat(100_000)}${"]".repeat(100_000)}}`;
       const work = srv.request("/v1/chat/completions", { method: "POST", headers: { "content-type": "application/json" }, body: deep });
@@ -259,7 +271,7 @@ describe("resource limits", () => {
   });
 
   test("a 50,000-value enum or a deep schema is refused at once; a tool schema too", async () => {
-    await using srv = await startTestServer(MODEL);
+    const srv = await shared();
     const ask = (extra: object) => srv.request("/v1/chat/completions", { method: "POST", json: { model: "qwen2-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 4, ...extra } });
     const hugeEnum = { type: "string", enum: Array.from({ length: 50_000 }, (_, i) => `v${i}`) };
     let deep: object = { type: "string" };
@@ -334,7 +346,7 @@ describe("resource limits", () => {
 
 describe("port clash", () => {
   test("a second lmx serve on the same port exits non-zero naming the first", async () => {
-    await using srv = await startTestServer(MODEL);
+    const srv = await shared();
     const home = mkdtempSync(join(tmpdir(), "lmx-second-"));
     try {
       const second = Bun.spawn([process.execPath, join(REPO_ROOT, "src/cli/main.ts"), "serve", "--port", String(srv.server.port), "--model", fixtures.qwen2Tiny], {
