@@ -48,7 +48,7 @@ async function paired<T>(servers: Pair, reps: number, fn: (s: RunningServer, rep
   return out;
 }
 
-interface Life { ready: number[]; load: number[]; rssReady: number[]; rssIdle: number[]; mapped?: MappedEngine; log?: string }
+interface Life { ready: number[]; load: number[]; rssReady: number[]; rssIdle: number[]; mapped?: MappedEngine }
 
 /** Fresh servers: start-up to ready, cold load, RSS at ready and idle; the mapped libraries. */
 async function lifecycle(cfg: ServerConfig, o: GgufOptions, ref: ReferenceServer, reps: number): Promise<Record<Kind, Life>> {
@@ -64,13 +64,26 @@ async function lifecycle(cfg: ServerConfig, o: GgufOptions, ref: ReferenceServer
         res[k].rssReady.push(s.readyRssMb);
         res[k].rssIdle.push(rssMb(s.pid));
         res[k].mapped ??= mappedEngine(s.pid);
-        if (k === "llama") res[k].log ??= readLog(s.logFile);
       } finally {
         await s.stop();
       }
     }
   }
   return res;
+}
+
+/**
+ * llama-server prints ggml's `system_info` line only at trace verbosity (`-lv 4`), which would
+ * also log every request, so one extra start with it, outside the timed runs, gives the line.
+ */
+async function serverKernelInfo(cfg: ServerConfig, ref: ReferenceServer): Promise<{ info?: string; mapped: MappedEngine }> {
+  const s = await startLlamaServer(cfg, ref, ["-lv", "4"]);
+  try {
+    await probe.completion(s.endpoint, probe.prompt(3, 8), 2);
+    return { info: serverSystemInfo(readLog(s.logFile)), mapped: mappedEngine(s.pid) };
+  } finally {
+    await s.stop();
+  }
 }
 
 function readLog(file: string): string {
@@ -98,7 +111,9 @@ export async function benchGguf(model: BenchModel, o: GgufOptions, ref: Referenc
   const cfg: ServerConfig = { modelId: model.id, modelPath: model.path, threads: o.threads, parallel: o.parallel, ctx: o.ctx };
   log(`${model.id}: start-up, cold load and memory (${p.lifeReps}× each server)`);
   const life = await lifecycle(cfg, o, ref, p.lifeReps);
-  const kernels = compareKernels(life.lmx.mapped ?? { files: {} }, life.llama.mapped ?? { files: {} }, serverSystemInfo(life.llama.log ?? ""), nlcSystemInfo);
+  const traced = await serverKernelInfo(cfg, ref);
+  // The files are those the timed servers mapped; the traced start only supplies the log line.
+  const kernels = compareKernels(life.lmx.mapped ?? { files: {} }, life.llama.mapped ?? traced.mapped, traced.info, nlcSystemInfo);
 
   log(`${model.id}: starting both servers`);
   const lmx = await startLmx(cfg, { argv: o.lmxArgv });

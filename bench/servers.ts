@@ -139,10 +139,10 @@ export async function startLmx(cfg: ServerConfig, launch: LmxLaunch): Promise<Ru
  * Starts the reference llama-server in `cwd`: the engine folder, where ggml's backend loader (it
  * searches the executable's folder and the working directory) finds the libggml-cpu-* variants.
  */
-export async function startLlamaServer(cfg: ServerConfig, binary: { server: string; cwd: string }): Promise<RunningServer> {
+export async function startLlamaServer(cfg: ServerConfig, binary: { server: string; cwd: string }, extraArgs: string[] = []): Promise<RunningServer> {
   const port = await freePort();
   const command = [binary.server, "-m", cfg.modelPath, "--alias", cfg.modelId, "--host", "127.0.0.1", "--port", String(port),
-    "-t", String(cfg.threads), "-tb", String(cfg.threads), "-np", String(cfg.parallel), "-c", String(cfg.ctx * cfg.parallel), "--no-webui"];
+    "-t", String(cfg.threads), "-tb", String(cfg.threads), "-np", String(cfg.parallel), "-c", String(cfg.ctx * cfg.parallel), "--no-webui", ...extraArgs];
   const logFile = logPath("llama-server");
   const spawnAt = performance.now();
   const proc = Bun.spawn(command, { cwd: binary.cwd, stdout: Bun.file(logFile), stderr: Bun.file(logFile + ".err") });
