@@ -3,6 +3,9 @@
 // both alike.
 
 import { readFileSync } from "node:fs";
+import { chooseFlashAttention } from "../src/engines/llama/flash-attention.ts";
+import { attentionHeadSize } from "../src/gguf/hparams.ts";
+import { readGgufHeader } from "../src/gguf/reader.ts";
 import type { FigureId } from "../src/throughput/figures.ts";
 import * as probe from "../src/throughput/probes.ts";
 import { percentile, spread } from "../src/throughput/stats.ts";
@@ -100,6 +103,7 @@ function readLog(file: string): string {
 
 export interface GgufResult {
   model: { id: string; shape: string; size_bytes: number };
+  flash_attention: "on" | "off";
   rows: Row[];
   kernels: KernelCheck;
   commands: { lmx: string[]; llama_server: string[] };
@@ -108,7 +112,9 @@ export interface GgufResult {
 
 export async function benchGguf(model: BenchModel, o: GgufOptions, ref: ReferenceServer, nlcSystemInfo: string | undefined): Promise<GgufResult> {
   const p = plan(o, model.id === "stories260K" ? 4 : 1);
-  const cfg: ServerConfig = { modelId: model.id, modelPath: model.path, threads: o.threads, parallel: o.parallel, ctx: o.ctx };
+  // What LMX's own "auto" picks on the CPU for this model (flash-attention.ts), given to both.
+  const fa = chooseFlashAttention("auto", false, attentionHeadSize(readGgufHeader(model.path).metadata)).option === false ? "off" : "on";
+  const cfg: ServerConfig = { modelId: model.id, modelPath: model.path, threads: o.threads, parallel: o.parallel, ctx: o.ctx, flashAttention: fa };
   log(`${model.id}: start-up, cold load and memory (${p.lifeReps}× each server)`);
   const life = await lifecycle(cfg, o, ref, p.lifeReps);
   const traced = await serverKernelInfo(cfg, ref);
@@ -185,6 +191,7 @@ export async function benchGguf(model: BenchModel, o: GgufOptions, ref: Referenc
     ];
     return {
       model: { id: model.id, shape: model.shape, size_bytes: Bun.file(model.path).size },
+      flash_attention: fa,
       rows,
       kernels,
       commands: { lmx: lmx.command, llama_server: llama.command },

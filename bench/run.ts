@@ -99,6 +99,8 @@ async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   configureLog({ level: "warn" });
   const startedAt = new Date();
+  // The tree as it is when the measurement starts (editing during a long run must not change it).
+  const gitState = { commit: git(["rev-parse", "HEAD"]), dirty: git(["status", "--porcelain", "--untracked-files=no"]) !== "" };
   const started = performance.now();
   const loadBefore = loadavg().map((x) => round(x));
   if (loadBefore[0]! > cpuInfo().availableCores * 0.5) log(`note: load average ${loadBefore.join(", ")} on ${cpuInfo().availableCores} cores: absolute figures will be noisy, ratios less so`);
@@ -114,11 +116,11 @@ async function main(): Promise<void> {
     kernels.push({ model: m.id, ...res.kernels });
     const k = res.kernels;
     console.log(`\n${renderTable(
-      `${m.id} (${m.shape}); ${settings}; prefill rows at ${res.prefill_tokens.p256} and ${res.prefill_tokens.p2048} tokens\n` +
+      `${m.id} (${m.shape}); ${settings}, flash attention ${res.flash_attention} (LMX's auto choice, given to both); prefill rows at ${res.prefill_tokens.p256} and ${res.prefill_tokens.p2048} tokens\n` +
       `kernels: LMX libggml-cpu-${k.cpu_variant.lmx ?? "?"}, llama-server libggml-cpu-${k.cpu_variant.llama_server ?? "?"}; ` +
       `${k.identical ? "same library files and system_info in both" : `NOT identical: ${[...k.differing_files, k.system_info.equal ? "" : "system_info differs"].filter(Boolean).join("; ")}`}`,
       "llama-server", res.rows, GGUF_GOALS)}`);
-    records.push(modelRecord(res.model, "llama-server (same kernels)", res.rows, GGUF_GOALS));
+    records.push({ ...modelRecord(res.model, "llama-server (same kernels)", res.rows, GGUF_GOALS), flash_attention: res.flash_attention });
   }
 
   let mlxVersions: { mlx?: string; mlx_lm?: string } = {};
@@ -140,7 +142,7 @@ async function main(): Promise<void> {
     command: `bun run bench -- ${process.argv.slice(2).join(" ")}`.trim(),
     mode: o.quick ? "quick" : "full",
     duration_s: round((performance.now() - started) / 1000, 1),
-    git: { commit: git(["rev-parse", "HEAD"]), dirty: git(["status", "--porcelain", "--untracked-files=no"]) !== "" },
+    git: gitState,
     machine: { cpu: cpus()[0]?.model ?? "unknown", logical_cores: info.logicalCores, physical_cores: info.physicalCores, ram_gb: round(totalmem() / 2 ** 30, 1),
       os: `${process.platform} ${release()}`, arch: process.arch, cpu_flags: cpuFlags(), load_average: { before: loadBefore, after: loadavg().map((x) => round(x)) } },
     versions: { lmx: VERSION === "dev" ? `${pkg.version}-dev` : VERSION, bun: Bun.version, node_llama_cpp: ref.engine.nodeLlamaCppVersion,

@@ -14,6 +14,8 @@ export interface ServerConfig {
   parallel: number;
   /** Context tokens per parallel sequence (LMX's --ctx; llama-server gets ctx × parallel in total). */
   ctx: number;
+  /** Given to both explicitly when set, so defaults that differ between the two cannot skew a ratio. */
+  flashAttention?: "on" | "off";
 }
 
 export type ServerKind = "lmx" | "llama-server";
@@ -108,7 +110,8 @@ export async function startLmx(cfg: ServerConfig, launch: LmxLaunch): Promise<Ru
   rmSync(home, { recursive: true, force: true });
   mkdirSync(home, { recursive: true });
   const command = [...launch.argv, "serve", "--host", "127.0.0.1", "--port", String(port), "--model", `${cfg.modelId}=${cfg.modelPath}`,
-    "--threads", String(cfg.threads), "--parallel", String(cfg.parallel), "--ctx", String(cfg.ctx), "--log-level", "warn", ...(launch.extraArgs ?? [])];
+    "--threads", String(cfg.threads), "--parallel", String(cfg.parallel), "--ctx", String(cfg.ctx),
+    ...(cfg.flashAttention === undefined ? [] : ["--flash-attention", cfg.flashAttention]), "--log-level", "warn", ...(launch.extraArgs ?? [])];
   const logFile = logPath("lmx");
   const spawnAt = performance.now();
   const proc = Bun.spawn(command, { cwd: REPO_ROOT, env: { ...process.env, LMX_HOME: home }, stdout: Bun.file(logFile), stderr: Bun.file(logFile + ".err") });
@@ -142,7 +145,8 @@ export async function startLmx(cfg: ServerConfig, launch: LmxLaunch): Promise<Ru
 export async function startLlamaServer(cfg: ServerConfig, binary: { server: string; cwd: string }, extraArgs: string[] = []): Promise<RunningServer> {
   const port = await freePort();
   const command = [binary.server, "-m", cfg.modelPath, "--alias", cfg.modelId, "--host", "127.0.0.1", "--port", String(port),
-    "-t", String(cfg.threads), "-tb", String(cfg.threads), "-np", String(cfg.parallel), "-c", String(cfg.ctx * cfg.parallel), "--no-webui", ...extraArgs];
+    "-t", String(cfg.threads), "-tb", String(cfg.threads), "-np", String(cfg.parallel), "-c", String(cfg.ctx * cfg.parallel),
+    ...(cfg.flashAttention === undefined ? [] : ["-fa", cfg.flashAttention]), "--no-webui", ...extraArgs];
   const logFile = logPath("llama-server");
   const spawnAt = performance.now();
   const proc = Bun.spawn(command, { cwd: binary.cwd, stdout: Bun.file(logFile), stderr: Bun.file(logFile + ".err") });
