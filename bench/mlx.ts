@@ -8,16 +8,18 @@
 // Defaults: the test fixture model and the test runtime (see test/helpers/mlx.ts). Run by
 // bench/run.ts with --mlx as well.
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { configureLog } from "../src/log.ts";
 import type { FigureId } from "../src/throughput/figures.ts";
 import * as probe from "../src/throughput/probes.ts";
 import { median, spread } from "../src/throughput/stats.ts";
+import { MLX_FIXTURE_DIR } from "../test/fixtures/mlx-model.ts";
 import { mlxTestEnv } from "../test/helpers/mlx.ts";
 import { startTestServer } from "../test/helpers/server.ts";
 import { MLX_GOALS, medianRow, pairedRow, renderTable, type Row } from "./report.ts";
+import { REPO_ROOT } from "./llama-build.ts";
 import { freePort } from "./servers.ts";
 
 export interface MlxResult {
@@ -115,8 +117,17 @@ function mlxShape(dir: string): string {
   return `${c.model_type ?? "?"}, ${c.num_hidden_layers ?? "?"} layers, ${c.hidden_size ?? "?"} embd (MLX)`;
 }
 
-/** The test runtime and fixture model when none is given. */
+/**
+ * The test runtime and fixture model when none is given. An installed runtime is used as it is:
+ * mlxTestEnv() also opens the runtime's database, which a newer checkout sharing .cache may have
+ * migrated past this one's schema.
+ */
 export async function defaultMlxEnv(): Promise<{ model: string; python: string }> {
+  const envs = join(REPO_ROOT, ".cache", "mlx-runtime", "runtimes", "mlx", "envs");
+  const python = existsSync(envs)
+    ? readdirSync(envs).sort().reverse().map((e) => join(envs, e, "venv", "bin", "python")).find((p) => existsSync(p))
+    : undefined;
+  if (python !== undefined && existsSync(join(MLX_FIXTURE_DIR, "config.json"))) return { model: MLX_FIXTURE_DIR, python };
   const env = await mlxTestEnv();
   return { model: env.model, python: env.python };
 }
