@@ -1,45 +1,69 @@
-// Builds llama.cpp's own `llama-server` and `llama-bench` from exactly the llama.cpp source that
-// node-llama-cpp ships (its git bundle plus the patches it applies itself), natively for this CPU,
-// once, into `.cache/bench/llama.cpp-<commit>/` (git-ignored). Nothing here is ever committed.
+// The same-kernel reference: llama.cpp's own `llama-server`, compiled from exactly the llama.cpp
+// source node-llama-cpp ships (its git bundle plus the patches it applies itself) and linked against
+// the shared libraries of the prebuilt engine package LMX runs (libggml-base, libggml, libllama,
+// libllama-common from @node-llama-cpp/<target>). Only the server and what the package does not
+// ship (mtmd, vendored helpers) are compiled (bench/llama-ref/CMakeLists.txt). Started with its
+// working directory in the package's folder, the server's ggml backend loader picks the
+// libggml-cpu-* variant from the same files by the same rule as LMX's, so both run one set of
+// kernels and a ratio measures LMX's own cost. Built once per engine into
+// `.cache/bench/llama-server-<engine>-<commit>/` (git-ignored); nothing here is committed.
 
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { llamaPlatform } from "../src/engines/llama/platform.ts";
 
 export const REPO_ROOT = resolve(import.meta.dir, "..");
 export const CACHE_DIR = join(REPO_ROOT, ".cache", "bench");
+const OVERLAY = join(import.meta.dir, "llama-ref");
 
-export interface LlamaCppTools {
+/** The prebuilt engine whose libraries both servers load. */
+export interface EngineLibs {
+  nodeLlamaCppVersion: string;
+  /** The prebuilt package, e.g. "@node-llama-cpp/linux-x64". */
+  packageName: string;
+  packageVersion: string;
+  /** Folder holding libllama, libggml* and the libggml-cpu-* variants. */
+  dir: string;
+  llamaLib: string;
+  ggmlLib: string;
+}
+
+export interface ReferenceServer {
+  /** The llama-server executable. */
   server: string;
-  bench: string;
+  /** Working directory to start it in: the engine folder, where ggml's loader finds the CPU variants. */
+  cwd: string;
+  engine: EngineLibs;
   /** Commit of the bundled source. */
   commit: string;
   /** node-llama-cpp's name for the release (`llama.cpp.info.json`). */
   release: string;
-  cmakeFlags: string[];
+  /** How the reference was built, for the report. */
+  build: string;
 }
 
 function nodeLlamaCppDir(): string {
   return dirname(dirname(Bun.resolveSync("node-llama-cpp", REPO_ROOT)));
 }
 
-function run(cmd: string[], cwd: string, quiet = false): string {
+function run(cmd: string[], cwd: string): string {
   const res = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
-  const out = res.stdout.toString() + res.stderr.toString();
-  if (res.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed (${res.exitCode}):\n${out.slice(-4000)}`);
-  if (!quiet && out.trim()) process.stderr.write(out.split("\n").slice(-3).join("\n") + "\n");
+  if (res.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed (${res.exitCode}):\n${(res.stdout.toString() + res.stderr.toString()).slice(-4000)}`);
   return res.stdout.toString();
 }
 
-/** Streams a long step's output to stderr (the build takes minutes on small machines). */
+/** Streams a long step's output to stderr; compiles run at lower priority (a shared machine). */
 async function runLoud(cmd: string[], cwd: string): Promise<void> {
-  const proc = Bun.spawn(cmd, { cwd, stdout: "inherit", stderr: "inherit" });
+  const niced = Bun.which("nice") ? ["nice", "-n", "10", ...cmd] : cmd;
+  const proc = Bun.spawn(niced, { cwd, stdout: "inherit", stderr: "inherit" });
   const code = await proc.exited;
   if (code !== 0) throw new Error(`${cmd.join(" ")} failed with exit code ${code}`);
 }
 
 /** The commit at the bundle's HEAD, read without unpacking it (`git bundle list-heads`). */
 function bundleHead(bundle: string): string {
-  const out = run(["git", "bundle", "list-heads", bundle], REPO_ROOT, true);
+  const out = run(["git", "bundle", "list-heads", bundle], REPO_ROOT);
   const head = out.split("\n").find((l) => l.endsWith(" HEAD")) ?? out.split("\n")[0];
   const commit = head?.split(" ")[0];
   if (!commit || !/^[0-9a-f]{40}$/.test(commit)) throw new Error(`cannot read the HEAD of ${bundle}`);
@@ -47,79 +71,87 @@ function bundleHead(bundle: string): string {
 }
 
 /**
- * Flags of the reference build: native CPU flags (`GGML_NATIVE`, -march=native), Release, static,
- * CPU only, no OpenSSL/curl (the server only listens on 127.0.0.1 here).
+ * The prebuilt package LMX loads from source on this host (a compiled lmx unpacks the same
+ * package, byte for byte, into its engine folder). node-llama-cpp renames libllama and libggml with
+ * the release ("libllama.v0.4.0.so"), so the names are looked up.
  */
-export const REFERENCE_CMAKE_FLAGS = [
-  ...amxOff(),
-  "-DCMAKE_BUILD_TYPE=Release",
-  "-DGGML_NATIVE=ON",
-  "-DBUILD_SHARED_LIBS=OFF",
-  "-DLLAMA_BUILD_TESTS=OFF",
-  "-DLLAMA_BUILD_EXAMPLES=OFF",
-  "-DLLAMA_OPENSSL=OFF",
-  "-DLLAMA_CURL=OFF",
-  "-DGGML_METAL=OFF",
-  "-DGGML_CUDA=OFF",
-  "-DGGML_VULKAN=OFF",
-];
-
-/**
- * Some VMs advertise AMX in /proc/cpuinfo (so -march=native enables it and ggml's AMX kernels are
- * compiled in and chosen for q8_0) yet fault on the first tile instruction: llama-bench died with
- * SIGILL in `tilezero` on the 2-core KVM guest this benchmark was written on. The reference build
- * therefore keeps every other native feature and leaves AMX out whenever the CPU reports it.
- */
-function amxOff(): string[] {
-  let flags = "";
-  try {
-    flags = /^flags\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "";
-  } catch {
-    return [];
-  }
-  if (!/\bamx_tile\b/.test(flags)) return [];
-  const off = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16";
-  return [`-DCMAKE_C_FLAGS=${off}`, `-DCMAKE_CXX_FLAGS=${off}`];
+export function engineLibs(): EngineLibs {
+  const nlcDir = nodeLlamaCppDir();
+  const nlc = JSON.parse(readFileSync(join(nlcDir, "package.json"), "utf8")) as { version: string };
+  const { packageName, target } = llamaPlatform();
+  const pkgDir = dirname(Bun.resolveSync(`${packageName}/package.json`, nlcDir));
+  const pkg = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8")) as { version: string };
+  const binsRoot = join(pkgDir, "bins");
+  const sub = existsSync(join(binsRoot, target)) ? target : readdirSync(binsRoot)[0];
+  if (sub === undefined) throw new Error(`${binsRoot} holds no binaries`);
+  const dir = join(binsRoot, sub);
+  const files = readdirSync(dir);
+  const pick = (re: RegExp, what: string) => {
+    const f = files.find((x) => re.test(x));
+    if (f === undefined) throw new Error(`${dir} has no ${what}`);
+    return f;
+  };
+  return {
+    nodeLlamaCppVersion: nlc.version,
+    packageName,
+    packageVersion: pkg.version,
+    dir,
+    llamaLib: pick(/^libllama(\.v[\w.-]+)?\.so$/, "libllama"),
+    ggmlLib: pick(/^libggml(\.v[\w.-]+)?\.so$/, "libggml"),
+  };
 }
 
-/** Returns the cached build, building it first when it is missing (minutes; needs git, cmake, a C++ compiler). */
-export async function ensureLlamaCppTools(log: (msg: string) => void = (m) => process.stderr.write(m + "\n")): Promise<LlamaCppTools> {
+function sha256(file: string): string {
+  return createHash("sha256").update(readFileSync(file)).digest("hex");
+}
+
+/** Returns the cached reference server, building it first when missing (a few minutes; needs git, cmake, a C++ compiler). */
+export async function ensureReferenceServer(log: (msg: string) => void = (m) => process.stderr.write(m + "\n")): Promise<ReferenceServer> {
+  if (process.platform !== "linux") throw new Error("the same-kernel llama-server reference is built on Linux only (it links against the .so files of the prebuilt package)");
   const nlcDir = nodeLlamaCppDir();
   const bundle = join(nlcDir, "llama", "gitRelease.bundle");
   const info = JSON.parse(readFileSync(join(nlcDir, "llama", "llama.cpp.info.json"), "utf8")) as { tag: string };
   const commit = bundleHead(bundle);
-  const root = join(CACHE_DIR, `llama.cpp-${commit.slice(0, 12)}`);
-  const src = join(root, "src");
+  const engine = engineLibs();
+  const src = join(CACHE_DIR, `llama.cpp-${commit.slice(0, 12)}`, "src");
+  const root = join(CACHE_DIR, `llama-server-${engine.packageName.replace(/^@.*\//, "")}-${engine.packageVersion}-${commit.slice(0, 12)}`);
   const build = join(root, "build");
-  const stamp = join(root, "built.json");
-  const server = join(build, "bin", "llama-server");
-  const benchBin = join(build, "bin", "llama-bench");
-  const tools: LlamaCppTools = { server, bench: benchBin, commit, release: info.tag, cmakeFlags: REFERENCE_CMAKE_FLAGS };
-  if (existsSync(stamp) && existsSync(server) && existsSync(benchBin)) {
-    const saved = JSON.parse(readFileSync(stamp, "utf8")) as { cmakeFlags?: string[] };
-    if (JSON.stringify(saved.cmakeFlags) === JSON.stringify(REFERENCE_CMAKE_FLAGS)) return tools;
+  const server = join(build, "server", "llama-server");
+  const stampFile = join(root, "built.json");
+  // Rebuilt when the libraries or the overlay change; the versions alone do not catch a reinstall.
+  const key = { commit, engine: engine.packageVersion, llama: sha256(join(engine.dir, engine.llamaLib)), overlay: sha256(join(OVERLAY, "CMakeLists.txt")) };
+  const ref: ReferenceServer = {
+    server, cwd: engine.dir, engine, commit, release: info.tag,
+    build: `llama-server from node-llama-cpp's llama.cpp ${info.tag} (${commit.slice(0, 12)}) linked against ${engine.packageName}@${engine.packageVersion}'s shared libraries`,
+  };
+  if (existsSync(stampFile) && existsSync(server)) {
+    const saved = JSON.parse(readFileSync(stampFile, "utf8")) as { key?: unknown };
+    if (JSON.stringify(saved.key) === JSON.stringify(key)) return ref;
   }
-  mkdirSync(root, { recursive: true });
   if (!existsSync(join(src, "CMakeLists.txt"))) {
     rmSync(src, { recursive: true, force: true });
+    mkdirSync(dirname(src), { recursive: true });
     log(`unpacking llama.cpp ${info.tag} (${commit.slice(0, 12)}) from node-llama-cpp's source bundle`);
-    run(["git", "clone", "--quiet", bundle, src], root, true);
-    run(["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", commit], src, true);
+    run(["git", "clone", "--quiet", bundle, src], dirname(src));
+    run(["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", commit], src);
     applyShippedPatches(nlcDir, src, log);
   }
-  log(`building llama-server and llama-bench natively into ${build} (takes a while; cached afterwards)`);
+  log(`building llama-server against ${engine.dir} into ${build} (minutes; cached afterwards)`);
+  mkdirSync(root, { recursive: true });
   const generator = Bun.which("ninja") ? ["-G", "Ninja"] : [];
-  await runLoud(["cmake", "-S", src, "-B", build, ...generator, ...REFERENCE_CMAKE_FLAGS], root);
-  const jobs = String(Math.max(1, navigator.hardwareConcurrency));
-  await runLoud(["cmake", "--build", build, "--target", "llama-server", "llama-bench", "-j", jobs], root);
-  writeFileSync(stamp, JSON.stringify({ commit, release: info.tag, cmakeFlags: REFERENCE_CMAKE_FLAGS, builtAt: new Date().toISOString() }, null, 2));
-  return tools;
+  await runLoud(["cmake", "-S", OVERLAY, "-B", build, ...generator, "-DCMAKE_BUILD_TYPE=Release", `-DLLAMA_SRC=${src}`,
+    `-DENGINE_LIBS=${engine.dir}`, `-DLLAMA_LIB=${engine.llamaLib}`, `-DGGML_LIB=${engine.ggmlLib}`], root);
+  // Two jobs: the machine this runs on is usually shared, and the server is ~80 files.
+  await runLoud(["cmake", "--build", build, "--target", "llama-server", "-j", "2"], root);
+  writeFileSync(stampFile, JSON.stringify({ key, release: info.tag, builtAt: new Date().toISOString() }, null, 2));
+  return ref;
 }
 
 /**
  * node-llama-cpp applies its own fixes (`llama/patches/*.diff`) on top of the bundle before it
- * builds; the reference build applies the same ones so both run identical code. A patch already
- * contained in the source (it reverse-applies cleanly) is skipped, as node-llama-cpp does.
+ * builds; they touch libllama, which the reference takes prebuilt, but the headers the server is
+ * compiled against must match that library, so they are applied here too. A patch already in the
+ * source (it reverse-applies cleanly) is skipped, as node-llama-cpp does.
  */
 function applyShippedPatches(nlcDir: string, src: string, log: (msg: string) => void): void {
   const dir = join(nlcDir, "llama", "patches");
@@ -129,11 +161,10 @@ function applyShippedPatches(nlcDir: string, src: string, log: (msg: string) => 
     const already = Bun.spawnSync(["git", "apply", "--reverse", "--check", patch], { cwd: src, stdout: "ignore", stderr: "ignore" }).exitCode === 0;
     if (already) continue;
     log(`applying node-llama-cpp's patch ${file}`);
-    run(["git", "apply", patch], src, true);
+    run(["git", "apply", patch], src);
   }
 }
 
 if (import.meta.main) {
-  const tools = await ensureLlamaCppTools();
-  console.log(JSON.stringify(tools, null, 2));
+  console.log(JSON.stringify(await ensureReferenceServer(), null, 2));
 }

@@ -14,6 +14,8 @@ export interface ServerConfig {
   parallel: number;
   /** Context tokens per parallel sequence (LMX's --ctx; llama-server gets ctx × parallel in total). */
   ctx: number;
+  /** Given to both explicitly when set, so defaults that differ between the two cannot skew a ratio. */
+  flashAttention?: "on" | "off";
 }
 
 export type ServerKind = "lmx" | "llama-server";
@@ -26,6 +28,8 @@ export interface RunningServer {
   startupMs: number;
   /** The model load: LMX's admin load call; llama-server's /health turning from 503 to 200. */
   loadMs: number;
+  /** RSS when /health first answered (LMX: no model loaded yet; llama-server: already loading). */
+  readyRssMb: number;
   /** The command line, for the report. */
   command: string[];
   logFile: string;
@@ -106,7 +110,8 @@ export async function startLmx(cfg: ServerConfig, launch: LmxLaunch): Promise<Ru
   rmSync(home, { recursive: true, force: true });
   mkdirSync(home, { recursive: true });
   const command = [...launch.argv, "serve", "--host", "127.0.0.1", "--port", String(port), "--model", `${cfg.modelId}=${cfg.modelPath}`,
-    "--threads", String(cfg.threads), "--parallel", String(cfg.parallel), "--ctx", String(cfg.ctx), "--log-level", "warn", ...(launch.extraArgs ?? [])];
+    "--threads", String(cfg.threads), "--parallel", String(cfg.parallel), "--ctx", String(cfg.ctx),
+    ...(cfg.flashAttention === undefined ? [] : ["--flash-attention", cfg.flashAttention]), "--log-level", "warn", ...(launch.extraArgs ?? [])];
   const logFile = logPath("lmx");
   const spawnAt = performance.now();
   const proc = Bun.spawn(command, { cwd: REPO_ROOT, env: { ...process.env, LMX_HOME: home }, stdout: Bun.file(logFile), stderr: Bun.file(logFile + ".err") });
@@ -115,6 +120,7 @@ export async function startLmx(cfg: ServerConfig, launch: LmxLaunch): Promise<Ru
   try {
     await waitFor("lmx start", proc, logFile + ".err", async () => (await status(`${baseUrl}/health`)) === 200);
     const startupMs = performance.now() - spawnAt;
+    const readyRssMb = rssMb(proc.pid);
     const loadStart = performance.now();
     const res = await fetch(`${baseUrl}/admin/v1/models/${encodeURIComponent(cfg.modelId)}/load`, {
       method: "POST", headers: { "content-type": "application/json" }, body: "{}",
@@ -123,7 +129,7 @@ export async function startLmx(cfg: ServerConfig, launch: LmxLaunch): Promise<Ru
     await res.arrayBuffer();
     const loadMs = performance.now() - loadStart;
     return {
-      kind: "lmx", endpoint: httpEndpoint("lmx", baseUrl, cfg.modelId), pid: proc.pid, startupMs, loadMs, command, logFile,
+      kind: "lmx", endpoint: httpEndpoint("lmx", baseUrl, cfg.modelId), pid: proc.pid, startupMs, loadMs, readyRssMb, command, logFile,
       stop: async () => { await stopProc(); rmSync(home, { recursive: true, force: true }); },
     };
   } catch (err) {
@@ -132,13 +138,18 @@ export async function startLmx(cfg: ServerConfig, launch: LmxLaunch): Promise<Ru
   }
 }
 
-export async function startLlamaServer(cfg: ServerConfig, binary: string): Promise<RunningServer> {
+/**
+ * Starts the reference llama-server in `cwd`: the engine folder, where ggml's backend loader (it
+ * searches the executable's folder and the working directory) finds the libggml-cpu-* variants.
+ */
+export async function startLlamaServer(cfg: ServerConfig, binary: { server: string; cwd: string }, extraArgs: string[] = []): Promise<RunningServer> {
   const port = await freePort();
-  const command = [binary, "-m", cfg.modelPath, "--alias", cfg.modelId, "--host", "127.0.0.1", "--port", String(port),
-    "-t", String(cfg.threads), "-tb", String(cfg.threads), "-np", String(cfg.parallel), "-c", String(cfg.ctx * cfg.parallel), "--no-webui"];
+  const command = [binary.server, "-m", cfg.modelPath, "--alias", cfg.modelId, "--host", "127.0.0.1", "--port", String(port),
+    "-t", String(cfg.threads), "-tb", String(cfg.threads), "-np", String(cfg.parallel), "-c", String(cfg.ctx * cfg.parallel),
+    ...(cfg.flashAttention === undefined ? [] : ["-fa", cfg.flashAttention]), "--no-webui", ...extraArgs];
   const logFile = logPath("llama-server");
   const spawnAt = performance.now();
-  const proc = Bun.spawn(command, { cwd: REPO_ROOT, stdout: Bun.file(logFile), stderr: Bun.file(logFile + ".err") });
+  const proc = Bun.spawn(command, { cwd: binary.cwd, stdout: Bun.file(logFile), stderr: Bun.file(logFile + ".err") });
   const baseUrl = `http://127.0.0.1:${port}`;
   const stopProc = stopper(proc);
   try {
@@ -148,9 +159,10 @@ export async function startLlamaServer(cfg: ServerConfig, binary: string): Promi
       return first !== 0;
     });
     const startupMs = performance.now() - spawnAt;
+    const readyRssMb = rssMb(proc.pid);
     if (first !== 200) await waitFor("llama-server model load", proc, logFile + ".err", async () => (await status(`${baseUrl}/health`)) === 200);
     const loadMs = performance.now() - spawnAt - startupMs;
-    return { kind: "llama-server", endpoint: httpEndpoint("llama-server", baseUrl, cfg.modelId), pid: proc.pid, startupMs, loadMs, command, logFile, stop: stopProc };
+    return { kind: "llama-server", endpoint: httpEndpoint("llama-server", baseUrl, cfg.modelId), pid: proc.pid, startupMs, loadMs, readyRssMb, command, logFile, stop: stopProc };
   } catch (err) {
     await stopProc();
     throw err;
@@ -196,15 +208,5 @@ export async function withPeakRss<T>(pid: number, work: () => Promise<T>, everyM
     return { result, peakMb: peak };
   } finally {
     clearInterval(timer);
-  }
-}
-
-/** The ggml CPU backend variant a process mapped (e.g. "sapphirerapids"), from /proc/PID/maps. */
-export function cpuVariant(pid: number): string | undefined {
-  try {
-    const m = /libggml-cpu-([\w-]+)\.so/.exec(readFileSync(`/proc/${pid}/maps`, "utf8"));
-    return m?.[1];
-  } catch {
-    return undefined;
   }
 }

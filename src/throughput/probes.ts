@@ -2,7 +2,9 @@
 // OpenAI-style /v1/completions (LMX, llama.cpp's llama-server), timed on the client, so both
 // servers are measured by the same code. Requests ask for greedy sampling, a fixed seed and
 // `ignore_eos` (llama-server's field, which LMX also accepts), so every run generates exactly the
-// tokens asked for.
+// tokens asked for. What each figure counts and times is defined in figures.ts.
+
+import { generationRate, prefillRate } from "./figures.ts";
 
 export interface Endpoint {
   /** Shown in reports ("lmx", "llama-server"). */
@@ -209,19 +211,18 @@ export async function wordsForTokens(ep: Endpoint, tokens: number): Promise<numb
 
 export interface DecodeResult { tokensPerSecond: number; tokens: number; ms: number }
 
-/** Single-stream decode speed: tokens after the first over the time from the first token to the end. */
+/** Single-stream decode speed (figure "decode"). */
 export async function decode(ep: Endpoint, nonce: number, promptWords: number, tokens: number): Promise<DecodeResult> {
   const t = await streamCompletion(ep, prompt(nonce, promptWords), tokens);
-  const ms = t.endAt - t.firstAt;
-  return { tokensPerSecond: ms > 0 ? ((t.completionTokens - 1) * 1000) / ms : Number.NaN, tokens: t.completionTokens, ms };
+  return { tokensPerSecond: generationRate([t]), tokens: t.completionTokens, ms: t.endAt - t.firstAt };
 }
 
 export interface PrefillResult { tokensPerSecond: number; promptTokens: number; ttftMs: number }
 
-/** Prompt processing speed: prompt tokens over the time to the first generated token. */
+/** Prompt processing speed (figures "prefill256", "prefill2048"). */
 export async function prefill(ep: Endpoint, nonce: number, promptWords: number): Promise<PrefillResult> {
   const t = await streamCompletion(ep, prompt(nonce, promptWords), 1);
-  return { tokensPerSecond: (t.promptTokens * 1000) / t.ttftMs, promptTokens: t.promptTokens, ttftMs: t.ttftMs };
+  return { tokensPerSecond: prefillRate(t), promptTokens: t.promptTokens, ttftMs: t.ttftMs };
 }
 
 /** Time to first token of a short streamed request. */
@@ -229,14 +230,9 @@ export async function ttft(ep: Endpoint, nonce: number, promptWords: number): Pr
   return (await streamCompletion(ep, prompt(nonce, promptWords), 2)).ttftMs;
 }
 
-/** End-to-end time of a short request: from sending it to the end of its stream. */
-export async function latency(ep: Endpoint, nonce: number, promptWords: number, tokens: number): Promise<number> {
-  return (await completion(ep, prompt(nonce, promptWords), tokens)).ms;
-}
-
 export interface ConcurrentResult {
   streams: number;
-  /** All generated tokens over the wall time from the first request to the last stream's end. */
+  /** Figure "aggregate<N>": the decode rate's definition applied to all streams together. */
   aggregateTokensPerSecond: number;
   tokens: number;
   wallMs: number;
@@ -253,7 +249,7 @@ export async function concurrent(ep: Endpoint, nonce: number, streams: number, p
   const ttfts = runs.map((r) => r.ttftMs).sort((a, b) => a - b);
   return {
     streams,
-    aggregateTokensPerSecond: (total * 1000) / (end - start),
+    aggregateTokensPerSecond: generationRate(runs),
     tokens: total,
     wallMs: end - start,
     ttftMs: ttfts[Math.floor(ttfts.length / 2)]!,

@@ -1,4 +1,5 @@
 import { UsageError } from "../../errors.ts";
+import { figure, type FigureId } from "../../throughput/figures.ts";
 import * as probe from "../../throughput/probes.ts";
 import { fmtSpread, percentile, round, spread, type Spread } from "../../throughput/stats.ts";
 import { clientCommand } from "../client-command.ts";
@@ -16,21 +17,25 @@ interface BenchReport {
   decode_tps: Spread;
   prefill_tps: Record<string, Spread>;
   ttft_ms: Spread;
-  latency_p50_ms: number;
-  latency_p95_ms: number;
+  ttft_p95_ms: number;
   concurrent_tps: Record<string, Spread>;
+  /** The model load this command triggered; absent when the model was already loaded. */
+  cold_load_ms?: number;
   generated_tokens: number;
 }
 
 export const bench = clientCommand({
-  summary: "Measure a model's speed on this machine (decode, prefill, latency, concurrency)",
+  summary: "Measure a model's speed on this machine (decode, prefill, time to first token, concurrency)",
   usage: "bench <model> [--reps N] [--tokens N] [--streams 1,2,4,8] [--json]",
   description: [
     "Loads the model on the running server if needed and measures, over HTTP like any client:",
     "single-stream decode tokens/s, prefill tokens/s at 256 and 2048 prompt tokens (when they fit the",
-    "context), time to first token, end-to-end latency of short requests, and aggregate tokens/s with",
-    "several concurrent streams (up to the model's parallel setting). Greedy sampling; end-of-text is",
-    "ignored so every run generates exactly --tokens tokens. Other traffic on the server skews the figures.",
+    "context), time to first token p50/p95, and aggregate tokens/s with several concurrent streams (up",
+    "to the model's parallel setting). Decode and aggregate count the same thing (tokens after each",
+    "stream's first, from the earliest first token to the last token), so 1 stream equals decode and",
+    "the other rows show what batching adds; docs/performance.md defines every figure. Greedy",
+    "sampling; end-of-text is ignored so every run generates exactly --tokens tokens. Other traffic",
+    "on the server skews the figures.",
   ].join("\n"),
   minArgs: 1,
   settings: [
@@ -44,8 +49,12 @@ export const bench = clientCommand({
     const tokens = flags.tokens ?? 128;
     const say = (msg: string) => { if (!json) process.stderr.write(msg + "\n"); };
 
+    const before = await client.get<Ps>("/admin/v1/ps");
+    const wasLoaded = before.data.some((m) => m.id === model);
     say(`loading ${model}`);
+    const loadStart = performance.now();
     await client.post(`/admin/v1/models/${encodeId(model)}/load`, {});
+    const loadMs = performance.now() - loadStart;
     const ps = await client.get<Ps>("/admin/v1/ps");
     const loaded = ps.data.find((m) => m.id === model) ?? ps.data[0];
     if (!loaded) throw new UsageError(`${model} is not loaded after the load request`);
@@ -78,11 +87,9 @@ export const bench = clientCommand({
     }
 
     const ttftReps = Math.max(5, reps * 3);
-    say(`time to first token and short-request latency: ${ttftReps}× each`);
+    say(`time to first token: ${ttftReps}×`);
     const ttfts: number[] = [];
     for (let i = 0; i < ttftReps; i++) ttfts.push(await probe.ttft(ep, nonce++, shortWords));
-    const lat: number[] = [];
-    for (let i = 0; i < ttftReps; i++) lat.push(await probe.latency(ep, nonce++, shortWords, 16));
 
     const conc: Record<string, Spread> = {};
     const concTokens = Math.max(2, Math.min(genTokens, 64));
@@ -95,20 +102,25 @@ export const bench = clientCommand({
 
     const report: BenchReport = {
       model: loaded.id, server: client.baseUrl, context_length: ctx, parallel, threads: loaded.threads,
-      decode_tps: spread(dec), prefill_tps: prefill, ttft_ms: spread(ttfts),
-      latency_p50_ms: round(percentile(lat, 50)), latency_p95_ms: round(percentile(lat, 95)),
-      concurrent_tps: conc, generated_tokens: genTokens,
+      decode_tps: spread(dec), prefill_tps: prefill, ttft_ms: spread(ttfts), ttft_p95_ms: round(percentile(ttfts, 95)),
+      concurrent_tps: conc, ...(wasLoaded ? {} : { cold_load_ms: round(loadMs) }), generated_tokens: genTokens,
     };
+    const label = (id: FigureId) => figure(id).label;
     print(report, () => [
       `${report.model}: context ${ctx} × ${parallel} parallel, ${loaded.threads} threads (${client.baseUrl})`,
-      table(["MEASURE", "VALUE (median, min–max)"], [
-        ["decode tokens/s, 1 stream", fmtSpread(report.decode_tps)],
-        ...Object.entries(prefill).map(([n, s]) => [`prefill tokens/s, ${n} tokens`, fmtSpread(s, 0)]),
-        ["time to first token, ms", `${fmtSpread(report.ttft_ms)}, p95 ${percentile(ttfts, 95).toFixed(1)}`],
-        ["latency of 16-token requests, ms", `p50 ${report.latency_p50_ms.toFixed(1)}, p95 ${report.latency_p95_ms.toFixed(1)}`],
-        ...Object.entries(conc).map(([n, s]) => [`aggregate tokens/s, ${n} stream${n === "1" ? "" : "s"}`, fmtSpread(s)]),
+      table(["FIGURE", "VALUE (median, min–max)"], [
+        [label("decode"), fmtSpread(report.decode_tps)],
+        ...Object.entries(prefill).map(([n, s]) => [n === "256" || n === "2048" ? label(`prefill${n}`) : `prefill tok/s (${n} tok)`, fmtSpread(s, 0)]),
+        [label("ttft_p50"), fmtSpread(report.ttft_ms)],
+        [label("ttft_p95"), report.ttft_p95_ms.toFixed(1)],
+        ...Object.entries(conc).map(([n, s]) => [isStandardStreams(n) ? label(`aggregate${n}`) : `aggregate tok/s, ${n} streams`, fmtSpread(s)]),
+        ...(report.cold_load_ms === undefined ? [] : [[label("cold_load"), report.cold_load_ms.toFixed(0)]]),
       ]),
     ].join("\n"));
     return 0;
   },
 });
+
+function isStandardStreams(n: string): n is "1" | "2" | "4" | "8" {
+  return n === "1" || n === "2" || n === "4" || n === "8";
+}
