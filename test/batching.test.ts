@@ -29,6 +29,25 @@ describe("shareBatch", () => {
 });
 
 describe("DecodeGate", () => {
+  test("a batch goes out in sequence order: llama.cpp decodes it in one pass only then", async () => {
+    const gate = new DecodeGate();
+    // Stands in for a node-llama-cpp context: its decodes are queued through _decodeTokens.
+    const queued: BatchItem[] = [];
+    const context = {
+      _decodeTokens(args: { sequenceId: number; tokens: BatchItem["tokens"] }) {
+        queued.push({ tokens: args.tokens, logits: [true], evaluationPriority: 5 });
+        return Promise.resolve();
+      },
+    };
+    expect(gate.observe(context)).toBe(true);
+    for (const id of [2, 0, 3, 1]) void context._decodeTokens({ sequenceId: id, tokens: [100 + id] as unknown as BatchItem["tokens"] });
+    const unknown = item(1);
+    const out = gate.strategy({ items: [...queued, unknown], size: 512 });
+    expect(out.map((o) => Number(o.item.tokens[0]))).toEqual([100, 101, 102, 103, 0]);
+    // A context without that method is left alone.
+    expect(gate.observe({})).toBe(false);
+  });
+
   test("holds a batch while a generating sequence is missing, then gives up after the bound", async () => {
     const gate = new DecodeGate();
     const a = gate.track();

@@ -194,6 +194,7 @@ export class LlamaCppEngine implements Engine {
         // A request never takes a sequence another one holds, so no evaluation waits on a global thread budget.
         batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: gate.strategy },
       });
+      if (options.parallel > 1 && !gate.observe(context)) log.warn("this node-llama-cpp queues decodes differently; parallel batches keep their queue order (slower)", { model: descriptor.id });
       // Renders the model's template, which is untrusted code (template-guard.ts).
       const chatWrapper = await resolveChatWrapperGuarded(nlc, model);
       log.debug("chat wrapper resolved", { model: descriptor.id, wrapper: chatWrapper.wrapperName });
