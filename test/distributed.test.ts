@@ -76,6 +76,22 @@ function rankWorkerPid(group: string, rank: number): number | undefined {
 }
 
 // The second is long enough that rank 0 sends its tokens to the other rank in two collectives.
+/** A streamed answer once its first chunk came; `rest()` reads it to the end and gives all its text. */
+async function firstChunk(res: Response): Promise<{ rest(): Promise<string> }> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = decoder.decode((await reader.read()).value);
+  return {
+    async rest() {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return text;
+        text += decoder.decode(value, { stream: true });
+      }
+    },
+  };
+}
+
 const PROMPTS = ["Tell me about the sea", `Count the waves: ${"one two three four five ".repeat(20)}`];
 const single: string[][] = [];
 
@@ -157,18 +173,12 @@ describe("one MLX model across two nodes", () => {
       method: "POST", json: { model: MODEL, messages: [{ role: "user", content: PROMPTS[0] }], max_tokens: 400, temperature: 0, stream: true },
     });
     expect(res.status).toBe(200);
-    const reader = res.body!.getReader();
-    const decoder = new TextDecoder();
-    let text = decoder.decode((await reader.read()).value);
+    const stream = await firstChunk(res);
     const pid = rankWorkerPid(group, 1);
     expect(pid).toBeGreaterThan(0);
     process.kill(pid!, "SIGKILL");
     const killedAt = Date.now();
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += decoder.decode(value, { stream: true });
-    }
+    const text = await stream.rest();
     expect(Date.now() - killedAt).toBeLessThan(15_000);
     expect(text).toContain("node_lost");
     // Whichever notices first: rank 0's broken ring, or the heartbeat that finds the rank gone.
@@ -186,19 +196,13 @@ describe("one MLX model across two nodes", () => {
     const res = await laptop.request("/v1/chat/completions", {
       method: "POST", json: { model: MODEL, messages: [{ role: "user", content: PROMPTS[1] }], max_tokens: 400, temperature: 0, stream: true },
     });
-    const reader = res.body!.getReader();
-    const decoder = new TextDecoder();
-    let text = decoder.decode((await reader.read()).value);
+    const stream = await firstChunk(res);
     // No TCP reset comes from a frozen machine: only the coordinator's heartbeats notice it.
     const frozen = [studio.proc.pid, rankWorkerPid(loaded.body.group, 1)!];
     for (const pid of frozen) process.kill(pid, "SIGSTOP");
     const frozeAt = Date.now();
     try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        text += decoder.decode(value, { stream: true });
-      }
+      const text = await stream.rest();
       expect(Date.now() - frozeAt).toBeLessThan(15_000);
       expect(text).toContain("node_lost");
       expect(text).toContain("stopped on this node (rank 0): node studio did not answer");
