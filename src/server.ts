@@ -123,7 +123,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   }
   const peerSpecs = declaredPeers(configuredPeers, config.peers);
   const storedResponsesBytes = byteSize(config.storedResponsesSize, "--stored-responses-size", "256MB");
-  const promptCacheBytes = config.promptCacheSize.trim() === "0" ? 0 : byteSize(config.promptCacheSize, "--prompt-cache-size", "2GB");
+  const promptCacheBytes = config.promptCacheSize.trim() === "0" ? 0 : byteSize(config.promptCacheSize, "--prompt-cache-size", "4GB");
   const db = openDb(join(home, "lmx.db"));
   const responseLimits = { count: config.storedResponses ?? 10_000, bytes: storedResponsesBytes, ageMs: (config.storedResponsesDays ?? 30) * 86_400_000 };
   const responses = new ResponseStore(db, responseLimits);

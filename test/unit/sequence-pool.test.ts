@@ -167,7 +167,7 @@ describe("SequencePool with saved states", () => {
     await store.dispose();
   });
 
-  test("the store's folder is removed on dispose, and a crashed process's folder is swept at first use", async () => {
+  test("the store's folder is removed on dispose, and a crashed process's folder is swept at start", async () => {
     const root = tempRoot();
     mkdirSync(join(root, "999999999-deadbeef"), { recursive: true });
     const old = new Date(Date.now() - 3_600_000);

@@ -8,7 +8,7 @@ import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDe
 import { DecodeGate } from "./batching.ts";
 import { chooseFlashAttention, type FlashAttentionChoice } from "./flash-attention.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
-import { SavedStates } from "./saved-states.ts";
+import { removeSavedStateLeftovers, SavedStates } from "./saved-states.ts";
 import { loadDraft, Speculation } from "./speculative.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
 import { ensureTrialLoaded } from "./trial-load.ts";
@@ -44,7 +44,9 @@ export class LlamaCppEngine implements Engine {
       async (modelId, architecture) => `cannot load ${modelId}: its architecture "${architecture}" is not supported by this llama.cpp engine`,
     promptCacheBytes = 0,
   ) {
-    if (promptCacheBytes > 0) this.savedStates = new SavedStates(join(lmxHome, "prompt-cache"), promptCacheBytes);
+    const root = join(lmxHome, "prompt-cache");
+    if (promptCacheBytes > 0) this.savedStates = new SavedStates(root, promptCacheBytes);
+    else void removeSavedStateLeftovers(root);
   }
 
   private get(): Promise<{ nlc: NodeLlamaCpp; llama: Llama }> {

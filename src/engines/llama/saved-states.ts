@@ -40,15 +40,23 @@ export function commonPrefix(a: ArrayLike<number>, b: ArrayLike<number>): number
   return n;
 }
 
+/** Deletes the folders crashed processes left under `root`. Best effort, never throws. */
+export function removeSavedStateLeftovers(root: string): Promise<void> {
+  return removeStaleFolders(root, FOLDER_PATTERN, STALE_AFTER_MS);
+}
+
 export class SavedStates {
   /** Insertion order is recency: the first entry is the least recently used. */
   private readonly entries = new Set<SavedState>();
   private bytes = 0;
   private folder: Promise<string> | undefined;
   private nextFile = 0;
+  private readonly swept: Promise<void>;
 
-  /** `root`: the parent of this process's folder (swept of crashed processes' folders at first use). */
-  constructor(private readonly root: string, readonly limitBytes: number) {}
+  /** `root`: the parent of this process's folder, swept of crashed processes' folders at once. */
+  constructor(private readonly root: string, readonly limitBytes: number) {
+    this.swept = removeSavedStateLeftovers(root);
+  }
 
   get totalBytes(): number {
     return this.bytes;
@@ -60,7 +68,7 @@ export class SavedStates {
 
   private dir(): Promise<string> {
     this.folder ??= (async () => {
-      await removeStaleFolders(this.root, FOLDER_PATTERN, STALE_AFTER_MS);
+      await this.swept;
       const dir = join(this.root, `${process.pid}-${randomBytes(4).toString("hex")}`);
       await mkdir(dir, { recursive: true });
       return dir;
