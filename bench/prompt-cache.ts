@@ -87,7 +87,9 @@ async function ask(server: RunningServer, model: string, messages: Message[]): P
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ model, messages, max_tokens: 1, temperature: 0, ignore_eos: true }),
-  });
+    // Bun's own option: its fetch otherwise gives up after 300 s without a byte, shorter than a 16k prompt on a busy CPU.
+    timeout: false,
+  } as RequestInit);
   if (!res.ok) throw new Error(`${model}: ${res.status} ${await res.text()}`);
   const r = (await res.json()) as { usage: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens?: number } } };
   return { ms: performance.now() - t0, prompt: r.usage.prompt_tokens, cached: r.usage.prompt_tokens_details?.cached_tokens ?? 0 };
