@@ -150,6 +150,12 @@ describe("SequencePool with saved states", () => {
     expect(store.count).toBe(2);
     expect(store.totalBytes).toBeLessThanOrEqual(bytes(200) * 2);
     expect((await pool.acquire(conv(3, 200)))!.contextTokens).toEqual(conv(3, 200));
+    // Bytes per token are known now: a state that cannot fit is not even written.
+    only.contextTokens = conv(6, 1000);
+    pool.release(only);
+    const saves = only.saves;
+    await run(pool, conv(7, 10));
+    expect(only.saves).toBe(saves);
     await store.dispose();
   });
 

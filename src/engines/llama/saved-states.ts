@@ -93,8 +93,8 @@ export class SavedStates {
     this.entries.add(entry);
   }
 
-  /** @internal */
-  async save(owner: StateSpace, seq: StatefulSequence): Promise<SavedState | undefined> {
+  /** @internal The state kept (none when alone over the bound, or trimmed at once), and the file's size. */
+  async save(owner: StateSpace, seq: StatefulSequence): Promise<{ saved: SavedState | undefined; bytes: number }> {
     const tokens = Uint32Array.from(seq.contextTokens);
     const path = join(await this.dir(), `${this.nextFile++}.state`);
     let bytes: number;
@@ -108,12 +108,12 @@ export class SavedStates {
     if (bytes > this.limitBytes) {
       // Alone over the bound: it goes, not every other state before it.
       await rm(path, { force: true });
-      return undefined;
+      return { saved: undefined, bytes };
     }
     this.entries.add(entry);
     this.bytes += bytes;
     await this.trim();
-    return this.entries.has(entry) ? entry : undefined;
+    return { saved: this.entries.has(entry) ? entry : undefined, bytes };
   }
 
   /** @internal Deletes least recently used states until the total fits (a pinned one waits for its load). */
@@ -148,6 +148,8 @@ export const MIN_SAVED_TOKENS = 64;
 
 export class StateSpace {
   private closed = false;
+  /** Measured on the first file: a state that cannot fit the bound is then never written. */
+  private bytesPerToken: number | undefined;
 
   constructor(private readonly store: SavedStates) {}
 
@@ -168,10 +170,12 @@ export class StateSpace {
   async save(seq: StatefulSequence): Promise<void> {
     if (this.closed || this.store.limitBytes === 0) return;
     const tokens = seq.contextTokens;
+    if (this.bytesPerToken !== undefined && tokens.length * this.bytesPerToken > this.store.limitBytes) return;
     const entries = this.store.entriesOf(this);
     if (entries.some((e) => e.tokens.length >= tokens.length && commonPrefix(e.tokens, tokens) === tokens.length)) return;
     try {
-      const saved = await this.store.save(this, seq);
+      const { saved, bytes } = await this.store.save(this, seq);
+      if (tokens.length > 0) this.bytesPerToken ??= bytes / tokens.length;
       if (!saved) return;
       // Unloaded while saving: nothing will ever load it.
       if (this.closed) return await this.store.remove(saved);
