@@ -73,6 +73,8 @@ describe("SequencePool without saved states", () => {
     const thoughts = range(700, 400);
     a.contextTokens = [...conv(1, 100), ...thoughts];
     expect(await run(pool, [...conv(1, 100), 9, 9, 9])).toBe(a);
+    // A short chat whose template start is half its prompt is no reason to take a used sequence.
+    expect(await run(pool, [1, 2, 3, 4, 5])).toBe(seqs[2]!);
   });
 
   test("another conversation sharing a long system prompt reuses that sequence; with none idle, the least recently used goes", async () => {

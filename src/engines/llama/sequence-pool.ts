@@ -15,19 +15,16 @@ export class SequencePool<S extends StatefulSequence> {
     this.free = [...sequences];
   }
 
-  get available(): number {
-    return this.free.length;
-  }
-
   /**
    * Takes the sequence this prompt should run on, with the longest saved prefix loaded into it
    * when a saved state shares more than any free sequence. The rules:
-   * - a free sequence is reused for its prefix only when that prefix is at least half the prompt
-   *   (a conversation's next turn, even after a long reply the template drops, like a thinking
-   *   model's thoughts) or at least what the sequence throws away (another conversation sharing a
-   *   long system prompt), the longest such prefix first: a conversation sharing only the
-   *   template's first tokens never evicts another while an idle sequence is there;
-   * - otherwise the least recently used sequence (never used ones first);
+   * - a free sequence is reused for its prefix only when that prefix is at least what the sequence
+   *   throws away (another conversation sharing a long system prompt), or at least half the
+   *   prompt and MIN_SAVED_TOKENS long (a conversation's next turn, even after a long reply the
+   *   template drops, like a thinking model's thoughts); the longest such prefix first. So a
+   *   conversation sharing only the template's first tokens never evicts another while an idle
+   *   sequence is there;
+   * - otherwise the least recently used sequence (empty ones first);
    * - a saved state sharing at least MIN_SAVED_TOKENS more than that is loaded into the least
    *   recently used sequence;
    * - whatever a taken sequence holds beyond what the prompt keeps is saved first, when it is at
@@ -44,7 +41,8 @@ export class SequencePool<S extends StatefulSequence> {
     let kept = 0;
     held.forEach((tokens, i) => {
       const shared = commonPrefix(tokens, prompt);
-      if (shared > kept && (shared >= tokens.length - shared || 2 * shared >= prompt.length)) { pick = i; kept = shared; }
+      const worth = shared >= tokens.length - shared || (2 * shared >= prompt.length && shared >= MIN_SAVED_TOKENS);
+      if (shared > kept && worth) { pick = i; kept = shared; }
     });
     const restore = this.saved?.best(prompt);
     if (restore && restore.shared >= kept + MIN_SAVED_TOKENS) {
