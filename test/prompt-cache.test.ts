@@ -101,9 +101,11 @@ describe("cached prompt tokens on llama.cpp", () => {
       const text = await (await srv.request("/metrics")).text();
       return Number(/^lmx_prompt_cached_tokens_total\{model="stories260K"\} (\d+)$/m.exec(text)?.[1] ?? "0");
     };
+    const ask = () => openai.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content: STORY }], max_tokens: 4, temperature: 0 });
+    // A sequence now holds the story and 4 tokens: the same request again reuses it.
+    await ask();
     const before = await scrape();
-    const r = await openai.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content: STORY }], max_tokens: 4, temperature: 0 });
-    // The same story as the test before: its sequence still holds it.
+    const r = await ask();
     expect(r.usage!.prompt_tokens_details!.cached_tokens).toBeGreaterThan(0);
     expect(await scrape()).toBe(before + r.usage!.prompt_tokens_details!.cached_tokens!);
   });
