@@ -28,9 +28,22 @@ export function storiesModel(): BenchModel {
 
 /** Creates (once) and returns the synthetic Qwen2-0.5B-shape q8_0 model. */
 export function synthQwen05Model(log: (msg: string) => void = (m) => process.stderr.write(m + "\n")): BenchModel {
-  const out = join(CACHE_DIR, "qwen2-0.5b-q8.gguf");
-  const model = { id: "qwen2-0.5b-q8", path: out, shape: "qwen2, 24 layers, 896 embd, 4864 ff, 14/2 heads, q8_0, random weights" };
-  if (existsSync(out) && statSync(out).size > 100_000_000) return model;
+  const model = { id: "qwen2-0.5b-q8", path: join(CACHE_DIR, "qwen2-0.5b-q8.gguf"), shape: "qwen2, 24 layers, 896 embd, 4864 ff, 14/2 heads, q8_0, random weights" };
+  return synthesize(model, 100_000_000, ["--layers", "24", "--embd", "896", "--ff", "4864", "--heads", "14", "--kv-heads", "2"], log);
+}
+
+/**
+ * Creates (once) and returns a tiny qwen2 (the test fixture's shape) that declares 32768 tokens of
+ * context: long prompts in seconds, so what it measures is LMX's own cost per request.
+ */
+export function synthQwenTinyLongModel(log: (msg: string) => void = (m) => process.stderr.write(m + "\n")): BenchModel {
+  const model = { id: "qwen2-tiny-32k", path: join(CACHE_DIR, "qwen2-tiny-32k.gguf"), shape: "qwen2, 2 layers, 64 embd, 128 ff, 4/2 heads, q8_0, random weights, 32768 context" };
+  return synthesize(model, 1_000_000, ["--layers", "2", "--embd", "64", "--ff", "128", "--heads", "4", "--kv-heads", "2"], log);
+}
+
+function synthesize(model: BenchModel, minBytes: number, shape: string[], log: (msg: string) => void): BenchModel {
+  const out = model.path;
+  if (existsSync(out) && statSync(out).size > minBytes) return model;
   const venv = join(CACHE_DIR, "venv");
   const python = join(venv, "bin", "python");
   if (!existsSync(python)) {
@@ -41,10 +54,10 @@ export function synthQwen05Model(log: (msg: string) => void = (m) => process.std
     log("installing numpy and gguf into the venv (PyPI)");
     sh([python, "-m", "pip", "install", "--quiet", "numpy", "gguf"], "pip install numpy gguf");
   }
-  log(`writing the synthetic Qwen2-0.5B-shape q8_0 model to ${out} (~530 MB, once)`);
+  log(`writing the synthetic model ${model.id} to ${out} (once)`);
   const tmp = out + ".tmp";
   sh([python, join(SHARED, "tools", "synth_gguf.py"), join(SHARED, "models", "ggml-vocab-qwen2.gguf"), tmp,
-    "--arch", "qwen2", "--layers", "24", "--embd", "896", "--ff", "4864", "--heads", "14", "--kv-heads", "2", "--type", "q8_0"], "synth_gguf.py");
+    "--arch", "qwen2", ...shape, "--ctx", "32768", "--type", "q8_0"], "synth_gguf.py");
   renameSync(tmp, out);
   return model;
 }

@@ -123,6 +123,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   }
   const peerSpecs = declaredPeers(configuredPeers, config.peers);
   const storedResponsesBytes = byteSize(config.storedResponsesSize, "--stored-responses-size", "256MB");
+  const promptCacheBytes = config.promptCacheSize.trim() === "0" ? 0 : byteSize(config.promptCacheSize, "--prompt-cache-size", "4GB");
   const db = openDb(join(home, "lmx.db"));
   const responseLimits = { count: config.storedResponses ?? 10_000, bytes: storedResponsesBytes, ageMs: (config.storedResponsesDays ?? 30) * 86_400_000 };
   const responses = new ResponseStore(db, responseLimits);
@@ -140,7 +141,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
     // The first target of a fallback chain; the peers service walks the rest.
     route: (name) => { const model = routes.resolve(name); return model === undefined ? undefined : chainOf(model)[0]; },
   });
-  const engine = new LlamaCppEngine(home, (id, architecture) => unsupportedArchitectureMessage(home, id, architecture));
+  const engine = new LlamaCppEngine(home, (id, architecture) => unsupportedArchitectureMessage(home, id, architecture), promptCacheBytes);
   // MLX models run in a Python runtime LMX installs and supervises (src/runtimes/, docs/mlx.md).
   const mlxRuntime: MlxRuntime = new MlxRuntime(db, home, { python: config.python, autoInstall: config.autoInstallRuntimes, inUse: (): boolean => mlxEngine.inUse });
   const mlxEngine = new MlxEngine(mlxRuntime);

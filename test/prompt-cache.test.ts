@@ -2,6 +2,8 @@
 // real engine (stories260K, one thread). llama.cpp keeps a sequence's tokens between requests;
 // a prompt that starts with them evaluates only the rest, and usage says how many were kept.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { ensureFixtures } from "./fixtures/models.ts";
@@ -14,7 +16,8 @@ let anthropic: Anthropic;
 
 beforeAll(async () => {
   // Two sequences: a follow-up must find the one holding its conversation.
-  srv = await startTestServer(["--model", fx.stories260K, "--ctx", "512", "--parallel", "2"]);
+  // No saved states: these tests are about the live sequences alone.
+  srv = await startTestServer(["--model", fx.stories260K, "--ctx", "512", "--parallel", "2", "--prompt-cache-size", "0"]);
   openai = new OpenAI({ baseURL: srv.url + "/v1", apiKey: "none", maxRetries: 0 });
   anthropic = new Anthropic({ baseURL: srv.url, apiKey: "none", maxRetries: 0 });
 });
@@ -48,6 +51,16 @@ describe("cached prompt tokens on llama.cpp", () => {
     // At least the first prompt (the conversation up to the reply) comes from the cache, and never the whole prompt.
     expect(cached).toBeGreaterThanOrEqual(first.usage!.prompt_tokens);
     expect(cached).toBeLessThan(next.usage!.prompt_tokens);
+  });
+
+  test("a new conversation takes the least recently used sequence, not the one holding the last conversation", async () => {
+    await reload();
+    const ask = (content: string) => openai.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content }], max_tokens: 8, temperature: 0 });
+    const first = await ask(STORY);
+    // Shares only the template's first tokens with the story: the idle sequence serves it.
+    await ask("The sun was hot. Tom and his cat went to the river to swim and eat cake.");
+    const again = await ask(STORY);
+    expect(again.usage!.prompt_tokens_details!.cached_tokens).toBe(first.usage!.prompt_tokens - 1);
   });
 
   test("OpenAI completions: a prompt that extends the last one reuses it", async () => {
@@ -88,10 +101,59 @@ describe("cached prompt tokens on llama.cpp", () => {
       const text = await (await srv.request("/metrics")).text();
       return Number(/^lmx_prompt_cached_tokens_total\{model="stories260K"\} (\d+)$/m.exec(text)?.[1] ?? "0");
     };
+    const ask = () => openai.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content: STORY }], max_tokens: 4, temperature: 0 });
+    // A sequence now holds the story and 4 tokens: the same request again reuses it.
+    await ask();
     const before = await scrape();
-    const r = await openai.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content: STORY }], max_tokens: 4, temperature: 0 });
-    // The same story as the test before: its sequence still holds it.
+    const r = await ask();
     expect(r.usage!.prompt_tokens_details!.cached_tokens).toBeGreaterThan(0);
     expect(await scrape()).toBe(before + r.usage!.prompt_tokens_details!.cached_tokens!);
+  });
+});
+
+/** The state files the server has saved, in every process folder under its home. */
+function savedFiles(home: string): string[] {
+  const root = join(home, "prompt-cache");
+  let dirs: string[];
+  try {
+    dirs = readdirSync(root);
+  } catch {
+    return [];
+  }
+  return dirs.flatMap((d) => readdirSync(join(root, d)));
+}
+
+describe("saved prompt states on llama.cpp: more conversations than sequences", () => {
+  const LONG = STORY + " Every day they ran to the big tree and back. One day the dog found a red ball under the tree. Lily was very happy and they played with the ball until the sun went down. Then they went home to eat dinner with mom and dad.";
+  const OTHER = "The sun was hot. Tom and his cat went to the river to swim and eat cake.";
+
+  test("a conversation whose only sequence served another one comes back from its saved state, which goes on unload", async () => {
+    await using one = await startTestServer(["--model", fx.stories260K, "--ctx", "512", "--parallel", "1"]);
+    const client = new OpenAI({ baseURL: one.url + "/v1", apiKey: "none", maxRetries: 0 });
+    const ask = (content: string) => client.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content }], max_tokens: 8, temperature: 0 });
+    const first = await ask(LONG);
+    expect(first.usage!.prompt_tokens).toBeGreaterThan(100);
+    expect(savedFiles(one.home)).toEqual([]);
+    const other = await ask(OTHER);
+    // The other conversation shares the template's first tokens only.
+    expect(other.usage!.prompt_tokens_details!.cached_tokens).toBeLessThan(20);
+    expect(savedFiles(one.home)).toHaveLength(1);
+    const again = await ask(LONG);
+    expect(again.usage!.prompt_tokens_details!.cached_tokens).toBe(first.usage!.prompt_tokens - 1);
+    expect(again.choices[0]!.message.content).toBe(first.choices[0]!.message.content);
+    expect((await one.request("/admin/v1/models/stories260K/unload", { method: "POST" })).status).toBe(200);
+    expect(savedFiles(one.home)).toEqual([]);
+  });
+
+  test("with --prompt-cache-size 0 nothing is saved and the conversation is evaluated again", async () => {
+    await using one = await startTestServer(["--model", fx.stories260K, "--ctx", "512", "--parallel", "1", "--prompt-cache-size", "0"]);
+    const client = new OpenAI({ baseURL: one.url + "/v1", apiKey: "none", maxRetries: 0 });
+    const ask = (content: string) => client.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content }], max_tokens: 8, temperature: 0 });
+    const first = await ask(LONG);
+    await ask(OTHER);
+    const again = await ask(LONG);
+    expect(again.usage!.prompt_tokens_details!.cached_tokens).toBeLessThan(20);
+    expect(again.choices[0]!.message.content).toBe(first.choices[0]!.message.content);
+    expect(savedFiles(one.home)).toEqual([]);
   });
 });

@@ -78,6 +78,8 @@ export const serveSettings = [
     description: "Open connections (counted as open file descriptors) beyond which new requests get 503 until idle ones time out." },
   { key: "memoryBudget", kind: "string", default: "75%", placeholder: "SIZE",
     description: "RAM all loaded models may use together: 24GB, 512MB or a share of physical RAM like 75%. Idle models are evicted to stay under it." },
+  { key: "promptCacheSize", kind: "string", default: "4GB", placeholder: "SIZE",
+    description: "Disk space (in $LMX_HOME/prompt-cache) for the KV caches of GGUF conversations whose sequence another request took: the conversation's next turn loads its prompt back instead of evaluating it again. All models together, least recently used out first, deleted on unload and exit; 0 turns it off. A 16k-token conversation takes 0.2 GB on a Qwen2-0.5B, 0.9 GB on a Qwen2.5-7B, 2 GB on a Llama-3-8B (f16 KV cache). MLX models keep their own prompt cache in memory." },
   { key: "ttl", kind: "int", default: 0, ...LOAD_SETTING_BOUNDS.ttl, placeholder: "SECONDS",
     description: "Unload a model after it has been idle this long; 0 keeps models loaded. Per model: the load request's ttl." },
   { key: "stallTimeout", kind: "int", default: 600, min: 1, max: 86_400, placeholder: "SECONDS",

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import type { GgufFileInfo, Llama } from "node-llama-cpp";
 import { EngineError, EngineRestartingError, errorMessage, InvalidModelFileError, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
 import { validateGgufModel } from "../../gguf/model.ts";
@@ -7,6 +8,7 @@ import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDe
 import { DecodeGate } from "./batching.ts";
 import { chooseFlashAttention, type FlashAttentionChoice } from "./flash-attention.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
+import { removeSavedStateLeftovers, SavedStates } from "./saved-states.ts";
 import { loadDraft, Speculation } from "./speculative.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
 import { ensureTrialLoaded } from "./trial-load.ts";
@@ -28,16 +30,24 @@ export class LlamaCppEngine implements Engine {
   private readonly infoCache = new Map<string, Promise<GgufFileInfo>>();
   /** Architectures llama.cpp has reported as unknown; it says so only in its log, not in the error. */
   private readonly unknownArchitectures = new Set<string>();
+  /** Prompt states of conversations whose sequence another one took (saved-states.ts); none when the bound is 0. */
+  private readonly savedStates: SavedStates | undefined;
 
   /**
    * `unsupportedArchitecture` words the error for a model llama.cpp does not know; the server wires
    * in the update layer's message naming an engine that can load it (engines never import update code).
+   * `promptCacheBytes`: the bound on saved prompt states on disk, all models together (0: none).
    */
   constructor(
     private readonly lmxHome: string,
     private readonly unsupportedArchitecture: (modelId: string, architecture: string) => Promise<string> =
       async (modelId, architecture) => `cannot load ${modelId}: its architecture "${architecture}" is not supported by this llama.cpp engine`,
-  ) {}
+    promptCacheBytes = 0,
+  ) {
+    const root = join(lmxHome, "prompt-cache");
+    if (promptCacheBytes > 0) this.savedStates = new SavedStates(root, promptCacheBytes);
+    else void removeSavedStateLeftovers(root);
+  }
 
   private get(): Promise<{ nlc: NodeLlamaCpp; llama: Llama }> {
     this.runtime ??= (async () => {
@@ -208,7 +218,7 @@ export class LlamaCppEngine implements Engine {
         });
         speculation = new Speculation(nlc, spec, draft);
       } else if (spec) speculation = new Speculation(nlc, spec);
-      return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate, gate, flashAttention.reported, speculation);
+      return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate, gate, flashAttention.reported, speculation, this.savedStates?.space());
     } catch (err) {
       await model.dispose();
       if (err instanceof ModelLoadError) throw err;
@@ -218,6 +228,7 @@ export class LlamaCppEngine implements Engine {
   }
 
   async dispose(): Promise<void> {
+    await this.savedStates?.dispose();
     if (!this.runtime) return;
     try {
       const { llama } = await this.runtime;

@@ -16,6 +16,8 @@ import { LlamaEmbedder } from "./embeddings.ts";
 import { checkPromptBytes, longestTokenBytes } from "./prompt-bound.ts";
 import { ChatOutput, type ThoughtMarkers } from "./chat-output.ts";
 import { GenerationClock, PromptReuse } from "./generation-meter.ts";
+import type { StateSpace } from "./saved-states.ts";
+import { SequencePool } from "./sequence-pool.ts";
 import type { Speculation } from "./speculative.ts";
 import { templateGuardOf, withTemplateGuard } from "./template-guard.ts";
 import { scoreGenerated, tokenBiasFor } from "./token-logprobs.ts";
@@ -48,7 +50,7 @@ function until(signal: AbortSignal, stop?: AbortSignal): { signal: AbortSignal; 
 }
 
 export class LlamaLoadedModel implements LoadedModel {
-  private readonly free: LlamaContextSequence[] = [];
+  private readonly sequences: SequencePool<LlamaContextSequence>;
   private readonly grammarCache = new Map<string, LlamaGrammar>();
   private embedder: LlamaEmbedder | undefined;
   private unloaded = false;
@@ -68,8 +70,10 @@ export class LlamaLoadedModel implements LoadedModel {
     private readonly gate: DecodeGate = new DecodeGate(),
     readonly flashAttention?: FlashAttentionMode,
     private readonly speculation?: Speculation,
+    savedStates?: StateSpace,
   ) {
-    for (let i = 0; i < options.parallel; i++) this.free.push(context.getSequence({ tokenPredictor: speculation?.predictor() }));
+    const sequences = Array.from({ length: options.parallel }, () => context.getSequence({ tokenPredictor: speculation?.predictor() }));
+    this.sequences = new SequencePool(sequences, savedStates);
     this.wrappers = new WrapperVariants(nlc, model, chatWrapper, (build) => templateGuardOf(nlc).synchronously(build));
   }
 
@@ -111,27 +115,17 @@ export class LlamaLoadedModel implements LoadedModel {
   }
 
   /**
-   * A free sequence, preferring the one whose cached tokens share the longest prefix with the
-   * prompt: node-llama-cpp then evaluates only the new suffix (prompt caching across turns).
+   * The free sequence for this prompt (sequence-pool.ts): node-llama-cpp evaluates only what
+   * follows the prefix the prompt shares with what the sequence holds.
    */
-  private acquire(prompt?: readonly Token[]): LlamaContextSequence {
-    if (this.free.length === 0) throw new EngineError(`no free sequence on model '${this.descriptor.id}': a stalled generation may still hold one; unload and load the model again`);
-    let best = this.free.length - 1;
-    if (prompt && prompt.length > 0) {
-      let bestLen = -1;
-      this.free.forEach((seq, i) => {
-        const cached = seq.contextTokens;
-        let n = 0;
-        const max = Math.min(cached.length, prompt.length);
-        while (n < max && cached[n] === prompt[n]) n++;
-        if (n > bestLen) { bestLen = n; best = i; }
-      });
-    }
-    return this.free.splice(best, 1)[0]!;
+  private async acquire(prompt?: readonly Token[]): Promise<LlamaContextSequence> {
+    const seq = await this.sequences.acquire(prompt);
+    if (!seq) throw new EngineError(`no free sequence on model '${this.descriptor.id}': a stalled generation may still hold one; unload and load the model again`);
+    return seq;
   }
 
   private release(seq: LlamaContextSequence): void {
-    if (!this.unloaded) this.free.push(seq);
+    this.sequences.release(seq);
   }
 
   private async grammarForSchema(schema: JsonSchema, param: string): Promise<LlamaGrammar> {
@@ -230,7 +224,7 @@ export class LlamaLoadedModel implements LoadedModel {
     const promptTokens = plan.promptTokens.length;
     const maxTokens = completionBudget(promptTokens, request.maxTokens, this.contextLength, "messages");
     const clock = new GenerationClock();
-    const seq = this.acquire(plan.promptTokens);
+    const seq = await this.acquire(plan.promptTokens);
     const reuse = new PromptReuse(seq);
     const drafts = this.speculation?.meter(seq);
     const tracked = this.gate.track(() => emit({ type: "progress" }));
@@ -325,7 +319,7 @@ export class LlamaLoadedModel implements LoadedModel {
     const clock = new GenerationClock();
     const bos = this.model.tokens.shouldPrependBosToken && this.model.tokens.bos !== null ? [this.model.tokens.bos] : [];
     // node-llama-cpp puts the BOS before the prompt: the sequence to reuse is the one that starts with both.
-    const seq = this.acquire(request.suffix !== undefined ? tokens : [...bos, ...tokens]);
+    const seq = await this.acquire(request.suffix !== undefined ? tokens : [...bos, ...tokens]);
     const reuse = new PromptReuse(seq);
     const drafts = this.speculation?.meter(seq);
     const tracked = this.gate.track(() => emit({ type: "progress" }));
@@ -392,7 +386,7 @@ export class LlamaLoadedModel implements LoadedModel {
       throw new ContextLengthExceededError(tokens.length, this.contextLength, `the scored text has ${tokens.length} tokens`, "prompt");
     }
     const firstScored = bos.length + prefix.length;
-    const seq = this.acquire();
+    const seq = await this.acquire();
     try {
       await seq.clearHistory();
       if (signal?.aborted) throw new GenerationAbortedError();
@@ -422,6 +416,7 @@ export class LlamaLoadedModel implements LoadedModel {
   async unload(): Promise<void> {
     if (this.unloaded) return;
     this.unloaded = true;
+    await this.sequences.close();
     await this.embedder?.dispose();
     await this.context.dispose();
     await this.speculation?.dispose();
