@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mlxTestEnv, type MlxTestEnv } from "./helpers/mlx.ts";
 import { serveProcess, type ServeProcess } from "./helpers/serve-process.ts";
+import { until } from "./helpers/until.ts";
 import { filesOfDir, startFakeHub, type FakeHub } from "./hub/fake-hub.ts";
 
 let env: MlxTestEnv;
@@ -30,13 +31,6 @@ async function json<T>(r: Promise<Response> | Response): Promise<{ status: numbe
   return { status: res.status, body: (await res.json()) as T };
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(100);
-  }
-}
 
 interface Chat {
   choices: { message: { content: string }; logprobs: { content: { token: string }[] } | null; finish_reason: string }[];
@@ -106,10 +100,10 @@ beforeAll(async () => {
 }, 600_000);
 
 /** The coordinator's health poll sees the other node up (loads across nodes need that). */
-const peerUp = () => waitFor("the peer to be up", async () => {
+const peerUp = () => until("the peer to be up", async () => {
   const { body } = await json<{ data: { state: string }[] }>(laptop.request("/admin/v1/peers"));
   return body.data[0]?.state === "up";
-});
+}, 20_000);
 
 afterAll(async () => {
   await Promise.all([laptop, studio].filter(Boolean).map((n) => n.signal("SIGTERM").exited));
@@ -184,8 +178,8 @@ describe("one MLX model across two nodes", () => {
     // Whichever notices first: rank 0's broken ring, or the heartbeat that finds the rank gone.
     expect(text).toMatch(/the distributed group lost a rank: \[ring\] connection to a peer was lost|node studio no longer holds its rank/);
     // Both nodes free the model: the coordinator's rank failed, the follower's lost its group.
-    await waitFor("both nodes to free the model", async () =>
-      (await json<Ps>(laptop.request("/admin/v1/ps"))).body.data.length === 0 && (await json<Ps>(studio.request("/admin/v1/ps"))).body.data.length === 0);
+    await until("both nodes to free the model", async () =>
+      (await json<Ps>(laptop.request("/admin/v1/ps"))).body.data.length === 0 && (await json<Ps>(studio.request("/admin/v1/ps"))).body.data.length === 0, 20_000);
     // The next request loads the model again on this node alone (it fits) and gets the same answer.
     expect(await greedyTokens(laptop, PROMPTS[1]!)).toEqual(single[1]!);
   }, 300_000);
@@ -209,8 +203,8 @@ describe("one MLX model across two nodes", () => {
     } finally {
       for (const pid of frozen) process.kill(pid, "SIGCONT");
     }
-    await waitFor("both nodes to free the model", async () =>
-      (await json<Ps>(laptop.request("/admin/v1/ps"))).body.data.length === 0 && (await json<Ps>(studio.request("/admin/v1/ps"))).body.data.length === 0);
+    await until("both nodes to free the model", async () =>
+      (await json<Ps>(laptop.request("/admin/v1/ps"))).body.data.length === 0 && (await json<Ps>(studio.request("/admin/v1/ps"))).body.data.length === 0, 20_000);
     // The poll that came while it was frozen marked it down; the next one marks it up.
     await peerUp();
   }, 300_000);
@@ -224,7 +218,7 @@ describe("one MLX model across two nodes", () => {
     expect(out).toContain(`loaded ${MODEL} across local, studio (rank 0 of 2 here)`);
     expect((await json<Ps>(studio.request("/admin/v1/ps"))).body.data).toHaveLength(1);
     expect((await laptop.request(`/admin/v1/models/${MODEL}/unload`, { method: "POST" })).status).toBe(200);
-    await waitFor("the follower's rank to end", async () => (await json<Ps>(studio.request("/admin/v1/ps"))).body.data.length === 0);
+    await until("the follower's rank to end", async () => (await json<Ps>(studio.request("/admin/v1/ps"))).body.data.length === 0, 20_000);
     const state = await json<{ state: string }>(studio.request(`/admin/v1/models/${MODEL}`));
     // Ended by its coordinator: unloaded, not failed.
     expect(state.body.state).toBe("unloaded");
@@ -234,7 +228,7 @@ describe("one MLX model across two nodes", () => {
     const started = await json<{ id: string }>(laptop.request("/admin/v1/downloads", { method: "POST", json: { model: HUB_REPO } }));
     expect(started.status).toBe(202);
     let job: { state: string; model_id: string | null } = { state: "queued", model_id: null };
-    await waitFor("the download", async () => {
+    await until("the download", async () => {
       job = (await json<typeof job>(laptop.request(`/admin/v1/downloads/${started.body.id}`))).body;
       return job.state === "done" || job.state === "failed";
     }, 60_000);

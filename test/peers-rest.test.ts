@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import OpenAI from "openai";
 import { parseExposition } from "./helpers/exposition.ts";
 import { serveProcess, type ServeProcess } from "./helpers/serve-process.ts";
+import { until } from "./helpers/until.ts";
 
 const MODEL = resolve(import.meta.dir, "..", "../shared/models/stories260K.gguf");
 const STUDIO_KEY = "sk-studio";
@@ -25,14 +26,6 @@ let client: OpenAI;
 let direct: OpenAI;
 const studioAuth = { authorization: `Bearer ${STUDIO_KEY}` };
 
-async function until(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await Bun.sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 beforeAll(async () => {
   studio = await serveProcess(home(), ["--model", `b=${MODEL}`, "--api-key", STUDIO_KEY]);

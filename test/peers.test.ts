@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import OpenAI from "openai";
 import { serveProcess, type ServeProcess } from "./helpers/serve-process.ts";
+import { until } from "./helpers/until.ts";
 
 const MODEL = resolve(import.meta.dir, "..", "../shared/models/stories260K.gguf");
 const MAIN = join(import.meta.dir, "..", "src", "cli", "main.ts");
@@ -83,14 +84,6 @@ let client: OpenAI;
 
 const startStudio = async (port = 0) => serveProcess(studioHome, ["--model", `b=${MODEL}`, "--api-key", STUDIO_KEY, "--port", String(port)]);
 
-async function until(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await Bun.sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 const peerState = async (name: string) => {
   const { data } = (await (await laptop.request("/admin/v1/peers")).json()) as { data: { name: string; state: string }[] };

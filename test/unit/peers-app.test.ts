@@ -4,6 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { fakeApp, readSse } from "../fakes/fake-app.ts";
 import type { FakeModelSpec } from "../fakes/fake-engine.ts";
+import { sse } from "../fakes/sse.ts";
 
 type Json = Record<string, any>;
 
@@ -46,16 +47,6 @@ async function setup(flaky: Flaky, opts: { local?: FakeModelSpec[]; routes?: Rec
 }
 
 const chat = (model: string, extra: Json = {}) => ({ model, messages: [{ role: "user", content: "hi" }], ...extra });
-const sse = (chunks: string[], delayMs = 0, cut = false) => new Response(new ReadableStream<Uint8Array>({
-  async start(c) {
-    for (const chunk of chunks) {
-      c.enqueue(new TextEncoder().encode(chunk));
-      if (delayMs) await Bun.sleep(delayMs);
-    }
-    if (cut) c.error(new Error("connection reset"));
-    else c.close();
-  },
-}), { headers: { "content-type": "text/event-stream" } });
 const never: Flaky = () => Promise.reject(new Error("not scripted"));
 
 describe("listing", () => {

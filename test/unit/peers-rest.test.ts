@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { fakeApp, readSse } from "../fakes/fake-app.ts";
 import type { FakeModelSpec } from "../fakes/fake-engine.ts";
+import { sse } from "../fakes/sse.ts";
 import { parseExposition } from "../helpers/exposition.ts";
 import { HeldResponses } from "../../src/peers/held-responses.ts";
 import { watchResponseId } from "../../src/peers/response-id.ts";
@@ -51,16 +52,6 @@ async function setup(flaky: Flaky, opts: { local?: FakeModelSpec[]; routes?: Rec
   };
 }
 
-const sse = (chunks: string[], delayMs = 0, cut = false) => new Response(new ReadableStream<Uint8Array>({
-  async start(c) {
-    for (const chunk of chunks) {
-      c.enqueue(new TextEncoder().encode(chunk));
-      if (delayMs) await Bun.sleep(delayMs);
-    }
-    if (cut) c.error(new Error("connection reset"));
-    else c.close();
-  },
-}), { headers: { "content-type": "text/event-stream" } });
 
 describe("/metrics for proxied requests", () => {
   test("count, time to first byte and duration per node; local requests are not counted there", async () => {
