@@ -88,9 +88,43 @@ describe("SequencePool without saved states", () => {
     // x was used before y: a conversation matching neither takes x.
     expect(await run(pool, conv(8, 10))).toBe(x);
   });
+
+  test("a new conversation takes the idle sequence next to a running one, so llama.cpp decodes both in one pass", async () => {
+    const seqs = ["s0", "s1", "s2", "s3"].map((n) => new FakeSequence(n));
+    const pool = new SequencePool(seqs);
+    const taken = await Promise.all(seqs.map(() => pool.acquire()));
+    expect(taken).toEqual(seqs);
+    // s0 keeps running; the others come back newest id first, so s3 is the least recently used.
+    for (const seq of [seqs[3]!, seqs[2]!, seqs[1]!]) pool.release(seq);
+    expect(await pool.acquire(conv(1, 10))).toBe(seqs[1]!);
+  });
+
+  test("with no idle sequence and no saved states, the least recently used goes even when it is not adjacent", async () => {
+    const seqs = ["s0", "s1", "s2"].map((n) => new FakeSequence(n));
+    const pool = new SequencePool(seqs);
+    for (let i = 0; i < 3; i++) await run(pool, conv(i + 1, 100));
+    // s2 runs conv 3's next turn; s0 is the least recently used and s1 would sit beside s2.
+    const running = (await pool.acquire(conv(3, 120)))!;
+    expect(running).toBe(seqs[2]!);
+    expect(await pool.acquire(conv(9, 10))).toBe(seqs[0]!);
+  });
 });
 
 describe("SequencePool with saved states", () => {
+  test("with none idle, the sequence beside a running one is taken and its conversation saved", async () => {
+    const store = new SavedStates(tempRoot(), 1_000_000);
+    const seqs = ["s0", "s1", "s2"].map((n) => new FakeSequence(n));
+    const pool = new SequencePool(seqs, store.space());
+    for (let i = 0; i < 3; i++) await run(pool, conv(i + 1, 100));
+    expect((await pool.acquire(conv(3, 120)))!).toBe(seqs[2]!);
+    // s0 is the least recently used, but s1 sits beside the running s2; conv 2 goes to disk.
+    expect(await pool.acquire(conv(9, 10))).toBe(seqs[1]!);
+    expect(store.count).toBe(1);
+    expect(seqs[1]!.saves).toBe(1);
+    await pool.close();
+    await store.dispose();
+  });
+
   test("the evicted conversation is saved and loaded back on its next turn; close deletes the files", async () => {
     const store = new SavedStates(tempRoot(), 1_000_000);
     const space = store.space();

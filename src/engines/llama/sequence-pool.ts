@@ -9,10 +9,14 @@ import { commonPrefix, MIN_SAVED_TOKENS, type StatefulSequence, type StateSpace 
 export class SequencePool<S extends StatefulSequence> {
   /** Least recently used first: a released sequence goes to the end. */
   private readonly free: S[];
+  /** Each sequence's id, its place in the list given (node-llama-cpp numbers them in creation order). */
+  private readonly ids: Map<S, number>;
   private closed = false;
 
+  /** `sequences` in the order of their sequence ids. */
   constructor(sequences: readonly S[], private readonly saved?: StateSpace) {
     this.free = [...sequences];
+    this.ids = new Map(sequences.map((seq, id) => [seq, id]));
   }
 
   /**
@@ -24,7 +28,10 @@ export class SequencePool<S extends StatefulSequence> {
    *   template drops, like a thinking model's thoughts); the longest such prefix first. So a
    *   conversation sharing only the template's first tokens never evicts another while an idle
    *   sequence is there;
-   * - otherwise the least recently used sequence (empty ones first);
+   * - otherwise an empty sequence, or when none is, the least recently used one; among those that
+   *   qualify (every empty one; with saved states every one, since the conversation it holds is
+   *   saved either way), the one that keeps the running sequences' ids closest to a single run
+   *   (see `beside`);
    * - a saved state sharing at least MIN_SAVED_TOKENS more than that is loaded into the least
    *   recently used sequence;
    * - whatever a taken sequence holds beyond what the prompt keeps is saved first, when it is at
@@ -35,8 +42,7 @@ export class SequencePool<S extends StatefulSequence> {
     if (this.free.length === 0) return undefined;
     // node-llama-cpp copies the token list on each read.
     const held = this.free.map((seq) => seq.contextTokens);
-    const empty = held.findIndex((tokens) => tokens.length === 0);
-    const lru = empty >= 0 ? empty : 0;
+    const lru = this.beside(held);
     let pick = lru;
     let kept = 0;
     held.forEach((tokens, i) => {
@@ -54,6 +60,31 @@ export class SequencePool<S extends StatefulSequence> {
     const seq = this.free.splice(pick, 1)[0]!;
     await this.spill(seq, held[pick]!.length - commonPrefix(held[pick]!, prompt));
     return seq;
+  }
+
+  /**
+   * The free sequence to start a new conversation on. llama.cpp gives each sequence its own KV
+   * stream and decodes the tokens of several sequences in one pass only when their ids follow each
+   * other (`split_equal(sequential)`): two streams on sequences 0 and 2 take two passes per step,
+   * on 0 and 1 one. So among the candidates, the one leaving the fewest runs of consecutive busy
+   * ids wins, then the least recently used. Candidates are the empty sequences, or when there are
+   * none, the least recently used one only — unless saved states keep any evicted conversation.
+   */
+  private beside(held: readonly (readonly number[])[]): number {
+    const empties = held.flatMap((tokens, i) => (tokens.length === 0 ? [i] : []));
+    const candidates = empties.length > 0 ? empties : this.saved ? held.map((_, i) => i) : [0];
+    if (candidates.length === 1) return candidates[0]!;
+    const free = new Set(this.free.map((seq) => this.ids.get(seq)!));
+    const busy = (id: number) => id >= 0 && id < this.ids.size && !free.has(id);
+    let best = candidates[0]!;
+    let fewest = Infinity;
+    for (const i of candidates) {
+      const id = this.ids.get(this.free[i]!)!;
+      // Taking `id` joins the runs on either side (−1 each) or starts a new run (+1).
+      const runs = 1 - (busy(id - 1) ? 1 : 0) - (busy(id + 1) ? 1 : 0);
+      if (runs < fewest) { fewest = runs; best = i; }
+    }
+    return best;
   }
 
   /** Saves what the sequence holds when its next use discards `lost` tokens of it, enough to be worth a file. */
