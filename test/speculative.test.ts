@@ -60,6 +60,9 @@ describe("speculative decoding", () => {
     expect(fast.timings.draft_n!).toBeGreaterThanOrEqual(fast.timings.draft_n_accepted!);
     // Accepted drafts replace decode steps, never add tokens.
     expect(fast.timings.draft_n_accepted!).toBeLessThan(fast.timings.predicted_n);
+    // More than one accepted per step: at most one would leave at least as many steps as accepted
+    // drafts (node-llama-cpp refuted every draft after a step's first until patched).
+    expect(fast.timings.draft_n_accepted!).toBeGreaterThan(fast.timings.predicted_n / 2);
 
     const status = (await (await srv.request("/admin/v1/models/copy")).json()) as Status;
     expect(status.speculative).toEqual({ mode: "lookup", draft: null, draft_n: fast.timings.draft_n!, draft_n_accepted: fast.timings.draft_n_accepted! });
@@ -106,6 +109,21 @@ describe("speculative decoding", () => {
     await loaded("stories260K", { speculative: "off" });
     const plain = await client.completions.create(body);
     expect(drafted.choices[0]!.text).toBe(plain.choices[0]!.text);
+    await loaded("stories260K", { draft: "stories260K" });
+  });
+
+  test("a JSON schema with a draft model: several drafts per step follow the grammar, the same JSON as without", async () => {
+    const schema = { type: "object", properties: { name: { type: "string" }, age: { type: "integer" } }, required: ["name", "age"] };
+    const ask = () => client.chat.completions.create({
+      model: "stories260K", messages: [{ role: "user", content: "Tell me about Lily." }], max_tokens: 60, temperature: 0,
+      response_format: { type: "json_schema", json_schema: { name: "person", schema } },
+    });
+    const drafted = await ask();
+    expect((drafted as unknown as { timings: Timings }).timings.draft_n_accepted).toBeGreaterThan(1);
+    await loaded("stories260K", { speculative: "off" });
+    const plain = await ask();
+    expect(JSON.parse(drafted.choices[0]!.message.content!)).toHaveProperty("age");
+    expect(drafted.choices[0]!.message.content).toBe(plain.choices[0]!.message.content);
     await loaded("stories260K", { draft: "stories260K" });
   });
 
