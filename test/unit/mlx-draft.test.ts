@@ -1,0 +1,116 @@
+// An MLX model with a draft model, through the real scheduler and MLX engine with the stub worker
+// (test/helpers/stub-mlx-worker.ts) standing in for Python: what the load resolves to (one
+// sequence, the draft's memory counted, the draft's folder sent to the worker), the draft counts
+// reaching usage and the model's status, and the refusals (400s) of what cannot draft.
+// The real mlx-lm worker drafting is test/mlx-speculative.test.ts.
+
+import { afterAll, describe, expect, test } from "bun:test";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Collector } from "../../src/core/collect.ts";
+import { MlxEngine, type MlxPython } from "../../src/engines/mlx/engine.ts";
+import type { LmxError } from "../../src/errors.ts";
+import { configureLog } from "../../src/log.ts";
+import { ModelCatalog } from "../../src/models/catalog.ts";
+import { Scheduler } from "../../src/scheduler/scheduler.ts";
+
+configureLog({ level: process.env.LMX_TEST_LOG_LEVEL ?? "error" });
+
+const root = mkdtempSync(join(tmpdir(), "lmx-mlx-draft-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** An MLX folder the engine can inspect (the stub never reads it): `weights` bytes of safetensors. */
+function folder(name: string, weights: number): string {
+  const dir = join(root, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "config.json"), JSON.stringify({
+    model_type: "qwen2", hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 256, max_position_embeddings: 512,
+  }));
+  writeFileSync(join(dir, "model.safetensors"), new Uint8Array(weights));
+  return dir;
+}
+
+const python = join(root, "python");
+const q = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
+writeFileSync(python, `#!/bin/sh\nexec ${q(process.execPath)} ${q(join(import.meta.dir, "..", "helpers", "stub-mlx-worker.ts"))} ok\n`);
+chmodSync(python, 0o755);
+
+const models = [
+  { id: "target", format: "mlx" as const, path: folder("target", 1 << 20) },
+  { id: "small", format: "mlx" as const, path: folder("small", 1 << 16) },
+  { id: "small-mismatch", format: "mlx" as const, path: folder("small-mismatch", 1 << 16) },
+  { id: "tiny-gguf", format: "gguf" as const, path: join(root, "tiny.gguf") },
+];
+
+function scheduler(): Scheduler {
+  const runtime: MlxPython = { resolve: async () => ({ python, worker: "unused", source: "external" as const }), describe: () => "stub", unsupportedArchitectureHint: async () => "stub" };
+  const catalog = new ModelCatalog({ modelsDir: join(root, "none"), explicit: [], configured: {}, aliases: () => new Map(), registered: () => models });
+  return new Scheduler(catalog, { mlx: new MlxEngine(runtime) }, { load: { parallel: 4, threads: 1, ttl: 0 }, queueLimit: 4, memoryBudget: 8 * 1024 ** 3 }, {});
+}
+
+async function refusal(p: Promise<unknown>): Promise<LmxError> {
+  const err = await p.then(() => undefined, (e: unknown) => e as LmxError);
+  if (!err) throw new Error("not refused");
+  return err;
+}
+
+describe("an MLX model with a draft model", () => {
+  test("loads with one sequence and the draft's memory; usage and status count the drafts", async () => {
+    const s = scheduler();
+    try {
+      const plain = await s.loadModel("target");
+      expect(plain.options?.parallel).toBe(4);
+      expect(plain.speculative).toBeUndefined();
+      const plainBytes = plain.memory!.modelBytes + plain.memory!.contextBytes;
+      await s.unload("target");
+
+      const status = await s.loadModel("target", { draft: "small" });
+      expect(status.options?.parallel).toBe(1);
+      expect(status.options?.speculative).toEqual({ mode: "draft", draftId: "small", draftPath: models[1]!.path });
+      expect(status.speculative).toEqual({ mode: "draft", draft: "small", draftTokens: 0, draftAcceptedTokens: 0 });
+      // The draft's weights (64 KiB) and its KV cache, at one sequence where the plain load had four.
+      const perSequence = (plainBytes - plain.memory!.modelBytes) / 4;
+      expect(status.memory!.modelBytes).toBe(plain.memory!.modelBytes + (1 << 16));
+      expect(status.memory!.contextBytes).toBe(2 * perSequence);
+
+      const lease = await s.acquire("target");
+      const out = new Collector();
+      try {
+        await lease.model.generate({ kind: "chat", messages: [{ role: "user", content: "Hi" }], maxTokens: 4 }, out.add, lease.signal);
+      } finally {
+        lease.release();
+      }
+      expect(out.result().usage).toMatchObject({ completionTokens: 4, draftTokens: 4, draftAcceptedTokens: 3 });
+      expect((await s.get("target")).speculative).toEqual({ mode: "draft", draft: "small", draftTokens: 4, draftAcceptedTokens: 3 });
+    } finally {
+      await s.shutdown();
+    }
+  }, 30_000);
+
+  test("refuses with a 400 what cannot draft: lookup, no draft, a GGUF draft, other vocabularies, parallel, a load across nodes", async () => {
+    const s = scheduler();
+    try {
+      const cases: [Record<string, unknown>, string, string][] = [
+        [{ speculative: "lookup" }, "unsupported_parameter", "mlx-lm has no prompt-lookup decoding"],
+        [{ speculative: "draft" }, "draft_model_missing", "needs a draft model"],
+        [{ draft: "nope" }, "model_not_found", "'nope' not found"],
+        [{ draft: "tiny-gguf" }, "draft_model_mismatch", "an MLX model needs an MLX draft"],
+        [{ draft: "small", parallel: 2 }, "unsupported_parameter", "one request at a time"],
+        [{ draft: "small-mismatch" }, "draft_vocabulary_mismatch", "'small-mismatch' cannot draft for 'target'"],
+      ];
+      for (const [settings, code, message] of cases) {
+        const err = await refusal(s.loadModel("target", settings));
+        expect([err.status, err.code]).toEqual([400, code]);
+        expect(err.message).toContain(message);
+      }
+      expect(() => s.checkShardedLoad("target", { draft: "small" })).toThrow(/across nodes cannot have a draft model/);
+      expect(() => s.checkShardedLoad("target", {})).not.toThrow();
+      // Nothing of the refused loads stayed loaded; a plain load still works.
+      expect(s.memoryInUse()).toBe(0);
+      expect((await s.loadModel("target")).state).toBe("ready");
+    } finally {
+      await s.shutdown();
+    }
+  }, 30_000);
+});
