@@ -8,6 +8,7 @@ import type { ModelDescriptor } from "../engines/types.ts";
 import { InvalidRequestError } from "../errors.ts";
 import { validateGgufModel } from "../gguf/model.ts";
 import { vocabularyMismatch } from "../gguf/vocab.ts";
+import { mlxVocabularyMismatch } from "../engines/mlx/vocab.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
 
 export interface SpeculativeLayers {
@@ -53,6 +54,7 @@ function mlxSpeculative(descriptor: ModelDescriptor, catalog: ModelCatalog, own:
   const listed = catalog.get(name);
   if (!listed) throw new InvalidRequestError(`draft model '${name}' not found (an MLX model id from /v1/models)`, "draft", "model_not_found");
   if (listed.format !== "mlx") throw new InvalidRequestError(`draft model '${name}' is ${listed.format.toUpperCase()}; an MLX model needs an MLX draft`, "draft", "draft_model_mismatch");
+  refuseMismatch(descriptor, listed.id, mlxVocabularyMismatch(descriptor.path, listed.path));
   return { mode, draftId: listed.id, draftPath: listed.path };
 }
 
@@ -84,12 +86,16 @@ function draftFile(name: string, catalog: ModelCatalog, fromApi: boolean): { dra
 
 /**
  * Refuses a draft whose token ids do not mean what the target's mean, before anything is unloaded
- * or loaded (a 400 naming both models; llama.cpp would only fail at the first generation).
+ * or loaded (a 400 naming both models; llama.cpp would only fail at the first generation, mlx-lm
+ * at the load, after the model it replaces was unloaded).
  */
 function checkVocabulary(target: ModelDescriptor, draft: { draftId: string; draftPath: string }): void {
-  const why = vocabularyMismatch(validateGgufModel(target.path).header.metadata, validateGgufModel(draft.draftPath).header.metadata);
+  refuseMismatch(target, draft.draftId, vocabularyMismatch(validateGgufModel(target.path).header.metadata, validateGgufModel(draft.draftPath).header.metadata));
+}
+
+function refuseMismatch(target: ModelDescriptor, draftId: string, why: string | undefined): void {
   if (why === undefined) return;
-  throw new InvalidRequestError(`draft model '${draft.draftId}' cannot draft for '${target.id}': their vocabularies differ (${why}); a draft model must share the target's tokenizer`,
+  throw new InvalidRequestError(`draft model '${draftId}' cannot draft for '${target.id}': their vocabularies differ (${why}); a draft model must share the target's tokenizer`,
     "draft", "draft_vocabulary_mismatch");
 }
 

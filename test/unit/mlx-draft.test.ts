@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Collector } from "../../src/core/collect.ts";
 import { MlxEngine, type MlxPython } from "../../src/engines/mlx/engine.ts";
+import { mlxVocabularyMismatch } from "../../src/engines/mlx/vocab.ts";
 import type { LmxError } from "../../src/errors.ts";
 import { configureLog } from "../../src/log.ts";
 import { ModelCatalog } from "../../src/models/catalog.ts";
@@ -20,14 +21,18 @@ configureLog({ level: process.env.LMX_TEST_LOG_LEVEL ?? "error" });
 const root = mkdtempSync(join(tmpdir(), "lmx-mlx-draft-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-/** An MLX folder the engine can inspect (the stub never reads it): `weights` bytes of safetensors. */
-function folder(name: string, weights: number): string {
+/** An MLX folder the engine can inspect (the stub never reads it): `weights` bytes of safetensors, a tokenizer.json with `vocab` if given. */
+function folder(name: string, weights: number, vocab?: string[]): string {
   const dir = join(root, name);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "config.json"), JSON.stringify({
     model_type: "qwen2", hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 256, max_position_embeddings: 512,
   }));
   writeFileSync(join(dir, "model.safetensors"), new Uint8Array(weights));
+  if (vocab) {
+    const tokenizer = { model: { type: "BPE", vocab: Object.fromEntries(vocab.slice(0, -1).map((t, i) => [t, i])) }, added_tokens: [{ id: vocab.length - 1, content: vocab.at(-1) }] };
+    writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tokenizer));
+  }
   return dir;
 }
 
@@ -42,6 +47,14 @@ const models = [
   { id: "small-mismatch", format: "mlx" as const, path: folder("small-mismatch", 1 << 16) },
   { id: "tiny-gguf", format: "gguf" as const, path: join(root, "tiny.gguf") },
 ];
+const words = Array.from({ length: 50 }, (_, i) => `w${i}`);
+const withVocab = {
+  a: folder("vocab-a", 16, [...words, "<|end|>"]),
+  same: folder("vocab-same", 16, [...words, "<|end|>"]),
+  other: folder("vocab-other", 16, [...words.map((w, i) => (i === 7 ? "x7" : w)), "<|end|>"]),
+  longer: folder("vocab-longer", 16, [...words, "extra", "<|end|>"]),
+};
+models.push(...Object.entries(withVocab).map(([k, path]) => ({ id: `vocab-${k}`, format: "mlx" as const, path })));
 
 function scheduler(): Scheduler {
   const runtime: MlxPython = { resolve: async () => ({ python, worker: "unused", source: "external" as const }), describe: () => "stub", unsupportedArchitectureHint: async () => "stub" };
@@ -54,6 +67,15 @@ async function refusal(p: Promise<unknown>): Promise<LmxError> {
   if (!err) throw new Error("not refused");
   return err;
 }
+
+test("tokenizer.json decides before any load: the same ids and texts fit, another text or size does not", () => {
+  expect(mlxVocabularyMismatch(withVocab.a, withVocab.same)).toBeUndefined();
+  expect(mlxVocabularyMismatch(withVocab.a, withVocab.a)).toBeUndefined();
+  expect(mlxVocabularyMismatch(withVocab.a, withVocab.other)).toBe("token 7 differs");
+  expect(mlxVocabularyMismatch(withVocab.a, withVocab.longer)).toBe("vocabulary sizes differ (51 vs 52 tokens)");
+  // Without a tokenizer.json to read, the worker decides (with the tokenizers mlx-lm loads).
+  expect(mlxVocabularyMismatch(withVocab.a, models[1]!.path)).toBeUndefined();
+});
 
 describe("an MLX model with a draft model", () => {
   test("loads with one sequence and the draft's memory; usage and status count the drafts", async () => {
@@ -105,6 +127,12 @@ describe("an MLX model with a draft model", () => {
         expect(err.message).toContain(message);
       }
       expect(() => s.checkShardedLoad("target", { draft: "small" })).toThrow(/across nodes cannot have a draft model/);
+      // Refused from tokenizer.json before the load: the model stays loaded as it was.
+      expect((await s.loadModel("vocab-a")).state).toBe("ready");
+      const err = await refusal(s.loadModel("vocab-a", { draft: "vocab-other" }));
+      expect([err.status, err.code, err.message]).toEqual([400, "draft_vocabulary_mismatch", expect.stringContaining("token 7 differs")]);
+      expect((await s.get("vocab-a")).state).toBe("ready");
+      await s.unload("vocab-a");
       expect(() => s.checkShardedLoad("target", {})).not.toThrow();
       // Nothing of the refused loads stayed loaded; a plain load still works.
       expect(s.memoryInUse()).toBe(0);
