@@ -95,7 +95,11 @@ class Worker(ModelOperations, Prompts):
             if str(e).startswith("Model type ") and str(e).endswith(" not supported."):
                 raise UnsupportedArchitecture(str(e)) from e
             raise
-        if msg.get("draft"):
+        if msg.get("draft") == msg["path"]:
+            # A model drafting for itself (tests, benchmarks) shares its weights; its draft cache is its own.
+            check_cache(self.model, self.model)
+            self.draft = self.model
+        elif msg.get("draft"):
             self.load_draft(load_model, msg["draft"])
         self.ctx = msg["context_length"]
         self.parallel = msg["parallel"]
