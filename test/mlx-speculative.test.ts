@@ -3,10 +3,13 @@
 // vocabulary. Greedy output with the draft is the same as without it, text and logprobs, while
 // drafts are accepted; the prompt cache, stop strings and cancellation keep working.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
 import OpenAI from "openai";
-import { mlxTestEnv } from "./helpers/mlx.ts";
+import { REPO_ROOT } from "./fixtures/prepare.ts";
+import { mlxTestEnv, type MlxTestEnv } from "./helpers/mlx.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
 
+let env: MlxTestEnv;
 let srv: TestServer;
 let client: OpenAI;
 const model = "mlx-qwen2-tiny";
@@ -14,7 +17,7 @@ const model = "mlx-qwen2-tiny";
 let reference = "";
 
 beforeAll(async () => {
-  const env = await mlxTestEnv();
+  env = await mlxTestEnv();
   srv = await startTestServer(["--python", env.python, "--ctx", "512", "--parallel", "2"]);
   expect((await srv.request("/admin/v1/import", { method: "POST", json: { paths: [env.model] } })).status).toBe(200);
   client = new OpenAI({ baseURL: srv.url + "/v1", apiKey: "none", maxRetries: 0 });
@@ -102,4 +105,28 @@ describe("MLX speculative decoding with a draft model", () => {
     expect([body.error.code, body.error.param]).toEqual(["unsupported_parameter", "speculative"]);
     expect(body.error.message).toContain("no prompt-lookup");
   });
+});
+
+test("the worker's own vocabulary check (mlx-lm's tokenizers, after the server's tokenizer.json one): sizes, then every token", async () => {
+  const script = `
+import protocol
+from speculative import vocabulary_mismatch
+
+class Tok:
+    def __init__(self, tokens, vocab_size=None):
+        self.tokens = tokens
+        self.vocab_size = vocab_size if vocab_size is not None else len(tokens)
+    def __len__(self):
+        return len(self.tokens)
+    def get_vocab(self):
+        return {t: i for i, t in enumerate(self.tokens)}
+
+a = Tok(["a", "b", "c", "<end>"])
+protocol.send([vocabulary_mismatch(a, Tok(["a", "b", "c", "<end>"])), vocabulary_mismatch(a, Tok(["a", "b", "c", "<end>", "<x>"])),
+               vocabulary_mismatch(a, Tok(["a", "B", "c", "<end>"])), vocabulary_mismatch(a, Tok(["a", "b", "c", "<end>"], 9))])
+`;
+  const proc = Bun.spawn([env.python, "-c", script], { cwd: join(REPO_ROOT, "native", "mlx_worker"), stdout: "pipe", stderr: "inherit" });
+  const out = await new Response(proc.stdout).text();
+  expect(await proc.exited).toBe(0);
+  expect(JSON.parse(out)).toEqual([null, "vocabulary sizes differ (4 vs 5 tokens)", "token 1 differs", "base vocabulary sizes differ (4 vs 9)"]);
 });

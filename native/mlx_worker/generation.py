@@ -376,6 +376,8 @@ class Worker(ModelOperations, Prompts):
                 self.load(msg)
             except Exception as e:
                 log(traceback.format_exc())
+                # A load that failed part way (its draft refused, say) leaves nothing loaded.
+                self.model = self.tokenizer = self.draft = None
                 if isinstance(e, UnsupportedArchitecture):
                     code = "unsupported_architecture"
                 elif isinstance(e, DraftRefused):

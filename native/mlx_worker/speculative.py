@@ -27,8 +27,10 @@ class DraftRefused(Exception):
 
 def vocabulary_mismatch(target, draft):
     """Why `draft`'s tokenizer gives token ids other meanings than `target`'s, or None (mlx-lm compares the sizes; so does this, then the tokens)."""
-    if target.vocab_size != draft.vocab_size or len(target) != len(draft):
+    if len(target) != len(draft):
         return f"vocabulary sizes differ ({len(target)} vs {len(draft)} tokens)"
+    if target.vocab_size != draft.vocab_size:
+        return f"base vocabulary sizes differ ({target.vocab_size} vs {draft.vocab_size})"
     ours, theirs = target.get_vocab(), draft.get_vocab()
     if ours == theirs:
         return None
