@@ -96,6 +96,14 @@ describe("an MLX model with a draft model", () => {
       expect(status.memory!.modelBytes).toBe(plain.memory!.modelBytes + (1 << 16));
       expect(status.memory!.contextBytes).toBe(2 * perSequence);
 
+      // Drafting for itself, the model's weights serve both: only the draft's KV cache is added.
+      await s.unload("target");
+      const self = await s.loadModel("target", { draft: "target" });
+      expect(self.memory!.modelBytes).toBe(plain.memory!.modelBytes);
+      expect(self.memory!.contextBytes).toBe(2 * perSequence);
+      await s.unload("target");
+      await s.loadModel("target", { draft: "small" });
+
       const lease = await s.acquire("target");
       const out = new Collector();
       try {

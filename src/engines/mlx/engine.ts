@@ -64,20 +64,20 @@ export class MlxEngine implements Engine {
   async estimateMemory(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
     const files = this.modelFiles(descriptor.path);
     await this.runtime.resolve();
-    const { kvBytes: _kv, ...estimate } = estimateWithDraft(files, this.draftFiles(options), options);
+    const { kvBytes: _kv, ...estimate } = estimateWithDraft(files, this.draftFiles(descriptor, options), options);
     return estimate;
   }
 
-  private draftFiles(options: ResolvedLoadSettings): MlxModelFiles | undefined {
+  private draftFiles(descriptor: ModelDescriptor, options: ResolvedLoadSettings): { files: MlxModelFiles; shared: boolean } | undefined {
     const spec = options.speculative;
-    return spec?.mode === "draft" ? this.modelFiles(spec.draftPath) : undefined;
+    return spec?.mode === "draft" ? { files: this.modelFiles(spec.draftPath), shared: spec.draftPath === descriptor.path } : undefined;
   }
 
   async load(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<LoadedModel> {
     const files = this.modelFiles(descriptor.path);
     const runtime = await this.runtime.resolve();
     const draft = options.speculative?.mode === "draft" ? options.speculative : undefined;
-    const estimate = estimateWithDraft(files, this.draftFiles(options), options);
+    const estimate = estimateWithDraft(files, this.draftFiles(descriptor, options), options);
     const placement = options.distributed;
     const rank = placement ? rankSetup(descriptor, placement) : undefined;
     const supervisor = new WorkerSupervisor({
