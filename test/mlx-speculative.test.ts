@@ -84,6 +84,7 @@ describe("MLX speculative decoding with a draft model", () => {
     const cut = await client.chat.completions.create({ ...ask, stop: [stop] });
     expect(cut.choices[0]!.message.content).toBe(reference.slice(0, reference.indexOf(stop)));
     expect(cut.choices[0]!.finish_reason).toBe("stop");
+    expect((cut as unknown as { timings: Timings }).timings.draft_n!).toBeGreaterThan(0);
 
     const controller = new AbortController();
     const stream = await client.chat.completions.create({ ...ask, max_tokens: 400, stream: true }, { signal: controller.signal });
@@ -95,7 +96,9 @@ describe("MLX speculative decoding with a draft model", () => {
       }
     })().catch(() => undefined);
     expect(chunks).toBeLessThan(20);
-    expect((await chat()).text).toBe(reference);
+    const next = await chat();
+    expect(next.text).toBe(reference);
+    expect(next.timings.draft_n_accepted!).toBeGreaterThan(0);
   }, 120_000);
 
   test("prompt lookup is refused for MLX models with a 400 that says why", async () => {
