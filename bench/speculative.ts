@@ -2,7 +2,11 @@
 // engine it ships: decode tok/s and the share of drafted tokens accepted, per model and mode. Run
 // by hand, not part of the tests:
 //
-//   bun bench/speculative.ts [--threads 1] [--reps 6] [--tokens 96]
+//   bun bench/speculative.ts [--threads 1] [--reps 6] [--tokens 96] [--mlx]
+//
+// --mlx: the MLX fixture (test/fixtures/mlx-model.ts, a 2-layer qwen2 with random weights, served
+// by the MLX runtime the tests install) with "off" and "draft" (itself as the draft; mlx-lm has no
+// prompt lookup) instead of the GGUF models.
 //
 // Models: the trained copy model (it repeats its prompt, so prompt lookup has something to find;
 // test/fixtures/copy-model.ts) with "off" and "lookup", and stories260K (TinyStories prose) with
@@ -15,7 +19,7 @@
 // the first token to the last), and `draft_n` / `draft_n_accepted` its counts. Every mode's text is
 // checked to be the plain one. Prints medians with the range (min–max) over the repetitions.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -26,31 +30,55 @@ import { configureLog } from "../src/log.ts";
 import { startServer } from "../src/server.ts";
 import { ensureCopyModel } from "../test/fixtures/copy-model.ts";
 import { ensureFixtures } from "../test/fixtures/models.ts";
+import { mlxTestEnv } from "../test/helpers/mlx.ts";
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),
-  options: { threads: { type: "string", default: "1" }, reps: { type: "string", default: "6" }, tokens: { type: "string", default: "96" } },
+  options: { threads: { type: "string", default: "1" }, reps: { type: "string", default: "6" }, tokens: { type: "string", default: "96" }, mlx: { type: "boolean", default: false } },
   strict: true,
 });
 const threads = Number(values.threads);
 const reps = Number(values.reps);
 const tokens = Number(values.tokens);
 
-const copy = await ensureCopyModel();
-const fx = ensureFixtures();
 
 // The copy model continues a passage of one-token words it saw earlier (test/speculative.test.ts).
 const passage = "saw they she nam very happ upon his friend his she was you her big friend and the day play big happy happ day for little there day her fri and but";
-const cases: { model: string; path: string; prompt: string; modes: Record<string, LoadSettings> }[] = [
-  { model: "copy", path: copy.gguf, prompt: `${passage}. The harbour town woke slowly on winter mornings. saw they she nam`, modes: { off: {}, lookup: { speculative: "lookup" } } },
-  { model: "stories260K", path: fx.stories260K, prompt: "Once upon a time, there was a little girl named Lily. She loved to play outside.", modes: { off: {}, lookup: { speculative: "lookup" }, draft: { draft: "stories260K.off" } } },
-];
-
-const configured = Object.fromEntries(cases.flatMap((c) => Object.entries(c.modes).map(([mode, load]) => [`${c.model}.${mode}`, { path: c.path, load }])));
+type Case = { model: string; path: string; prompt: string; modes: Record<string, LoadSettings> };
+async function ggufCases(): Promise<Case[]> {
+  const copy = await ensureCopyModel();
+  const fx = ensureFixtures();
+  return [
+    { model: "copy", path: copy.gguf, prompt: `${passage}. The harbour town woke slowly on winter mornings. saw they she nam`, modes: { off: {}, lookup: { speculative: "lookup" } } },
+    { model: "stories260K", path: fx.stories260K, prompt: "Once upon a time, there was a little girl named Lily. She loved to play outside.", modes: { off: {}, lookup: { speculative: "lookup" }, draft: { draft: "stories260K.off" } } },
+  ];
+}
+const mlx = values.mlx ? await mlxTestEnv() : undefined;
 const home = mkdtempSync(join(tmpdir(), "lmx-bench-spec-"));
+// MLX folders are imported, not configured by path: each mode is the fixture under its own folder
+// name (a symlink), its mode set as that model's saved load defaults once the server runs.
+const cases: Case[] = mlx
+  ? [{ model: "mlx-qwen2-tiny", path: mlx.model, prompt: "Once upon a time, there was a little girl named Lily. She loved to play outside.", modes: { off: {}, draft: { draft: "mlx-qwen2-tiny.draft" } } }]
+  : await ggufCases();
+
+const configured = mlx ? {} : Object.fromEntries(cases.flatMap((c) => Object.entries(c.modes).map(([mode, load]) => [`${c.model}.${mode}`, { path: c.path, load }])));
 configureLog({ level: "warn" });
-const config = resolveSettings(serveSettings, parseFlags(["--port", "0", "--threads", String(threads), "--parallel", "1", "--ctx", "512"], serveSettings), {}, { values: {}, models: {} });
+const config = resolveSettings(serveSettings, parseFlags(["--port", "0", "--threads", String(threads), "--parallel", "1", "--ctx", "512", ...(mlx ? ["--python", mlx.python] : [])], serveSettings), {}, { values: {}, models: {} });
 const server = await startServer(config, home, configured, {});
+if (mlx) {
+  const admin = (path: string, method: string, body: object) =>
+    fetch(`${server.url}${path}`, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then(async (r) => {
+      if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
+    });
+  for (const c of cases) {
+    for (const [mode, load] of Object.entries(c.modes)) {
+      const folder = join(home, `${c.model}.${mode}`);
+      symlinkSync(c.path, folder);
+      await admin("/admin/v1/import", "POST", { paths: [folder] });
+      await admin(`/admin/v1/models/${c.model}.${mode}`, "PATCH", { load_defaults: load });
+    }
+  }
+}
 
 interface Run { tps: number; drafted: number; accepted: number; text: string }
 async function once(model: string, prompt: string): Promise<Run> {

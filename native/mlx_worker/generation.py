@@ -13,6 +13,7 @@ from tool_formats import fallback_format
 from distributed import GroupLost
 from operations import ModelOperations
 from prompts import Prompts
+from speculative import DraftRefused, SpeculativeGenerator, check_cache, vocabulary_mismatch
 
 # ---------------------------------------------------------------------------------------------
 
@@ -38,6 +39,8 @@ class Request:
         # Alternatives per token when the request asked for logprobs, else None; the last token decodes the next one's text.
         self.logprobs = None
         self.last_token = None
+        # Drafted and accepted tokens so far (counted only on a model loaded with a draft).
+        self.drafts = (0, 0)
 
 
 class UnsupportedArchitecture(Exception):
@@ -49,6 +52,8 @@ class Worker(ModelOperations, Prompts):
         self.mx = None
         self.model = None
         self.tokenizer = None
+        # The draft model of speculative decoding, else None.
+        self.draft = None
         self.gen = None
         self.ctx = 0
         self.parallel = 1
@@ -90,6 +95,12 @@ class Worker(ModelOperations, Prompts):
             if str(e).startswith("Model type ") and str(e).endswith(" not supported."):
                 raise UnsupportedArchitecture(str(e)) from e
             raise
+        if msg.get("draft") == msg["path"]:
+            # A model drafting for itself (tests, benchmarks) shares its weights; its draft cache is its own.
+            check_cache(self.model, self.model)
+            self.draft = self.model
+        elif msg.get("draft"):
+            self.load_draft(load_model, msg["draft"])
         self.ctx = msg["context_length"]
         self.parallel = msg["parallel"]
         self.prefill_step = msg.get("prefill_step_size") or 512
@@ -119,6 +130,19 @@ class Worker(ModelOperations, Prompts):
             **({"rank": self.group.rank, "size": self.group.size} if self.group is not None else {}),
         })
 
+    def load_draft(self, load_model, path):
+        try:
+            draft, draft_tokenizer = load_model(path)
+        except ValueError as e:
+            if str(e).startswith("Model type ") and str(e).endswith(" not supported."):
+                raise DraftRefused("draft_unsupported", f"the draft model: {e}") from e
+            raise
+        why = vocabulary_mismatch(self.tokenizer, draft_tokenizer)
+        if why is not None:
+            raise DraftRefused("draft_vocabulary_mismatch", f"the draft model's vocabulary differs from the model's ({why})")
+        check_cache(self.model, draft)
+        self.draft = draft
+
     def find_tools_format(self):
         """(family, start, end, parser, leading_json): mlx-lm's reading of the model, else LMX's own fallback."""
         tok = self.tokenizer
@@ -129,6 +153,10 @@ class Worker(ModelOperations, Prompts):
 
     def _new_generator(self):
         from mlx_lm.generate import BatchGenerator
+
+        if self.draft is not None:
+            self.gen = SpeculativeGenerator(self.model, self.draft, self.prefill_step)
+            return
 
         self.gen = BatchGenerator(
             self.model,
@@ -253,6 +281,8 @@ class Worker(ModelOperations, Prompts):
                 continue
             if req.first is None:
                 req.first = time.perf_counter()
+            if self.draft is not None:
+                req.drafts = (r.drafted, r.accepted)
             thinking = req.splitter.state == THINK
             if r.finish_reason == "stop":
                 # The end-of-sequence token itself is not text.
@@ -324,6 +354,7 @@ class Worker(ModelOperations, Prompts):
             "prefill_ms": round((first - req.started) * 1000, 3),
             "decode_ms": round((now - first) * 1000, 3),
             "peak_memory_bytes": int(self.mx.get_peak_memory()),
+            **({"draft_tokens": req.drafts[0], "draft_accepted_tokens": req.drafts[1]} if self.draft is not None else {}),
         })
 
     def fail_all(self, code, message):
@@ -345,8 +376,12 @@ class Worker(ModelOperations, Prompts):
                 self.load(msg)
             except Exception as e:
                 log(traceback.format_exc())
+                # A load that failed part way (its draft refused, say) leaves nothing loaded.
+                self.model = self.tokenizer = self.draft = None
                 if isinstance(e, UnsupportedArchitecture):
                     code = "unsupported_architecture"
+                elif isinstance(e, DraftRefused):
+                    code = e.code
                 else:
                     code = "runtime_broken" if isinstance(e, ImportError) else "load_failed"
                 send({"type": "error", "id": msg["id"], "code": code, "message": f"{type(e).__name__}: {e}"})

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 HEARTBEAT_SECONDS = 1.0
 
 # ---------------------------------------------------------------------------------------------
@@ -108,6 +108,8 @@ def validate(msg):
              and _is_int(d.get("rank")) and 0 <= d["rank"] < d["size"]
              and (d.get("join_timeout_s") is None or (_is_int(d["join_timeout_s"]) and 1 <= d["join_timeout_s"] <= 3600)),
              "expected {rank, size, join_timeout_s} with 0 <= rank < size, 2 <= size <= 64")
+        _opt(msg, "draft", lambda x: isinstance(x, str) and x != "", "expected the draft model's folder")
+        _check(not (msg.get("draft") and msg.get("distributed")), "draft: a distributed model has no draft model")
     elif kind == "generate":
         _id(msg)
         p = msg.get("prompt")

@@ -57,7 +57,7 @@ export const serveSettings = [
   { key: "flashAttention", kind: "string", default: "auto", choices: FLASH_ATTENTION_MODES, placeholder: "MODE",
     description: "Flash attention of GGUF models: auto, on or off. auto turns it off on the CPU for attention heads under 64 wide (measured slower there, docs/performance.md) and leaves the choice to llama.cpp on Metal. Per model: config.json, the load request's flash_attention." },
   { key: "speculative", kind: "string", choices: SPECULATIVE_MODES, defaultText: "off, or draft when --draft is given", placeholder: "MODE",
-    description: "Speculative decoding of GGUF models: off, lookup (drafts tokens found in the prompt; helps replies that repeat it) or draft (a draft model, --draft). Output is the same as without. MLX models ignore this server-wide setting and refuse it per model. Per model: config.json, the load request's speculative." },
+    description: "Speculative decoding of GGUF models: off, lookup (drafts tokens found in the prompt; helps replies that repeat it) or draft (a draft model, --draft). Output is the same as without. MLX models ignore this server-wide setting; per model they take draft with an MLX draft model (lookup is refused). Per model: config.json, the load request's speculative." },
   { key: "draft", kind: "string", placeholder: "MODEL",
     description: "Draft model for speculative decoding: a model id or a GGUF path, with the same vocabulary as the models it drafts for (a load fails otherwise). Per model: config.json, the load request's draft (a model id there)." },
   { key: "batchSize", kind: "int", min: 1, max: 65536, defaultText: "512", placeholder: "N",

@@ -53,7 +53,7 @@ export class Coordinator {
   private ticking = false;
 
   constructor(
-    private readonly scheduler: Pick<Scheduler, "loadModel" | "abandonGroup" | "groupMember">,
+    private readonly scheduler: Pick<Scheduler, "loadModel" | "abandonGroup" | "groupMember" | "checkShardedLoad">,
     private readonly member: Pick<GroupMember, "prepare">,
     private readonly opts: CoordinatorOptions,
   ) {}
@@ -71,6 +71,7 @@ export class Coordinator {
       return ref;
     });
     const local = await this.member.prepare(model);
+    this.scheduler.checkShardedLoad(local.model, settings);
     const prepare = (p: NodeRef) => callNode(p, "POST", "/admin/v1/distributed/prepare", { model: local.model }, PREPARE_MS);
     const source = this.opts.source(local.model);
     const answers = await Promise.all(peers.map(async (p) => {

@@ -5,7 +5,7 @@ import type { Engine, ModelDescriptor } from "../engines/types.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
 import { totalBytes } from "./entry.ts";
 import { checkContext, checkModelFile, checkThreads } from "./load-limits.ts";
-import { resolveSpeculative } from "./speculative.ts";
+import { parallelFor, resolveSpeculative } from "./speculative.ts";
 import type { ModelLoad, SchedulerSeams, SchedulerSettings } from "./types.ts";
 
 /** Context used when neither the user nor the model says otherwise: big enough for chat, small enough for RAM. */
@@ -19,27 +19,39 @@ export interface ResolveContext {
   catalog: ModelCatalog;
 }
 
+/** The layers of load settings for `descriptor`: saved defaults, the model's own (config.json, saved, this request), all merged. */
+function layersOf(ctx: ResolveContext, descriptor: ModelDescriptor, request: LoadSettings): { saved: LoadSettings | undefined; own: LoadSettings; merged: LoadSettings } {
+  const saved = ctx.seams.savedDefaults?.(descriptor.id);
+  const own = layerLoadSettings(ctx.configured[descriptor.id], saved, request);
+  return { saved, own, merged: layerLoadSettings(ctx.settings.load, own) };
+}
+
+/** Refuses what a load across nodes cannot have (a draft model) before any node is asked to load a rank. */
+export function checkShardedLoad(ctx: ResolveContext, descriptor: ModelDescriptor, request: LoadSettings): void {
+  const { saved, own, merged } = layersOf(ctx, descriptor, request);
+  resolveSpeculative(descriptor, ctx.catalog, { merged, own, fromApi: layerLoadSettings(saved, request) }, true);
+}
+
 /**
  * The settings a model loads with, most specific first: this load request, the model's saved
  * defaults, config.json, server settings, then the model's own metadata.
  */
 export async function resolveLoad(ctx: ResolveContext, engine: Engine, descriptor: ModelDescriptor, request: LoadSettings = {}, placement?: Placement): Promise<ModelLoad> {
   const base = ctx.settings.load;
-  const saved = ctx.seams.savedDefaults?.(descriptor.id);
-  const own = layerLoadSettings(ctx.configured[descriptor.id], saved, request);
-  const o = layerLoadSettings(base, own);
+  const { saved, own, merged: o } = layersOf(ctx, descriptor, request);
   const explicitContext = own.contextLength;
   checkModelFile(descriptor);
   const declared = (await engine.inspect(descriptor)).declaredContextLength;
   const requested = o.contextLength;
+  const speculative = resolveSpeculative(descriptor, ctx.catalog, { merged: o, own, fromApi: layerLoadSettings(saved, request) }, placement !== undefined);
   const resolved: ModelLoad = {
     contextLength: 0,
-    parallel: o.parallel ?? base.parallel,
+    parallel: parallelFor(descriptor, speculative, own, o.parallel ?? base.parallel),
     // 0 at any layer means "the server's default".
     threads: o.threads || base.threads,
     gpuLayers: o.gpuLayers,
     flashAttention: o.flashAttention,
-    speculative: resolveSpeculative(descriptor, ctx.catalog, { merged: o, own, fromApi: layerLoadSettings(saved, request) }),
+    speculative,
     batchSize: ctx.settings.batchSize,
     // A follower rank lives as long as its group: the coordinator's rank 0 decides when it ends.
     ttl: placement && placement.rank > 0 ? 0 : o.ttl ?? base.ttl,

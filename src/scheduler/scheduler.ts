@@ -9,7 +9,7 @@ import { formatBytes, formatBytesApart } from "../util/size.ts";
 import { bounded } from "../util/watch.ts";
 import type { Lease, ModelLoad, ModelOccupancy, ModelStatus, SchedulerSeams, SchedulerSettings } from "./types.ts";
 import { Entry, totalBytes } from "./entry.ts";
-import { resolveLoad } from "./resolve-load.ts";
+import { checkShardedLoad, resolveLoad } from "./resolve-load.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 import { sameSpeculative } from "./speculative.ts";
 
@@ -89,6 +89,11 @@ export class Scheduler {
    */
   async resolveLoad(descriptor: ModelDescriptor, request: LoadSettings = {}, placement?: Placement): Promise<ModelLoad> {
     return resolveLoad({ settings: this.settings, configured: this.configured, seams: this.seams, catalog: this.catalog }, this.engineFor(descriptor), descriptor, request, placement);
+  }
+
+  /** Throws the 400 a load of `id` across nodes with these settings would meet, before any node is asked. */
+  checkShardedLoad(id: string, request: LoadSettings): void {
+    checkShardedLoad({ settings: this.settings, configured: this.configured, seams: this.seams, catalog: this.catalog }, this.descriptor(id), request);
   }
 
   private sameSettings(a: ResolvedLoadSettings, b: ResolvedLoadSettings): boolean {

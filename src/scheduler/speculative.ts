@@ -8,6 +8,7 @@ import type { ModelDescriptor } from "../engines/types.ts";
 import { InvalidRequestError } from "../errors.ts";
 import { validateGgufModel } from "../gguf/model.ts";
 import { vocabularyMismatch } from "../gguf/vocab.ts";
+import { mlxVocabularyMismatch } from "../engines/mlx/vocab.ts";
 import type { ModelCatalog } from "../models/catalog.ts";
 
 export interface SpeculativeLayers {
@@ -19,14 +20,9 @@ export interface SpeculativeLayers {
   fromApi: LoadSettings;
 }
 
-export function resolveSpeculative(descriptor: ModelDescriptor, catalog: ModelCatalog, { merged, own, fromApi }: SpeculativeLayers): ResolvedSpeculative | undefined {
-  if (descriptor.format === "mlx") {
-    // The server-wide setting serves GGUF models; asked for this MLX model, it is refused, not ignored.
-    if (speculativeMode(own) !== "off") {
-      throw new InvalidRequestError(`speculative decoding is not supported for MLX models ('${descriptor.id}'); set speculative to off or leave it unset for this model`, "speculative", "unsupported_parameter");
-    }
-    return undefined;
-  }
+/** `sharded`: the load is one rank of a model split across nodes. */
+export function resolveSpeculative(descriptor: ModelDescriptor, catalog: ModelCatalog, { merged, own, fromApi }: SpeculativeLayers, sharded = false): ResolvedSpeculative | undefined {
+  if (descriptor.format === "mlx") return mlxSpeculative(descriptor, catalog, own, sharded);
   const mode = speculativeMode(merged);
   if (mode === "off") return undefined;
   if (mode === "lookup") return { mode };
@@ -35,6 +31,45 @@ export function resolveSpeculative(descriptor: ModelDescriptor, catalog: ModelCa
   const draft = draftFile(name, catalog, fromApi.draft === name);
   checkVocabulary(descriptor, draft);
   return { mode, ...draft };
+}
+
+/**
+ * An MLX model's own settings only: the server-wide ones serve GGUF models (whose drafts are GGUF,
+ * which cannot draft for an MLX model). The draft is another MLX model, named by id, run in the
+ * same worker by mlx-lm's speculative decoding.
+ */
+function mlxSpeculative(descriptor: ModelDescriptor, catalog: ModelCatalog, own: LoadSettings, sharded: boolean): ResolvedSpeculative | undefined {
+  const mode = speculativeMode(own);
+  if (mode === "off") return undefined;
+  if (mode === "lookup") {
+    throw new InvalidRequestError(`speculative "lookup" is not supported for MLX models ('${descriptor.id}'): mlx-lm has no prompt-lookup decoding; use "draft" with an MLX draft model, or off`,
+      "speculative", "unsupported_parameter");
+  }
+  if (sharded) {
+    throw new InvalidRequestError(`a model loaded across nodes cannot have a draft model ('${descriptor.id}'); load it on one node for speculative decoding, or set speculative to off`,
+      "speculative", "unsupported_parameter");
+  }
+  const name = own.draft;
+  if (name === undefined) throw new InvalidRequestError(`speculative "draft" on model '${descriptor.id}' needs a draft model: set draft to an MLX model id`, "draft", "draft_model_missing");
+  const listed = catalog.get(name);
+  if (!listed) throw new InvalidRequestError(`draft model '${name}' not found (an MLX model id from /v1/models)`, "draft", "model_not_found");
+  if (listed.format !== "mlx") throw new InvalidRequestError(`draft model '${name}' is ${listed.format.toUpperCase()}; an MLX model needs an MLX draft`, "draft", "draft_model_mismatch");
+  refuseMismatch(descriptor, listed.id, mlxVocabularyMismatch(descriptor.path, listed.path));
+  return { mode, draftId: listed.id, draftPath: listed.path };
+}
+
+/**
+ * The sequences a model runs at once. An MLX model with a draft runs one: mlx-lm's speculative
+ * decoding has no batch. A larger `parallel` asked for that model is refused; the server-wide
+ * default is not its to keep.
+ */
+export function parallelFor(descriptor: ModelDescriptor, speculative: ResolvedSpeculative | undefined, own: LoadSettings, parallel: number): number {
+  if (descriptor.format !== "mlx" || speculative?.mode !== "draft") return parallel;
+  if (own.parallel !== undefined && own.parallel > 1) {
+    throw new InvalidRequestError(`an MLX model with a draft model serves one request at a time (mlx-lm's speculative decoding does not batch); set parallel to 1 or leave it unset for '${descriptor.id}'`,
+      "parallel", "unsupported_parameter");
+  }
+  return 1;
 }
 
 function draftFile(name: string, catalog: ModelCatalog, fromApi: boolean): { draftId: string; draftPath: string } {
@@ -51,12 +86,16 @@ function draftFile(name: string, catalog: ModelCatalog, fromApi: boolean): { dra
 
 /**
  * Refuses a draft whose token ids do not mean what the target's mean, before anything is unloaded
- * or loaded (a 400 naming both models; llama.cpp would only fail at the first generation).
+ * or loaded (a 400 naming both models; llama.cpp would only fail at the first generation, mlx-lm
+ * at the load, after the model it replaces was unloaded).
  */
 function checkVocabulary(target: ModelDescriptor, draft: { draftId: string; draftPath: string }): void {
-  const why = vocabularyMismatch(validateGgufModel(target.path).header.metadata, validateGgufModel(draft.draftPath).header.metadata);
+  refuseMismatch(target, draft.draftId, vocabularyMismatch(validateGgufModel(target.path).header.metadata, validateGgufModel(draft.draftPath).header.metadata));
+}
+
+function refuseMismatch(target: ModelDescriptor, draftId: string, why: string | undefined): void {
   if (why === undefined) return;
-  throw new InvalidRequestError(`draft model '${draft.draftId}' cannot draft for '${target.id}': their vocabularies differ (${why}); a draft model must share the target's tokenizer`,
+  throw new InvalidRequestError(`draft model '${draftId}' cannot draft for '${target.id}': their vocabularies differ (${why}); a draft model must share the target's tokenizer`,
     "draft", "draft_vocabulary_mismatch");
 }
 

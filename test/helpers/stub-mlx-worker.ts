@@ -19,6 +19,8 @@
 //   garbage             writes a line that is not JSON instead of hello
 //   garbage-on-generate writes a line that is not JSON in the middle of a generation
 //   protocol-mismatch   says hello with a protocol version LMX does not speak
+// A load naming a draft model counts drafts in `done` (one drafted per token, all but the first
+// accepted); a draft folder whose name has "mismatch" in it is refused as mlx-lm's check would.
 // Env: STUB_TOKEN_MS (delay per token, default 5), STUB_HEARTBEAT_MS (default 100).
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -62,6 +64,7 @@ const traceback = (what: string) =>
 const cancelled = new Set<string>();
 const ended = new Set<string>();
 const memory = { active_bytes: 1000, peak_bytes: 2000, cache_bytes: 0, prompt_cache_bytes: 0 };
+let drafting = false;
 
 async function generate(msg: Extract<ToWorker, { type: "generate" }>): Promise<void> {
   if (behaviour === "exit-on-generate") await die("kill", 1, traceback("generate"));
@@ -81,6 +84,7 @@ async function generate(msg: Extract<ToWorker, { type: "generate" }>): Promise<v
   await send({
     type: "done", id: msg.id, finish_reason: finish, prompt_tokens: 5, cached_tokens: 0, reasoning_tokens: 0,
     completion_tokens: i, prefill_ms: 1, decode_ms: i * tokenMs, peak_memory_bytes: memory.peak_bytes,
+    ...(drafting ? { draft_tokens: i, draft_accepted_tokens: Math.max(0, i - 1) } : {}),
   });
 }
 
@@ -88,6 +92,11 @@ function handle(msg: ToWorker): void {
   switch (msg.type) {
     case "load":
       if (behaviour === "exit-on-load") { void die("exit", 1, traceback("load")); return; }
+      if (msg.draft?.includes("mismatch")) {
+        void send({ type: "error", id: msg.id, code: "draft_vocabulary_mismatch", message: "the draft model's vocabulary differs from the model's (token 7 differs)" });
+        return;
+      }
+      drafting = msg.draft !== undefined;
       void send({
         type: "loaded", id: msg.id, model_type: "stub", vocab_size: 256, has_chat_template: true, has_tool_calling: false,
         think_start: null, think_end: null, tool_call_start: null, tool_call_end: null, tool_parser: null,

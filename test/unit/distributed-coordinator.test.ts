@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { LoadSettings, Placement } from "../../src/config/load-settings.ts";
 import { Coordinator } from "../../src/distributed/coordinator.ts";
+import { InvalidRequestError } from "../../src/errors.ts";
 import type { ModelStatus } from "../../src/scheduler/scheduler.ts";
 
 const VERSIONS = { mlx: "0.32.4", "mlx-lm": "0.32.2" };
@@ -68,6 +69,9 @@ function scheduler(opts: { hang?: boolean } = {}) {
       return true;
     },
     groupMember: (group: string) => (member?.placement.group === group ? member : undefined),
+    checkShardedLoad: (_id: string, s: LoadSettings) => {
+      if (s.draft !== undefined) throw new InvalidRequestError("a model loaded across nodes cannot have a draft model", "speculative", "unsupported_parameter");
+    },
   };
 }
 
@@ -110,6 +114,17 @@ describe("coordinator of a model across nodes", () => {
     expect(String(err)).toContain("node studio runs mlx 0.31.0, this node 0.32.4");
     expect(String(err)).toContain("node vllm is not an LMX server that can shard models");
     expect(older.seen).toEqual(["POST /admin/v1/distributed/prepare"]);
+    expect(s.member).toBeUndefined();
+  });
+
+  test("a draft model is refused before any node is asked or any rank starts", async () => {
+    const studio = node({});
+    const s = scheduler();
+    const c = coordinator(s, { studio: studio.url });
+    const err = await c.load("m", ["local", "studio"], { draft: "small" }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(InvalidRequestError);
+    expect((err as InvalidRequestError).status).toBe(400);
+    expect(studio.seen).toEqual([]);
     expect(s.member).toBeUndefined();
   });
 

@@ -17,7 +17,7 @@ import { InvalidRequestError } from "../../src/errors.ts";
 import type { GgufValue } from "../../src/gguf/reader.ts";
 import { vocabularyMismatch } from "../../src/gguf/vocab.ts";
 import type { ModelCatalog } from "../../src/models/catalog.ts";
-import { resolveSpeculative, sameSpeculative } from "../../src/scheduler/speculative.ts";
+import { parallelFor, resolveSpeculative, sameSpeculative } from "../../src/scheduler/speculative.ts";
 import { fakeApp } from "../fakes/fake-app.ts";
 import { ensureFixtures } from "../fixtures/models.ts";
 import { parseExposition } from "../helpers/exposition.ts";
@@ -132,12 +132,27 @@ describe("resolving a load's speculative decoding", () => {
     expect(err.message).toContain("'qwen' cannot draft for 'stories'");
   });
 
-  test("MLX: refused when asked for the model, the server-wide default left to GGUF models", () => {
+  test("MLX: an MLX draft by id from the model's own settings; lookup, GGUF drafts and loads across nodes refused; the server-wide default left to GGUF models", () => {
     expect(resolve(mlx, { speculative: "lookup" }, {})).toBeUndefined();
+    expect(resolve(mlx, { draft: "stories" }, {})).toBeUndefined();
     const err = refusal(() => resolve(mlx, { speculative: "lookup" }, { speculative: "lookup" }));
     expect([err.status, err.code, err.param]).toEqual([400, "unsupported_parameter", "speculative"]);
-    expect(refusal(() => resolve(mlx, { draft: "stories" }, { draft: "stories" })).code).toBe("unsupported_parameter");
+    expect(resolve(mlx, { draft: "mlx-m" }, { draft: "mlx-m" })).toEqual({ mode: "draft", draftId: "mlx-m", draftPath: "/nowhere" });
+    // The server-wide draft is a GGUF model's: an MLX model names its own.
+    expect(refusal(() => resolve(mlx, { speculative: "draft", draft: "stories" }, { speculative: "draft" })).code).toBe("draft_model_missing");
+    expect(refusal(() => resolve(mlx, { draft: "stories" }, { draft: "stories" })).code).toBe("draft_model_mismatch");
+    expect(refusal(() => resolve(mlx, { draft: "/nowhere/x.gguf" }, { draft: "/nowhere/x.gguf" }, {})).code).toBe("model_not_found");
+    expect(refusal(() => resolveSpeculative(mlx, catalog, { merged: { draft: "mlx-m" }, own: { draft: "mlx-m" }, fromApi: {} }, true)).message).toContain("across nodes");
     expect(resolve(mlx, { speculative: "lookup" }, { speculative: "off" })).toBeUndefined();
+  });
+
+  test("MLX with a draft: one sequence; a larger parallel asked for the model is refused", () => {
+    const draft = { mode: "draft" as const, draftId: "mlx-m", draftPath: "/nowhere" };
+    expect(parallelFor(mlx, draft, {}, 4)).toBe(1);
+    expect(parallelFor(mlx, draft, { parallel: 1 }, 1)).toBe(1);
+    expect(refusal(() => parallelFor(mlx, draft, { parallel: 2 }, 2)).param).toBe("parallel");
+    expect(parallelFor(mlx, undefined, { parallel: 2 }, 2)).toBe(2);
+    expect(parallelFor(stories, draft, { parallel: 2 }, 2)).toBe(2);
   });
 
   test("a loaded model is reused only with the same decoding", () => {

@@ -1,12 +1,12 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { EngineError, errorMessage, LmxError, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
+import { EngineError, errorMessage, InvalidRequestError, LmxError, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
 import { log } from "../../log.ts";
 import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
 import { MlxLoadedModel } from "./loaded-model.ts";
 import { FollowerRank, rankSetup } from "./rank.ts";
-import { estimateMemory, type MlxModelFiles, modelInfo, readModelFiles } from "./model-files.ts";
+import { estimateWithDraft, type MlxModelFiles, modelInfo, readModelFiles } from "./model-files.ts";
 import { WorkerRequestError, WorkerSupervisor } from "./supervisor.ts";
 
 export interface MlxEngineOptions {
@@ -64,14 +64,20 @@ export class MlxEngine implements Engine {
   async estimateMemory(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
     const files = this.modelFiles(descriptor.path);
     await this.runtime.resolve();
-    const { kvBytes: _kv, ...estimate } = estimateMemory(files, options);
+    const { kvBytes: _kv, ...estimate } = estimateWithDraft(files, this.draftFiles(descriptor, options), options);
     return estimate;
+  }
+
+  private draftFiles(descriptor: ModelDescriptor, options: ResolvedLoadSettings): { files: MlxModelFiles; shared: boolean } | undefined {
+    const spec = options.speculative;
+    return spec?.mode === "draft" ? { files: this.modelFiles(spec.draftPath), shared: spec.draftPath === descriptor.path } : undefined;
   }
 
   async load(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<LoadedModel> {
     const files = this.modelFiles(descriptor.path);
     const runtime = await this.runtime.resolve();
-    const estimate = estimateMemory(files, options);
+    const draft = options.speculative?.mode === "draft" ? options.speculative : undefined;
+    const estimate = estimateWithDraft(files, this.draftFiles(descriptor, options), options);
     const placement = options.distributed;
     const rank = placement ? rankSetup(descriptor, placement) : undefined;
     const supervisor = new WorkerSupervisor({
@@ -85,6 +91,7 @@ export class MlxEngine implements Engine {
         parallel: options.parallel,
         prefill_step_size: options.batchSize ?? 512,
         prompt_cache_bytes: estimate.kvBytes,
+        ...(draft ? { draft: draft.draftPath } : {}),
         ...(placement ? { distributed: { rank: placement.rank, size: placement.size, join_timeout_s: placement.joinTimeoutS } } : {}),
       },
       once: rank?.once,
@@ -111,6 +118,9 @@ export class MlxEngine implements Engine {
       if (err instanceof WorkerRequestError && err.reply.code === "unsupported_architecture") {
         const architecture = files.config.model_type ?? "unknown";
         throw new UnsupportedArchitectureError(architecture, `cannot load ${descriptor.id}: ${await this.runtime.unsupportedArchitectureHint(architecture)}`);
+      }
+      if (err instanceof WorkerRequestError && draft && (err.reply.code === "draft_vocabulary_mismatch" || err.reply.code === "draft_unsupported")) {
+        throw new InvalidRequestError(`draft model '${draft.draftId}' cannot draft for '${descriptor.id}': ${err.reply.message}`, "draft", err.reply.code);
       }
       if (err instanceof LmxError && !(err instanceof EngineError)) throw err;
       throw new ModelLoadError(`cannot load ${descriptor.id} with mlx-lm: ${errorMessage(err)}`);

@@ -6,7 +6,7 @@ import { withSamplingDefaults } from "../../core/sampling.ts";
 import { timings } from "../../core/timings.ts";
 import { checkJsonReply, cutShortNote, emitCutShortCall, emitToolCalls, parseForcedCall, planChat } from "../../core/tools.ts";
 import { ContextLengthExceededError, EngineError, errorMessage, GenerationAbortedError, InvalidRequestError, LmxError, OutputFormatError } from "../../errors.ts";
-import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor } from "../types.ts";
+import type { LoadedModel, MemoryEstimate, ResolvedLoadSettings, ModelDescriptor, SpeculativeStatus } from "../types.ts";
 import { MlxChatOutput } from "./chat-output.ts";
 import type { Done, Loaded, ToWorker, WireMessage, WireTool, WorkerReply } from "./protocol.ts";
 import { WorkerCrashedError, WorkerRequestError, type WorkerSupervisor } from "./supervisor.ts";
@@ -76,6 +76,9 @@ function withSystem(messages: WireMessage[], instruction: string): WireMessage[]
 
 export class MlxLoadedModel implements LoadedModel {
   private unloaded = false;
+  /** Tokens the draft model proposed since the load, and of them those the model accepted. */
+  private drafted = 0;
+  private accepted = 0;
 
   constructor(
     private readonly supervisor: WorkerSupervisor,
@@ -120,6 +123,12 @@ export class MlxLoadedModel implements LoadedModel {
     } catch (err) {
       throw this.mapError(err, undefined, "messages");
     }
+  }
+
+  speculative(): SpeculativeStatus | undefined {
+    const spec = this.options.speculative;
+    if (spec?.mode !== "draft") return undefined;
+    return { mode: "draft", draft: spec.draftId, draftTokens: this.drafted, draftAcceptedTokens: this.accepted };
   }
 
   memoryInUse(): MemoryEstimate {
@@ -255,13 +264,18 @@ export class MlxLoadedModel implements LoadedModel {
       throw this.mapError(err, signal, opts.what);
     }
     this.supervisor.succeeded();
+    this.drafted += done.draft_tokens ?? 0;
+    this.accepted += done.draft_accepted_tokens ?? 0;
     return { text, done, logprobs };
   }
 
   private finish(emit: EventSink, done: Done, reason: FinishReason = done.finish_reason): void {
     emit({
       type: "usage",
-      usage: { promptTokens: done.prompt_tokens, completionTokens: done.completion_tokens, reasoningTokens: done.reasoning_tokens, cachedTokens: done.cached_tokens },
+      usage: {
+        promptTokens: done.prompt_tokens, completionTokens: done.completion_tokens, reasoningTokens: done.reasoning_tokens, cachedTokens: done.cached_tokens,
+        ...(done.draft_tokens !== undefined ? { draftTokens: done.draft_tokens, draftAcceptedTokens: done.draft_accepted_tokens ?? 0 } : {}),
+      },
       timings: timings(done.prompt_tokens, done.completion_tokens, done.prefill_ms, done.decode_ms),
     });
     emit({ type: "finish", reason });

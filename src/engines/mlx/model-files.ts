@@ -143,3 +143,21 @@ export function estimateMemory(files: MlxModelFiles, options: ResolvedLoadSettin
   const kvShare = Math.ceil(kvBytes / share);
   return { modelBytes: Math.ceil(files.weightsBytes / share) + WORKER_OVERHEAD_BYTES, contextBytes: 2 * kvShare + logitsBytes, gpuBytes: 0, kvBytes: kvShare };
 }
+
+/**
+ * A model and its draft model in one worker: the draft's weights and KV cache (at the same context
+ * and parallel) come on top, without a second worker's overhead; the prompt cache keeps both
+ * models' KV for a conversation, so its cap covers both. A model drafting for itself (`shared`)
+ * adds only the KV cache: the worker uses its weights twice.
+ */
+export function estimateWithDraft(files: MlxModelFiles, draft: { files: MlxModelFiles; shared: boolean } | undefined, options: ResolvedLoadSettings): MemoryEstimate & { kvBytes: number } {
+  const own = estimateMemory(files, options);
+  if (!draft) return own;
+  const extra = estimateMemory(draft.files, options);
+  return {
+    modelBytes: own.modelBytes + (draft.shared ? 0 : extra.modelBytes - WORKER_OVERHEAD_BYTES),
+    contextBytes: own.contextBytes + extra.contextBytes,
+    gpuBytes: 0,
+    kvBytes: own.kvBytes + extra.kvBytes,
+  };
+}

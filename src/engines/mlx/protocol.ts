@@ -1,6 +1,7 @@
-// The message format between LMX and its MLX worker (native/mlx_worker/), version 3 (2: stop strings
+// The message format between LMX and its MLX worker (native/mlx_worker/), version 4 (2: stop strings
 // left the worker for the core; `end` finishes a generation early without an error. 3: thinking
-// and tool calls stream as they are written: `reasoning`, `tool_text`, `tool_end`).
+// and tool calls stream as they are written: `reasoning`, `tool_text`, `tool_end`. 4: `load` may
+// name a draft model for speculative decoding; `done` then counts the drafted tokens).
 //
 // Newline-delimited JSON over the worker's stdin (LMX → worker) and stdout (worker → LMX); stderr
 // is log text. The worker speaks first with `hello`, naming the protocol version; LMX refuses a
@@ -11,7 +12,7 @@
 
 import * as v from "valibot";
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 const id = v.pipe(v.string(), v.minLength(1), v.maxLength(200));
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -47,6 +48,8 @@ export const ToWorker = v.variant("type", [
     parallel: v.pipe(v.number(), v.integer(), v.minValue(1)),
     prefill_step_size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
     prompt_cache_bytes: v.optional(count),
+    /** A draft model's folder: requests run one at a time through mlx-lm's speculative decoding. */
+    draft: v.optional(v.pipe(v.string(), v.minLength(1))),
     /** This worker is rank `rank` of `size` of one model sharded with mlx.distributed (the hosts come in MLX_HOSTFILE). */
     distributed: v.optional(v.object({
       rank: count,
@@ -183,6 +186,9 @@ export const FromWorker = v.variant("type", [
     prefill_ms: ms,
     decode_ms: ms,
     peak_memory_bytes: count,
+    /** A model loaded with a draft: tokens the draft proposed, and of them those the model accepted. */
+    draft_tokens: v.optional(count),
+    draft_accepted_tokens: v.optional(count),
   }),
   v.object({
     type: v.literal("error"),

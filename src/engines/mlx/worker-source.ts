@@ -13,6 +13,7 @@ import operations from "../../../native/mlx_worker/operations.py" with { type: "
 import prompts from "../../../native/mlx_worker/prompts.py" with { type: "text" };
 import protocol from "../../../native/mlx_worker/protocol.py" with { type: "text" };
 import sampling from "../../../native/mlx_worker/sampling.py" with { type: "text" };
+import speculative from "../../../native/mlx_worker/speculative.py" with { type: "text" };
 import templates from "../../../native/mlx_worker/templates.py" with { type: "text" };
 import textfilter from "../../../native/mlx_worker/textfilter.py" with { type: "text" };
 import toolFormats from "../../../native/mlx_worker/tool_formats.py" with { type: "text" };
@@ -27,6 +28,7 @@ export const WORKER_FILES: Readonly<Record<string, string>> = {
   "prompts.py": prompts,
   "protocol.py": protocol,
   "sampling.py": sampling,
+  "speculative.py": speculative,
   "templates.py": templates,
   "textfilter.py": textfilter,
   "tool_formats.py": toolFormats,
