@@ -9,6 +9,7 @@ import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDe
 import { DecodeGate } from "./batching.ts";
 import { chooseFlashAttention, type FlashAttentionChoice } from "./flash-attention.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
+import { MODEL_MEMORY } from "./model-memory.ts";
 import { removeSavedStateLeftovers, SavedStates } from "./saved-states.ts";
 import { loadDraft, Speculation } from "./speculative.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
@@ -212,7 +213,7 @@ export class LlamaCppEngine implements Engine {
     let model;
     const gpuLayers = options.gpuLayers ?? (llama.gpu ? "auto" : 0);
     try {
-      model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers });
+      model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers, ...MODEL_MEMORY });
     } catch (err) {
       const architecture = await this.inspect(descriptor).then((info) => info.architecture, () => undefined);
       if (architecture !== undefined && this.unknownArchitectures.has(architecture)) {
