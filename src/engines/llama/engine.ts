@@ -6,6 +6,7 @@ import { log } from "../../log.ts";
 import { releaseFreedMemory } from "../../util/native-memory.ts";
 import { attentionHeadSize } from "../../gguf/hparams.ts";
 import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
+import { chooseBatchSize } from "./batch-size.ts";
 import { DecodeGate } from "./batching.ts";
 import { chooseFlashAttention, type FlashAttentionChoice } from "./flash-attention.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
@@ -176,7 +177,7 @@ export class LlamaCppEngine implements Engine {
         contextSize: options.contextLength,
         modelGpuLayers: gpuLayers,
         sequences: options.parallel,
-        batchSize: options.batchSize,
+        batchSize: this.batchSize(options, llama),
         flashAttention: this.flashAttention(descriptor, options, llama).option,
       });
       return { modelBytes: model.cpuRam, contextBytes: ctx.cpuRam, gpuBytes: model.gpuVram + ctx.gpuVram };
@@ -191,6 +192,10 @@ export class LlamaCppEngine implements Engine {
 
   private flashAttention(descriptor: ModelDescriptor, options: ResolvedLoadSettings, llama: Llama): FlashAttentionChoice {
     return chooseFlashAttention(options.flashAttention ?? "auto", llama.gpu !== false, attentionHeadSize(validateGgufModel(descriptor.path).header.metadata));
+  }
+
+  private batchSize(options: ResolvedLoadSettings, llama: Llama): number | undefined {
+    return chooseBatchSize(options.batchSize, llama.gpu !== false, options.contextLength * options.parallel);
   }
 
   async load(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<LoadedModel> {
@@ -229,7 +234,7 @@ export class LlamaCppEngine implements Engine {
         contextSize: options.contextLength,
         sequences: options.parallel,
         threads: { ideal: options.threads, min: options.threads },
-        batchSize: options.batchSize,
+        batchSize: this.batchSize(options, llama),
         flashAttention: flashAttention.option,
         // A request never takes a sequence another one holds, so no evaluation waits on a global thread budget.
         batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: gate.strategy },
@@ -242,7 +247,7 @@ export class LlamaCppEngine implements Engine {
       let speculation: Speculation | undefined;
       if (spec?.mode === "draft") {
         const draftFlash = this.flashAttention({ id: spec.draftId, format: "gguf", path: spec.draftPath }, options, llama).option;
-        const draft = await loadDraft(llama, spec.draftPath, { ...options, gpuLayers, flashAttention: draftFlash }).catch(async (err: unknown) => {
+        const draft = await loadDraft(llama, spec.draftPath, { ...options, gpuLayers, batchSize: this.batchSize(options, llama), flashAttention: draftFlash }).catch(async (err: unknown) => {
           await context.dispose();
           throw new ModelLoadError(`cannot load draft model ${spec.draftId} for ${descriptor.id}: ${errorMessage(err)}`);
         });
