@@ -26,6 +26,9 @@ function quantName(nlc: NodeLlamaCpp, fileType: number | undefined): string | un
   return typeof name === "string" ? name.replace(/^(MOSTLY|ALL)_/, "") : undefined;
 }
 
+/** Memory estimates kept per model file (distinct context/parallel/batch settings). */
+const ESTIMATES_PER_FILE = 16;
+
 export class LlamaCppEngine implements Engine {
   readonly name = "llama.cpp";
   readonly format = "gguf" as const;
@@ -160,6 +163,8 @@ export class LlamaCppEngine implements Engine {
     if (!perFile) this.estimates.set(file, (perFile = new Map()));
     let hit = perFile.get(key);
     if (!hit) {
+      // Settings come from API callers: a handful per file is all a cache needs to hold.
+      if (perFile.size >= ESTIMATES_PER_FILE) perFile.delete(perFile.keys().next().value!);
       hit = this.simulate(descriptor, options);
       perFile.set(key, hit);
       hit.catch(() => perFile.delete(key));
