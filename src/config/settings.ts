@@ -60,7 +60,7 @@ export const serveSettings = [
     description: "Speculative decoding of GGUF models: off, lookup (drafts tokens found in the prompt; helps replies that repeat it) or draft (a draft model, --draft). Output is the same as without. MLX models ignore this server-wide setting; per model they take draft with an MLX draft model (lookup is refused). Per model: config.json, the load request's speculative." },
   { key: "draft", kind: "string", placeholder: "MODEL",
     description: "Draft model for speculative decoding: a model id or a GGUF path, with the same vocabulary as the models it drafts for (a load fails otherwise). Per model: config.json, the load request's draft (a model id there)." },
-  { key: "batchSize", kind: "int", min: 1, max: 65536, defaultText: "512", placeholder: "N",
+  { key: "batchSize", kind: "int", min: 1, max: 65536, defaultText: "256 for llama.cpp on the CPU, 512 with Metal and for MLX", placeholder: "N",
     description: "Tokens evaluated per batch during prompt processing." },
   { key: "apiKey", kind: "list", default: [], placeholder: "KEY",
     description: "Require 'Authorization: Bearer KEY' on every route but /health; repeatable. Env: comma-separated list." },

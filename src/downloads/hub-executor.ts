@@ -1,10 +1,10 @@
-import { HubApiError, listFiles } from "@huggingface/hub";
 import { existsSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { ModelDescriptor, ModelInfo } from "../engines/types.ts";
 import { errorMessage, HubAuthError, HubNotFoundError, HubUnavailableError, InvalidRequestError, LmxError, UsageError } from "../errors.ts";
 import { snapshotPath } from "../hub/cache.ts";
 import { downloadFiles } from "../hub/download.ts";
+import { hubLib, isHubApiError } from "../hub/hub-lib.ts";
 import { timeoutFetch } from "../hub/hub-request.ts";
 import { parsePullSpec, selectFiles, type RepoFile } from "../hub/select.ts";
 import { ModelRegistry } from "../models/registry.ts";
@@ -24,7 +24,7 @@ const LISTING_FETCH = timeoutFetch(fetch, 30_000);
 
 function hubError(err: unknown, repo: string, hubUrl: string): Error {
   if (err instanceof LmxError) return err;
-  if (err instanceof HubApiError) {
+  if (isHubApiError(err)) {
     if (err.statusCode === 401 || err.statusCode === 403) return new HubAuthError(`authentication required for ${repo}: set HF_TOKEN to a token that can read it (HTTP ${err.statusCode})`);
     if (err.statusCode === 404) return new HubNotFoundError(`repository ${repo} not found on ${hubUrl}`);
     return new HubUnavailableError(`the hub at ${hubUrl} failed listing ${repo}: HTTP ${err.statusCode} ${err.message}`);
@@ -51,7 +51,7 @@ export class HubExecutor implements JobExecutor, FileRemover {
   private async listing(repo: string, revision: string): Promise<RepoFile[]> {
     const files: RepoFile[] = [];
     try {
-      for await (const f of listFiles({ repo: { type: "model", name: repo }, revision, recursive: true, hubUrl: this.hub.hubUrl, accessToken: this.hub.token, fetch: LISTING_FETCH })) {
+      for await (const f of (await hubLib()).listFiles({ repo: { type: "model", name: repo }, revision, recursive: true, hubUrl: this.hub.hubUrl, accessToken: this.hub.token, fetch: LISTING_FETCH })) {
         if (f.type === "file") files.push({ path: f.path, size: f.lfs?.size ?? f.size });
       }
     } catch (err) {

@@ -11,7 +11,6 @@
 //     an idle timeout for stalled transfers, clean cancellation through an AbortSignal;
 //   - the token is only ever sent to the hub's own origin, never to the CDN it redirects to.
 
-import { modelInfo, pathsInfo } from "@huggingface/hub";
 import { mkdir, realpath } from "node:fs/promises";
 import { basename } from "node:path";
 import { HubAuthError, HubNotFoundError, HubUnavailableError, InsufficientDiskSpaceError } from "../errors.ts";
@@ -32,6 +31,7 @@ import {
   snapshotPath,
   writeRef,
 } from "./cache.ts";
+import { hubLib } from "./hub-lib.ts";
 import { type Context, HubUnreachableError, makeHubFetch, throwIfAborted, timeoutFetch, withRetry } from "./hub-request.ts";
 import { assertInsideCache, validateRepoId, validateRepoPath, validateRevision } from "./names.ts";
 import { type DownloadProgress, ProgressTracker } from "./progress.ts";
@@ -108,6 +108,7 @@ const DEFAULTS = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000, idleTimeo
 
 async function remoteFiles(ctx: Context, files: readonly string[]): Promise<{ commit: string; remote: RemoteFile[] }> {
   const credentials = ctx.token ? { accessToken: ctx.token } : {};
+  const { modelInfo, pathsInfo } = await hubLib();
   const info = await withRetry(ctx, `look up ${ctx.repo}@${ctx.revision}`, () =>
     modelInfo({ name: ctx.repo, revision: ctx.revision, hubUrl: ctx.hubUrl, fetch: ctx.metadataFetch, additionalFields: ["sha"], ...credentials }),
   );

@@ -1,7 +1,8 @@
 // Talking to the hub for downloads: the fetch that keeps the token on the hub's origin, the
 // mapping of failures to typed errors, and retries with back-off.
 
-import { HubApiError } from "@huggingface/hub";
+import type { HubApiError } from "@huggingface/hub";
+import { isHubApiError } from "./hub-lib.ts";
 import { HubAuthError, HubNotFoundError, HubUnavailableError, LmxError, errorMessage } from "../errors.ts";
 import { log } from "../log.ts";
 
@@ -65,7 +66,7 @@ function classify(err: unknown, ctx: Context, what: string): { error: Error; ret
   if (err instanceof LmxError) return { error: err, retriable: false };
   let status: number | null = null;
   let detail = "";
-  if (err instanceof HubApiError) {
+  if (isHubApiError(err)) {
     status = err.statusCode;
     detail = hubMessage(err);
   } else if (err instanceof HttpStatusError) {

@@ -1,7 +1,7 @@
 // Searching the hub for models LMX can run: GGUF repos (llama.cpp) and MLX repos, with their
 // files, sizes and quants, and whether each would fit in memory.
 
-import { HubApiError, listFiles, listModels } from "@huggingface/hub";
+import { hubLib, isHubApiError } from "./hub-lib.ts";
 import { totalmem } from "node:os";
 import { HubAuthError, HubUnavailableError, LmxError, errorMessage } from "../errors.ts";
 import { log } from "../log.ts";
@@ -70,7 +70,7 @@ const LISTING_CONCURRENCY = 4;
 function mapError(err: unknown, hubUrl: string, timeoutMs: number): Error {
   if (err instanceof LmxError) return err;
   if (err instanceof Error && err.name === "TimeoutError") return new HubUnavailableError(`searching ${hubUrl} failed: no answer within ${seconds(timeoutMs)}`);
-  if (err instanceof HubApiError) {
+  if (isHubApiError(err)) {
     if (err.statusCode === 401 || err.statusCode === 403) return new HubAuthError(`the hub refused the search: set a valid HF_TOKEN (HTTP ${err.statusCode})`);
     return new HubUnavailableError(`searching ${hubUrl} failed: HTTP ${err.statusCode}`);
   }
@@ -159,7 +159,7 @@ export async function searchModels(opts: SearchOptions): Promise<SearchResult[]>
   const byRepo = new Map<string, Candidate>();
   try {
     for (const format of formats) {
-      const models = listModels({
+      const models = (await hubLib()).listModels({
         hubUrl,
         fetch: boundedFetch,
         search: { query: opts.query, tags: [format] },
@@ -179,7 +179,7 @@ export async function searchModels(opts: SearchOptions): Promise<SearchResult[]>
   const results = await mapLimit(candidates, LISTING_CONCURRENCY, async (c): Promise<SearchResult | null> => {
     try {
       const listing: RepoFile[] = [];
-      for await (const e of listFiles({ repo: c.repo, hubUrl, recursive: true, fetch: boundedFetch, ...credentials })) {
+      for await (const e of (await hubLib()).listFiles({ repo: c.repo, hubUrl, recursive: true, fetch: boundedFetch, ...credentials })) {
         if (e.type === "file") listing.push({ path: e.path, size: e.lfs?.size ?? e.size });
       }
       return describeRepo(c, listing, memoryBytes);

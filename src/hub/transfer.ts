@@ -1,7 +1,7 @@
 // The transfer of one file into the hub cache: ranged resume from the `.incomplete` file, hashing
 // while streaming, verification, and one download per blob at a time.
 
-import { fileDownloadInfo, InvalidApiResponseFormatError } from "@huggingface/hub";
+import { hubLib, isInvalidApiResponse } from "./hub-lib.ts";
 import { createHash, type Hash } from "node:crypto";
 import { mkdir, open, rename, rm, stat, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
@@ -212,7 +212,7 @@ export async function downloadOne(ctx: Context, commit: string, f: RemoteFile, p
     await withRetry(ctx, `download ${ctx.repo}/${f.file}`, async () => {
       let url: string;
       try {
-        const info = await fileDownloadInfo({
+        const info = await (await hubLib()).fileDownloadInfo({
           repo: ctx.repo,
           path: f.file,
           revision: commit,
@@ -229,7 +229,7 @@ export async function downloadOne(ctx: Context, commit: string, f: RemoteFile, p
         // fileDownloadInfo learns the size from a 1-byte Range probe; a mirror or proxy that
         // ignores Range answers it with the whole file and no size. The listing already gave the
         // size, so download from the resolve URL and let the transfer cope with the 200.
-        if (!(err instanceof InvalidApiResponseFormatError)) throw err;
+        if (!isInvalidApiResponse(err)) throw err;
         log.debug("file info probe failed; using the resolve URL", { repo: ctx.repo, file: f.file, error: err.message });
         url = `${ctx.hubUrl}/${ctx.repo}/resolve/${commit}/${f.file.split("/").map(encodeURIComponent).join("/")}`;
       }

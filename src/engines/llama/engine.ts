@@ -1,13 +1,16 @@
 import { join } from "node:path";
 import type { GgufFileInfo, Llama } from "node-llama-cpp";
 import { EngineError, EngineRestartingError, errorMessage, InvalidModelFileError, ModelLoadError, UnsupportedArchitectureError } from "../../errors.ts";
-import { validateGgufModel } from "../../gguf/model.ts";
+import { type GgufModel, validateGgufModel } from "../../gguf/model.ts";
 import { log } from "../../log.ts";
+import { releaseFreedMemory } from "../../util/native-memory.ts";
 import { attentionHeadSize } from "../../gguf/hparams.ts";
 import type { Engine, LoadedModel, ResolvedLoadSettings, MemoryEstimate, ModelDescriptor, ModelInfo } from "../types.ts";
+import { chooseBatchSize } from "./batch-size.ts";
 import { DecodeGate } from "./batching.ts";
 import { chooseFlashAttention, type FlashAttentionChoice } from "./flash-attention.ts";
 import { LlamaLoadedModel } from "./loaded-model.ts";
+import { MODEL_MEMORY } from "./model-memory.ts";
 import { removeSavedStateLeftovers, SavedStates } from "./saved-states.ts";
 import { loadDraft, Speculation } from "./speculative.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
@@ -23,11 +26,15 @@ function quantName(nlc: NodeLlamaCpp, fileType: number | undefined): string | un
   return typeof name === "string" ? name.replace(/^(MOSTLY|ALL)_/, "") : undefined;
 }
 
+/** Memory estimates kept per model file (distinct context/parallel/batch settings). */
+const ESTIMATES_PER_FILE = 16;
+
 export class LlamaCppEngine implements Engine {
   readonly name = "llama.cpp";
   readonly format = "gguf" as const;
   private runtime: Promise<{ nlc: NodeLlamaCpp; llama: Llama }> | undefined;
   private readonly infoCache = new Map<string, Promise<GgufFileInfo>>();
+  private readonly estimates = new WeakMap<GgufModel, Map<string, Promise<MemoryEstimate>>>();
   /** Architectures llama.cpp has reported as unknown; it says so only in its log, not in the error. */
   private readonly unknownArchitectures = new Set<string>();
   /** Prompt states of conversations whose sequence another one took (saved-states.ts); none when the bound is 0. */
@@ -144,23 +151,56 @@ export class LlamaCppEngine implements Engine {
     return { modelBytes: own.modelBytes + extra.modelBytes, contextBytes: own.contextBytes + extra.contextBytes, gpuBytes: own.gpuBytes + extra.gpuBytes };
   }
 
-  private async estimateOne(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
+  /**
+   * The scheduler estimates before a load and the load estimates again; each estimate simulates the
+   * model in llama.cpp (≈0.5 s for a 150k-token vocabulary), so the result is kept per file version
+   * (validateGgufModel's header object) and settings.
+   */
+  private estimateOne(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
+    const file = validateGgufModel(descriptor.path);
+    const key = JSON.stringify([options.contextLength, options.parallel, options.batchSize ?? null, options.gpuLayers ?? null, options.flashAttention ?? null]);
+    let perFile = this.estimates.get(file);
+    if (!perFile) this.estimates.set(file, (perFile = new Map()));
+    let hit = perFile.get(key);
+    if (!hit) {
+      // Settings come from API callers: a handful per file is all a cache needs to hold.
+      if (perFile.size >= ESTIMATES_PER_FILE) perFile.delete(perFile.keys().next().value!);
+      hit = this.simulate(descriptor, options);
+      perFile.set(key, hit);
+      hit.catch(() => perFile.delete(key));
+    }
+    return hit;
+  }
+
+  private async simulate(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
     const { nlc, llama } = await this.get();
     const insights = await nlc.GgufInsights.from(await this.fileInfo(descriptor.path), llama);
-    const gpuLayers = options.gpuLayers ?? 0;
-    const model = await insights.estimateModelResourceRequirementsV2({ gpuLayers });
-    const ctx = await insights.estimateContextResourceRequirementsV2({
-      contextSize: options.contextLength,
-      modelGpuLayers: gpuLayers,
-      sequences: options.parallel,
-      batchSize: options.batchSize,
-      flashAttention: this.flashAttention(descriptor, options, llama).option,
-    });
-    return { modelBytes: model.cpuRam, contextBytes: ctx.cpuRam, gpuBytes: model.gpuVram + ctx.gpuVram };
+    try {
+      const gpuLayers = options.gpuLayers ?? 0;
+      const model = await insights.estimateModelResourceRequirementsV2({ gpuLayers });
+      const ctx = await insights.estimateContextResourceRequirementsV2({
+        contextSize: options.contextLength,
+        modelGpuLayers: gpuLayers,
+        sequences: options.parallel,
+        batchSize: this.batchSize(options, llama),
+        flashAttention: this.flashAttention(descriptor, options, llama).option,
+      });
+      return { modelBytes: model.cpuRam, contextBytes: ctx.cpuRam, gpuBytes: model.gpuVram + ctx.gpuVram };
+    } finally {
+      // The simulation loads the model in llama.cpp without its weights (vocabulary, tensor graph:
+      // ≈55 MB for a 150k-token vocabulary) and keeps it until a garbage collection finalizes the
+      // insights object, which a small JS heap can postpone for as long as the server runs.
+      // node-llama-cpp frees it only through this internal session (public API has no dispose).
+      await (insights as unknown as { _simulationSession?: { dispose?: () => Promise<void> } })._simulationSession?.dispose?.();
+    }
   }
 
   private flashAttention(descriptor: ModelDescriptor, options: ResolvedLoadSettings, llama: Llama): FlashAttentionChoice {
     return chooseFlashAttention(options.flashAttention ?? "auto", llama.gpu !== false, attentionHeadSize(validateGgufModel(descriptor.path).header.metadata));
+  }
+
+  private batchSize(options: ResolvedLoadSettings, llama: Llama): number | undefined {
+    return chooseBatchSize(options.batchSize, llama.gpu !== false, options.contextLength * options.parallel);
   }
 
   async load(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<LoadedModel> {
@@ -183,7 +223,7 @@ export class LlamaCppEngine implements Engine {
     let model;
     const gpuLayers = options.gpuLayers ?? (llama.gpu ? "auto" : 0);
     try {
-      model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers });
+      model = await llama.loadModel({ modelPath: descriptor.path, gpuLayers, ...MODEL_MEMORY });
     } catch (err) {
       const architecture = await this.inspect(descriptor).then((info) => info.architecture, () => undefined);
       if (architecture !== undefined && this.unknownArchitectures.has(architecture)) {
@@ -199,7 +239,7 @@ export class LlamaCppEngine implements Engine {
         contextSize: options.contextLength,
         sequences: options.parallel,
         threads: { ideal: options.threads, min: options.threads },
-        batchSize: options.batchSize,
+        batchSize: this.batchSize(options, llama),
         flashAttention: flashAttention.option,
         // A request never takes a sequence another one holds, so no evaluation waits on a global thread budget.
         batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: gate.strategy },
@@ -212,13 +252,15 @@ export class LlamaCppEngine implements Engine {
       let speculation: Speculation | undefined;
       if (spec?.mode === "draft") {
         const draftFlash = this.flashAttention({ id: spec.draftId, format: "gguf", path: spec.draftPath }, options, llama).option;
-        const draft = await loadDraft(llama, spec.draftPath, { ...options, gpuLayers, flashAttention: draftFlash }).catch(async (err: unknown) => {
+        const draft = await loadDraft(llama, spec.draftPath, { ...options, gpuLayers, batchSize: this.batchSize(options, llama), flashAttention: draftFlash }).catch(async (err: unknown) => {
           await context.dispose();
           throw new ModelLoadError(`cannot load draft model ${spec.draftId} for ${descriptor.id}: ${errorMessage(err)}`);
         });
         speculation = new Speculation(nlc, spec, draft);
       } else if (spec) speculation = new Speculation(nlc, spec);
-      return new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate, gate, flashAttention.reported, speculation, this.savedStates?.space());
+      const loaded = new LlamaLoadedModel(nlc, llama, model, context, chatWrapper, descriptor, options, estimate, gate, flashAttention.reported, speculation, this.savedStates?.space());
+      await releaseFreedMemory();
+      return loaded;
     } catch (err) {
       await model.dispose();
       if (err instanceof ModelLoadError) throw err;

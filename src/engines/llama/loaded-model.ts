@@ -22,6 +22,7 @@ import type { Speculation } from "./speculative.ts";
 import { templateGuardOf, withTemplateGuard } from "./template-guard.ts";
 import { scoreGenerated, tokenBiasFor } from "./token-logprobs.ts";
 import { WrapperVariants, type WrapperChoice } from "./wrapper-variants.ts";
+import { releaseFreedMemory } from "../../util/native-memory.ts";
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
 interface LlamaChatPlan {
@@ -421,5 +422,6 @@ export class LlamaLoadedModel implements LoadedModel {
     await this.context.dispose();
     await this.speculation?.dispose();
     await this.model.dispose();
+    await releaseFreedMemory();
   }
 }

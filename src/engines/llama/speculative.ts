@@ -6,6 +6,7 @@
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, TokenPredictor } from "node-llama-cpp";
 import type { ResolvedSpeculative } from "../../config/load-settings.ts";
 import type { SpeculativeStatus } from "../types.ts";
+import { MODEL_MEMORY } from "./model-memory.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -74,7 +75,7 @@ export class Speculation {
 
 /** Loads the draft model with a context like the target's: one sequence per target sequence. */
 export async function loadDraft(llama: Llama, path: string, o: { contextLength: number; parallel: number; threads: number; gpuLayers: number | "auto"; batchSize?: number; flashAttention?: boolean }): Promise<DraftRuntime> {
-  const model = await llama.loadModel({ modelPath: path, gpuLayers: o.gpuLayers });
+  const model = await llama.loadModel({ modelPath: path, gpuLayers: o.gpuLayers, ...MODEL_MEMORY });
   try {
     const context = await model.createContext({
       // The predictor keeps only the tail that fits, so a draft declaring less context still serves.
