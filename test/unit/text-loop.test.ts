@@ -76,3 +76,22 @@ describe("generateText", () => {
     await expect(aborted).rejects.toBeInstanceOf(GenerationAbortedError);
   });
 });
+
+describe("generateText pieces", () => {
+  test("a token seen before is not decoded again, and its text is the same", async () => {
+    const model = fakeModel();
+    let decodes = 0;
+    const detokenize = model.detokenize.bind(model);
+    (model as { detokenize: LlamaModel["detokenize"] }).detokenize = ((...args: Parameters<LlamaModel["detokenize"]>) => {
+      decodes++;
+      return detokenize(...args);
+    }) as LlamaModel["detokenize"];
+    const script = [72, 73, 74, 75, ...Array.from({ length: 20 }, (_, i) => (i % 2 ? 32 : 104)), EOG];
+    const { seq } = fakeSequence(script);
+    const texts: string[] = [];
+    await generateText(seq, model, [65] as Token[], options(), (text) => texts.push(text));
+    expect(texts.join("")).toBe("HIJK" + "h h h h h h h h h h ");
+    // Four tokens decoded against the prompt, then each of the two repeated tokens once.
+    expect(decodes).toBe(6);
+  });
+});

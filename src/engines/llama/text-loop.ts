@@ -54,6 +54,7 @@ export async function generateText(
   const { repeatPenalty } = options;
   const nl = model.tokens.nl;
   const stopAt = extraEndTokens(model);
+  const known = piecesOf(model);
   const tokens = seq.evaluate(fresh, {
     temperature: options.temperature,
     topK: options.topK,
@@ -86,7 +87,13 @@ export async function generateText(
     }
     held.push(token);
     count++;
-    const text = decode();
+    // Past the first tokens a piece's text depends on the token alone: decoded once per model.
+    const settled = held.length === 1 && generated.length >= CONTEXT_TOKENS;
+    let text = settled ? known.get(token) : undefined;
+    if (text === undefined) {
+      text = decode();
+      if (settled && !text.includes(PARTIAL)) known.set(token, text);
+    }
     if (held.length >= MAX_HELD || !text.endsWith(PARTIAL)) release(text);
     if (count >= options.maxTokens || options.stop?.aborted) {
       if (held.length > 0) release(decode());
@@ -95,6 +102,19 @@ export async function generateText(
   }
   if (held.length > 0) release(decode());
   return "maxTokens";
+}
+
+const pieces = new WeakMap<LlamaModel, Map<Token, string>>();
+
+/**
+ * Text of each token the model has generated, as it reads after other text (the leading space
+ * SentencePiece drops at the start of a text is kept). Decoding against context tokens takes two
+ * native calls, ≈16 µs a token: 4% of a 0.4 ms decode. Bounded by the vocabulary.
+ */
+function piecesOf(model: LlamaModel): Map<Token, string> {
+  let known = pieces.get(model);
+  if (!known) pieces.set(model, (known = new Map()));
+  return known;
 }
 
 const extraEnds = new WeakMap<LlamaModel, Set<Token> | null>();
