@@ -119,10 +119,12 @@ try {
 }
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 console.log(`${modelPath}: ${tokens} tokens, ${reps} reps, 1 thread, fa ${fa}; load average ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`);
-console.log("path".padEnd(48) + "CPU ms/token   wall ms/token   TTFT ms (median)");
+console.log("path".padEnd(44) + "CPU ms/token (min–max)      − bare, same rep   wall ms/token   TTFT ms (medians)");
+const bare = samples.get("bare evaluate")!;
 for (const [label, xs] of samples) {
   const cpu = xs.map((x) => x.cpuPerToken);
-  console.log(`${label.padEnd(48)}${median(cpu).toFixed(3).padStart(8)} (${Math.min(...cpu).toFixed(3)}–${Math.max(...cpu).toFixed(3)})  ${median(xs.map((x) => x.wallPerToken)).toFixed(3).padStart(8)}   ${median(xs.map((x) => x.ttft ?? NaN)).toFixed(2)}`);
+  const overBare = median(xs.map((x, i) => x.cpuPerToken - bare[i]!.cpuPerToken));
+  console.log(`${label.padEnd(44)}${median(cpu).toFixed(3).padStart(8)} (${Math.min(...cpu).toFixed(3)}–${Math.max(...cpu).toFixed(3)})  ${overBare.toFixed(3).padStart(10)}   ${median(xs.map((x) => x.wallPerToken)).toFixed(3).padStart(12)}   ${median(xs.map((x) => x.ttft ?? NaN)).toFixed(2).padStart(8)}`);
 }
 await context.dispose();
 await model.dispose();
