@@ -3,10 +3,12 @@
 // token stream regulator and a detokenization of every token on top, none of which a raw
 // completion uses (stop strings are matched in the core); on a model that decodes in ≈0.4 ms that
 // machinery cost about a third of the time per token (docs/performance.md, item 4).
+// Fill-in-the-middle still goes through LlamaCompletion, which lays out the infill tokens.
 
 import type { LlamaContextSequence, LlamaModel, Token, TokenBias } from "node-llama-cpp";
-type NodeLlamaCpp = typeof import("node-llama-cpp");
 import { GenerationAbortedError } from "../../errors.ts";
+
+type NodeLlamaCpp = typeof import("node-llama-cpp");
 
 export interface TextLoopOptions {
   maxTokens: number;
