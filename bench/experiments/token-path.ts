@@ -51,15 +51,16 @@ const llama = await getLlama({ gpu: false, build: "never", maxThreads: 0, logLev
 const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
 const context = await model.createContext({ contextSize: 4096, sequences: 8, threads: { ideal: 1, min: 1 }, flashAttention: fa === "on" });
 const seq = context.getSequence();
-const promptTokens = model.tokenize(prompt(0, 8));
 const noEog = new TokenBias(model.tokenizer);
 const table = (noEog as unknown as { _biases: Map<number, number> })._biases;
 const vocab = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: readonly unknown[] } } }).tokenizer?.ggml?.tokens?.length ?? 0;
 for (let t = 0; t < vocab; t++) if (model.isEogToken(t as Token)) table.set(t, -Infinity);
 
 /** node-llama-cpp's own evaluation loop: evaluate, sample, feed the token back. */
-async function bareLoop(): Promise<Sample> {
+async function bareLoop(nonce: number): Promise<Sample> {
   await seq.clearHistory();
+  // The servers' prompt for this repetition, so prefill (inside the CPU time) is the same work.
+  const promptTokens = model.tokenize(prompt(nonce, 8));
   const c0 = process.cpuUsage();
   let n = 0;
   let first = 0;
@@ -75,8 +76,9 @@ async function bareLoop(): Promise<Sample> {
 }
 
 /** LlamaCompletion with onToken, as LMX's completion path calls it. */
-async function completionLoop(): Promise<Sample> {
+async function completionLoop(nonce: number): Promise<Sample> {
   await seq.clearHistory();
+  const promptTokens = model.tokenize(prompt(nonce, 8));
   const completion = new LlamaCompletion({ contextSequence: seq, autoDisposeSequence: false });
   const c0 = process.cpuUsage();
   let first = 0;
@@ -99,8 +101,8 @@ for (const dir of checkouts) servers.push({ label: `lmx ${dir === REPO_ROOT ? "(
 servers.push({ label: "llama-server", server: await startLlamaServer(cfg, ref) });
 type Runner = { label: string; run: (nonce: number) => Promise<Sample> };
 const runners: Runner[] = [
-  { label: "bare evaluate", run: () => bareLoop() },
-  { label: "LlamaCompletion", run: () => completionLoop() },
+  { label: "bare evaluate", run: (n: number) => bareLoop(n) },
+  { label: "LlamaCompletion", run: (n: number) => completionLoop(n) },
   ...servers.map(({ label, server }) => ({ label, run: (n: number) => serverRun(server, n) })),
 ];
 const samples = new Map<string, Sample[]>();
