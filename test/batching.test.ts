@@ -26,6 +26,12 @@ describe("shareBatch", () => {
     const out = shareBatch([item(1), item(1), item(1)], 2);
     expect(out.map((o) => o.processAmount)).toEqual([1, 1]);
   });
+
+  test("one item alone takes what fits", () => {
+    expect(shareBatch([item(2000)], 512).map((o) => o.processAmount)).toEqual([512]);
+    expect(shareBatch([item(1)], 512).map((o) => o.processAmount)).toEqual([1]);
+    expect(shareBatch([item(0)], 512)).toEqual([]);
+  });
 });
 
 describe("DecodeGate", () => {

@@ -38,24 +38,35 @@ const OPENAI_SSE = sseFormat();
  * failures found before any output (unknown model, context too long, full queue) still reach the
  * client as a normal JSON error with the right status. A client that disconnects aborts the
  * generation through `signal`.
+ *
+ * Frames that arrive while the previous write is still waiting to be taken (the client or its
+ * socket is behind the generation) are joined and go out as one write when the stream asks for
+ * more: one write per token is what a fast model cannot afford, and a write that carries several
+ * frames still delivers each as its own event, in order.
  */
 export async function streamResponse(requestSignal: AbortSignal, format: StreamFormat, run: (send: Send, signal: AbortSignal) => Promise<void>): Promise<Response> {
   const abort = new AbortController();
   const onClientGone = () => abort.abort();
   requestSignal.addEventListener("abort", onClientGone, { once: true });
   const encoder = new TextEncoder();
-  const pending: Uint8Array[] = [];
+  /** Frames not handed to the stream yet. */
+  let waiting = "";
   let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   let firstEvent: (() => void) | undefined;
   const started = new Promise<void>((resolve) => (firstEvent = resolve));
 
-  const push = (bytes: Uint8Array) => {
-    if (controller) controller.enqueue(bytes);
-    else pending.push(bytes);
+  const flush = (c: ReadableStreamDefaultController<Uint8Array>) => {
+    if (waiting === "") return;
+    const bytes = encoder.encode(waiting);
+    // Emptied first: enqueue may call `pull`, which flushes again.
+    waiting = "";
+    c.enqueue(bytes);
   };
   const send: Send = (data, event) => {
     if (abort.signal.aborted) return;
-    push(encoder.encode(format.frame(data, event)));
+    waiting += format.frame(data, event);
+    // desiredSize ≤ 0: the last write is still queued; `pull` sends what gathered once it is taken.
+    if (controller && (controller.desiredSize ?? 1) > 0) flush(controller);
     firstEvent?.();
   };
 
@@ -65,7 +76,7 @@ export async function streamResponse(requestSignal: AbortSignal, format: StreamF
     (err: unknown) => err,
   );
   const outcome = await Promise.race([started.then(() => "started" as const), done.then((err) => ({ err }))]);
-  if (typeof outcome === "object" && outcome.err !== undefined && pending.length === 0) {
+  if (typeof outcome === "object" && outcome.err !== undefined && waiting === "") {
     requestSignal.removeEventListener("abort", onClientGone);
     throw outcome.err;
   }
@@ -73,19 +84,23 @@ export async function streamResponse(requestSignal: AbortSignal, format: StreamF
   const stream = new ReadableStream<Uint8Array>({
     start(c) {
       controller = c;
-      for (const bytes of pending.splice(0)) c.enqueue(bytes);
+      flush(c);
       void done.then((err) => {
         requestSignal.removeEventListener("abort", onClientGone);
         if (finished) return;
         finished = true;
         try {
-          if (err !== undefined && !abort.signal.aborted) c.enqueue(encoder.encode(format.error(err)));
-          if (!abort.signal.aborted && format.end) c.enqueue(encoder.encode(format.end));
+          if (err !== undefined && !abort.signal.aborted) waiting += format.error(err);
+          if (!abort.signal.aborted && format.end) waiting += format.end;
+          flush(c);
           c.close();
         } catch {
           // The client went away while we were finishing; nothing left to tell it.
         }
       });
+    },
+    pull(c) {
+      flush(c);
     },
     cancel() {
       finished = true;

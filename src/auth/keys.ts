@@ -28,6 +28,9 @@ const toInfo = (r: typeof apiKeys.$inferSelect): KeyInfo => ({
   id: r.id, name: r.name, scope: r.scope, prefix: r.prefix, createdAt: r.createdAt, lastUsedAt: r.lastUsedAt, revokedAt: r.revokedAt,
 });
 
+/** Prepared once: `hasKeys` runs on every request, and building the query took most of its ≈0.1 ms. */
+const activeKeyQuery = (db: Db) => db.select({ id: apiKeys.id }).from(apiKeys).where(isNull(apiKeys.revokedAt)).limit(1).prepare();
+
 /**
  * API keys: keys from flags/env (admin scope, never stored) and keys created through the API
  * (stored as SHA-256 only; the key is shown once at creation).
@@ -35,14 +38,17 @@ const toInfo = (r: typeof apiKeys.$inferSelect): KeyInfo => ({
 export class KeyStore {
   private readonly staticDigests: Buffer[];
   private lastUsedWrites = new Map<string, number>();
+  private readonly activeKey: ReturnType<typeof activeKeyQuery>;
 
   constructor(private readonly db: Db, staticKeys: string[]) {
     this.staticDigests = staticKeys.map((k) => Buffer.from(sha256(k), "hex"));
+    this.activeKey = activeKeyQuery(db);
   }
 
+  /** Asked of the database each time, not cached: authentication is on exactly when a key exists there. */
   hasKeys(): boolean {
     if (this.staticDigests.length > 0) return true;
-    return this.db.select({ id: apiKeys.id }).from(apiKeys).where(isNull(apiKeys.revokedAt)).limit(1).all().length > 0;
+    return this.activeKey.all().length > 0;
   }
 
   /**

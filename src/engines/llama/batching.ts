@@ -121,6 +121,12 @@ export class DecodeGate {
  * out by a prompt being evaluated.
  */
 export function shareBatch(items: readonly BatchItem[], size: number): PrioritizedBatchItem[] {
+  // One sequence (a single stream's every token) takes what fits: the sharing below only allocates.
+  if (items.length === 1) {
+    const item = items[0]!;
+    const amount = Math.min(item.tokens.length, size);
+    return amount > 0 ? [{ item, processAmount: amount }] : [];
+  }
   const out = items.map((item) => ({ item, processAmount: 0 }));
   let left = size;
   let open = out.filter((o) => o.item.tokens.length > 0);

@@ -18,6 +18,7 @@ import { ChatOutput, type ThoughtMarkers } from "./chat-output.ts";
 import { GenerationClock, PromptReuse } from "./generation-meter.ts";
 import type { StateSpace } from "./saved-states.ts";
 import { SequencePool } from "./sequence-pool.ts";
+import { generateInfill, generateText, until } from "./text-loop.ts";
 import type { Speculation } from "./speculative.ts";
 import { templateGuardOf, withTemplateGuard } from "./template-guard.ts";
 import { scoreGenerated, tokenBiasFor } from "./token-logprobs.ts";
@@ -39,15 +40,6 @@ const GRAMMAR_CACHE_LIMIT = 64;
 
 function isAbort(err: unknown, signal?: AbortSignal): boolean {
   return signal?.aborted === true || (err instanceof Error && err.name === "AbortError");
-}
-
-/**
- * node-llama-cpp's ending options: `signal` alone rejects on abort; with the core's soft stop, either
- * signal ends generation with the response so far (`stopOnAbortSignal`), and the caller turns a
- * client abort back into a rejection.
- */
-function until(signal: AbortSignal, stop?: AbortSignal): { signal: AbortSignal; stopOnAbortSignal?: boolean } {
-  return stop ? { signal: AbortSignal.any([signal, stop]), stopOnAbortSignal: true } : { signal };
 }
 
 export class LlamaLoadedModel implements LoadedModel {
@@ -324,31 +316,21 @@ export class LlamaLoadedModel implements LoadedModel {
     const reuse = new PromptReuse(seq);
     const drafts = this.speculation?.meter(seq);
     const tracked = this.gate.track(() => emit({ type: "progress" }));
-    const completion = new this.nlc.LlamaCompletion({ contextSequence: seq, autoDisposeSequence: false });
     const sampling = this.sampling(request);
     const generated: Token[] = [];
+    const onText = (text: string, t: readonly Token[]) => {
+      tracked.firstToken();
+      reuse.promptEvaluated();
+      clock.onTokens(t);
+      if (text) emit({ type: "text", text });
+    };
     try {
-      const options: Parameters<typeof completion.generateCompletionWithMeta>[1] = {
-        ...sampling,
-        maxTokens,
-        ...until(signal, stop),
-        onToken: (t) => {
-          tracked.firstToken();
-          reuse.promptEvaluated();
-          clock.onTokens(t);
-          // Decoded against the tokens before it: node-llama-cpp's own text chunks decode the first
-          // piece alone, and SentencePiece then drops its leading space (" time" became "time").
-          const text = this.model.detokenize(t, false, generated.length >= 4 ? generated.slice(-4) : [...tokens.slice(-4), ...generated].slice(-4));
-          generated.push(...t);
-          if (text) emit({ type: "text", text });
-        },
-        disableContextShift: true,
-      };
-      // The prompt goes in as tokens, tokenized as llama.cpp does: given text, node-llama-cpp drops
-      // SentencePiece's leading space marker, and "Once" reached the model as "O", "n", "ce".
-      const res = request.suffix !== undefined
-        ? await completion.generateInfillCompletionWithMeta(tokens, request.suffix, options)
-        : await completion.generateCompletionWithMeta(tokens, options);
+      const stopReason = request.suffix !== undefined
+        ? await generateInfill(this.nlc, seq, tokens, request.suffix, { ...sampling, maxTokens, signal, stop }, generated, onText)
+        : await generateText(seq, this.model, [...bos, ...tokens], { ...sampling, maxTokens, signal, stop }, (text, t) => {
+          for (const token of t) generated.push(token);
+          onText(text, t);
+        });
       // The raw prompt's count leaves its BOS out; fill-in-the-middle's counts it among the markers.
       const cachedTokens = reuse.cachedTokens(promptTokens, request.suffix !== undefined ? 0 : bos.length);
       if (signal.aborted) throw new GenerationAbortedError();
@@ -359,13 +341,12 @@ export class LlamaLoadedModel implements LoadedModel {
           top: request.logprobs ?? 0, bias: sampling.tokenBias, promptFrom: request.scorePrompt ? bos.length : undefined,
         }) });
       }
-      clock.finish(emit, promptTokens, res.metadata.stopReason === "maxTokens" ? "length" : "stop", { cachedTokens, ...drafts?.() });
+      clock.finish(emit, promptTokens, stopReason === "maxTokens" ? "length" : "stop", { cachedTokens, ...drafts?.() });
     } catch (err) {
       if (isAbort(err, signal)) throw new GenerationAbortedError();
       throw new EngineError(`generation failed: ${errorMessage(err)}`);
     } finally {
       tracked.done();
-      completion.dispose({ disposeSequence: false });
       this.release(seq);
     }
   }
