@@ -15,6 +15,7 @@ import {
 } from "./protocol.ts";
 import { forEachLine } from "./lines.ts";
 import { RestartPolicy } from "./restart-policy.ts";
+import { WorkerRequests } from "./worker-requests.ts";
 import { WorkerCrashedError, WorkerFailedError, WorkerRequestError, WorkerUnavailableError } from "./worker-errors.ts";
 import { workerLifecycle, type WorkerState } from "./worker-lifecycle.ts";
 
@@ -47,15 +48,10 @@ export interface SupervisorOptions {
 /** Lines of the worker's stderr kept for error messages. */
 const STDERR_TAIL_LINES = 12;
 
-type Listener = {
-  onMessage: (msg: WorkerReply) => void;
-  fail: (err: Error) => void;
-};
-
 export class WorkerSupervisor {
   private readonly lifecycle: StateMachine<WorkerState>;
   private proc: Subprocess<"pipe", "pipe", "pipe"> | undefined;
-  private readonly listeners = new Map<string, Listener>();
+  private readonly requests: WorkerRequests;
   private starting: Promise<void> | undefined;
   private lastMessageAt = 0;
   private watchdog: ReturnType<typeof setInterval> | undefined;
@@ -70,8 +66,6 @@ export class WorkerSupervisor {
   private stderrDone: Promise<void> = Promise.resolve();
   /** Set by stop(): the worker is never started again. */
   private closed = false;
-  private nextId = 0;
-  private generating = 0;
   hello: Hello | undefined;
   loaded: Loaded | undefined;
   private readonly hangTimeoutMs: number;
@@ -83,6 +77,14 @@ export class WorkerSupervisor {
       maxBackoffMs: opts.maxBackoffMs ?? 30_000,
       maxRestarts: opts.maxRestarts ?? 5,
       windowMs: opts.restartWindowMs ?? 120_000,
+    });
+    this.requests = new WorkerRequests({
+      write: (msg) => this.write(msg),
+      misbehaved: (why) => { if (this.proc) this.kill(this.proc, why); },
+      generating: (change, running) => {
+        if (change > 0 && this.state === "ready") this.transition("busy");
+        else if (change < 0 && running === 0 && this.state === "busy") this.transition("ready");
+      },
     });
     this.lifecycle = workerLifecycle(opts.label, {
       onChange: ({ from, to, reason }) => log.debug("mlx worker state", { model: opts.label, from, to, reason }),
@@ -279,10 +281,8 @@ export class WorkerSupervisor {
         return;
       default: {
         if (this.helloWaiter) { this.kill(proc, `sent ${msg.type} before hello`); return; }
-        const listener = this.listeners.get(msg.id);
         // Replies to a request LMX already gave up on (a cancel racing its end) are expected.
-        if (listener) listener.onMessage(msg);
-        else log.debug("mlx worker message for a finished request", { model: this.opts.label, id: msg.id, type: msg.type });
+        if (!this.requests.deliver(msg)) log.debug("mlx worker message for a finished request", { model: this.opts.label, id: msg.id, type: msg.type });
       }
     }
   }
@@ -363,9 +363,7 @@ export class WorkerSupervisor {
     this.loaded = undefined;
     this.helloWaiter?.reject(err);
     this.helloWaiter = undefined;
-    const pending = [...this.listeners.values()];
-    this.listeners.clear();
-    for (const l of pending) l.fail(err);
+    this.requests.failAll(err);
   }
 
   private write(msg: ToWorker): void {
@@ -382,87 +380,17 @@ export class WorkerSupervisor {
   }
 
   newId(prefix: string): string {
-    return `${prefix}-${++this.nextId}`;
+    return this.requests.newId(prefix);
   }
 
   /** One request whose answer is a single message of type `expect` (or an error). */
   call<T extends WorkerReply["type"]>(msg: Extract<ToWorker, { id: string }> | Omit<Extract<ToWorker, { type: "load" }>, "id">, expect: T): Promise<Extract<WorkerReply, { type: T }>> {
-    const full = ("id" in msg ? msg : { ...msg, id: this.newId(msg.type) }) as Extract<ToWorker, { id: string }>;
-    return new Promise((resolve, reject) => {
-      this.listeners.set(full.id, {
-        onMessage: (reply) => {
-          this.listeners.delete(full.id);
-          if (reply.type === "error") reject(new WorkerRequestError(reply));
-          else if (reply.type === expect) resolve(reply as Extract<WorkerReply, { type: T }>);
-          else if (this.proc) this.kill(this.proc, `answered ${full.type} with ${reply.type}`);
-        },
-        fail: reject,
-      });
-      try {
-        this.write(full);
-      } catch (err) {
-        this.listeners.delete(full.id);
-        reject(err);
-      }
-    });
+    return this.requests.call(msg, expect);
   }
 
-  /**
-   * A generation: events flow to `onEvent` until `done` (resolves) or `error` (rejects). The
-   * signal sends a cancel and rejects at once; the worker drops the sequence at its next step.
-   * `stop` (the core's soft stop) sends `end`: the worker finishes the sequence and its `done` resolves.
-   */
+  /** A generation (see WorkerRequests.generate); the worker is busy while any runs. */
   generate(msg: Extract<ToWorker, { type: "generate" }>, onEvent: (e: WorkerReply) => void, signal?: AbortSignal, stop?: AbortSignal): Promise<Extract<WorkerReply, { type: "done" }>> {
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const finish = () => {
-        if (settled) return false;
-        settled = true;
-        this.listeners.delete(msg.id);
-        signal?.removeEventListener("abort", onAbort);
-        stop?.removeEventListener("abort", onStop);
-        this.generating--;
-        if (this.generating === 0 && this.state === "busy") this.transition("ready");
-        return true;
-      };
-      const onAbort = () => {
-        if (!finish()) return;
-        try {
-          this.write({ type: "cancel", id: msg.id });
-        } catch {
-          // A worker that cannot take the cancel is already being replaced.
-        }
-        reject(signal?.reason instanceof Error ? signal.reason : new DOMException("aborted", "AbortError"));
-      };
-      const onStop = () => {
-        if (settled) return;
-        try {
-          this.write({ type: "end", id: msg.id });
-        } catch {
-          // A worker that cannot take it is being replaced; the request fails with the crash.
-        }
-      };
-      this.generating++;
-      if (this.state === "ready") this.transition("busy");
-      this.listeners.set(msg.id, {
-        onMessage: (reply) => {
-          if (reply.type === "done") { if (finish()) resolve(reply); }
-          else if (reply.type === "error") { if (finish()) reject(new WorkerRequestError(reply)); }
-          else onEvent(reply);
-        },
-        fail: (err) => { if (finish()) reject(err); },
-      });
-      if (signal?.aborted) { onAbort(); return; }
-      signal?.addEventListener("abort", onAbort, { once: true });
-      try {
-        this.write(msg);
-      } catch (err) {
-        if (finish()) reject(err);
-        return;
-      }
-      if (stop?.aborted) onStop();
-      else stop?.addEventListener("abort", onStop, { once: true });
-    });
+    return this.requests.generate(msg, onEvent, signal, stop);
   }
 
   /** Marks the worker healthy after a request succeeded, so the next crash starts the back-off afresh. */
