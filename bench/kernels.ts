@@ -1,9 +1,11 @@
 // Proof that LMX and the reference llama-server run the same kernels: both processes must have
-// mapped the very same files (libggml-base, libllama and the libggml-cpu-* variant ggml's loader
-// chose, compared by path and inode from /proc/PID/maps), and ggml must describe the same CPU
-// features in both (llama-server's `system_info` log line against node-llama-cpp's
+// mapped the same files (libggml-base, libllama and the libggml-cpu-* variant ggml's loader chose,
+// from /proc/PID/maps), compared by content: from source LMX maps the very files of node_modules,
+// while the compiled `lmx` maps its own extracted copy of the engine bundle; and ggml must describe
+// the same CPU features in both (llama-server's `system_info` log line against node-llama-cpp's
 // `llama.systemInfo`, from the same libraries loaded with LMX's options).
 
+import { createHash } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import { REPO_ROOT } from "./llama-build.ts";
@@ -13,11 +15,14 @@ export interface MappedEngine {
   cpuVariant?: string;
   /** basename → "path (inode N)" of every mapped libggml or libllama file. */
   files: Record<string, string>;
+  /** basename → SHA-256 of the file's content, where it could be read. */
+  digests?: Record<string, string>;
 }
 
 /** The ggml and llama libraries a process has mapped (Linux /proc). */
 export function mappedEngine(pid: number): MappedEngine {
   const files: Record<string, string> = {};
+  const digests: Record<string, string> = {};
   let maps = "";
   try {
     maps = readFileSync(`/proc/${pid}/maps`, "utf8");
@@ -32,13 +37,14 @@ export function mappedEngine(pid: number): MappedEngine {
     let inode = "?";
     try {
       inode = String(statSync(path).ino);
+      digests[name] = createHash("sha256").update(readFileSync(path)).digest("hex");
     } catch {
       // A file deleted after mapping keeps its path in maps; the inode is then unknown.
     }
     files[name] = `${path} (inode ${inode})`;
   }
   const variant = Object.keys(files).map((f) => /^libggml-cpu-([\w-]+)\.so$/.exec(f)?.[1]).find((v) => v !== undefined);
-  return { cpuVariant: variant, files };
+  return { cpuVariant: variant, files, digests };
 }
 
 /** The CPU feature part of llama-server's `system_info:` line ("CPU : SSE3 = 1 | ..."), from its log. */
@@ -74,9 +80,9 @@ export function nodeLlamaCppSystemInfo(): { systemInfo: string; cpuVariant?: str
 export interface KernelCheck {
   identical: boolean;
   cpu_variant: { lmx?: string; llama_server?: string };
-  /** Library files mapped by both processes (same path and inode). */
+  /** Library files mapped by both processes (the same file, or files of the same content). */
   shared_files: string[];
-  /** Library files whose path or inode differ, or that only one process mapped. */
+  /** Library files whose content differs or is unknown, or that only one process mapped. */
   differing_files: string[];
   system_info: { llama_server?: string; node_llama_cpp?: string; equal: boolean };
 }
@@ -86,7 +92,9 @@ export function compareKernels(lmx: MappedEngine, server: MappedEngine, serverIn
   const shared: string[] = [];
   const differing: string[] = [];
   for (const n of [...names].sort()) {
+    const digest = lmx.digests?.[n];
     if (lmx.files[n] !== undefined && lmx.files[n] === server.files[n]) shared.push(lmx.files[n]!);
+    else if (digest !== undefined && digest === server.digests?.[n]) shared.push(`${n}: same content (sha256 ${digest.slice(0, 12)}): LMX ${lmx.files[n]}; llama-server ${server.files[n]}`);
     else differing.push(`${n}: LMX ${lmx.files[n] ?? "not mapped"}; llama-server ${server.files[n] ?? "not mapped"}`);
   }
   const equal = serverInfo !== undefined && serverInfo === nlcInfo;

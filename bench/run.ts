@@ -118,7 +118,7 @@ async function main(): Promise<void> {
     console.log(`\n${renderTable(
       `${m.id} (${m.shape}); ${settings}, flash attention ${res.flash_attention} (LMX's auto choice, given to both); prefill rows at ${res.prefill_tokens.p256} and ${res.prefill_tokens.p2048} tokens\n` +
       `kernels: LMX libggml-cpu-${k.cpu_variant.lmx ?? "?"}, llama-server libggml-cpu-${k.cpu_variant.llama_server ?? "?"}; ` +
-      `${k.identical ? "same library files and system_info in both" : `NOT identical: ${[...k.differing_files, k.system_info.equal ? "" : "system_info differs"].filter(Boolean).join("; ")}`}`,
+      `${k.identical ? "same library files (by content) and system_info in both" : `NOT identical: ${[...k.differing_files, k.system_info.equal ? "" : "system_info differs"].filter(Boolean).join("; ")}`}`,
       "llama-server", res.rows, GGUF_GOALS)}`);
     records.push({ ...modelRecord(res.model, "llama-server (same kernels)", res.rows, GGUF_GOALS), flash_attention: res.flash_attention });
   }

@@ -126,5 +126,12 @@ describe("same-kernel check", () => {
     expect(other.identical).toBe(false);
     expect(other.differing_files[0]).toContain("libllama.v0.4.0.so");
     expect(compareKernels({ cpuVariant: "icelake", files }, { cpuVariant: "icelake", files }, info, "CPU : SSE3 = 1").identical).toBe(false);
+    // The compiled lmx maps its own extracted copy: other paths, the same content.
+    const copy = Object.fromEntries(Object.entries(files).map(([n, f]) => [n, f.replace(/^\/[^ ]*/, `/home/x/engines/${n}`)]));
+    const digests = Object.fromEntries(Object.keys(files).map((n) => [n, `sha-of-${n}`]));
+    expect(compareKernels({ cpuVariant: "icelake", files: copy, digests }, { cpuVariant: "icelake", files, digests }, info, info).identical).toBe(true);
+    const changed = compareKernels({ cpuVariant: "icelake", files: copy, digests: { ...digests, "libllama.v0.4.0.so": "other" } }, { cpuVariant: "icelake", files, digests }, info, info);
+    expect(changed.identical).toBe(false);
+    expect(changed.differing_files).toHaveLength(1);
   });
 });
