@@ -21,6 +21,7 @@
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { getLlama, LlamaLogLevel, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
+import { cpuMs, spread, timeEvaluate } from "./cpu-timing.ts";
 import { chooseFlashAttention } from "../src/engines/llama/flash-attention.ts";
 import { attentionHeadSize } from "../src/gguf/hparams.ts";
 import { validateGgufModel } from "../src/gguf/model.ts";
@@ -43,38 +44,10 @@ if (!path || !["batch", "threads", "mmap"].includes(mode ?? "")) throw new Error
 const reps = Number(values.reps);
 const list = (s: string) => s.split(",").map(Number);
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-const spread = (xs: number[], digits = 0) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
-const cpuMs = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
 const rssMb = () => process.memoryUsage().rss / 2 ** 20;
 /** ABBA over any number of settings: forward on even repetitions, backward on odd ones. */
 const order = <T>(xs: readonly T[], rep: number) => (rep % 2 === 0 ? [...xs] : [...xs].reverse());
 
-interface Times { prefillMs: number; prefillCpuMs: number; afterMs: number; afterCpuMs: number }
-
-async function run(seq: LlamaContextSequence, prompt: Token[], n: number): Promise<Times> {
-  await seq.clearHistory();
-  const start = performance.now();
-  const startCpu = cpuMs();
-  let first = 0;
-  let firstCpu = 0;
-  let count = 0;
-  for await (const _ of seq.evaluate(prompt, { temperature: 0, yieldEogToken: true })) {
-    if (count === 0) {
-      first = performance.now();
-      firstCpu = cpuMs();
-    }
-    if (++count >= n) break;
-  }
-  return { prefillMs: first - start, prefillCpuMs: firstCpu - startCpu, afterMs: performance.now() - first, afterCpuMs: cpuMs() - firstCpu };
-}
 
 function promptTokens(model: LlamaModel, length: number): Token[] {
   const vocab = Math.min(model.fileInfo.metadata.tokenizer.ggml.tokens.length, 30_000);
@@ -95,7 +68,7 @@ if (values.child !== undefined) {
   const loadMs = performance.now() - t0;
   const loadCpuMs = cpuMs() - c0;
   const ctx = await model.createContext({ contextSize: 512, sequences: 1, threads: { ideal: 1, min: 1 }, flashAttention: flash });
-  await run(ctx.getSequence(), promptTokens(model, 8), 1);
+  await timeEvaluate(ctx.getSequence(), promptTokens(model, 8), 1);
   console.log(JSON.stringify({ loadMs, loadCpuMs, readyMs: performance.now() - t0, readyCpuMs: cpuMs() - c0, rssMb: rssMb() }));
   process.exit(0);
 }
@@ -114,7 +87,7 @@ if (mode === "batch") {
     const ctx = await model.createContext({ contextSize: longest + 64, sequences: 1, batchSize: size, threads: { ideal: 1, min: 1 }, flashAttention: flash });
     const seq = ctx.getSequence();
     contexts.set(size, seq);
-    await run(seq, promptTokens(model, longest), 1);
+    await timeEvaluate(seq, promptTokens(model, longest), 1);
     addedMb.set(size, rssMb() - before);
   }
   const wall = new Map<string, number[]>();
@@ -123,7 +96,7 @@ if (mode === "batch") {
   for (let rep = 0; rep < reps; rep++) {
     for (const size of order(sizes, rep)) {
       for (const length of prompts) {
-        const t = await run(contexts.get(size)!, promptTokens(model, length), 1);
+        const t = await timeEvaluate(contexts.get(size)!, promptTokens(model, length), 1);
         push(wall, `${size}/${length}`, t.prefillMs);
         push(cpu, `${size}/${length}`, t.prefillCpuMs);
       }
@@ -145,18 +118,18 @@ if (mode === "threads") {
     const ctx = await model.createContext({ contextSize: Math.max(...prompts) + decode + 64, sequences: 1, threads: { ideal: n, min: n }, flashAttention: flash });
     const seq = ctx.getSequence();
     seqs.set(n, seq);
-    await run(seq, promptTokens(model, 16), 4);
+    await timeEvaluate(seq, promptTokens(model, 16), 4);
   }
   const r = new Map<string, number[]>();
   const push = (k: string, v: number) => r.set(k, [...(r.get(k) ?? []), v]);
   for (let rep = 0; rep < reps; rep++) {
     for (const n of order(counts, rep)) {
       for (const length of prompts) {
-        const t = await run(seqs.get(n)!, promptTokens(model, length), 1);
+        const t = await timeEvaluate(seqs.get(n)!, promptTokens(model, length), 1);
         push(`${n} prefill${length} wall`, t.prefillMs);
         push(`${n} prefill${length} cpu`, t.prefillCpuMs);
       }
-      const d = await run(seqs.get(n)!, promptTokens(model, 16), decode);
+      const d = await timeEvaluate(seqs.get(n)!, promptTokens(model, 16), decode);
       push(`${n} decode wall`, ((decode - 1) * 1000) / d.afterMs);
       push(`${n} decode cpu`, d.afterCpuMs / (decode - 1));
     }

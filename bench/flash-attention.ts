@@ -18,6 +18,7 @@
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { getLlama, type LlamaContext, type LlamaContextSequence, type Token } from "node-llama-cpp";
+import { cpuMs, spread, timeEvaluate } from "./cpu-timing.ts";
 
 const { values, positionals } = parseArgs({
   args: Bun.argv.slice(2),
@@ -38,38 +39,8 @@ const promptLength = Number(values.prompt);
 const afterPrompt = Number(values.tokens);
 const decodeTokens = Number(values.decode);
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-const spread = (xs: number[], digits: number) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
 
-const cpuMs = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
 
-interface Times { prefillMs: number; afterFirstMs: number; prefillCpuMs: number; afterFirstCpuMs: number }
-
-/** Evaluates `prompt`, then takes `n` greedy tokens; times the prompt and the tokens after the first. */
-async function run(seq: LlamaContextSequence, prompt: Token[], n: number): Promise<Times> {
-  await seq.clearHistory();
-  const start = performance.now();
-  const startCpu = cpuMs();
-  let first = 0;
-  let firstCpu = 0;
-  let count = 0;
-  // Random weights reach an end token now and then; the timing needs every token asked for.
-  for await (const _ of seq.evaluate(prompt, { temperature: 0, yieldEogToken: true })) {
-    if (count === 0) {
-      first = performance.now();
-      firstCpu = cpuMs();
-    }
-    if (++count >= n) break;
-  }
-  return { prefillMs: first - start, afterFirstMs: performance.now() - first, prefillCpuMs: firstCpu - startCpu, afterFirstCpuMs: cpuMs() - firstCpu };
-}
 
 const llama = await getLlama({ gpu: false, build: "never", maxThreads: 0 });
 console.log(`node-llama-cpp CPU build, ${threads} threads, ${reps} reps (ABBA), prompt ${promptLength}, ${afterPrompt} tokens after it, decode ${decodeTokens}`);
@@ -96,19 +67,19 @@ for (const path of positionals) {
   const series = () => ({ decode: [] as number[], decodeCpu: [] as number[], prefill: [] as number[], prefillCpu: [] as number[], after: [] as number[], afterCpu: [] as number[] });
   const results = { on: series(), off: series() };
   // One untimed run each: first-touch page faults and allocations.
-  for (const fa of ["on", "off"] as const) await run(seqs[fa], shortPrompt, 8);
+  for (const fa of ["on", "off"] as const) await timeEvaluate(seqs[fa], shortPrompt, 8);
   for (let rep = 0; rep < reps; rep++) {
     const order = rep % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const);
     for (const fa of order) {
-      const d = await run(seqs[fa], shortPrompt, decodeTokens);
+      const d = await timeEvaluate(seqs[fa], shortPrompt, decodeTokens);
       const r = results[fa];
-      r.decode.push(((decodeTokens - 1) * 1000) / d.afterFirstMs);
-      r.decodeCpu.push(((decodeTokens - 1) * 1000) / d.afterFirstCpuMs);
-      const l = await run(seqs[fa], longPrompt, afterPrompt);
+      r.decode.push(((decodeTokens - 1) * 1000) / d.afterMs);
+      r.decodeCpu.push(((decodeTokens - 1) * 1000) / d.afterCpuMs);
+      const l = await timeEvaluate(seqs[fa], longPrompt, afterPrompt);
       r.prefill.push(l.prefillMs);
       r.prefillCpu.push(l.prefillCpuMs);
-      r.after.push(l.afterFirstMs);
-      r.afterCpu.push(l.afterFirstCpuMs);
+      r.after.push(l.afterMs);
+      r.afterCpu.push(l.afterCpuMs);
     }
   }
   for (const fa of ["on", "off"] as const) {
