@@ -15,7 +15,8 @@ import { removeSavedStateLeftovers, SavedStates } from "./saved-states.ts";
 import { loadDraft, Speculation } from "./speculative.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
 import { ensureTrialLoaded } from "./trial-load.ts";
-import { InvalidChatTemplateError, probeChatTemplate, resolveChatWrapperGuarded } from "./template-guard.ts";
+import { InvalidChatTemplateError, probeChatTemplate } from "./template-guard.ts";
+import { chatWrapperFor } from "./chat-wrapper-memo.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 
@@ -235,7 +236,8 @@ export class LlamaCppEngine implements Engine {
       // Keeps every generating sequence in each batch (see batching.ts).
       const gate = new DecodeGate();
       const flashAttention = this.flashAttention(descriptor, options, llama);
-      const context = await model.createContext({
+      // The context is made on a native thread while the main thread resolves the chat wrapper.
+      const creating = model.createContext({
         contextSize: options.contextLength,
         sequences: options.parallel,
         threads: { ideal: options.threads, min: options.threads },
@@ -244,9 +246,13 @@ export class LlamaCppEngine implements Engine {
         // A request never takes a sequence another one holds, so no evaluation waits on a global thread budget.
         batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: gate.strategy },
       });
-      if (options.parallel > 1 && !gate.observe(context)) log.warn("this node-llama-cpp queues decodes differently; parallel batches keep their queue order (slower)", { model: descriptor.id });
       // Renders the model's template, which is untrusted code (template-guard.ts).
-      const chatWrapper = await resolveChatWrapperGuarded(nlc, model);
+      const chatWrapper = await chatWrapperFor(nlc, model, validateGgufModel(descriptor.path)).catch(async (err: unknown) => {
+        await creating.then((context) => context.dispose(), () => undefined);
+        throw err;
+      });
+      const context = await creating;
+      if (options.parallel > 1 && !gate.observe(context)) log.warn("this node-llama-cpp queues decodes differently; parallel batches keep their queue order (slower)", { model: descriptor.id });
       log.debug("chat wrapper resolved", { model: descriptor.id, wrapper: chatWrapper.wrapperName });
       const spec = options.speculative;
       let speculation: Speculation | undefined;

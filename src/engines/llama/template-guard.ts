@@ -299,17 +299,17 @@ export function withTemplateGuard<T>(nlc: NodeLlamaCpp, fn: () => T): Promise<T>
   return templateGuardOf(nlc).prepare(fn);
 }
 
-/**
- * node-llama-cpp's resolveChatWrapper, which renders the model's template thousands of times on
- * sample chats to compare it with its specialised wrappers: probed off the main thread first,
- * then each render bounded.
- */
 /** Tries a GGUF's chat template off the main thread, before its weights are loaded at all. */
 export async function probeChatTemplate(nlc: NodeLlamaCpp, metadata: unknown): Promise<void> {
   const template = (metadata as { tokenizer?: { chat_template?: unknown } } | undefined)?.tokenizer?.chat_template;
   if (typeof template === "string" && template.trim() !== "") await templateGuardOf(nlc).probe(template);
 }
 
+/**
+ * node-llama-cpp's resolveChatWrapper, which renders the model's template thousands of times on
+ * sample chats to compare it with its specialised wrappers: probed off the main thread first,
+ * then each render bounded.
+ */
 export async function resolveChatWrapperGuarded(nlc: NodeLlamaCpp, model: LlamaModel): Promise<ChatWrapper> {
   await probeChatTemplate(nlc, model.fileInfo.metadata);
   return templateGuardOf(nlc).synchronously(() => nlc.resolveChatWrapper(model));

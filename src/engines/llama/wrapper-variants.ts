@@ -56,19 +56,7 @@ export class WrapperVariants {
       const params: Record<string, unknown> = { ...(jinja.additionalRenderParameters ?? {}), ...kwargs };
       if (off) params.enable_thinking = false;
       if (effort !== undefined && effort !== "none") params.reasoning_effort = effort;
-      return this.guarded(() => new nlc.JinjaTemplateChatWrapper({
-        template: jinja.template,
-        reasoning: jinja.reasoning,
-        modelRoleName: jinja.modelRoleName,
-        userRoleName: jinja.userRoleName,
-        systemRoleName: jinja.systemRoleName,
-        convertUnsupportedSystemMessagesToUserMessages: jinja.convertUnsupportedSystemMessagesToUserMessages,
-        joinAdjacentMessagesOfTheSameType: jinja.joinAdjacentMessagesOfTheSameType,
-        trimLeadingWhitespaceInResponses: jinja.trimLeadingWhitespaceInResponses,
-        keepOnlyLastThought: jinja.keepOnlyLastThought,
-        additionalRenderParameters: params,
-        tokenizer: this.model.tokenizer,
-      }));
+      return this.guarded(() => buildJinjaWrapper(nlc, { ...jinjaSettingsOf(jinja), additionalRenderParameters: params }, this.model));
     }
     if (extra.length > 0) {
       throw new InvalidRequestError(
@@ -95,4 +83,27 @@ export class WrapperVariants {
     // Other formats have no effort levels; "none" still works through the thought budget.
     return base;
   }
+}
+
+type JinjaSettings = Omit<ConstructorParameters<NodeLlamaCpp["JinjaTemplateChatWrapper"]>[0], "tokenizer">;
+
+/** What a Jinja wrapper was built with, but the tokenizer (which belongs to one loaded model). */
+export function jinjaSettingsOf(jinja: JinjaTemplateChatWrapper): JinjaSettings {
+  return {
+    template: jinja.template,
+    reasoning: jinja.reasoning,
+    modelRoleName: jinja.modelRoleName,
+    userRoleName: jinja.userRoleName,
+    systemRoleName: jinja.systemRoleName,
+    convertUnsupportedSystemMessagesToUserMessages: jinja.convertUnsupportedSystemMessagesToUserMessages,
+    joinAdjacentMessagesOfTheSameType: jinja.joinAdjacentMessagesOfTheSameType,
+    trimLeadingWhitespaceInResponses: jinja.trimLeadingWhitespaceInResponses,
+    keepOnlyLastThought: jinja.keepOnlyLastThought,
+    additionalRenderParameters: jinja.additionalRenderParameters,
+  };
+}
+
+/** A Jinja wrapper on `model`'s tokenizer. Building renders the template: call it under the template guard. */
+export function buildJinjaWrapper(nlc: NodeLlamaCpp, settings: JinjaSettings, model: LlamaModel): JinjaTemplateChatWrapper {
+  return new nlc.JinjaTemplateChatWrapper({ ...settings, tokenizer: model.tokenizer });
 }
