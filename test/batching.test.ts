@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import type { BatchItem } from "node-llama-cpp";
+import type { BatchItem, LlamaContext } from "node-llama-cpp";
+import { CPU_BATCH_SIZE } from "../src/engines/llama/batch-size.ts";
 import { DecodeGate, shareBatch } from "../src/engines/llama/batching.ts";
 import { ensureFixtures } from "./fixtures/models.ts";
 import { startTestServer } from "./helpers/server.ts";
@@ -163,6 +164,21 @@ describe("batched generation", () => {
     const short = await complete("The sun was hot", 4);
     const [a, b] = await Promise.all(long);
     expect(short).toBeLessThan(Math.min(a!, b!));
+  });
+
+  test("the context gets the measured CPU batch size, or the one --batch-size sets", async () => {
+    const batchSizeWith = async (args: string[]) => {
+      await using srv = await startTestServer(["--model", fx.stories260K, "--parallel", "2", "--ctx", "1024", ...args]);
+      const lease = await srv.server.scheduler.acquire("stories260K");
+      try {
+        return (lease.model as unknown as { context: LlamaContext }).context.batchSize;
+      } finally {
+        lease.release();
+      }
+    };
+    // node-llama-cpp's own default would be 512 here (docs/performance.md, "Batch size").
+    expect(await batchSizeWith([])).toBe(CPU_BATCH_SIZE);
+    expect(await batchSizeWith(["--batch-size", "64"])).toBe(64);
   });
 
   test("ignore_eos forbids every end-of-generation token and generates exactly max_tokens", async () => {

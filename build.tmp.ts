@@ -1,0 +1,2 @@
+import { ensureReferenceServer } from "./bench/llama-build.ts";
+console.log(await ensureReferenceServer());
