@@ -107,6 +107,35 @@ describe("DecodeGate", () => {
     b.done();
   });
 
+  test("a pause with nothing generating does not count as a batch interval", async () => {
+    const gate = new DecodeGate();
+    const spin = (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until);
+    };
+    const burst = () => {
+      const a = gate.track();
+      const b = gate.track();
+      a.firstToken();
+      b.firstToken();
+      for (let i = 0; i < 4; i++) {
+        gate.strategy({ items: [item(1), item(1)], size: 512 });
+        spin(0.4);
+      }
+      a.done();
+      b.done();
+    };
+    burst();
+    const quick = gate.holdBoundMs;
+    expect(quick).toBeGreaterThan(0);
+    expect(quick).toBeLessThan(1);
+    // Both streams ended after their last batch; nothing for a while, then the next request's prompt.
+    await Bun.sleep(200);
+    gate.strategy({ items: [item(12)], size: 512 });
+    burst();
+    expect(gate.holdBoundMs).toBeLessThan(1);
+  });
+
   test("reports each dispatched batch to generations still evaluating their prompt (the watchdog's progress)", () => {
     const gate = new DecodeGate();
     let batches = 0;

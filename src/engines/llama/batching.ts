@@ -39,7 +39,7 @@ export class DecodeGate {
   private lastBatchAt: number | undefined;
   /** Generations still evaluating their prompt, told of each batch so their watchdog sees progress. */
   private readonly prefilling = new Set<() => void>();
-  /** Smoothed time between batches, ms. */
+  /** Smoothed time between batches while sequences generate, ms. */
   private interval = 0;
   /** Batches dispatched, queued items they carried, and empty answers given while waiting. */
   readonly stats = { batches: 0, items: 0, holds: 0 };
@@ -90,9 +90,14 @@ export class DecodeGate {
     };
   }
 
+  /** How long a batch may wait now for a generating sequence that has not queued its token. */
+  get holdBoundMs(): number {
+    return Math.min(MAX_HOLD_MS, this.interval * HOLD_FRACTION);
+  }
+
   readonly strategy: CustomBatchingPrioritizationStrategy = ({ items, size }) => {
     const now = performance.now();
-    const bound = Math.min(MAX_HOLD_MS, this.interval * HOLD_FRACTION);
+    const bound = this.holdBoundMs;
     if (items.length < this.generating && bound > 0) {
       this.holdStart ??= now;
       if (now - this.holdStart < bound) {
@@ -101,7 +106,9 @@ export class DecodeGate {
       }
     }
     this.holdStart = undefined;
-    if (this.lastBatchAt !== undefined) {
+    // A pause with nothing generating is not a batch interval: it would make the next burst's
+    // first batches wait the longest hold however quick the model is.
+    if (this.lastBatchAt !== undefined && this.generating > 0) {
       const gap = now - this.lastBatchAt;
       this.interval = this.interval === 0 ? gap : this.interval * 0.8 + gap * 0.2;
     }
