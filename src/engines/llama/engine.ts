@@ -213,7 +213,7 @@ export class LlamaCppEngine implements Engine {
     const { nlc, llama } = await this.get();
     const estimate = await this.estimateMemory(descriptor, options);
     // Checked again right before the load: the file may have changed since it was inspected.
-    validateGgufModel(descriptor.path);
+    const file = validateGgufModel(descriptor.path);
     await this.trialLoad(descriptor, options);
     try {
       await probeChatTemplate(nlc, (await this.fileInfo(descriptor.path)).metadata);
@@ -247,7 +247,7 @@ export class LlamaCppEngine implements Engine {
         batching: { dispatchSchedule: "nextCycle", itemPrioritizationStrategy: gate.strategy },
       });
       // Renders the model's template, which is untrusted code (template-guard.ts).
-      const chatWrapper = await chatWrapperFor(nlc, model, validateGgufModel(descriptor.path)).catch(async (err: unknown) => {
+      const chatWrapper = await chatWrapperFor(nlc, model, file).catch(async (err: unknown) => {
         await creating.then((context) => context.dispose(), () => undefined);
         throw err;
       });

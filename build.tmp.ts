@@ -1,2 +1,0 @@
-import { ensureReferenceServer } from "./bench/llama-build.ts";
-console.log(await ensureReferenceServer());
