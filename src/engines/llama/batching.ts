@@ -11,12 +11,13 @@ import type { BatchItem, CustomBatchingPrioritizationStrategy, PrioritizedBatchI
 // The gate below is node-llama-cpp's public `itemPrioritizationStrategy` hook. While fewer
 // sequences are queued than are known to be generating, it returns an empty batch, and the
 // dispatch runs again on the next turn of the event loop (patches/node-llama-cpp+3.21.1.patch
-// makes it dispatch one batch per hold of its context lock), after the missing sequence's sampling
-// has come back from the thread pool and its token is queued. The wait is bounded (a quarter of
-// the recent batch interval, at most MAX_HOLD_MS) so a sequence that is busy elsewhere never
-// stalls the others for long. Tiny models hold too: without it two streams fall into taking turns
-// (each batch one sequence, the other still sampling), measured on stories260K, 1 thread, 256
-// tokens: 2 streams 710 → 960 tok/s aggregate, 4 streams 1136 → 1226.
+// makes it dispatch one batch per hold of its context lock), so the missing sequence's way back
+// (promise callbacks, and whatever it waits for on the event loop) can end with its token queued.
+// The wait is bounded (a quarter of the recent batch interval, at most MAX_HOLD_MS) so a sequence
+// that is busy elsewhere never stalls the others for long. Tiny models hold too: without it two
+// streams fall into taking turns (each batch one sequence, the other still on its way back),
+// measured on stories260K, 1 thread, 256 tokens: 2 streams 710 → 960 tok/s aggregate, 4 streams
+// 1136 → 1226.
 
 // The order of a batch matters as much: with one KV cache per sequence (node-llama-cpp's only
 // mode), llama.cpp's split_equal(sequential) puts sequences in one ubatch only while their ids go
