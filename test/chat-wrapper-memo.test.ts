@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as nlc from "node-llama-cpp";
 import { type ChatHistoryItem, type ChatWrapper, type Llama, LlamaLogLevel, getLlama } from "node-llama-cpp";
 import { chatWrapperFor } from "../src/engines/llama/chat-wrapper-memo.ts";
@@ -9,10 +12,12 @@ import { ensureFixtures } from "./fixtures/models.ts";
 
 const fx = ensureFixtures();
 let llama: Llama;
+let dir: string;
 let renders = 0;
 const renderSync = RenderSandbox.prototype.renderSync;
 
 beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "lmx-wrapper-memo-"));
   llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   // Counts the renders that resolving a wrapper makes (each one a trip to the guard's worker).
   RenderSandbox.prototype.renderSync = function (this: RenderSandbox, template, itemsJson) {
@@ -24,7 +29,15 @@ beforeAll(async () => {
 afterAll(async () => {
   RenderSandbox.prototype.renderSync = renderSync;
   await llama.dispose();
+  rmSync(dir, { recursive: true, force: true });
 });
+
+/** A copy no other test has loaded (the memo lives as long as the process, and bun test runs every file in one). */
+function fresh(path: string, name: string): string {
+  const copy = join(dir, name);
+  copyFileSync(path, copy);
+  return copy;
+}
 
 /** The wrapper a fresh load of `path` gets, and how many renders choosing it took. */
 async function load(path: string): Promise<{ wrapper: ChatWrapper; renders: number; prompt: string }> {
@@ -47,20 +60,22 @@ async function load(path: string): Promise<{ wrapper: ChatWrapper; renders: numb
 
 describe("the chat wrapper of a model file", () => {
   test("is resolved once per file version: a built-in wrapper is reused as it is", async () => {
-    const first = await load(fx.qwen2Tiny);
+    const path = fresh(fx.qwen2Tiny, "qwen2-tiny.gguf");
+    const first = await load(path);
     expect(first.wrapper.wrapperName).toBe("ChatML");
     expect(first.renders).toBeGreaterThan(1000);
-    const again = await load(fx.qwen2Tiny);
+    const again = await load(path);
     expect(again.wrapper).toBe(first.wrapper);
     expect(again.renders).toBe(0);
     expect(again.prompt).toBe(first.prompt);
   });
 
   test("a Jinja wrapper is rebuilt on the new model's tokenizer and renders the same prompt", async () => {
-    const first = await load(fx.llama3Tiny);
+    const path = fresh(fx.llama3Tiny, "llama3-tiny.gguf");
+    const first = await load(path);
     expect(first.wrapper).toBeInstanceOf(nlc.JinjaTemplateChatWrapper);
     expect(first.renders).toBeGreaterThan(1000);
-    const again = await load(fx.llama3Tiny);
+    const again = await load(path);
     expect(again.wrapper).not.toBe(first.wrapper);
     expect(again.wrapper).toBeInstanceOf(nlc.JinjaTemplateChatWrapper);
     expect(again.renders).toBeLessThan(100);
