@@ -1,6 +1,6 @@
 // Which chat wrapper a model file gets, remembered per file version. node-llama-cpp's
 // resolveChatWrapper compares the template with each specialised wrapper by rendering it on sample
-// chats: 3,553 renders and ≈1.6 s for a Qwen2 ChatML template, each render a trip to the template
+// chats: 3,553 renders and ≈1.6–2 s for a Qwen2 ChatML template, each render a trip to the template
 // guard's worker. The answer depends on the file alone, so loading the same file again (after an
 // idle unload, a swap between models, an unload and load through the API) reuses it: a built-in
 // wrapper as it is (they keep no model state), a Jinja one rebuilt on the new model's tokenizer
