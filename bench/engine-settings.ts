@@ -48,7 +48,6 @@ const rssMb = () => process.memoryUsage().rss / 2 ** 20;
 /** ABBA over any number of settings: forward on even repetitions, backward on odd ones. */
 const order = <T>(xs: readonly T[], rep: number) => (rep % 2 === 0 ? [...xs] : [...xs].reverse());
 
-
 function promptTokens(model: LlamaModel, length: number): Token[] {
   const vocab = Math.min(model.fileInfo.metadata.tokenizer.ggml.tokens.length, 30_000);
   const low = Math.floor(vocab / 4);

@@ -17,7 +17,7 @@
 
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
-import { getLlama, type LlamaContext, type LlamaContextSequence, type Token } from "node-llama-cpp";
+import { getLlama, type LlamaContext, type Token } from "node-llama-cpp";
 import { cpuMs, spread, timeEvaluate } from "./cpu-timing.ts";
 
 const { values, positionals } = parseArgs({
@@ -38,9 +38,6 @@ const reps = Number(values.reps);
 const promptLength = Number(values.prompt);
 const afterPrompt = Number(values.tokens);
 const decodeTokens = Number(values.decode);
-
-
-
 
 const llama = await getLlama({ gpu: false, build: "never", maxThreads: 0 });
 console.log(`node-llama-cpp CPU build, ${threads} threads, ${reps} reps (ABBA), prompt ${promptLength}, ${afterPrompt} tokens after it, decode ${decodeTokens}`);
