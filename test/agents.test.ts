@@ -3,11 +3,12 @@
 // with a configured provider and with its `--oss --local-provider lmstudio` mode, which expects LM
 // Studio. Telemetry, error reporting and update checks are off; the machine has no internet anyway.
 //
-// The model is the trained agent model with its declared context raised to 32k: the agents' system
-// prompts are long, and the model's 691-token vocabulary makes them longer (Codex's is ~16k tokens
-// here). Faced with a prompt unlike its training, it still answers briefly and stops, which is
-// all these tests need: what it says is not checked, only that each agent got an answer through
-// LMX's API and finished its turn without an error.
+// The model is the trained agent model with its declared context raised to 32k. Its training saw
+// conversations of at most ~500 tokens; the agents' default prompts are 16k–55k tokens in its
+// 691-token vocabulary, and that far from its training it may never stop (a reply cut at the
+// context is an error to both agents). So each agent is told, with its own settings, to send a
+// short prompt, as one would for a small local model. What the model says is not checked, only
+// that each agent got an answer through LMX's API and finished its turn without an error.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -79,11 +80,20 @@ describe("real agents against LMX", () => {
     expect(out.usage.output_tokens).toBeGreaterThan(0);
   }, AGENT_TIMEOUT_MS + 120_000);
 
-  const codexArgs = (provider: string[]) => [
-    "exec", "--skip-git-repo-check", ...provider, "-m", MODEL,
-    "-c", "check_for_update_on_startup=false", "-c", "analytics.enabled=false", "-c", "feedback.enabled=false",
-    "Hello!",
-  ];
+  // Codex's own prompt (instructions, skills, a dozen tools) comes to ~16k tokens here; with a
+  // one-line instructions file, no skills and only the shell tools it is ~3k.
+  const codexArgs = (provider: string[], home: string) => {
+    const instructions = join(home, "instructions.md");
+    writeFileSync(instructions, "You are a helpful assistant.\n");
+    return [
+      "exec", "--skip-git-repo-check", ...provider, "-m", MODEL,
+      "-c", "check_for_update_on_startup=false", "-c", "analytics.enabled=false", "-c", "feedback.enabled=false",
+      "-c", `model_instructions_file=${JSON.stringify(instructions)}`,
+      "-c", "skills.include_instructions=false", "-c", "skills.bundled.enabled=false", "-c", 'web_search="disabled"',
+      ...["multi_agent", "goals", "view_image", "skill_search", "apps", "plugins"].flatMap((f) => ["--disable", f]),
+      "Hello!",
+    ];
+  };
 
   test("Codex CLI completes a turn over Responses with a configured provider", async () => {
     const codex = await ensureAgentCli("@openai/codex", "0.169.0", "codex");
@@ -94,7 +104,7 @@ describe("real agents against LMX", () => {
       "-c", `model_providers.lmx.base_url="${srv.url}/v1"`,
       "-c", 'model_providers.lmx.wire_api="responses"',
       "-c", 'model_providers.lmx.env_key="LMX_API_KEY"',
-    ]), { cwd: box.cwd, timeoutMs: AGENT_TIMEOUT_MS, env: { ...box.env, CODEX_HOME: box.home, LMX_API_KEY: KEY } });
+    ], box.home), { cwd: box.cwd, timeoutMs: AGENT_TIMEOUT_MS, env: { ...box.env, CODEX_HOME: box.home, LMX_API_KEY: KEY } });
     if (res.code !== 0) console.error(res.stderr.slice(-3000));
     expect(res.code).toBe(0);
     // `codex exec` prints the tokens the turn used as the server reported them.
@@ -108,7 +118,7 @@ describe("real agents against LMX", () => {
     // `lmx serve` starts by default. Its provider goes to 127.0.0.1:1234, LMX's default port; the
     // test server has its own, given the way Codex documents for its local providers.
     await using open = await startTestServer(["--model", join(dir, `${MODEL}.gguf`), "--ctx", "32768", "--threads", "2"]);
-    const res = await runAgent(codex.bin, codexArgs(["--oss", "--local-provider", "lmstudio"]), {
+    const res = await runAgent(codex.bin, codexArgs(["--oss", "--local-provider", "lmstudio"], box.home), {
       cwd: box.cwd,
       timeoutMs: AGENT_TIMEOUT_MS,
       env: { ...box.env, CODEX_HOME: box.home, CODEX_OSS_BASE_URL: `${open.url}/v1` },
