@@ -167,4 +167,19 @@ export const migrations: Migration[] = [
       CREATE INDEX peer_responses_created ON peer_responses(created_at);
     `,
   },
+  {
+    version: 9,
+    description: "model files that passed a trial load, per engine version",
+    sql: `
+      CREATE TABLE trial_loads (
+        path TEXT NOT NULL,
+        engine_version TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ms REAL NOT NULL,
+        inode INTEGER NOT NULL,
+        tested_at INTEGER NOT NULL,
+        PRIMARY KEY (path, engine_version)
+      );
+    `,
+  },
 ];

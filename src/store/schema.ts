@@ -1,6 +1,6 @@
 // Drizzle table definitions. They mirror migrations.ts, which is what actually creates the tables:
 // migrations are the history, this file is the current shape the code queries.
-import { integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { integer, primaryKey, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import type { LoadSettings } from "../config/load-settings.ts";
 
 
@@ -150,3 +150,18 @@ export const peerResponses = sqliteTable("peer_responses", {
   /** Milliseconds: the order of eviction, oldest first. */
   createdAt: integer("created_at").notNull(),
 });
+
+/**
+ * Model files that passed a trial load (src/engines/llama/trial-load.ts) with an engine version,
+ * so a restart does not run the trial again; a row counts only while the file keeps this
+ * identity (size, mtime, inode).
+ */
+export const trialLoads = sqliteTable("trial_loads", {
+  path: text("path").notNull(),
+  engineVersion: text("engine_version").notNull(),
+  size: integer("size").notNull(),
+  mtimeMs: real("mtime_ms").notNull(),
+  inode: integer("inode").notNull(),
+  testedAt: integer("tested_at").notNull(),
+}, (t) => [primaryKey({ columns: [t.path, t.engineVersion] })]);
+

@@ -3,12 +3,13 @@
 // child-process trial load directly with one of them (head_count 0 → GGML_ASSERT → SIGABRT).
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureTrialLoaded, trialLoadInChild } from "../../src/engines/llama/trial-load.ts";
 import { InvalidModelFileError, ModelLoadError } from "../../src/errors.ts";
 import { fixtures } from "../fixtures/models.ts";
+import { serveProcess } from "../helpers/serve-process.ts";
 import { HOSTILE_CASES, writeCase } from "./gen-gguf.ts";
 
 const root = mkdtempSync(join(tmpdir(), "lmx-hostile-trial-"));
@@ -52,3 +53,32 @@ describe("the trial load in a child process", () => {
     await ensureTrialLoaded(req);
   }, 180_000);
 });
+
+describe("a passed trial load is kept across restarts", () => {
+  /** Starts `lmx serve` on `home`, loads the model, stops; says whether a trial child ran. */
+  async function loadOnce(home: string, model: string): Promise<boolean> {
+    const srv = await serveProcess(home, ["--model", `m=${model}`]);
+    try {
+      const res = await srv.request("/admin/v1/models/m/load", { method: "POST", json: {} });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { state: string }).state).toBe("ready");
+      return srv.log().includes("trial load passed");
+    } finally {
+      expect((await srv.signal("SIGTERM").exited).code).toBe(0);
+    }
+  }
+
+  test("a restarted server loads a proven file without a trial; a changed file gets one again", async () => {
+    const home = join(root, "restarts");
+    const model = join(root, "restarts-stories260K.gguf");
+    copyFileSync(fixtures.stories260K, model);
+    expect(await loadOnce(home, model)).toBe(true);
+    expect(await loadOnce(home, model)).toBe(false);
+    // Another version of the file (here only its mtime moved) proves nothing about the new one.
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(model, later, later);
+    expect(await loadOnce(home, model)).toBe(true);
+    expect(await loadOnce(home, model)).toBe(false);
+  }, 180_000);
+});
+

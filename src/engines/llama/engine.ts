@@ -14,7 +14,7 @@ import { MODEL_MEMORY } from "./model-memory.ts";
 import { removeSavedStateLeftovers, SavedStates } from "./saved-states.ts";
 import { loadDraft, Speculation } from "./speculative.ts";
 import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
-import { ensureTrialLoaded } from "./trial-load.ts";
+import { ensureTrialLoaded, type TrialRecords } from "./trial-load.ts";
 import { InvalidChatTemplateError, probeChatTemplate } from "./template-guard.ts";
 import { chatWrapperFor } from "./chat-wrapper-memo.ts";
 
@@ -30,6 +30,16 @@ function quantName(nlc: NodeLlamaCpp, fileType: number | undefined): string | un
 /** Memory estimates kept per model file (distinct context/parallel/batch settings). */
 const ESTIMATES_PER_FILE = 16;
 
+/** What the server wires into the engine (engines never import the layers above them). */
+export interface LlamaCppEngineOptions {
+  /** Words the error for a model llama.cpp does not know: the update layer names an engine that can load it. */
+  unsupportedArchitecture?: (modelId: string, architecture: string) => Promise<string>;
+  /** The bound on saved prompt states on disk, all models together (0: none). */
+  promptCacheBytes?: number;
+  /** Passed trial loads kept across restarts (trial-load.ts). */
+  trialRecords?: TrialRecords;
+}
+
 export class LlamaCppEngine implements Engine {
   readonly name = "llama.cpp";
   readonly format = "gguf" as const;
@@ -41,18 +51,15 @@ export class LlamaCppEngine implements Engine {
   /** Prompt states of conversations whose sequence another one took (saved-states.ts); none when the bound is 0. */
   private readonly savedStates: SavedStates | undefined;
 
-  /**
-   * `unsupportedArchitecture` words the error for a model llama.cpp does not know; the server wires
-   * in the update layer's message naming an engine that can load it (engines never import update code).
-   * `promptCacheBytes`: the bound on saved prompt states on disk, all models together (0: none).
-   */
-  constructor(
-    private readonly lmxHome: string,
-    private readonly unsupportedArchitecture: (modelId: string, architecture: string) => Promise<string> =
-      async (modelId, architecture) => `cannot load ${modelId}: its architecture "${architecture}" is not supported by this llama.cpp engine`,
-    promptCacheBytes = 0,
-  ) {
+  private readonly unsupportedArchitecture: (modelId: string, architecture: string) => Promise<string>;
+  private readonly trialRecords: TrialRecords | undefined;
+
+  constructor(private readonly lmxHome: string, opts: LlamaCppEngineOptions = {}) {
+    this.unsupportedArchitecture = opts.unsupportedArchitecture ??
+      (async (modelId, architecture) => `cannot load ${modelId}: its architecture "${architecture}" is not supported by this llama.cpp engine`);
+    this.trialRecords = opts.trialRecords;
     const root = join(lmxHome, "prompt-cache");
+    const promptCacheBytes = opts.promptCacheBytes ?? 0;
     if (promptCacheBytes > 0) this.savedStates = new SavedStates(root, promptCacheBytes);
     else void removeSavedStateLeftovers(root);
   }
@@ -137,7 +144,7 @@ export class LlamaCppEngine implements Engine {
       contextLength: options.contextLength,
       gpuLayers: options.gpuLayers,
       embedding: (await this.inspect(descriptor)).isEmbeddingModel,
-    });
+    }, { records: this.trialRecords });
   }
 
   async estimateMemory(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {

@@ -3,7 +3,8 @@
 // So the first load of each file runs in a short-lived child process (this executable again)
 // that loads the model with the server's settings and evaluates one token: if that child dies,
 // only the request that asked for the model fails, and the server keeps serving. A file that
-// passed or crashed is remembered by its identity (path, size, mtime, inode) for the life of the process.
+// passed or crashed is remembered by its identity (path, size, mtime, inode) for the life of the
+// process; a pass is also kept across restarts, per engine version, by the server's TrialRecords.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { statSync } from "node:fs";
@@ -11,7 +12,7 @@ import { join } from "node:path";
 import { errorMessage, InvalidModelFileError, ModelLoadError } from "../../errors.ts";
 import { log } from "../../log.ts";
 import type { LlamaOptions } from "node-llama-cpp";
-import { loadNodeLlamaCpp, type NodeLlamaCpp } from "./loader.ts";
+import { currentEngineVersion, loadNodeLlamaCpp, type NodeLlamaCpp } from "./loader.ts";
 
 /** The hidden argument that makes the executable run a trial load (see src/cli/main.ts). */
 export const TRIAL_LOAD_ARG = "__lmx-trial-load";
@@ -27,16 +28,34 @@ export interface TrialLoadRequest {
   embedding: boolean;
 }
 
+/** What identifies a version of a model file: the same path rewritten is another version. */
+export interface TrialFile {
+  path: string;
+  size: number;
+  mtimeMs: number;
+  inode: number;
+}
+
+/**
+ * Passed trials kept across restarts (the server keeps them in its database). A crash is not
+ * kept: after a restart a broken file costs one more trial, and a new engine may load it.
+ */
+export interface TrialRecords {
+  passed(file: TrialFile, engineVersion: string): boolean;
+  remember(file: TrialFile, engineVersion: string): void;
+}
+
 export interface TrialLoadOptions {
   /** Defaults to a minute plus a second per 100 MB of model. */
   timeoutMs?: number;
+  records?: TrialRecords;
 }
 
 const results = new Map<string, Promise<void>>();
 
-function fileKey(path: string): string {
+function trialFile(path: string): TrialFile {
   const st = statSync(path);
-  return `${path}\0${st.size}\0${st.mtimeMs}\0${st.ino}`;
+  return { path, size: st.size, mtimeMs: st.mtimeMs, inode: st.ino };
 }
 
 // A server that exits (or is killed by a second signal) does not leave trial children behind.
@@ -53,8 +72,11 @@ function childCommand(req: TrialLoadRequest): string[] {
   return [process.execPath, join(import.meta.dir, "trial-load.ts"), TRIAL_LOAD_ARG, arg];
 }
 
-/** Runs one trial load in a child process; rejects with what killed it. */
-export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions = {}): Promise<void> {
+/**
+ * Runs one trial load in a child process; rejects with what killed it. Resolves true when it
+ * passed, false when llama.cpp refused the model with an ordinary error (the real load reports it).
+ */
+export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions = {}): Promise<boolean> {
   const timeoutMs = opts.timeoutMs ?? 60_000 + Math.ceil(statSync(req.path).size / 100e6) * 1000;
   const [cmd, ...args] = childCommand(req);
   const started = performance.now();
@@ -84,7 +106,7 @@ export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions =
         // A clean failure (an exception, not an abort) is left to the real load, which reports it
         // in full (e.g. an unknown architecture) and cannot take the process down with it.
         log.info(code === 0 ? "trial load passed" : "trial load failed cleanly", { path: req.path, ms });
-        resolve();
+        resolve(code === 0);
       } else if (timedOut) {
         reject(new ModelLoadError(`loading ${req.path} took longer than ${Math.round(timeoutMs / 1000)} s in the trial process and was stopped${tail ? `; its last output:\n${tail}` : ""}`, "model_load_timeout"));
       } else if (signal === "SIGKILL") {
@@ -107,15 +129,30 @@ export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions =
  * A crash is remembered too, so requests for a broken model do not each start a process; a
  * changed file (another size, mtime or inode) or a retry after a timeout gets a new trial.
  */
-export function ensureTrialLoaded(req: TrialLoadRequest, opts?: TrialLoadOptions): Promise<void> {
-  const key = fileKey(req.path);
+export function ensureTrialLoaded(req: TrialLoadRequest, opts: TrialLoadOptions = {}): Promise<void> {
+  const file = trialFile(req.path);
+  const key = `${file.path}\0${file.size}\0${file.mtimeMs}\0${file.inode}`;
   let hit = results.get(key);
   if (!hit) {
-    hit = trialLoadInChild(req, opts);
+    // The engine the trial child would load: a pass with another engine proves nothing.
+    const engine = opts.records ? currentEngineVersion(req.lmxHome) : "";
+    const { records } = opts;
+    if (records?.passed(file, engine)) {
+      hit = Promise.resolve();
+    } else {
+      const trial = trialLoadInChild(req, opts);
+      trial.then((passed) => {
+        try {
+          if (passed) records?.remember(file, engine);
+        } catch (err) {
+          log.warn("cannot record a passed trial load", { path: req.path, error: errorMessage(err) });
+        }
+      }, (err: unknown) => {
+        if (!(err instanceof InvalidModelFileError)) results.delete(key);
+      });
+      hit = trial.then(() => undefined);
+    }
     results.set(key, hit);
-    hit.catch((err: unknown) => {
-      if (!(err instanceof InvalidModelFileError)) results.delete(key);
-    });
   }
   return hit;
 }
