@@ -12,6 +12,7 @@ import { Entry, totalBytes } from "./entry.ts";
 import { checkShardedLoad, resolveLoad } from "./resolve-load.ts";
 import { AbortedWhileQueuedError, Slots } from "./slots.ts";
 import { sameSpeculative } from "./speculative.ts";
+import { occupancyOf, statusOf } from "./status.ts";
 
 export { DEFAULT_CONTEXT } from "./resolve-load.ts";
 
@@ -104,7 +105,7 @@ export class Scheduler {
 
   /** Frees memory for `needed` bytes by unloading idle models, least recently used first. */
   private async makeRoom(forId: string, needed: number): Promise<void> {
-    const used = () => [...this.entries.values()].filter((e) => e.loaded).reduce((a, e) => a + totalBytes(e.memory), 0);
+    const used = () => this.memoryInUse();
     const budget = this.settings.memoryBudget;
     if (used() + needed <= budget) return;
     // A follower rank is never idle in this sense: its group serves requests on another node.
@@ -349,7 +350,6 @@ export class Scheduler {
   }
 
   private async status(descriptor: ModelDescriptor): Promise<ModelStatus> {
-    const e = this.entries.get(descriptor.id);
     let info: ModelInfo | undefined;
     let infoError: string | undefined;
     try {
@@ -357,22 +357,7 @@ export class Scheduler {
     } catch (err) {
       infoError = errorMessage(err);
     }
-    return {
-      descriptor,
-      info,
-      infoError,
-      state: e?.lifecycle.state ?? "unloaded",
-      loadedContextLength: e?.loaded?.contextLength,
-      options: e?.loaded?.options,
-      flashAttention: e?.loaded?.flashAttention,
-      speculative: e?.loaded?.speculative?.(),
-      memory: e?.memory,
-      running: e?.slots?.running ?? 0,
-      queued: e?.slots?.queued ?? 0,
-      lastUsed: e?.loaded ? e.lastUsed : undefined,
-      loadedAt: e?.loaded ? e.loadedAt : undefined,
-      ttlSeconds: e?.loaded ? e.ttlSeconds : undefined,
-    };
+    return statusOf(descriptor, this.entries.get(descriptor.id), info, infoError);
   }
 
   async get(id: string): Promise<ModelStatus> {
@@ -393,17 +378,7 @@ export class Scheduler {
   /** Every known model's engine and load, without reading any model file (cheap enough for each metrics scrape). */
   occupancy(): ModelOccupancy[] {
     this.catalog.refresh();
-    return this.catalog.list().map((d) => {
-      const e = this.entries.get(d.id);
-      return {
-        id: d.id,
-        engine: this.engines[d.format]?.name ?? d.format,
-        loaded: e?.loaded !== undefined,
-        memoryBytes: e?.loaded ? totalBytes(e.memory) : 0,
-        running: e?.slots?.running ?? 0,
-        queued: e?.slots?.queued ?? 0,
-      };
-    });
+    return this.catalog.list().map((d) => occupancyOf(d, this.entries.get(d.id), this.engines[d.format]?.name ?? d.format));
   }
 
   memoryInUse(): number {
