@@ -26,7 +26,7 @@ import { log } from "./log.ts";
 import { Metrics } from "./metrics/service.ts";
 import { ModelCatalog } from "./models/catalog.ts";
 import { LoadHistory } from "./models/history.ts";
-import { TrialLoadStore } from "./models/trial-records.ts";
+import { LoadRecordStore } from "./models/load-records.ts";
 import { ModelImporter } from "./models/importer.ts";
 import { ModelManager } from "./admin/model-manager.ts";
 import { ModelRegistry } from "./models/registry.ts";
@@ -145,7 +145,7 @@ export async function startServer(config: ServeConfig, home: string, configuredM
   const engine = new LlamaCppEngine(home, {
     unsupportedArchitecture: (id, architecture) => unsupportedArchitectureMessage(home, id, architecture),
     promptCacheBytes,
-    trialRecords: new TrialLoadStore(db),
+    records: new LoadRecordStore(db),
   });
   // MLX models run in a Python runtime LMX installs and supervises (src/runtimes/, docs/mlx.md).
   const mlxRuntime: MlxRuntime = new MlxRuntime(db, home, { python: config.python, autoInstall: config.autoInstallRuntimes, inUse: (): boolean => mlxEngine.inUse });

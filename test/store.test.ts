@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseTooNewError, migrate, openDb } from "../src/store/db.ts";
 import { migrations } from "../src/store/migrations.ts";
+import { LoadRecordStore } from "../src/models/load-records.ts";
 import { ModelRegistry } from "../src/models/registry.ts";
 
 const tempDb = () => join(mkdtempSync(join(tmpdir(), "lmx-db-")), "lmx.db");
@@ -51,5 +52,42 @@ describe("database", () => {
     expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(migrations.at(-1)!.version);
     expect(db.query("SELECT name FROM sqlite_master WHERE name = 't'").get()).toBeNull();
     db.close();
+  });
+});
+
+describe("the llama.cpp engine's load records", () => {
+  const file = { path: "/m/a.gguf", size: 100, mtimeMs: 1700000000123.5, inode: 42 };
+  const estimate = { modelBytes: 1, contextBytes: 2, gpuBytes: 0 };
+
+  test("hold for one version of the file and one engine version", () => {
+    const records = new LoadRecordStore(openDb(tempDb()));
+    expect(records.trialPassed(file, "e1")).toBe(false);
+    records.rememberTrial(file, "e1");
+    records.rememberEstimate(file, "e1", "[256,4]", estimate);
+    expect(records.trialPassed(file, "e1")).toBe(true);
+    expect(records.estimate(file, "e1", "[256,4]")).toEqual(estimate);
+    expect(records.estimate(file, "e1", "[512,4]")).toBeUndefined();
+    expect(records.trialPassed(file, "e2")).toBe(false);
+    expect(records.estimate(file, "e2", "[256,4]")).toBeUndefined();
+    for (const other of [{ ...file, size: 101 }, { ...file, mtimeMs: file.mtimeMs + 1 }, { ...file, inode: 43 }]) {
+      expect(records.trialPassed(other, "e1")).toBe(false);
+      expect(records.estimate(other, "e1", "[256,4]")).toBeUndefined();
+    }
+    // A new version of the file replaces the old one's record.
+    records.rememberTrial({ ...file, size: 101 }, "e1");
+    expect(records.trialPassed(file, "e1")).toBe(false);
+  });
+
+  test("keep at most 1000 rows each, dropping the oldest", () => {
+    const db = openDb(tempDb());
+    const records = new LoadRecordStore(db);
+    for (let i = 0; i < 1005; i++) {
+      records.rememberTrial({ ...file, path: `/m/${i}.gguf` }, "e1");
+      records.rememberEstimate({ ...file, path: `/m/${i}.gguf` }, "e1", "s", estimate);
+    }
+    const count = (table: string) => (db.$client.query(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+    expect(count("trial_loads")).toBe(1000);
+    expect(count("memory_estimates")).toBe(1000);
+    expect(records.trialPassed({ ...file, path: "/m/1004.gguf" }, "e1")).toBe(true);
   });
 });

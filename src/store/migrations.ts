@@ -169,7 +169,7 @@ export const migrations: Migration[] = [
   },
   {
     version: 9,
-    description: "model files that passed a trial load, per engine version",
+    description: "what the llama.cpp engine learned about model files: trial loads passed, memory estimates",
     sql: `
       CREATE TABLE trial_loads (
         path TEXT NOT NULL,
@@ -179,6 +179,19 @@ export const migrations: Migration[] = [
         inode INTEGER NOT NULL,
         tested_at INTEGER NOT NULL,
         PRIMARY KEY (path, engine_version)
+      );
+      CREATE TABLE memory_estimates (
+        path TEXT NOT NULL,
+        engine_version TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ms REAL NOT NULL,
+        inode INTEGER NOT NULL,
+        model_bytes INTEGER NOT NULL,
+        context_bytes INTEGER NOT NULL,
+        gpu_bytes INTEGER NOT NULL,
+        estimated_at INTEGER NOT NULL,
+        PRIMARY KEY (path, engine_version, settings)
       );
     `,
   },

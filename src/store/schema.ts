@@ -165,3 +165,17 @@ export const trialLoads = sqliteTable("trial_loads", {
   testedAt: integer("tested_at").notNull(),
 }, (t) => [primaryKey({ columns: [t.path, t.engineVersion] })]);
 
+/** What loading a model file takes in memory with given settings, as llama.cpp's simulated load said; valid as trial_loads rows are. */
+export const memoryEstimates = sqliteTable("memory_estimates", {
+  path: text("path").notNull(),
+  engineVersion: text("engine_version").notNull(),
+  /** The load settings the estimate depends on, as src/engines/llama/engine.ts writes them. */
+  settings: text("settings").notNull(),
+  size: integer("size").notNull(),
+  mtimeMs: real("mtime_ms").notNull(),
+  inode: integer("inode").notNull(),
+  modelBytes: integer("model_bytes").notNull(),
+  contextBytes: integer("context_bytes").notNull(),
+  gpuBytes: integer("gpu_bytes").notNull(),
+  estimatedAt: integer("estimated_at").notNull(),
+}, (t) => [primaryKey({ columns: [t.path, t.engineVersion, t.settings] })]);

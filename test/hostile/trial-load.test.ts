@@ -54,31 +54,34 @@ describe("the trial load in a child process", () => {
   }, 180_000);
 });
 
-describe("a passed trial load is kept across restarts", () => {
-  /** Starts `lmx serve` on `home`, loads the model, stops; says whether a trial child ran. */
-  async function loadOnce(home: string, model: string): Promise<boolean> {
-    const srv = await serveProcess(home, ["--model", `m=${model}`]);
+describe("what a load learned about a file is kept across restarts", () => {
+  /** Starts `lmx serve` on `home`, loads the model, stops; says whether a trial child ran and where the memory estimate came from. */
+  async function loadOnce(home: string, model: string, ctx = 256): Promise<{ trial: boolean; estimate: string[] }> {
+    const srv = await serveProcess(home, ["--model", `m=${model}`, "--log-level", "debug"]);
     try {
-      const res = await srv.request("/admin/v1/models/m/load", { method: "POST", json: {} });
+      const res = await srv.request("/admin/v1/models/m/load", { method: "POST", json: { context_length: ctx } });
       expect(res.status).toBe(200);
       expect(((await res.json()) as { state: string }).state).toBe("ready");
-      return srv.log().includes("trial load passed");
+      const estimate = [...srv.log().matchAll(/"msg":"memory estimate".*?"from":"([^"]+)"/g)].map((m) => m[1]!);
+      return { trial: srv.log().includes("trial load passed"), estimate };
     } finally {
       expect((await srv.signal("SIGTERM").exited).code).toBe(0);
     }
   }
 
-  test("a restarted server loads a proven file without a trial; a changed file gets one again", async () => {
+  test("a restarted server loads a proven file without a trial or a simulated load; a changed file or other settings get them again", async () => {
     const home = join(root, "restarts");
     const model = join(root, "restarts-stories260K.gguf");
     copyFileSync(fixtures.stories260K, model);
-    expect(await loadOnce(home, model)).toBe(true);
-    expect(await loadOnce(home, model)).toBe(false);
+    expect(await loadOnce(home, model)).toEqual({ trial: true, estimate: ["simulated load"] });
+    expect(await loadOnce(home, model)).toEqual({ trial: false, estimate: ["records"] });
+    // The estimate is per settings; the trial is per file.
+    expect(await loadOnce(home, model, 512)).toEqual({ trial: false, estimate: ["simulated load"] });
     // Another version of the file (here only its mtime moved) proves nothing about the new one.
     const later = new Date(Date.now() + 60_000);
     utimesSync(model, later, later);
-    expect(await loadOnce(home, model)).toBe(true);
-    expect(await loadOnce(home, model)).toBe(false);
+    expect(await loadOnce(home, model)).toEqual({ trial: true, estimate: ["simulated load"] });
+    expect(await loadOnce(home, model)).toEqual({ trial: false, estimate: ["records"] });
   }, 180_000);
 });
 

@@ -13,8 +13,9 @@ import { LlamaLoadedModel } from "./loaded-model.ts";
 import { MODEL_MEMORY } from "./model-memory.ts";
 import { removeSavedStateLeftovers, SavedStates } from "./saved-states.ts";
 import { loadDraft, Speculation } from "./speculative.ts";
-import { loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
-import { ensureTrialLoaded, type TrialRecords } from "./trial-load.ts";
+import { currentEngineVersion, loadNodeLlamaCpp, pendingEngineSwitch, requestEngineSwitch } from "./loader.ts";
+import { ensureTrialLoaded } from "./trial-load.ts";
+import { fileVersion, type LoadRecords } from "./load-records.ts";
 import { InvalidChatTemplateError, probeChatTemplate } from "./template-guard.ts";
 import { chatWrapperFor } from "./chat-wrapper-memo.ts";
 
@@ -36,8 +37,8 @@ export interface LlamaCppEngineOptions {
   unsupportedArchitecture?: (modelId: string, architecture: string) => Promise<string>;
   /** The bound on saved prompt states on disk, all models together (0: none). */
   promptCacheBytes?: number;
-  /** Passed trial loads kept across restarts (trial-load.ts). */
-  trialRecords?: TrialRecords;
+  /** Passed trial loads and memory estimates kept across restarts. */
+  records?: LoadRecords;
 }
 
 export class LlamaCppEngine implements Engine {
@@ -52,12 +53,12 @@ export class LlamaCppEngine implements Engine {
   private readonly savedStates: SavedStates | undefined;
 
   private readonly unsupportedArchitecture: (modelId: string, architecture: string) => Promise<string>;
-  private readonly trialRecords: TrialRecords | undefined;
+  private readonly records: LoadRecords | undefined;
 
   constructor(private readonly lmxHome: string, opts: LlamaCppEngineOptions = {}) {
     this.unsupportedArchitecture = opts.unsupportedArchitecture ??
       (async (modelId, architecture) => `cannot load ${modelId}: its architecture "${architecture}" is not supported by this llama.cpp engine`);
-    this.trialRecords = opts.trialRecords;
+    this.records = opts.records;
     const root = join(lmxHome, "prompt-cache");
     const promptCacheBytes = opts.promptCacheBytes ?? 0;
     if (promptCacheBytes > 0) this.savedStates = new SavedStates(root, promptCacheBytes);
@@ -144,7 +145,7 @@ export class LlamaCppEngine implements Engine {
       contextLength: options.contextLength,
       gpuLayers: options.gpuLayers,
       embedding: (await this.inspect(descriptor)).isEmbeddingModel,
-    }, { records: this.trialRecords });
+    }, { records: this.records });
   }
 
   async estimateMemory(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
@@ -162,7 +163,7 @@ export class LlamaCppEngine implements Engine {
   /**
    * The scheduler estimates before a load and the load estimates again; each estimate simulates the
    * model in llama.cpp (≈0.5 s for a 150k-token vocabulary), so the result is kept per file version
-   * (validateGgufModel's header object) and settings.
+   * (validateGgufModel's header object) and settings, and across restarts in the server's records.
    */
   private estimateOne(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {
     const file = validateGgufModel(descriptor.path);
@@ -173,11 +174,32 @@ export class LlamaCppEngine implements Engine {
     if (!hit) {
       // Settings come from API callers: a handful per file is all a cache needs to hold.
       if (perFile.size >= ESTIMATES_PER_FILE) perFile.delete(perFile.keys().next().value!);
-      hit = this.simulate(descriptor, options);
+      hit = this.recordedEstimate(descriptor, options, key);
       perFile.set(key, hit);
       hit.catch(() => perFile.delete(key));
     }
     return hit;
+  }
+
+  private async recordedEstimate(descriptor: ModelDescriptor, options: ResolvedLoadSettings, settings: string): Promise<MemoryEstimate> {
+    const records = this.records;
+    if (!records) return this.simulate(descriptor, options);
+    const file = fileVersion(descriptor.path);
+    const engine = currentEngineVersion(this.lmxHome);
+    const known = records.estimate(file, engine, settings);
+    if (known) {
+      log.debug("memory estimate", { model: descriptor.id, from: "records" });
+      return known;
+    }
+    const started = performance.now();
+    const estimate = await this.simulate(descriptor, options);
+    log.debug("memory estimate", { model: descriptor.id, from: "simulated load", ms: Math.round(performance.now() - started) });
+    try {
+      records.rememberEstimate(file, engine, settings, estimate);
+    } catch (err) {
+      log.warn("cannot record a memory estimate", { model: descriptor.id, error: errorMessage(err) });
+    }
+    return estimate;
   }
 
   private async simulate(descriptor: ModelDescriptor, options: ResolvedLoadSettings): Promise<MemoryEstimate> {

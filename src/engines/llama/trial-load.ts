@@ -4,7 +4,7 @@
 // that loads the model with the server's settings and evaluates one token: if that child dies,
 // only the request that asked for the model fails, and the server keeps serving. A file that
 // passed or crashed is remembered by its identity (path, size, mtime, inode) for the life of the
-// process; a pass is also kept across restarts, per engine version, by the server's TrialRecords.
+// process; a pass is also kept across restarts, per engine version (load-records.ts).
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { statSync } from "node:fs";
@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { errorMessage, InvalidModelFileError, ModelLoadError } from "../../errors.ts";
 import { log } from "../../log.ts";
 import type { LlamaOptions } from "node-llama-cpp";
+import { fileVersion, type LoadRecords } from "./load-records.ts";
 import { currentEngineVersion, loadNodeLlamaCpp, type NodeLlamaCpp } from "./loader.ts";
 
 /** The hidden argument that makes the executable run a trial load (see src/cli/main.ts). */
@@ -28,35 +29,13 @@ export interface TrialLoadRequest {
   embedding: boolean;
 }
 
-/** What identifies a version of a model file: the same path rewritten is another version. */
-export interface TrialFile {
-  path: string;
-  size: number;
-  mtimeMs: number;
-  inode: number;
-}
-
-/**
- * Passed trials kept across restarts (the server keeps them in its database). A crash is not
- * kept: after a restart a broken file costs one more trial, and a new engine may load it.
- */
-export interface TrialRecords {
-  passed(file: TrialFile, engineVersion: string): boolean;
-  remember(file: TrialFile, engineVersion: string): void;
-}
-
 export interface TrialLoadOptions {
   /** Defaults to a minute plus a second per 100 MB of model. */
   timeoutMs?: number;
-  records?: TrialRecords;
+  records?: Pick<LoadRecords, "trialPassed" | "rememberTrial">;
 }
 
 const results = new Map<string, Promise<void>>();
-
-function trialFile(path: string): TrialFile {
-  const st = statSync(path);
-  return { path, size: st.size, mtimeMs: st.mtimeMs, inode: st.ino };
-}
 
 // A server that exits (or is killed by a second signal) does not leave trial children behind.
 const running = new Set<ChildProcess>();
@@ -130,20 +109,20 @@ export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions =
  * changed file (another size, mtime or inode) or a retry after a timeout gets a new trial.
  */
 export function ensureTrialLoaded(req: TrialLoadRequest, opts: TrialLoadOptions = {}): Promise<void> {
-  const file = trialFile(req.path);
+  const file = fileVersion(req.path);
   const key = `${file.path}\0${file.size}\0${file.mtimeMs}\0${file.inode}`;
   let hit = results.get(key);
   if (!hit) {
     // The engine the trial child would load: a pass with another engine proves nothing.
     const engine = opts.records ? currentEngineVersion(req.lmxHome) : "";
     const { records } = opts;
-    if (records?.passed(file, engine)) {
+    if (records?.trialPassed(file, engine)) {
       hit = Promise.resolve();
     } else {
       const trial = trialLoadInChild(req, opts);
       trial.then((passed) => {
         try {
-          if (passed) records?.remember(file, engine);
+          if (passed) records?.rememberTrial(file, engine);
         } catch (err) {
           log.warn("cannot record a passed trial load", { path: req.path, error: errorMessage(err) });
         }
