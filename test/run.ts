@@ -105,7 +105,9 @@ if (passThrough.length > 0) {
     console.error(`building the trained models failed (exit ${trainCode}); the end of ${relative(REPO_ROOT, TRAIN_LOG)}:\n${log.slice(-60).join("\n")}`);
     process.exit(1);
   }
-  console.log(`${log.filter((l) => /^(copy|agent) model: |ready in /.test(l)).join("\n")}\n(trained models ready ${Math.round((performance.now() - started) / 1000)} s after the tests started)`);
+  // What was trained, how long it took and how closely llama.cpp reproduces the trainer.
+  const summary = log.filter((l) => /^(copy|agent) model: |ready in |^wrote |llama\.cpp vs the trainer/.test(l));
+  console.log(`${summary.join("\n")}\n(trained models ready ${Math.round((performance.now() - started) / 1000)} s after the tests started)`);
   console.log(`bun test: ${later.length} files that use a trained model`);
   const laterCode = await run([bun, ...BUN_TEST_ARGS, ...later.map((f) => `./${relative(REPO_ROOT, f)}`)]).done;
   exitCode = firstCode || laterCode;
