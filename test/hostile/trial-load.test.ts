@@ -41,6 +41,13 @@ describe("the trial load in a child process", () => {
     expect(performance.now() - started).toBeLessThan(100);
   }, 180_000);
 
+  test("records that cannot be read or written cost a trial, not the load", async () => {
+    const path = join(root, "broken-records-stories260K.gguf");
+    copyFileSync(fixtures.stories260K, path);
+    const broken = { trialPassed: (): boolean => { throw new Error("database is locked"); }, rememberTrial: (): void => { throw new Error("database is locked"); } };
+    await ensureTrialLoaded({ path, lmxHome: home, contextLength: 256, embedding: false }, { records: broken });
+  }, 180_000);
+
   test("a trial that takes too long is stopped with a clear error and not remembered", async () => {
     // A copy of its own: other test files in this process may have trial-loaded the shared one.
     const path = join(root, "slow-stories260K.gguf");

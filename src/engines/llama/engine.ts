@@ -186,7 +186,12 @@ export class LlamaCppEngine implements Engine {
     if (!records) return this.simulate(descriptor, options);
     const file = fileVersion(descriptor.path);
     const engine = currentEngineVersion(this.lmxHome);
-    const known = records.estimate(file, engine, settings);
+    let known: MemoryEstimate | undefined;
+    try {
+      known = records.estimate(file, engine, settings);
+    } catch (err) {
+      log.warn("cannot read the memory estimate records", { model: descriptor.id, error: errorMessage(err) });
+    }
     if (known) {
       log.debug("memory estimate", { model: descriptor.id, from: "records" });
       return known;

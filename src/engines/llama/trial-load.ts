@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { errorMessage, InvalidModelFileError, ModelLoadError } from "../../errors.ts";
 import { log } from "../../log.ts";
 import type { LlamaOptions } from "node-llama-cpp";
-import { fileVersion, type LoadRecords } from "./load-records.ts";
+import { type FileVersion, fileVersion, type LoadRecords } from "./load-records.ts";
 import { currentEngineVersion, loadNodeLlamaCpp, type NodeLlamaCpp } from "./loader.ts";
 
 /** The hidden argument that makes the executable run a trial load (see src/cli/main.ts). */
@@ -103,6 +103,16 @@ export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions =
   });
 }
 
+/** Whether the records say the file passed; records that cannot be read only cost a trial. */
+function recordedPass(records: TrialLoadOptions["records"], file: FileVersion, engine: string): boolean {
+  try {
+    return records?.trialPassed(file, engine) ?? false;
+  } catch (err) {
+    log.warn("cannot read the trial load records", { path: file.path, error: errorMessage(err) });
+    return false;
+  }
+}
+
 /**
  * Resolves once the file has passed a trial load in this process's lifetime (running one if not).
  * A crash is remembered too, so requests for a broken model do not each start a process; a
@@ -113,10 +123,10 @@ export function ensureTrialLoaded(req: TrialLoadRequest, opts: TrialLoadOptions 
   const key = `${file.path}\0${file.size}\0${file.mtimeMs}\0${file.inode}`;
   let hit = results.get(key);
   if (!hit) {
-    // The engine the trial child would load: a pass with another engine proves nothing.
-    const engine = opts.records ? currentEngineVersion(req.lmxHome) : "";
     const { records } = opts;
-    if (records?.trialPassed(file, engine)) {
+    // The engine the trial child would load: a pass with another engine proves nothing.
+    const engine = records ? currentEngineVersion(req.lmxHome) : "";
+    if (recordedPass(records, file, engine)) {
       hit = Promise.resolve();
     } else {
       const trial = trialLoadInChild(req, opts);
