@@ -36,6 +36,7 @@ import { adminRouteRoutes } from "./admin/routes.ts";
 import { adminSystemRoutes } from "./admin/system.ts";
 import { anthropicErrors, anthropicRoutes } from "./anthropic/plugin.ts";
 import { openaiRoutes } from "./openai/plugin.ts";
+import { onStreamEnd } from "./sse.ts";
 import { ollamaErrors } from "./ollama/errors.ts";
 import { OLLAMA_ADMIN_PATHS, ollamaRoutes } from "./ollama/plugin.ts";
 import { peerDispatch } from "./peers/dispatch.ts";
@@ -136,6 +137,7 @@ export function createApp(deps: AppDeps) {
       idle.release(request);
       return response;
     }
+    if (onStreamEnd(response, () => idle.release(request))) return response;
     const done = new TransformStream<Uint8Array, Uint8Array>({ flush: () => idle.release(request) });
     return new Response(response.body.pipeThrough(done), { status: response.status, statusText: response.statusText, headers: response.headers });
   };

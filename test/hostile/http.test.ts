@@ -316,6 +316,12 @@ describe("resource limits", () => {
       expect(statusOf(answer)).toBe(200);
       expect(answer).toContain("chat.completion");
       await Promise.all(busy);
+      // A finished stream gives its keep-alive connection back to the idle timeout: it is closed.
+      const streamed = JSON.stringify({ model: "qwen2-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 8, stream: true });
+      const t1 = performance.now();
+      const events = await raw(port, `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${streamed.length}\r\n\r\n${streamed}`);
+      expect(events).toContain("data: [DONE]");
+      expect(performance.now() - t1).toBeLessThan(15_000);
       // A quiet stream (the event feed pings every 15 s) outlives the idle timeout too.
       let feed = "";
       let closed = false;
