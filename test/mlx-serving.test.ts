@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { MlxLoadedModel } from "../src/engines/mlx/loaded-model.ts";
 import { mlxTestEnv, type MlxTestEnv } from "./helpers/mlx.ts";
 import { readSse, startTestServer, type TestServer } from "./helpers/server.ts";
+import { until } from "./helpers/until.ts";
 
 let env: MlxTestEnv;
 let s: TestServer;
@@ -234,8 +235,10 @@ describe("MLX model over the OpenAI API", () => {
     let pid: number;
     try {
       const model = lease.model as MlxLoadedModel;
-      // Kill it once the generation runs, not before the request reached it.
-      for (let i = 0; i < 100 && (await model.workerMemory()).running === 0; i++) await Bun.sleep(20);
+      // Kill it once the generation has written output, not before: a sequence that is running
+      // but has not produced text yet would be served again (on a loaded CI machine it was). The
+      // text comes before the memory reply on the worker's stdout, so LMX has seen it by then.
+      await until("16 generated tokens", async () => (await model.workerMemory()).generated >= 16, 60_000);
       pid = model.worker.pid!;
     } finally {
       lease.release();

@@ -114,7 +114,7 @@ def follow(worker):
                 protocol.flush()
                 os._exit(0)
             if payload["type"] == "memory":
-                send({"type": "memory", "id": payload["id"], "running": 0, **worker.memory_numbers()})
+                send({"type": "memory", "id": payload["id"], "running": 0, "generated": 0, **worker.memory_numbers()})
             elif payload.get("id") is not None:
                 send({"type": "error", "id": payload["id"], "code": "not_leader",
                       "message": f"this worker is rank {worker.group.rank} of a distributed model; rank 0 serves its requests"})

@@ -406,7 +406,8 @@ class Worker(ModelOperations, Prompts):
                     return
                 send({"type": "tokens", "id": msg["id"], "tokens": tokens})
         elif kind == "memory":
-            send({"type": "memory", "id": msg["id"], "running": len(self.active), **self.memory_numbers()})
+            send({"type": "memory", "id": msg["id"], "running": len(self.active),
+                  "generated": sum(r.completion_tokens for r in self.active.values()), **self.memory_numbers()})
         elif kind == "score":
             if self.require_model(msg["id"]):
                 self.score(msg)

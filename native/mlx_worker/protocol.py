@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 HEARTBEAT_SECONDS = 1.0
 
 # ---------------------------------------------------------------------------------------------

@@ -109,7 +109,7 @@ function handle(msg: ToWorker): void {
     case "tokenize": void send({ type: "tokens", id: msg.id, tokens: [...Buffer.from(msg.text)] }); return;
     case "detokenize": void send({ type: "text_of", id: msg.id, text: Buffer.from(msg.tokens).toString() }); return;
     case "chat_tokens": void send({ type: "tokens", id: msg.id, tokens: msg.messages.flatMap((m) => [...Buffer.from(m.content)]) }); return;
-    case "memory": void send({ type: "memory", id: msg.id, running: 0, ...memory }); return;
+    case "memory": void send({ type: "memory", id: msg.id, running: 0, generated: 0, ...memory }); return;
     case "score": void send({ type: "scores", id: msg.id, logprobs: msg.tokens.slice(msg.first_scored).map(() => -1) }); return;
     case "shutdown": void die("exit", 0); return;
   }

@@ -12,7 +12,7 @@
 
 import * as v from "valibot";
 
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 const id = v.pipe(v.string(), v.minLength(1), v.maxLength(200));
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -200,8 +200,8 @@ export const FromWorker = v.variant("type", [
   }),
   v.object({ type: v.literal("tokens"), id, tokens: v.array(count) }),
   v.object({ type: v.literal("text_of"), id, text: v.string() }),
-  /** `running`: sequences the worker is generating right now. */
-  v.object({ type: v.literal("memory"), id, running: count, ...Memory }),
+  /** `running`: sequences the worker is generating right now; `generated`: the tokens they have generated so far. */
+  v.object({ type: v.literal("memory"), id, running: count, generated: count, ...Memory }),
   v.object({ type: v.literal("scores"), id, logprobs: v.array(v.number()), tokens: v.optional(v.array(WorkerTokenLogprob)) }),
   v.object({ type: v.literal("fatal"), message: v.string() }),
   /** A rank other than 0 of a distributed model: rank 0 ended the group (its model was unloaded). The worker exits next. */
