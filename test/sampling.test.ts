@@ -163,12 +163,20 @@ describe("logprobs", () => {
 });
 
 describe("n", () => {
-  test("chat: n choices, indexed; a seed makes them reproducible", async () => {
+  test("chat: n choices, indexed; a seed makes them reproducible from the same cache state", async () => {
     const body = { model, messages: [{ role: "user" as const, content: "Once upon a time" }], max_tokens: 16, temperature: 1, n: 3, seed: 7 };
-    const a = await client.chat.completions.create(body);
+    // llama.cpp's arithmetic differs in the last bits with the batch a token is evaluated in, so
+    // what the sequences hold (a prompt partly cached by an earlier test or not) can flip a
+    // sampled token: on this server's state it did, in about one run in three. The promise is the
+    // same answer from the same state, here two fresh servers.
+    const fresh = async () => {
+      await using other = await startTestServer(["--model", fx.stories260K, "--ctx", "512", "--parallel", "4"]);
+      return await new OpenAI({ baseURL: other.url + "/v1", apiKey: "none", maxRetries: 0 }).chat.completions.create(body);
+    };
+    const a = await fresh();
     expect(a.choices.map((c) => c.index)).toEqual([0, 1, 2]);
     expect(new Set(a.choices.map((c) => c.message.content)).size).toBeGreaterThan(1);
-    const b = await client.chat.completions.create(body);
+    const b = await fresh();
     expect(b.choices.map((c) => c.message.content)).toEqual(a.choices.map((c) => c.message.content));
     // As in OpenAI's API the prompt counts once, the completions of every choice add up.
     const one = await client.chat.completions.create({ ...body, n: 1 });
