@@ -2,7 +2,7 @@
 // Qwen2-0.5B's shape (random weights, real tokenizer, q8_0) made once with ../shared/tools/synth_gguf.py
 // in a venv under .cache/bench (numpy and gguf from PyPI). Speed does not depend on what weights learned.
 
-import { existsSync, renameSync, statSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { CACHE_DIR, REPO_ROOT } from "./llama-build.ts";
 
@@ -60,6 +60,28 @@ function synthesize(model: BenchModel, minBytes: number, shape: string[], log: (
     "--arch", "qwen2", ...shape, "--ctx", "32768", "--type", "q8_0"], "synth_gguf.py");
   renameSync(tmp, out);
   return model;
+}
+
+/**
+ * The MLX test fixture (`test/fixtures/mlx-model.ts`) copied once into .cache/bench with its config
+ * and tokenizer declaring 32768 tokens instead of 4096, so a 16k-token prefix fits, as in
+ * qwen2-tiny-32k. Its weights are the fixture's; RoPE has no trained length to exceed.
+ */
+export function mlxTinyLongModel(fixtureDir: string): string {
+  const out = join(CACHE_DIR, "mlx-qwen2-tiny-32k");
+  const source = readFileSync(join(fixtureDir, ".stamp"), "utf8");
+  if (existsSync(join(out, ".stamp")) && readFileSync(join(out, ".stamp"), "utf8") === source) return out;
+  const tmp = `${out}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  cpSync(fixtureDir, tmp, { recursive: true });
+  for (const [file, key] of [["config.json", "max_position_embeddings"], ["tokenizer_config.json", "model_max_length"]] as const) {
+    const json = JSON.parse(readFileSync(join(tmp, file), "utf8")) as Record<string, unknown>;
+    json[key] = 32768;
+    writeFileSync(join(tmp, file), JSON.stringify(json, null, 2));
+  }
+  rmSync(out, { recursive: true, force: true });
+  renameSync(tmp, out);
+  return out;
 }
 
 if (import.meta.main) {

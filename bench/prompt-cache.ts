@@ -5,7 +5,7 @@
 //
 //   bun bench/prompt-cache.ts [--engines gguf,mlx] [--gguf-models qwen2-tiny-32k,qwen2-0.5b-q8]
 //                             [--prefix 16384] [--rr-prefix 4096] [--reps 2] [--threads 2]
-//                             [--mlx-prefix 3500] [--python PATH] [--mlx-model DIR]
+//                             [--mlx-prefix 16384] [--python PATH] [--mlx-model DIR]
 //
 // Rows:
 // - two turns: turn 1 = system prompt of --prefix tokens (seeded random common words, a new seed
@@ -24,7 +24,8 @@
 // fixture's tiny shape, whose 16k prompt evaluates in seconds, so turn 2's time is what LMX itself
 // costs per request (the ratio's floor for any model); and the synthetic Qwen2-0.5B-shape q8_0
 // model, a real model's cost (slow on a shared CPU: a 16k prompt takes minutes). MLX: the test
-// fixture (qwen2, 2 layers, 64 wide), which declares 4096 tokens, so its prefix is --mlx-prefix.
+// fixture (qwen2, 2 layers, 64 wide) copied to declare 32768 tokens (bench/models.ts), or
+// --mlx-model; its prefix is --mlx-prefix.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,7 +36,7 @@ import { serveSettings } from "../src/config/settings.ts";
 import { configureLog } from "../src/log.ts";
 import { startServer, type RunningServer } from "../src/server.ts";
 import { mlxTestEnv } from "../test/helpers/mlx.ts";
-import { type BenchModel, synthQwen05Model, synthQwenTinyLongModel } from "./models.ts";
+import { type BenchModel, mlxTinyLongModel, synthQwen05Model, synthQwenTinyLongModel } from "./models.ts";
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),
@@ -44,7 +45,7 @@ const { values } = parseArgs({
     "gguf-models": { type: "string", default: "qwen2-tiny-32k,qwen2-0.5b-q8" },
     prefix: { type: "string", default: "16384" },
     "rr-prefix": { type: "string", default: "4096" },
-    "mlx-prefix": { type: "string", default: "3500" },
+    "mlx-prefix": { type: "string", default: "16384" },
     reps: { type: "string", default: "2" },
     threads: { type: "string", default: "2" },
     python: { type: "string" },
@@ -173,9 +174,9 @@ try {
   if (engines.includes("mlx")) {
     const env = values.python && values["mlx-model"] ? undefined : await mlxTestEnv();
     const python = values.python ?? env!.python;
-    const dir = values["mlx-model"] ?? env!.model;
+    const dir = values["mlx-model"] ?? mlxTinyLongModel(env!.model);
     const prefix = Number(values["mlx-prefix"]);
-    const { server, home } = await serve(["--python", python, "--parallel", "2", "--ctx", String(Math.min(prefix + 512, 4096))]);
+    const { server, home } = await serve(["--python", python, "--parallel", "2", "--ctx", String(prefix + 512)]);
     homes.push(home);
     try {
       const imported = (await (await fetch(`${server.url}/admin/v1/import`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ paths: [dir] }) })).json()) as { imported: { id: string }[] };
