@@ -72,9 +72,9 @@ export class EngineBuildJobs {
     return { ...entry.job };
   }
 
-  /** Newest first. */
+  /** Newest first: the map keeps creation order, which two jobs made in the same millisecond would tie on. */
   list(): EngineBuildJob[] {
-    return [...this.jobs.values()].map((e) => ({ ...e.job })).sort((a, b) => b.createdAt - a.createdAt);
+    return [...this.jobs.values()].map((e) => ({ ...e.job })).reverse();
   }
 
   cancel(id: string): EngineBuildJob {
@@ -96,7 +96,7 @@ export class EngineBuildJobs {
 
   private kick(): void {
     if (this.stopped || this.running !== undefined) return;
-    const next = [...this.jobs.values()].filter((e) => e.job.state === "queued").sort((a, b) => a.job.createdAt - b.job.createdAt)[0];
+    const next = [...this.jobs.values()].find((e) => e.job.state === "queued");
     if (next !== undefined) void this.start(next);
   }
 
