@@ -1,4 +1,4 @@
-import { desc, eq } from "drizzle-orm";
+import { desc, eq, sql } from "drizzle-orm";
 import { randomBytes } from "node:crypto";
 import { errorMessage, InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { EventBus } from "../events/bus.ts";
@@ -79,7 +79,7 @@ export class DownloadJobs {
   }
 
   list(limit = 100): DownloadJob[] {
-    return this.db.select().from(downloads).orderBy(desc(downloads.createdAt)).limit(limit).all();
+    return this.db.select().from(downloads).orderBy(desc(downloads.createdAt), desc(sql`rowid`)).limit(limit).all();
   }
 
   cancel(id: string): DownloadJob {
@@ -107,7 +107,7 @@ export class DownloadJobs {
     if (this.stopped) return;
     while (this.running.size < this.concurrency) {
       const busy = [...this.running.keys()];
-      const next = this.db.select().from(downloads).where(eq(downloads.state, "queued")).orderBy(downloads.createdAt).all()
+      const next = this.db.select().from(downloads).where(eq(downloads.state, "queued")).orderBy(downloads.createdAt, sql`rowid`).all()
         .find((j) => !busy.includes(j.id));
       if (!next) return;
       void this.start(next);
