@@ -85,6 +85,23 @@ row(`decodeBatch + sampleToken (1 token, ≤ ${tokens} cached)`, await perCall(t
   await native.sampleToken(logitIndex!, sampler._sampler);
 }));
 row("sampleToken alone (one more round trip)", await perCall(5_000, () => native.sampleToken(0, sampler._sampler)));
+// Wall time the JavaScript thread spends inside the decodeBatch call itself, handing the work to
+// the runtime's thread pool, before it can do anything else.
+const handOff: number[] = [];
+for (let r = 0; r < reps; r++) {
+  native.disposeSequence(0);
+  let inCall = 0;
+  for (let i = 0; i < tokens; i++) {
+    native.initBatch(1);
+    native.addToBatch(0, i, Uint32Array.from([model.tokens.bos ?? 1]), Uint32Array.from([0]));
+    const start = performance.now();
+    const decoded = native.decodeBatch();
+    inCall += performance.now() - start;
+    await decoded;
+  }
+  handOff.push((inCall / tokens) * 1000);
+}
+console.log(`${"decodeBatch, inside the call (wall)".padEnd(52)} ${spread(handOff, 2)} µs`);
 
 // The same tokens through node-llama-cpp's own loop (what LMX's raw completions drive): the
 // difference to the native calls above is its JavaScript per token.
