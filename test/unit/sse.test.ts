@@ -1,7 +1,7 @@
 // src/api/sse.ts: frames that gather while the reader is behind leave in one write, and each is
 // still its own event, in order, followed by the stream's end.
 import { describe, expect, test } from "bun:test";
-import { sseResponse } from "../../src/api/sse.ts";
+import { onStreamEnd, sseResponse } from "../../src/api/sse.ts";
 
 /** Data lines of every event in `text`. */
 const events = (text: string) => text.split("\n\n").filter((block) => block !== "").map((block) => block.replace(/^data: /, ""));
@@ -48,5 +48,17 @@ describe("streamResponse", () => {
     const pending = reader.read();
     release();
     expect(decoder.decode((await pending).value)).toBe('data: {"n":1}\n\n');
+  });
+
+  test("the end is told to whoever asks, even when the generation finished before they asked", async () => {
+    // One event and done: the generation ends while the response is still on its way to the app.
+    const res = await sseResponse(new AbortController().signal, async (send) => send({ n: 0 }));
+    await Bun.sleep(0);
+    let ended = 0;
+    expect(onStreamEnd(res, () => ended++)).toBe(true);
+    expect(await res.text()).toBe('data: {"n":0}\n\ndata: [DONE]\n\n');
+    expect(ended).toBe(1);
+    // Not a streamed answer of ours: nothing to tell.
+    expect(onStreamEnd(new Response("x"), () => ended++)).toBe(false);
   });
 });
