@@ -1,0 +1,163 @@
+// patches/node-llama-cpp+3.21.1.patch, the single-stream path: a sequence that generates alone on
+// its context decodes each token straight through the addon instead of node-llama-cpp's batch
+// dispatcher, and a generation in progress keeps its thread reservation instead of setting and
+// clearing a 0 ms timer for every token (docs/performance.md, "Decoding a lone stream"). Real
+// engine, stories260K, one thread.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
+import { ensureFixtures } from "./fixtures/models.ts";
+
+const fx = ensureFixtures();
+
+/** The members of node-llama-cpp's (patched) context this test watches; internal to it. */
+interface ContextInternals {
+  _decodeOneToken(...args: unknown[]): Promise<number>;
+  _canDecodeDirectly(): boolean;
+  _decodeTokens(...args: unknown[]): Promise<unknown>;
+  _activeEvaluations: number;
+  _threadSplitterConsumer: unknown;
+}
+
+let llama: Llama;
+let model: LlamaModel;
+beforeAll(async () => {
+  llama = await getLlama({ gpu: false, build: "never", logLevel: "error" as never });
+  model = await llama.loadModel({ modelPath: fx.stories260K, gpuLayers: 0 });
+});
+afterAll(async () => {
+  await model?.dispose();
+  await llama?.dispose();
+});
+
+/** Counts the decodes that went straight through the addon and those queued for the dispatcher. */
+function watch(context: LlamaContext) {
+  const ctx = context as unknown as ContextInternals;
+  const counts = { direct: 0, queued: 0 };
+  const direct = ctx._decodeOneToken;
+  const queued = ctx._decodeTokens;
+  ctx._decodeOneToken = function (this: unknown, ...args) {
+    counts.direct++;
+    return direct.apply(this, args);
+  };
+  ctx._decodeTokens = function (this: unknown, ...args) {
+    counts.queued++;
+    return queued.apply(this, args);
+  };
+  return { ctx, counts };
+}
+
+async function generate(seq: LlamaContextSequence, prompt: Token[], n: number, between?: () => Promise<void>): Promise<Token[]> {
+  const out: Token[] = [];
+  for await (const token of seq.evaluate(prompt, { temperature: 0, yieldEogToken: true })) {
+    out.push(token);
+    if (out.length >= n) break;
+    await between?.();
+  }
+  return out;
+}
+
+describe("a lone generation decodes without the batch dispatcher", () => {
+  test("same tokens and the same sequence state as through the dispatcher", async () => {
+    const context = await model.createContext({ contextSize: 512, sequences: 2, threads: 1, flashAttention: false });
+    try {
+      const { ctx, counts } = watch(context);
+      const seq = context.getSequence();
+      const prompt = model.tokenize("Once upon a time");
+      const direct = await generate(seq, prompt, 64);
+      // The prompt goes through the dispatcher; every generated token after the first is direct.
+      expect(counts.direct).toBe(63);
+      expect(counts.queued).toBe(1);
+      // The last token was sampled but never evaluated, as before.
+      const state = seq.contextTokens;
+      expect(state).toEqual([...prompt, ...direct.slice(0, -1)]);
+      expect(seq.nextTokenIndex).toBe(state.length);
+
+      // The dispatcher's own path, by refusing the direct one, gives the same tokens.
+      const canDecodeDirectly = ctx._canDecodeDirectly;
+      ctx._canDecodeDirectly = () => false;
+      await seq.clearHistory();
+      counts.direct = 0;
+      const dispatched = await generate(seq, prompt, 64);
+      expect(counts.direct).toBe(0);
+      expect(dispatched).toEqual(direct);
+      expect(seq.contextTokens).toEqual(state);
+      ctx._canDecodeDirectly = canDecodeDirectly;
+
+      // The next turn keeps the shared prefix the direct decodes left in the cache.
+      const next = [...state, direct.at(-1)!];
+      await seq.adaptStateToTokens(next.slice(0, -1), false);
+      expect(seq.nextTokenIndex).toBe(state.length);
+      expect(ctx._activeEvaluations).toBe(0);
+    } finally {
+      await context.dispose();
+    }
+  });
+
+  test("two generations on one context still go through the dispatcher, together", async () => {
+    const context = await model.createContext({ contextSize: 1024, sequences: 2, threads: 1, flashAttention: false });
+    try {
+      const { counts } = watch(context);
+      const [a, b] = [context.getSequence(), context.getSequence()];
+      const solo = await generate(b, model.tokenize("Sue saw a cat"), 48);
+      await b.clearHistory();
+      // One stream is slow to come back for its next token (a client reading slowly): the other
+      // must not take the context for itself meanwhile, or the two never share a batch again.
+      let both = true;
+      let directWhileBoth = 0;
+      const direct = counts.direct;
+      const slow = generate(a, model.tokenize("Tom had a dog"), 48, () => new Promise((resolve) => setImmediate(resolve)));
+      const fast = generate(b, model.tokenize("Sue saw a cat"), 48, async () => {
+        if (both) directWhileBoth = counts.direct - direct;
+      });
+      const [first, second] = await Promise.all([slow.finally(() => (both = false)), fast.finally(() => (both = false))]);
+      expect(first).toHaveLength(48);
+      expect(second).toHaveLength(48);
+      expect(directWhileBoth).toBe(0);
+      // Greedy decoding of a lone stream is what it was (llama.cpp may differ across batch shapes,
+      // so only a solo run is compared exactly).
+      await b.clearHistory();
+      expect(await generate(b, model.tokenize("Sue saw a cat"), 48)).toEqual(solo);
+    } finally {
+      await context.dispose();
+    }
+  });
+
+  test("a generation in progress sets no timer per token, and frees its threads when it ends", async () => {
+    const context = await model.createContext({ contextSize: 512, sequences: 1, threads: 1, flashAttention: false });
+    const { ctx } = watch(context);
+    const seq = context.getSequence();
+    const realSetTimeout = globalThis.setTimeout;
+    let timers = 0;
+    globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+      timers++;
+      return realSetTimeout(...args);
+    }) as typeof setTimeout;
+    try {
+      const tokens = await generate(seq, model.tokenize("Once upon a time"), 100);
+      expect(tokens).toHaveLength(100);
+      // Before the patch, one per token (the dispatcher's and the direct path's alike).
+      expect(timers).toBeLessThan(10);
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    // Once no generation is left, the reservation is let go on the next turn of the event loop.
+    await Bun.sleep(20);
+    expect(ctx._threadSplitterConsumer).toBeUndefined();
+    await context.dispose();
+  });
+
+  test("a context disposed during a lone generation ends it with an error, not a hang", async () => {
+    const context = await model.createContext({ contextSize: 512, sequences: 1, threads: 1, flashAttention: false });
+    const seq = context.getSequence();
+    let n = 0;
+    const run = (async () => {
+      for await (const _ of seq.evaluate(model.tokenize("Once upon a time"), { temperature: 0, yieldEogToken: true })) {
+        if (++n === 10) void context.dispose();
+        if (n > 400) break;
+      }
+    })();
+    await expect(run).rejects.toThrow();
+    expect(n).toBeLessThan(400);
+    expect(context.disposed).toBe(true);
+  });
+});
