@@ -2,12 +2,15 @@
 // shared cores; one thread makes CPU time the work itself): node-llama-cpp's bare evaluation loop
 // (`sequence.evaluate`), its LlamaCompletion with an onToken callback (what LMX drives), LMX's
 // server streaming /v1/completions, and the same-kernel llama-server. Each server's CPU time is read
-// from /proc/PID/stat around one streamed request, so the client's own work is not in it.
+// from /proc/PID/stat around one streamed request, so the client's own work is not in it; the
+// JavaScript thread's share (the process's main thread) is shown apart, as it is the part that
+// runs between two decodes on the thread pool and so adds to the wall time of every token.
 //
-//   bun bench/experiments/token-path.ts MODEL.gguf [--tokens N] [--reps R] [--lmx DIR ...]
+//   bun bench/experiments/token-path.ts MODEL.gguf [--tokens N] [--reps R] [--lmx DIR ...] [--lmx-bin FILE ...]
 //
-// Every `--lmx DIR` is a checkout whose `src/cli/main.ts` is started (default: this one); runs
-// alternate in ABBA order across the servers and the bare loops.
+// Every `--lmx DIR` is a checkout whose `src/cli/main.ts` is started, every `--lmx-bin FILE` a
+// compiled `lmx` (or a main.ts); with neither, this checkout. Runs alternate in ABBA order across
+// the servers and the bare loops.
 
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -27,24 +30,28 @@ const tokens = Number(opt("--tokens", "512"));
 const reps = Number(opt("--reps", "4"));
 const fa = opt("--fa", "off") as "on" | "off";
 const checkouts = args.flatMap((a, i) => (a === "--lmx" ? [resolve(args[i + 1]!)] : []));
-if (checkouts.length === 0) checkouts.push(REPO_ROOT);
+const binaries = args.flatMap((a, i) => (a === "--lmx-bin" ? [resolve(args[i + 1]!)] : []));
+if (checkouts.length === 0 && binaries.length === 0) checkouts.push(REPO_ROOT);
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+/** CPU ms of a process, or of one of its threads (`/proc/PID/task/TID/stat`). */
+function cpuMs(pid: number, tid?: number): number {
+  const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
 }
 
 const cfg: ServerConfig = { modelId: "m", modelPath, threads: 1, parallel: 8, ctx: 4096, flashAttention: fa };
 
-interface Sample { cpuPerToken: number; wallPerToken: number; ttft?: number }
+interface Sample { cpuPerToken: number; jsPerToken: number; wallPerToken: number; ttft?: number }
 
 async function serverRun(server: RunningServer, nonce: number): Promise<Sample> {
   const before = cpuMs(server.pid);
+  const jsBefore = cpuMs(server.pid, server.pid);
   const t = await streamCompletion(server.endpoint, prompt(nonce, 8), tokens);
   const cpu = cpuMs(server.pid) - before;
-  return { cpuPerToken: cpu / t.completionTokens, wallPerToken: (t.endAt - t.firstAt) / (t.completionTokens - 1), ttft: t.ttftMs };
+  const js = cpuMs(server.pid, server.pid) - jsBefore;
+  return { cpuPerToken: cpu / t.completionTokens, jsPerToken: js / t.completionTokens, wallPerToken: (t.endAt - t.firstAt) / (t.completionTokens - 1), ttft: t.ttftMs };
 }
 
 const llama = await getLlama({ gpu: false, build: "never", maxThreads: 0, logLevel: LlamaLogLevel.error });
@@ -62,6 +69,7 @@ async function bareLoop(nonce: number): Promise<Sample> {
   // The servers' prompt for this repetition, so prefill (inside the CPU time) is the same work.
   const promptTokens = model.tokenize(prompt(nonce, 8));
   const c0 = process.cpuUsage();
+  const js0 = cpuMs(process.pid, process.pid);
   let n = 0;
   let first = 0;
   const t0 = performance.now();
@@ -72,7 +80,7 @@ async function bareLoop(nonce: number): Promise<Sample> {
   }
   const wall = performance.now() - first;
   const c = process.cpuUsage(c0);
-  return { cpuPerToken: (c.user + c.system) / 1000 / n, wallPerToken: wall / (n - 1), ttft };
+  return { cpuPerToken: (c.user + c.system) / 1000 / n, jsPerToken: (cpuMs(process.pid, process.pid) - js0) / n, wallPerToken: wall / (n - 1), ttft };
 }
 
 /** LlamaCompletion with onToken, as LMX's completion path calls it. */
@@ -81,6 +89,7 @@ async function completionLoop(nonce: number): Promise<Sample> {
   const promptTokens = model.tokenize(prompt(nonce, 8));
   const completion = new LlamaCompletion({ contextSequence: seq, autoDisposeSequence: false });
   const c0 = process.cpuUsage();
+  const js0 = cpuMs(process.pid, process.pid);
   let first = 0;
   let n = 0;
   const t0 = performance.now();
@@ -92,12 +101,13 @@ async function completionLoop(nonce: number): Promise<Sample> {
   const wall = performance.now() - first;
   const c = process.cpuUsage(c0);
   completion.dispose({ disposeSequence: false });
-  return { cpuPerToken: (c.user + c.system) / 1000 / n, wallPerToken: wall / (n - 1), ttft };
+  return { cpuPerToken: (c.user + c.system) / 1000 / n, jsPerToken: (cpuMs(process.pid, process.pid) - js0) / n, wallPerToken: wall / (n - 1), ttft };
 }
 
 const ref = await ensureReferenceServer();
 const servers: { label: string; server: RunningServer }[] = [];
 for (const dir of checkouts) servers.push({ label: `lmx ${dir === REPO_ROOT ? "(this checkout)" : dir}`, server: await startLmx(cfg, { argv: ["bun", join(dir, "src/cli/main.ts")] }) });
+for (const bin of binaries) servers.push({ label: `lmx ${bin}`, server: await startLmx(cfg, { argv: bin.endsWith(".ts") ? ["bun", bin] : [bin] }) });
 servers.push({ label: "llama-server", server: await startLlamaServer(cfg, ref) });
 type Runner = { label: string; run: (nonce: number) => Promise<Sample> };
 const runners: Runner[] = [
@@ -121,12 +131,12 @@ try {
 }
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 console.log(`${modelPath}: ${tokens} tokens, ${reps} reps, 1 thread, fa ${fa}; load average ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`);
-console.log("path".padEnd(44) + "CPU ms/token (min–max)      − bare, same rep   wall ms/token   TTFT ms (medians)");
+console.log("path".padEnd(44) + "CPU ms/token (min–max)      − bare, same rep   JS thread ms/token   wall ms/token   TTFT ms (medians)");
 const bare = samples.get("bare evaluate")!;
 for (const [label, xs] of samples) {
   const cpu = xs.map((x) => x.cpuPerToken);
   const overBare = median(xs.map((x, i) => x.cpuPerToken - bare[i]!.cpuPerToken));
-  console.log(`${label.padEnd(44)}${median(cpu).toFixed(3).padStart(8)} (${Math.min(...cpu).toFixed(3)}–${Math.max(...cpu).toFixed(3)})  ${overBare.toFixed(3).padStart(10)}   ${median(xs.map((x) => x.wallPerToken)).toFixed(3).padStart(12)}   ${median(xs.map((x) => x.ttft ?? NaN)).toFixed(2).padStart(8)}`);
+  console.log(`${label.padEnd(44)}${median(cpu).toFixed(3).padStart(8)} (${Math.min(...cpu).toFixed(3)}–${Math.max(...cpu).toFixed(3)})  ${overBare.toFixed(3).padStart(10)}   ${median(xs.map((x) => x.jsPerToken)).toFixed(3).padStart(18)}   ${median(xs.map((x) => x.wallPerToken)).toFixed(3).padStart(12)}   ${median(xs.map((x) => x.ttft ?? NaN)).toFixed(2).padStart(8)}`);
 }
 await context.dispose();
 await model.dispose();
