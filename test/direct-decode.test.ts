@@ -11,11 +11,19 @@ const fx = ensureFixtures();
 
 /** The members of node-llama-cpp's (patched) context this test watches; internal to it. */
 interface ContextInternals {
-  _decodeOneToken(...args: unknown[]): Promise<number>;
+  _decodeOneToken(...args: unknown[]): Promise<unknown>;
   _canDecodeDirectly(): boolean;
   _decodeTokens(...args: unknown[]): Promise<unknown>;
   _activeEvaluations: number;
   _threadSplitterConsumer: unknown;
+  _ctx: AddonContextInternals;
+}
+
+/** The addon context's methods this test wraps, and the one an engine built from source adds. */
+interface AddonContextInternals {
+  decodeBatch(): Promise<void>;
+  sampleToken(...args: unknown[]): Promise<unknown>;
+  decodeBatchAndSampleToken?: (...args: unknown[]) => Promise<unknown>;
 }
 
 let llama: Llama;
@@ -155,4 +163,85 @@ describe("a lone generation decodes without the batch dispatcher", () => {
     expect(n).toBeLessThan(400);
     expect(context.disposed).toBe(true);
   });
+
+  /** The addon's methods are read-only properties of its prototype: an own property shadows them. */
+  function override<K extends keyof AddonContextInternals>(addon: AddonContextInternals, key: K, value: AddonContextInternals[K]): void {
+    Object.defineProperty(addon, key, { value, configurable: true, writable: true });
+  }
+
+  // Prebuilt binaries lack decodeBatchAndSampleToken (the patch's C++ half; engines built with
+  // `lmx engine build` have it), so here it is the two calls it replaces, to check the wiring.
+  function combine(addon: AddonContextInternals): { calls: number; decodes: number } {
+    const counts = { calls: 0, decodes: 0 };
+    const decodeBatch = addon.decodeBatch;
+    override(addon, "decodeBatch", function (this: AddonContextInternals) {
+      counts.decodes++;
+      return decodeBatch.call(this);
+    });
+    override(addon, "decodeBatchAndSampleToken", async function (this: AddonContextInternals, ...args: unknown[]) {
+      counts.calls++;
+      await decodeBatch.call(this);
+      return this.sampleToken(...args);
+    });
+    return counts;
+  }
+
+  test("an addon that decodes and samples in one call gets one call per token, and the same tokens", async () => {
+    const context = await model.createContext({ contextSize: 512, sequences: 1, threads: 1, flashAttention: false });
+    try {
+      const { ctx } = watch(context);
+      const seq = context.getSequence();
+      const prompt = model.tokenize("Once upon a time");
+      const plain = await generate(seq, prompt, 64);
+      const state = seq.contextTokens;
+      await seq.clearHistory();
+      const counts = combine(ctx._ctx);
+      expect(await generate(seq, prompt, 64)).toEqual(plain);
+      expect(counts.calls).toBe(63);
+      // Only the prompt's batch is decoded on its own.
+      expect(counts.decodes).toBe(1);
+      expect(seq.contextTokens).toEqual(state);
+    } finally {
+      await context.dispose();
+    }
+  });
+
+  for (const combined of [false, true]) {
+    test(`a direct decode that fails leaves the sequence as it was, and it can go on${combined ? " (one call)" : ""}`, async () => {
+      const context = await model.createContext({ contextSize: 512, sequences: 1, threads: 1, flashAttention: false });
+      try {
+        const { ctx } = watch(context);
+        const seq = context.getSequence();
+        const prompt = model.tokenize("Once upon a time");
+        const plain = await generate(seq, prompt, 20);
+        await seq.clearHistory();
+        const decodeBatch = ctx._ctx.decodeBatch;
+        let fail = false;
+        override(ctx._ctx, "decodeBatch", function (this: AddonContextInternals) {
+          if (!fail) return decodeBatch.call(this);
+          fail = false;
+          return Promise.reject(new Error("injected decode failure"));
+        });
+        // Installed after the failure, so that the one call decodes through it.
+        if (combined) combine(ctx._ctx);
+        const got: Token[] = [];
+        const run = (async () => {
+          for await (const token of seq.evaluate(prompt, { temperature: 0, yieldEogToken: true })) {
+            got.push(token);
+            if (got.length === 5) fail = true;
+          }
+        })();
+        await expect(run).rejects.toThrow("injected decode failure");
+        // The fifth token was sampled, and its decode failed: it is not part of the sequence.
+        expect(got).toEqual(plain.slice(0, 5));
+        expect(seq.contextTokens).toEqual([...prompt, ...plain.slice(0, 4)]);
+        expect(seq.nextTokenIndex).toBe(prompt.length + 4);
+        expect(ctx._activeEvaluations).toBe(0);
+        // Evaluating that token again continues the text as if nothing had happened.
+        expect(await generate(seq, [plain[4]!], 15)).toEqual(plain.slice(5, 20));
+      } finally {
+        await context.dispose();
+      }
+    });
+  }
 });
