@@ -186,15 +186,21 @@ describe("a lone generation decodes without the batch dispatcher", () => {
     return counts;
   }
 
-  test("an addon that decodes and samples in one call gets one call per token, and the same tokens", async () => {
+  /** A one-sequence context whose sequence generated n tokens the usual way and was cleared again. */
+  async function afterPlainRun(n: number) {
     const context = await model.createContext({ contextSize: 512, sequences: 1, threads: 1, flashAttention: false });
+    const { ctx } = watch(context);
+    const seq = context.getSequence();
+    const prompt = model.tokenize("Once upon a time");
+    const plain = await generate(seq, prompt, n);
+    const state = seq.contextTokens;
+    await seq.clearHistory();
+    return { context, ctx, seq, prompt, plain, state };
+  }
+
+  test("an addon that decodes and samples in one call gets one call per token, and the same tokens", async () => {
+    const { context, ctx, seq, prompt, plain, state } = await afterPlainRun(64);
     try {
-      const { ctx } = watch(context);
-      const seq = context.getSequence();
-      const prompt = model.tokenize("Once upon a time");
-      const plain = await generate(seq, prompt, 64);
-      const state = seq.contextTokens;
-      await seq.clearHistory();
       const counts = combine(ctx._ctx);
       expect(await generate(seq, prompt, 64)).toEqual(plain);
       expect(counts.calls).toBe(63);
@@ -208,13 +214,8 @@ describe("a lone generation decodes without the batch dispatcher", () => {
 
   for (const combined of [false, true]) {
     test(`a direct decode that fails leaves the sequence as it was, and it can go on${combined ? " (one call)" : ""}`, async () => {
-      const context = await model.createContext({ contextSize: 512, sequences: 1, threads: 1, flashAttention: false });
+      const { context, ctx, seq, prompt, plain } = await afterPlainRun(20);
       try {
-        const { ctx } = watch(context);
-        const seq = context.getSequence();
-        const prompt = model.tokenize("Once upon a time");
-        const plain = await generate(seq, prompt, 20);
-        await seq.clearHistory();
         const decodeBatch = ctx._ctx.decodeBatch;
         let fail = false;
         override(ctx._ctx, "decodeBatch", function (this: AddonContextInternals) {
