@@ -73,6 +73,55 @@ function run(cmd: string[], opts: { log?: string } = {}): { done: Promise<number
   return { done, kill: () => child.kill("SIGTERM"), pid: child.pid };
 }
 
+/**
+ * The failures `bun test` reported, each with the lines it printed for it (the error, the
+ * source excerpt, the stack), in the order they happened, across every pass of this run.
+ */
+const failures: string[] = [];
+const MAX_FAILURE_LINES = 80;
+
+/**
+ * `bun test ARGS…`, its output passed through as it comes and scanned for failures: a CI log
+ * is often read from its end, and with several passes a failure early in the first one would
+ * otherwise sit far above the last pass's all-green summary.
+ */
+function runTests(args: string[]): Promise<number> {
+  const child = spawn(bun, [...BUN_TEST_ARGS, ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const watch = (stream: NodeJS.ReadableStream, sink: NodeJS.WriteStream) => {
+    let partial = "";
+    let file = "";
+    let block: string[] = [];
+    stream.on("data", (chunk: Buffer) => {
+      sink.write(chunk);
+      const lines = (partial + chunk.toString("utf8")).split("\n");
+      partial = lines.pop()!;
+      for (const line of lines) {
+        if (/^\S.*\.test\.[cm]?[jt]sx?:$/.test(line)) {
+          file = line;
+          block = [];
+        } else if (/^\((pass|skip|todo)\) /.test(line)) {
+          block = [];
+        } else if (/^\(fail\) /.test(line)) {
+          const detail = block.length > MAX_FAILURE_LINES ? ["…", ...block.slice(-MAX_FAILURE_LINES)] : block;
+          failures.push([...(file ? [file] : []), ...detail, line].join("\n"));
+          block = [];
+        } else {
+          block.push(line);
+        }
+      }
+    });
+  };
+  watch(child.stdout!, process.stdout);
+  watch(child.stderr!, process.stderr);
+  return new Promise<number>((res) => {
+    child.on("error", (err) => {
+      console.error(err.message);
+      res(1);
+    });
+    child.on("close", (code, signal) => res(code ?? (signal ? 128 : 1)));
+  });
+}
+
 /** The command prefix that runs a process at the lowest CPU priority this system offers. */
 function idlePriority(): string[] {
   if (process.platform === "linux" && Bun.which("chrt")) return ["chrt", "--idle", "0"];
@@ -126,7 +175,7 @@ let exitCode = 0;
 
 if (passThrough.length > 0) {
   const trainCmd = [bun, "run", join(TEST_DIR, "fixtures", "trained-models.ts")];
-  exitCode = (await run(trainCmd).done) || (await run([bun, ...BUN_TEST_ARGS, ...passThrough]).done);
+  exitCode = (await run(trainCmd).done) || (await runTests(passThrough));
 } else {
   const files = testFiles(TEST_DIR).sort();
   const first = files.filter((f) => trainedReached(f).size === 0);
@@ -161,7 +210,7 @@ if (passThrough.length > 0) {
     process.exit(130);
   });
   console.log(`bun test: ${first.length} files that use no trained model`);
-  exitCode = await run([bun, ...BUN_TEST_ARGS, ...first.map((f) => `./${relative(REPO_ROOT, f)}`)]).done;
+  exitCode = await runTests(first.map((f) => `./${relative(REPO_ROOT, f)}`));
   for (const t of trainers.values()) normalPriority(t.pid);
   // Each group once the models it reaches are built, in the order they become ready.
   const pending = groups.filter((g) => g.files.length > 0).map((g) => {
@@ -178,8 +227,14 @@ if (passThrough.length > 0) {
       continue;
     }
     console.log(`bun test: ${group.files.length} files that use the ${group.name} model`);
-    exitCode = (await run([bun, ...BUN_TEST_ARGS, ...group.files.map((f) => `./${relative(REPO_ROOT, f)}`)]).done) || exitCode;
+    exitCode = (await runTests(group.files.map((f) => `./${relative(REPO_ROOT, f)}`))) || exitCode;
   }
   if (!(await Promise.all([...trainers.values()].map((t) => t.ready))).every(Boolean)) exitCode = 1;
+}
+if (failures.length > 0) {
+  console.error(`\n== ${failures.length} failed test${failures.length === 1 ? "" : "s"} in this run, again here so the end of the log shows them:\n`);
+  console.error(failures.join("\n\n"));
+} else if (exitCode !== 0) {
+  console.error(`\n== exit ${exitCode} with no failed test reported: see above for a file that did not load, a trainer's log or a crash`);
 }
 process.exit(exitCode);
