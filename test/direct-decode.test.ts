@@ -4,27 +4,12 @@
 // clearing a 0 ms timer for every token (docs/performance.md, "Decoding a lone stream"). Real
 // engine, stories260K, one thread.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
+import { getLlama, type Llama, type LlamaModel, type Token } from "node-llama-cpp";
 import { ensureFixtures } from "./fixtures/models.ts";
+import type { LlamaContext } from "node-llama-cpp";
+import { type AddonContextInternals, generate, override, watch as watchAll } from "./helpers/llama-internals.ts";
 
 const fx = ensureFixtures();
-
-/** The members of node-llama-cpp's (patched) context this test watches; internal to it. */
-interface ContextInternals {
-  _decodeOneToken(...args: unknown[]): Promise<unknown>;
-  _canDecodeDirectly(): boolean;
-  _decodeTokens(...args: unknown[]): Promise<unknown>;
-  _activeEvaluations: number;
-  _threadSplitterConsumer: unknown;
-  _ctx: AddonContextInternals;
-}
-
-/** The addon context's methods this test wraps, and the one an engine built from source adds. */
-interface AddonContextInternals {
-  decodeBatch(): Promise<void>;
-  sampleToken(...args: unknown[]): Promise<unknown>;
-  decodeBatchAndSampleToken?: (...args: unknown[]) => Promise<unknown>;
-}
 
 let llama: Llama;
 let model: LlamaModel;
@@ -37,31 +22,11 @@ afterAll(async () => {
   await llama?.dispose();
 });
 
-/** Counts the decodes that went straight through the addon and those queued for the dispatcher. */
+/** Counts as watchAll does, with runs of tokens in one addon call off (test/token-runs.test.ts). */
 function watch(context: LlamaContext) {
-  const ctx = context as unknown as ContextInternals;
-  const counts = { direct: 0, queued: 0 };
-  const direct = ctx._decodeOneToken;
-  const queued = ctx._decodeTokens;
-  ctx._decodeOneToken = function (this: unknown, ...args) {
-    counts.direct++;
-    return direct.apply(this, args);
-  };
-  ctx._decodeTokens = function (this: unknown, ...args) {
-    counts.queued++;
-    return queued.apply(this, args);
-  };
-  return { ctx, counts };
-}
-
-async function generate(seq: LlamaContextSequence, prompt: Token[], n: number, between?: () => Promise<void>): Promise<Token[]> {
-  const out: Token[] = [];
-  for await (const token of seq.evaluate(prompt, { temperature: 0, yieldEogToken: true })) {
-    out.push(token);
-    if (out.length >= n) break;
-    await between?.();
-  }
-  return out;
+  const watched = watchAll(context);
+  watched.ctx._tokenRuns = { maxTokenMs: 0, targetMs: 0, maxTokens: 0 };
+  return watched;
 }
 
 describe("a lone generation decodes without the batch dispatcher", () => {
@@ -163,11 +128,6 @@ describe("a lone generation decodes without the batch dispatcher", () => {
     expect(n).toBeLessThan(400);
     expect(context.disposed).toBe(true);
   });
-
-  /** The addon's methods are read-only properties of its prototype: an own property shadows them. */
-  function override<K extends keyof AddonContextInternals>(addon: AddonContextInternals, key: K, value: AddonContextInternals[K]): void {
-    Object.defineProperty(addon, key, { value, configurable: true, writable: true });
-  }
 
   // Prebuilt binaries lack decodeBatchAndSampleToken (the patch's C++ half; engines built with
   // `lmx engine build` have it), so here it is the two calls it replaces, to check the wiring.

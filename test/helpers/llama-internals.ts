@@ -1,0 +1,63 @@
+// The members of node-llama-cpp's (patched) context that the tests of the patch's token paths
+// watch or replace (test/direct-decode.test.ts, test/token-runs.test.ts); internal to it.
+import type { LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp";
+
+export interface ContextInternals {
+  _decodeOneToken(...args: unknown[]): Promise<unknown>;
+  _canDecodeDirectly(): boolean;
+  _decodeTokens(...args: unknown[]): Promise<unknown>;
+  _activeEvaluations: number;
+  _threadSplitterConsumer: unknown;
+  /** Replaces the defaults for runs of tokens generated in one addon call. */
+  _tokenRuns?: { maxTokenMs: number; targetMs: number; maxTokens: number };
+  _ctx: AddonContextInternals;
+}
+
+/** The addon context's methods the tests wrap, and the two an engine built from source adds. */
+export interface AddonContextInternals {
+  initBatch(size: number): void;
+  addToBatch(sequenceId: number, firstTokenIndex: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
+  decodeBatch(): Promise<void>;
+  sampleToken(...args: unknown[]): Promise<unknown>;
+  decodeBatchAndSampleToken?: (...args: unknown[]) => Promise<unknown>;
+  generateTokens?: (batchLogitIndex: number, sampler: unknown, maxTokens: number) => Promise<Uint32Array | number>;
+}
+
+/** Counts the decodes that went straight through the addon and those queued for the dispatcher. */
+export function watch(context: LlamaContext) {
+  const ctx = context as unknown as ContextInternals;
+  const counts = { direct: 0, queued: 0 };
+  const direct = ctx._decodeOneToken;
+  const queued = ctx._decodeTokens;
+  ctx._decodeOneToken = function (this: unknown, ...args) {
+    counts.direct++;
+    return direct.apply(this, args);
+  };
+  ctx._decodeTokens = function (this: unknown, ...args) {
+    counts.queued++;
+    return queued.apply(this, args);
+  };
+  return { ctx, counts };
+}
+
+/** Up to n tokens generated after `prompt`, greedy unless `options` say otherwise. */
+export async function generate(
+  seq: LlamaContextSequence,
+  prompt: Token[],
+  n: number,
+  between?: () => Promise<void>,
+  options: Parameters<LlamaContextSequence["evaluate"]>[1] = { temperature: 0 },
+): Promise<Token[]> {
+  const out: Token[] = [];
+  for await (const token of seq.evaluate(prompt, { ...options, yieldEogToken: true })) {
+    out.push(token);
+    if (out.length >= n) break;
+    await between?.();
+  }
+  return out;
+}
+
+/** The addon's methods are read-only properties of its prototype: an own property shadows them. */
+export function override<K extends keyof AddonContextInternals>(addon: AddonContextInternals, key: K, value: AddonContextInternals[K]): void {
+  Object.defineProperty(addon, key, { value, configurable: true, writable: true });
+}

@@ -1,0 +1,232 @@
+// patches/node-llama-cpp+3.21.1.patch, runs of tokens: a sequence that generates alone on its
+// context, with sampling that does not change from token to token, has the addon generate several
+// tokens in one call (generateTokens: decode, sample, feed back, in the worker thread) and starts
+// the next run before the consumer has the tokens of this one (docs/performance.md, "Runs of
+// tokens in one addon call"). The tokens are those of the token-by-token path, and whatever ends
+// the generation early leaves the sequence, in JavaScript and in the KV cache, where that path
+// would have left it.
+//
+// Prebuilt binaries lack generateTokens (engines built with `lmx engine build` compile it), so
+// where the loaded addon has none, it is put together here from the addon's own calls, to check
+// the wiring; with a built engine the native method is tested. Real engine, stories260K, 1 thread.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { getLlama, type Llama, type LlamaContext, LlamaGrammar, LlamaGrammarEvaluationState, type LlamaModel, type Token } from "node-llama-cpp";
+import { ensureFixtures } from "./fixtures/models.ts";
+import { type AddonContextInternals, type ContextInternals, generate, override, watch } from "./helpers/llama-internals.ts";
+
+const fx = ensureFixtures();
+
+let llama: Llama;
+let model: LlamaModel;
+beforeAll(async () => {
+  llama = await getLlama({ gpu: false, build: "never", logLevel: "error" as never });
+  model = await llama.loadModel({ modelPath: fx.stories260K, gpuLayers: 0 });
+});
+afterAll(async () => {
+  await model?.dispose();
+  await llama?.dispose();
+});
+
+const RUN = 8;
+
+/**
+ * generateTokens as the addon's C++ does it, from initBatch/addToBatch/decodeBatch/sampleToken:
+ * the batch's last token is decoded and the sampled token fed back at the next position until
+ * maxTokens are sampled or an end-of-generation one is; a decode failing after the first token
+ * ends the run with the tokens so far.
+ */
+function emulateGenerateTokens(addon: AddonContextInternals): void {
+  let last = { sequenceId: 0, position: 0 };
+  const addToBatch = addon.addToBatch;
+  override(addon, "addToBatch", function (this: AddonContextInternals, sequenceId, firstTokenIndex, tokens, logitIndexes) {
+    last = { sequenceId, position: firstTokenIndex + tokens.length - 1 };
+    return addToBatch.call(this, sequenceId, firstTokenIndex, tokens, logitIndexes);
+  });
+  override(addon, "generateTokens", async function (this: AddonContextInternals, batchLogitIndex, sampler, maxTokens) {
+    const { sequenceId, position } = last;
+    await this.decodeBatch();
+    let token = (await this.sampleToken(batchLogitIndex, sampler)) as number;
+    if (token === -1) return -1;
+    const tokens = [token];
+    while (tokens.length < maxTokens && !model.isEogToken(token as Token)) {
+      this.initBatch(1);
+      addToBatch.call(this, sequenceId, position + tokens.length, Uint32Array.of(token), Uint32Array.of(0));
+      try {
+        await this.decodeBatch();
+      } catch {
+        break;
+      }
+      token = (await this.sampleToken(0, sampler)) as number;
+      tokens.push(token);
+    }
+    return Uint32Array.from(tokens);
+  });
+}
+
+/** A context with runs of RUN tokens (or none), counting the addon's generateTokens calls. */
+async function contextWith(runs: boolean, sequences = 1): Promise<{ context: LlamaContext; ctx: ContextInternals; counts: { runs: number; direct: number; queued: number } }> {
+  const context = await model.createContext({ contextSize: 512, sequences, threads: 1, flashAttention: false });
+  const { ctx, counts } = watch(context);
+  ctx._tokenRuns = runs ? { maxTokenMs: Infinity, targetMs: Infinity, maxTokens: RUN } : { maxTokenMs: 0, targetMs: 0, maxTokens: 0 };
+  const all = { ...counts, runs: 0 };
+  Object.defineProperties(all, { direct: { get: () => counts.direct }, queued: { get: () => counts.queued } });
+  if (typeof ctx._ctx.generateTokens !== "function") emulateGenerateTokens(ctx._ctx);
+  const generateTokens = ctx._ctx.generateTokens!;
+  override(ctx._ctx, "generateTokens", function (this: AddonContextInternals, ...args) {
+    all.runs++;
+    return generateTokens.apply(this, args);
+  });
+  return { context, ctx, counts: all };
+}
+
+const prompt = () => model.tokenize("Once upon a time");
+
+describe("runs of tokens generated in one addon call", () => {
+  test("the same tokens, and the sequence where the token-by-token path leaves it, wherever the consumer stops", async () => {
+    const plain = await contextWith(false);
+    const runs = await contextWith(true);
+    try {
+      const [a, b] = [plain.context.getSequence(), runs.context.getSequence()];
+      for (const n of [2, 9, 12, 40]) {
+        await a.clearHistory();
+        await b.clearHistory();
+        const before = runs.counts.runs;
+        const expected = await generate(a, prompt(), n);
+        expect(await generate(b, prompt(), n)).toEqual(expected);
+        // The prompt's token, one direct decode that times a token, then runs.
+        if (n > 2) expect(runs.counts.runs - before).toBe(Math.ceil((n - 2) / RUN) + 1);
+        expect(b.contextTokens).toEqual(a.contextTokens);
+        expect(b.nextTokenIndex).toBe(prompt().length + n - 1);
+        // The tokens decoded ahead are gone from the KV cache too, so the text goes on as it would.
+        const kv = (runs.ctx._ctx as unknown as { getSequenceKvCacheMaxPosition(id: number): number }).getSequenceKvCacheMaxPosition((b as unknown as { _sequenceId: number })._sequenceId);
+        expect(kv).toBe(b.nextTokenIndex - 1);
+        const last = expected.at(-1)!;
+        expect(await generate(b, [last], 10)).toEqual(await generate(a, [last], 10));
+      }
+      expect(plain.counts.runs).toBe(0);
+      expect(runs.ctx._activeEvaluations).toBe(0);
+    } finally {
+      await plain.context.dispose();
+      await runs.context.dispose();
+    }
+  });
+
+  test("sampled with a seed, the same tokens", async () => {
+    const plain = await contextWith(false);
+    const runs = await contextWith(true);
+    try {
+      const options = { temperature: 0.9, topK: 40, topP: 0.95, seed: 7 };
+      const expected = await generate(plain.context.getSequence(), prompt(), 48, undefined, options);
+      expect(await generate(runs.context.getSequence(), prompt(), 48, undefined, options)).toEqual(expected);
+      expect(runs.counts.runs).toBeGreaterThan(4);
+    } finally {
+      await plain.context.dispose();
+      await runs.context.dispose();
+    }
+  });
+
+  test("a grammar that starts to apply in the middle of a run: the run's tokens ahead are dropped", async () => {
+    const grammar = new LlamaGrammar(llama, { grammar: 'root ::= [a-z ]+' });
+    const switched = async (context: LlamaContext) => {
+      const state = new LlamaGrammarEvaluationState({ model, grammar });
+      const out: Token[] = [];
+      const seq = context.getSequence();
+      for await (const token of seq.evaluate(prompt(), {
+        temperature: 0,
+        yieldEogToken: true,
+        grammarEvaluationState: () => (out.length >= 13 ? state : undefined),
+      })) {
+        out.push(token);
+        if (out.length >= 40) break;
+      }
+      return { out, state: seq.contextTokens };
+    };
+    const plain = await contextWith(false);
+    const runs = await contextWith(true);
+    try {
+      const expected = await switched(plain.context);
+      const got = await switched(runs.context);
+      expect(got.out).toEqual(expected.out);
+      expect(got.state).toEqual(expected.state);
+      // Runs until the grammar applied (from the 14th token on), none after it.
+      expect(runs.counts.runs).toBe(3);
+      expect(model.detokenize(got.out.slice(13))).toMatch(/^[a-z ]*$/);
+    } finally {
+      await plain.context.dispose();
+      await runs.context.dispose();
+    }
+  });
+
+  test("a second generation on the context stops the runs; both go through the dispatcher", async () => {
+    const { context, counts } = await contextWith(true, 2);
+    try {
+      const [a, b] = [context.getSequence(), context.getSequence()];
+      let runsAtB: number | undefined;
+      let runsAfterB: number | undefined;
+      let both = true;
+      const first = generate(a, model.tokenize("Tom had a dog"), 120, async () => {
+        if (runsAtB !== undefined && both) runsAfterB = counts.runs - runsAtB;
+      });
+      while (counts.runs < 3) await Bun.sleep(1);
+      const queued = counts.queued;
+      const second = generate(b, model.tokenize("Sue saw a cat"), 48, async () => {
+        runsAtB ??= counts.runs;
+      });
+      const [x, y] = await Promise.all([first, second.finally(() => (both = false))]);
+      expect(x).toHaveLength(120);
+      expect(y).toHaveLength(48);
+      // Once the second generation has its first token, the first has no run of its own.
+      expect(runsAtB).toBeDefined();
+      expect(runsAfterB ?? 0).toBe(0);
+      expect(counts.queued - queued).toBeGreaterThan(40);
+    } finally {
+      await context.dispose();
+    }
+  });
+
+  test("a run that fails leaves the sequence where the tokens handed out put it, and it can go on", async () => {
+    const plain = await contextWith(false);
+    const runs = await contextWith(true);
+    try {
+      const expected = await generate(plain.context.getSequence(), prompt(), 40);
+      const seq = runs.context.getSequence();
+      const addon = runs.ctx._ctx;
+      const generateTokens = addon.generateTokens!;
+      let calls = 0;
+      // The third run fails before anything is decoded, as when its first decode fails.
+      override(addon, "generateTokens", function (this: AddonContextInternals, ...args) {
+        if (++calls === 3) return Promise.reject(new Error("injected decode failure"));
+        return generateTokens.apply(this, args);
+      });
+      const got: Token[] = [];
+      const run = (async () => {
+        for await (const token of seq.evaluate(prompt(), { temperature: 0, yieldEogToken: true })) got.push(token);
+      })();
+      await expect(run).rejects.toThrow("injected decode failure");
+      // The prompt's token, the direct one, two runs.
+      expect(got).toEqual(expected.slice(0, 2 + 2 * RUN));
+      expect(seq.contextTokens).toEqual([...prompt(), ...got.slice(0, -1)]);
+      expect(runs.ctx._activeEvaluations).toBe(0);
+      expect(await generate(seq, [got.at(-1)!], 15)).toEqual(expected.slice(got.length, got.length + 15));
+    } finally {
+      await plain.context.dispose();
+      await runs.context.dispose();
+    }
+  });
+
+  test("a context disposed during runs ends the generation with an error, not a hang", async () => {
+    const { context, counts } = await contextWith(true);
+    const seq = context.getSequence();
+    let n = 0;
+    const run = (async () => {
+      for await (const _ of seq.evaluate(prompt(), { temperature: 0, yieldEogToken: true })) {
+        if (++n === 20) void context.dispose();
+        if (n > 400) break;
+      }
+    })();
+    await expect(run).rejects.toThrow();
+    expect(counts.runs).toBeGreaterThan(1);
+    expect(n).toBeLessThan(400);
+    expect(context.disposed).toBe(true);
+  });
+});
