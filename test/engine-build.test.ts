@@ -197,11 +197,13 @@ describe.skipIf(!ENABLED)("lmx engine build", () => {
     expect(result.stdout).toContain(`Built and verified llama.cpp engine ${version} (pr/7 at ${goodCommit.slice(0, 12)}, reported by the binary as ${goodCommit.slice(0, 7)}`);
     expect(result.stderr).toMatch(/\[fetch\][\s\S]*\[configure\][\s\S]*\[compile\] compiling 50%[\s\S]*\[verify\][\s\S]*\[register\]/);
     expect(existsSync(join(enginesDir, `${version}-linux-x64`))).toBe(true);
-    // The addon is compiled from node-llama-cpp's source as LMX patches it, so it has the call that
-    // decodes and samples at once, which the prebuilt binaries lack (docs/performance.md,
-    // "Decoding and sampling in one addon call").
+    // The addon is compiled from node-llama-cpp's source as LMX patches it, so it has the calls
+    // that decode and sample at once and that generate runs of tokens, which the prebuilt binaries
+    // lack (docs/performance.md, "Decoding and sampling in one addon call", "Runs of tokens").
     const addon = join(enginesDir, `${version}-linux-x64`, "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64", "llama-addon.node");
-    expect(readFileSync(addon).includes("decodeBatchAndSampleToken")).toBe(true);
+    const binary = readFileSync(addon);
+    expect(binary.includes("decodeBatchAndSampleToken")).toBe(true);
+    expect(binary.includes("generateTokens")).toBe(true);
     // Built, not selected: the running engine stays what it was until `engine use`.
     expect(existsSync(join(enginesDir, "current.json"))).toBe(false);
 
