@@ -4,23 +4,13 @@
 // clearing a 0 ms timer for every token (docs/performance.md, "Decoding a lone stream"). Real
 // engine, stories260K, one thread.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { getLlama, type Llama, type LlamaModel, type Token } from "node-llama-cpp";
-import { ensureFixtures } from "./fixtures/models.ts";
-import type { LlamaContext } from "node-llama-cpp";
-import { type AddonContextInternals, generate, override, watch as watchAll } from "./helpers/llama-internals.ts";
-
-const fx = ensureFixtures();
+import type { Llama, LlamaContext, LlamaModel, Token } from "node-llama-cpp";
+import { type AddonContextInternals, generate, loadStories, override, unloadStories, watch as watchAll } from "./helpers/llama-internals.ts";
 
 let llama: Llama;
 let model: LlamaModel;
-beforeAll(async () => {
-  llama = await getLlama({ gpu: false, build: "never", logLevel: "error" as never });
-  model = await llama.loadModel({ modelPath: fx.stories260K, gpuLayers: 0 });
-});
-afterAll(async () => {
-  await model?.dispose();
-  await llama?.dispose();
-});
+beforeAll(async () => ({ llama, model } = await loadStories()));
+afterAll(() => unloadStories({ llama, model }));
 
 /** Counts as watchAll does, with runs of tokens in one addon call off (test/token-runs.test.ts). */
 function watch(context: LlamaContext) {

@@ -10,22 +10,13 @@
 // where the loaded addon has none, it is put together here from the addon's own calls, to check
 // the wiring; with a built engine the native method is tested. Real engine, stories260K, 1 thread.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { getLlama, type Llama, type LlamaContext, LlamaGrammar, LlamaGrammarEvaluationState, type LlamaModel, type Token } from "node-llama-cpp";
-import { ensureFixtures } from "./fixtures/models.ts";
-import { type AddonContextInternals, type ContextInternals, generate, override, watch } from "./helpers/llama-internals.ts";
-
-const fx = ensureFixtures();
+import { type Llama, type LlamaContext, LlamaGrammar, LlamaGrammarEvaluationState, type LlamaModel, type Token } from "node-llama-cpp";
+import { type AddonContextInternals, type ContextInternals, generate, loadStories, override, unloadStories, watch } from "./helpers/llama-internals.ts";
 
 let llama: Llama;
 let model: LlamaModel;
-beforeAll(async () => {
-  llama = await getLlama({ gpu: false, build: "never", logLevel: "error" as never });
-  model = await llama.loadModel({ modelPath: fx.stories260K, gpuLayers: 0 });
-});
-afterAll(async () => {
-  await model?.dispose();
-  await llama?.dispose();
-});
+beforeAll(async () => ({ llama, model } = await loadStories()));
+afterAll(() => unloadStories({ llama, model }));
 
 const RUN = 8;
 

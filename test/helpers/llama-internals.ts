@@ -1,6 +1,18 @@
 // The members of node-llama-cpp's (patched) context that the tests of the patch's token paths
 // watch or replace (test/direct-decode.test.ts, test/token-runs.test.ts); internal to it.
-import type { LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp";
+import { getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
+import { ensureFixtures } from "../fixtures/models.ts";
+
+/** stories260K on the CPU, through the addon node_modules holds (the prebuilt one on CI). */
+export async function loadStories(): Promise<{ llama: Llama; model: LlamaModel }> {
+  const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" as never });
+  return { llama, model: await llama.loadModel({ modelPath: ensureFixtures().stories260K, gpuLayers: 0 }) };
+}
+
+export async function unloadStories(loaded: { llama?: Llama; model?: LlamaModel }): Promise<void> {
+  await loaded.model?.dispose();
+  await loaded.llama?.dispose();
+}
 
 export interface ContextInternals {
   _decodeOneToken(...args: unknown[]): Promise<unknown>;
