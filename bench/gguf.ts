@@ -21,6 +21,8 @@ export interface GgufOptions {
   parallel: number;
   ctx: number;
   lmxArgv: string[];
+  /** Serve from this LMX home (its selected engine) instead of a fresh one. */
+  lmxHome?: string;
   reps?: number;
 }
 
@@ -58,7 +60,7 @@ async function lifecycle(cfg: ServerConfig, o: GgufOptions, ref: ReferenceServer
   const res: Record<Kind, Life> = { lmx: { ready: [], load: [], rssReady: [], rssIdle: [] }, llama: { ready: [], load: [], rssReady: [], rssIdle: [] } };
   for (let rep = 0; rep < reps; rep++) {
     for (const k of (rep % 2 === 0 ? ["lmx", "llama"] : ["llama", "lmx"]) as Kind[]) {
-      const s = k === "lmx" ? await startLmx(cfg, { argv: o.lmxArgv }) : await startLlamaServer(cfg, ref);
+      const s = k === "lmx" ? await startLmx(cfg, { argv: o.lmxArgv, home: o.lmxHome }) : await startLlamaServer(cfg, ref);
       try {
         await probe.completion(s.endpoint, probe.prompt(7, 16), 8);
         await Bun.sleep(300);
@@ -122,7 +124,7 @@ export async function benchGguf(model: BenchModel, o: GgufOptions, ref: Referenc
   const kernels = compareKernels(life.lmx.mapped ?? { files: {} }, life.llama.mapped ?? traced.mapped, traced.info, nlcSystemInfo);
 
   log(`${model.id}: starting both servers`);
-  const lmx = await startLmx(cfg, { argv: o.lmxArgv });
+  const lmx = await startLmx(cfg, { argv: o.lmxArgv, home: o.lmxHome });
   let llama: RunningServer;
   try {
     llama = await startLlamaServer(cfg, ref);

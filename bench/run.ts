@@ -5,7 +5,7 @@
 // bench/results/history.jsonl. The figures are defined once, in src/throughput/figures.ts.
 //
 //   bun run bench -- [--quick] [--models qwen2-0.5b-q8,stories260K] [--threads N] [--parallel N]
-//                    [--ctx N] [--reps N] [--lmx-bin dist/lmx] [--mlx [--mlx-model DIR --mlx-python PATH]]
+//                    [--ctx N] [--reps N] [--lmx-bin dist/lmx] [--lmx-home DIR] [--mlx [--mlx-model DIR --mlx-python PATH]]
 //                    [--history FILE | --no-history]
 
 import { existsSync, readFileSync } from "node:fs";
@@ -31,7 +31,7 @@ interface Options extends GgufOptions {
 }
 
 const USAGE = "usage: bun run bench -- [--quick] [--models qwen2-0.5b-q8,stories260K|FILE.gguf] [--threads N] [--parallel N] [--ctx N] [--reps N] " +
-  "[--lmx-bin dist/lmx|path/to/main.ts] [--mlx [--mlx-model DIR --mlx-python PATH]] [--history FILE | --no-history]";
+  "[--lmx-bin dist/lmx|path/to/main.ts] [--lmx-home DIR] [--mlx [--mlx-model DIR --mlx-python PATH]] [--history FILE | --no-history]";
 
 function parseArgs(argv: string[]): Options {
   const o: Options = { quick: false, models: ["qwen2-0.5b-q8", "stories260K"], threads: cpuInfo().defaultThreads, parallel: 8, ctx: 4096,
@@ -63,6 +63,11 @@ function parseArgs(argv: string[]): Options {
       // A compiled lmx, or an lmx entry point (.ts) run with this Bun.
       const bin = resolve(process.cwd(), val());
       o.lmxArgv = bin.endsWith(".ts") ? [process.execPath, bin] : [bin];
+    } else if (a === "--lmx-home") {
+      // An LMX home whose selected engine LMX should run (e.g. one built by `lmx engine build`).
+      const home = resolve(process.cwd(), val());
+      if (!existsSync(home)) throw new Error(`--lmx-home: ${home} does not exist`);
+      o.lmxHome = home;
     } else if (a === "--help" || a === "-h") {
       console.log(USAGE);
       process.exit(0);

@@ -102,13 +102,20 @@ export interface LmxLaunch {
   argv: string[];
   /** More `lmx serve` options (e.g. `--peer NAME=URL`). */
   extraArgs?: string[];
+  /**
+   * An LMX home to serve from, with the engine it selects (one built by `lmx engine build`, say),
+   * kept as it is; by default a fresh home for each server, removed when it stops.
+   */
+  home?: string;
 }
 
 export async function startLmx(cfg: ServerConfig, launch: LmxLaunch): Promise<RunningServer> {
   const port = await freePort();
-  const home = join(CACHE_DIR, "tmp", `lmx-home-${process.pid}-${port}`);
-  rmSync(home, { recursive: true, force: true });
-  mkdirSync(home, { recursive: true });
+  const home = launch.home ?? join(CACHE_DIR, "tmp", `lmx-home-${process.pid}-${port}`);
+  if (launch.home === undefined) {
+    rmSync(home, { recursive: true, force: true });
+    mkdirSync(home, { recursive: true });
+  }
   const command = [...launch.argv, "serve", "--host", "127.0.0.1", "--port", String(port), "--model", `${cfg.modelId}=${cfg.modelPath}`,
     "--threads", String(cfg.threads), "--parallel", String(cfg.parallel), "--ctx", String(cfg.ctx),
     ...(cfg.flashAttention === undefined ? [] : ["--flash-attention", cfg.flashAttention]), "--log-level", "warn", ...(launch.extraArgs ?? [])];
@@ -130,7 +137,10 @@ export async function startLmx(cfg: ServerConfig, launch: LmxLaunch): Promise<Ru
     const loadMs = performance.now() - loadStart;
     return {
       kind: "lmx", endpoint: httpEndpoint("lmx", baseUrl, cfg.modelId), pid: proc.pid, startupMs, loadMs, readyRssMb, command, logFile,
-      stop: async () => { await stopProc(); rmSync(home, { recursive: true, force: true }); },
+      stop: async () => {
+        await stopProc();
+        if (launch.home === undefined) rmSync(home, { recursive: true, force: true });
+      },
     };
   } catch (err) {
     await stopProc();

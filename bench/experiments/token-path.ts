@@ -9,7 +9,8 @@
 //   bun bench/experiments/token-path.ts MODEL.gguf [--tokens N] [--reps R] [--lmx DIR ...] [--lmx-bin FILE ...]
 //
 // Every `--lmx DIR` is a checkout whose `src/cli/main.ts` is started, every `--lmx-bin FILE` a
-// compiled `lmx` (or a main.ts); with neither, this checkout. Runs alternate in ABBA order across
+// compiled `lmx` (or a main.ts); with neither, this checkout. `--lmx-home DIR` after one of them
+// serves it from that LMX home, with the engine the home selects (one built by `lmx engine build`). Runs alternate in ABBA order across
 // the servers and the bare loops.
 
 import { readFileSync } from "node:fs";
@@ -29,9 +30,11 @@ const opt = (name: string, fallback: string) => {
 const tokens = Number(opt("--tokens", "512"));
 const reps = Number(opt("--reps", "4"));
 const fa = opt("--fa", "off") as "on" | "off";
-const checkouts = args.flatMap((a, i) => (a === "--lmx" ? [resolve(args[i + 1]!)] : []));
-const binaries = args.flatMap((a, i) => (a === "--lmx-bin" ? [resolve(args[i + 1]!)] : []));
-if (checkouts.length === 0 && binaries.length === 0) checkouts.push(REPO_ROOT);
+/** The LMX home given right after the option at i (`--lmx-home DIR`), if any. */
+const homeAfter = (i: number) => (args[i + 2] === "--lmx-home" ? resolve(args[i + 3]!) : undefined);
+const checkouts = args.flatMap((a, i) => (a === "--lmx" ? [{ path: resolve(args[i + 1]!), home: homeAfter(i) }] : []));
+const binaries = args.flatMap((a, i) => (a === "--lmx-bin" ? [{ path: resolve(args[i + 1]!), home: homeAfter(i) }] : []));
+if (checkouts.length === 0 && binaries.length === 0) checkouts.push({ path: REPO_ROOT, home: undefined });
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux
 /** CPU ms of a process, or of one of its threads (`/proc/PID/task/TID/stat`). */
@@ -106,8 +109,14 @@ async function completionLoop(nonce: number): Promise<Sample> {
 
 const ref = await ensureReferenceServer();
 const servers: { label: string; server: RunningServer }[] = [];
-for (const dir of checkouts) servers.push({ label: `lmx ${dir === REPO_ROOT ? "(this checkout)" : dir}`, server: await startLmx(cfg, { argv: ["bun", join(dir, "src/cli/main.ts")] }) });
-for (const bin of binaries) servers.push({ label: `lmx ${bin}`, server: await startLmx(cfg, { argv: bin.endsWith(".ts") ? ["bun", bin] : [bin] }) });
+const homeLabel = (home: string | undefined) => (home === undefined ? "" : ` (home ${home})`);
+for (const { path: dir, home } of checkouts) {
+  const label = `lmx ${dir === REPO_ROOT ? "(this checkout)" : dir}${homeLabel(home)}`;
+  servers.push({ label, server: await startLmx(cfg, { argv: ["bun", join(dir, "src/cli/main.ts")], home }) });
+}
+for (const { path: bin, home } of binaries) {
+  servers.push({ label: `lmx ${bin}${homeLabel(home)}`, server: await startLmx(cfg, { argv: bin.endsWith(".ts") ? ["bun", bin] : [bin], home }) });
+}
 servers.push({ label: "llama-server", server: await startLlamaServer(cfg, ref) });
 type Runner = { label: string; run: (nonce: number) => Promise<Sample> };
 const runners: Runner[] = [
