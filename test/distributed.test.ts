@@ -71,6 +71,18 @@ function rankWorkerPid(group: string, rank: number): number | undefined {
 
 // The second is long enough that rank 0 sends its tokens to the other rank in two collectives.
 /** A streamed answer once its first chunk came; `rest()` reads it to the end and gives all its text. */
+/** Waits until neither node holds a model; on a timeout, says what each still held. */
+async function bothFree(): Promise<void> {
+  let held = "";
+  await until("both nodes to free the model", async () => {
+    const [mine, theirs] = [(await json<Ps>(laptop.request("/admin/v1/ps"))).body.data, (await json<Ps>(studio.request("/admin/v1/ps"))).body.data];
+    held = `laptop ${JSON.stringify(mine)}, studio ${JSON.stringify(theirs)}`;
+    return mine.length === 0 && theirs.length === 0;
+  }, 20_000).catch((err: Error) => {
+    throw new Error(`${err.message}; still held: ${held}`);
+  });
+}
+
 async function firstChunk(res: Response): Promise<{ rest(): Promise<string> }> {
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();
@@ -178,8 +190,7 @@ describe("one MLX model across two nodes", () => {
     // Whichever notices first: rank 0's broken ring, or the heartbeat that finds the rank gone.
     expect(text).toMatch(/the distributed group lost a rank: \[ring\] connection to a peer was lost|node studio no longer holds its rank/);
     // Both nodes free the model: the coordinator's rank failed, the follower's lost its group.
-    await until("both nodes to free the model", async () =>
-      (await json<Ps>(laptop.request("/admin/v1/ps"))).body.data.length === 0 && (await json<Ps>(studio.request("/admin/v1/ps"))).body.data.length === 0, 20_000);
+    await bothFree();
     // The next request loads the model again on this node alone (it fits) and gets the same answer.
     expect(await greedyTokens(laptop, PROMPTS[1]!)).toEqual(single[1]!);
   }, 300_000);
@@ -203,8 +214,7 @@ describe("one MLX model across two nodes", () => {
     } finally {
       for (const pid of frozen) process.kill(pid, "SIGCONT");
     }
-    await until("both nodes to free the model", async () =>
-      (await json<Ps>(laptop.request("/admin/v1/ps"))).body.data.length === 0 && (await json<Ps>(studio.request("/admin/v1/ps"))).body.data.length === 0, 20_000);
+    await bothFree();
     // The poll that came while it was frozen marked it down; the next one marks it up.
     await peerUp();
   }, 300_000);

@@ -16,6 +16,13 @@ export const MAX_NODES = 16;
 const PREPARE_MS = 120_000;
 /** A rank's load includes reading its shard of the weights; this only bounds a node that never answers. */
 const JOIN_MS = 30 * 60_000;
+/**
+ * How long a node that did not answer when its group ended is told again, once a heartbeat. A
+ * frozen node (a sleeping laptop, a stopped process) that comes back would otherwise hold its rank
+ * until its lease ran out (30 s after the last heartbeat it read, and a heartbeat still queued
+ * from before the freeze renews it), refusing to serve the model meanwhile.
+ */
+const RETELL_MS = 5 * 60_000;
 
 export interface CoordinatorOptions {
   /** The node a name in `nodes` stands for (a peer LMX with the admin key we hold), or a reason it cannot be used. */
@@ -49,6 +56,8 @@ export interface GroupInfo {
 
 export class Coordinator {
   private readonly groups = new Map<string, Group>();
+  /** Ended groups a node has not heard of yet, by group and node name. */
+  private readonly untold = new Map<string, { group: string; peer: NodeRef; until: number }>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private ticking = false;
 
@@ -113,13 +122,12 @@ export class Coordinator {
     if (mine.status === "rejected" && problems.length === 0) problems.push(`this node: ${errorMessage(mine.reason)}`);
     if (problems.length || mine.status === "rejected") {
       fail("the group could not be loaded");
-      await Promise.all(peers.map((p) => callNode(p, "DELETE", `/admin/v1/distributed/groups/${group}`, undefined, 10_000)));
+      await this.tellEnded(group, peers);
       const status = mine.status === "rejected" && mine.reason instanceof LmxError && mine.reason.status < 500 ? mine.reason.status : 503;
       throw new ModelLoadError(`cannot load ${local.model} across ${ordered.join(", ")}: ${problems.join("; ")}`, "distributed_load_failed", status);
     }
     this.groups.set(group, { model: local.model, placement, peers, missed: new Map() });
-    this.timer ??= setInterval(() => void this.tick(), this.opts.heartbeatMs);
-    this.timer.unref?.();
+    this.startTicking();
     return mine.value;
   }
 
@@ -175,21 +183,49 @@ export class Coordinator {
     };
   }
 
+  private startTicking(): void {
+    this.timer ??= setInterval(() => void this.tick(), this.opts.heartbeatMs);
+    this.timer.unref?.();
+  }
+
   private async tick(): Promise<void> {
     if (this.ticking) return;
     this.ticking = true;
     try {
-      await Promise.all([...this.groups].map(([group, g]) => this.check(group, g)));
+      await Promise.all([...[...this.groups].map(([group, g]) => this.check(group, g)), this.retell()]);
     } finally {
       this.ticking = false;
     }
+  }
+
+  /**
+   * Tells `peers` that `group` ended; a node that does not answer is told again at each heartbeat
+   * (RETELL_MS at most). `lost`: nodes known not to answer now, only queued.
+   */
+  private async tellEnded(group: string, peers: readonly NodeRef[], lost: readonly NodeRef[] = []): Promise<void> {
+    const results = await Promise.all(peers.map((p) => callNode(p, "DELETE", `/admin/v1/distributed/groups/${group}`, undefined, 10_000)));
+    const unanswered = [...lost, ...peers.filter((_, i) => results[i]!.status === undefined)];
+    for (const peer of unanswered) this.untold.set(`${group} ${peer.name}`, { group, peer, until: Date.now() + RETELL_MS });
+    if (unanswered.length > 0) this.startTicking();
+  }
+
+  private async retell(): Promise<void> {
+    await Promise.all([...this.untold].map(async ([key, u]) => {
+      if (Date.now() > u.until) {
+        this.untold.delete(key);
+        return;
+      }
+      const r = await callNode(u.peer, "DELETE", `/admin/v1/distributed/groups/${u.group}`, undefined, Math.max(1000, this.opts.heartbeatMs * 1.5));
+      // Any answer, a 404 for a rank it no longer holds included, means it knows.
+      if (r.status !== undefined) this.untold.delete(key);
+    }));
   }
 
   private async check(group: string, g: Group): Promise<void> {
     if (!this.scheduler.groupMember(group)) {
       // Rank 0 ended (unloaded, evicted, failed): the others end too, if they have not yet.
       this.groups.delete(group);
-      await Promise.all(g.peers.map((p) => callNode(p, "DELETE", `/admin/v1/distributed/groups/${group}`, undefined, 10_000)));
+      await this.tellEnded(group, g.peers);
       return;
     }
     for (const p of g.peers) {
@@ -205,7 +241,8 @@ export class Coordinator {
         log.error("a node of a distributed group is gone; ending the group", { group, model: g.model, node: p.name, reason: r.message });
         this.groups.delete(group);
         this.scheduler.abandonGroup(group, why);
-        await Promise.all(g.peers.filter((o) => o !== p).map((o) => callNode(o, "DELETE", `/admin/v1/distributed/groups/${group}`, undefined, 10_000)));
+        // The lost node too, once it answers again: it may only have been frozen.
+        await this.tellEnded(group, g.peers.filter((o) => o !== p), r.status === 404 ? [] : [p]);
         return;
       }
     }

@@ -11,6 +11,8 @@ import type { ModelStatus } from "../../src/scheduler/scheduler.ts";
 const VERSIONS = { mlx: "0.32.4", "mlx-lm": "0.32.2" };
 
 interface NodeScript {
+  /** While it returns a promise, requests reach the node and wait for it before they are handled (a frozen machine). */
+  frozen?: () => Promise<void> | undefined;
   prepare?: () => Response;
   ranks?: () => Response | Promise<Response>;
   heartbeat?: () => Response;
@@ -29,6 +31,7 @@ function node(script: NodeScript) {
     hostname: "127.0.0.1",
     fetch: async (req) => {
       const path = new URL(req.url).pathname;
+      await script.frozen?.();
       seen.push(`${req.method} ${path}`);
       if (path === "/admin/v1/distributed/prepare") return script.prepare?.() ?? Response.json({ model: "m", port: 40001, versions: VERSIONS });
       if (path === "/admin/v1/distributed/ranks") return (await script.ranks?.()) ?? Response.json({ id: "m" });
@@ -168,6 +171,31 @@ describe("coordinator of a model across nodes", () => {
     expect(s2.abandoned[0]!.reason).toMatch(/^node studio cannot be reached/);
     c.close();
     c2.close();
+  });
+
+  test("a node that stops answering is told the group ended once it answers again", async () => {
+    // Frozen: requests reach it but get no answer until it thaws (as SIGSTOP does to a server).
+    let thaw: () => void = () => {};
+    let freeze: Promise<void> | undefined;
+    const studio = node({ frozen: () => freeze });
+    const s = scheduler();
+    const c = coordinator(s, { studio: studio.url }, { heartbeatMs: 50 });
+    await c.load("m", ["local", "studio"], {});
+    const group = c.list()[0]!.group;
+    freeze = new Promise<void>((resolve) => (thaw = resolve));
+    for (let i = 0; i < 300 && s.abandoned.length === 0; i++) await Bun.sleep(20);
+    expect(s.abandoned[0]!.reason).toMatch(/^node studio did not answer/);
+    const told = `DELETE /admin/v1/distributed/groups/${group}`;
+    expect(studio.seen).not.toContain(told);
+    freeze = undefined;
+    thaw();
+    for (let i = 0; i < 150 && !studio.seen.includes(told); i++) await Bun.sleep(20);
+    expect(studio.seen).toContain(told);
+    // Once it has answered, it is not told again.
+    const count = studio.seen.filter((x) => x === told).length;
+    await Bun.sleep(300);
+    expect(studio.seen.filter((x) => x === told)).toHaveLength(count);
+    c.close();
   });
 
   test("rank 0 ending here tells the other nodes to free theirs", async () => {
