@@ -10,8 +10,8 @@
 //
 // Every `--lmx DIR` is a checkout whose `src/cli/main.ts` is started, every `--lmx-bin FILE` a
 // compiled `lmx` (or a main.ts); with neither, this checkout. `--lmx-home DIR` after one of them
-// serves it from that LMX home, with the engine the home selects (one built by `lmx engine build`). Runs alternate in ABBA order across
-// the servers and the bare loops.
+// serves it from that LMX home, with the engine the home selects (one built by `lmx engine
+// build`). Runs alternate in ABBA order across the servers and the bare loops.
 
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
