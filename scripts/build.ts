@@ -1,11 +1,13 @@
 // Builds the single `lmx` executable.
 //
-//   bun run scripts/build.ts [--outfile dist/lmx] [--version X] [--entry src/cli/main.ts]
+//   bun run scripts/build.ts [--outfile dist/lmx] [--version X] [--entry src/cli/main.ts] [--prebuilt-addon]
 //
 // node-llama-cpp cannot be compiled into the executable (it reads its own files and dlopens native
 // libraries), so it travels as an "engine bundle": node-llama-cpp, its production dependency
 // closure and this host's prebuilt binary package, tarred in a node_modules layout and embedded
-// in the executable. src/engines/llama/bundle.ts unpacks it on first use.
+// in the executable. src/engines/llama/bundle.ts unpacks it on first use. The package's addon is
+// replaced by one compiled with LMX's patch against the package's own libraries
+// (scripts/lib/llama-addon.ts).
 
 import { copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -16,6 +18,8 @@ import { engineBundleFileName } from "../src/engines/llama/bundle.ts";
 import { llamaPlatform, type LlamaPlatform } from "../src/engines/llama/platform.ts";
 import { packTarGz, type TarEntry } from "../src/util/tar.ts";
 import { downloadUv } from "../src/runtimes/uv.ts";
+import { ADDON_FILE, buildLlamaAddon, PREBUILT_ADDON_FILE } from "./lib/llama-addon.ts";
+import { engineLibs } from "./lib/llama-source.ts";
 import { UV_VERSION } from "../src/runtimes/versions.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -112,6 +116,8 @@ const NLC_UNUSED_DIRS = ["templates/", "bins/"];
 /** Files that are never read when running prebuilt binaries: docs, typings, source maps, build inputs. */
 export function isExcludedFromBundle(packageName: string, relPath: string): boolean {
   const file = basename(relPath);
+  // The prebuilt addon that scripts/llama-addon.ts keeps beside ours in node_modules.
+  if (packageName.startsWith("@node-llama-cpp/") && file === PREBUILT_ADDON_FILE) return true;
   if (/\.(map|tsbuildinfo)$/.test(file) || /\.d\.[cm]?ts$/.test(file)) return true;
   if (/\.(md|markdown)$/i.test(file) && !/^(licen[cs]e|notice|copying)/i.test(file)) return true;
   if (packageName === "node-llama-cpp") {
@@ -196,6 +202,8 @@ export interface EngineBundle {
 export interface EngineBundleOptions {
   /** The platform's prebuilt package folder, when it is not installed under `root`. */
   prebuiltDir?: string;
+  /** A compiled llama-addon.node to ship instead of the prebuilt package's (scripts/lib/llama-addon.ts). */
+  addon?: string;
   transform?: BundleFileTransform;
 }
 
@@ -209,6 +217,7 @@ export async function buildEngineBundle(root: string, outDir: string, platform: 
     throw new Error(`${platform.packageName} ${prebuilt.version} does not match node-llama-cpp ${nlc.version}; reinstall dependencies`);
   }
   const { files, excludedBytes } = collectBundleFiles(root, packages);
+  if (options.addon !== undefined) replaceAddon(files, prebuilt, options.addon);
   const archive = await packTarGz(tarEntries(files, options.transform), 9);
   const path = join(outDir, engineBundleFileName(nlc.version, platform.target));
   await mkdir(outDir, { recursive: true });
@@ -225,6 +234,14 @@ export async function buildEngineBundle(root: string, outDir: string, platform: 
     uncompressedBytes: files.reduce((sum, file) => sum + file.size, 0),
     excludedBytes,
   };
+}
+
+/** Points the prebuilt package's llama-addon.node entry at `addon`. */
+function replaceAddon(files: BundleFile[], prebuilt: BundlePackage, addon: string): void {
+  const entries = files.filter((f) => f.archivePath.startsWith(`${prebuilt.archiveDir}/bins/`) && basename(f.archivePath) === ADDON_FILE);
+  if (entries.length !== 1 || entries[0]?.kind !== "file") throw new Error(`${prebuilt.name} should hold one ${ADDON_FILE}, found ${entries.length}`);
+  entries[0].absPath = addon;
+  entries[0].size = statSync(addon).size;
 }
 
 function readLlamaCppRelease(nodeLlamaCppDir: string): string {
@@ -340,6 +357,7 @@ async function main(): Promise<void> {
       outfile: { type: "string", default: "dist/lmx" },
       version: { type: "string" },
       entry: { type: "string", default: "src/cli/main.ts" },
+      "prebuilt-addon": { type: "boolean", default: false },
     },
     strict: true,
   });
@@ -349,10 +367,20 @@ async function main(): Promise<void> {
   const version = values.version ?? `${readPackageJson(ROOT).version ?? "0.0.0"}-dev`;
   const platform = llamaPlatform();
 
-  const bundle = await buildEngineBundle(ROOT, dirname(outfile), platform);
+  // The addon with LMX's patch (runs of tokens), compiled against the prebuilt package's libraries;
+  // --prebuilt-addon ships node-llama-cpp's own, where no compiler is at hand.
+  let addon: string | undefined;
+  if (!values["prebuilt-addon"]) {
+    try {
+      addon = (await buildLlamaAddon(ROOT, engineLibs(ROOT, undefined, platform.target), (msg) => console.log(msg))).path;
+    } catch (err) {
+      throw new Error(`cannot compile node-llama-cpp's addon: ${err instanceof Error ? err.message : String(err)} (--prebuilt-addon ships node-llama-cpp's own addon instead, without runs of tokens)`);
+    }
+  }
+  const bundle = await buildEngineBundle(ROOT, dirname(outfile), platform, { addon });
   const bundleSeconds = (performance.now() - started) / 1000;
   console.log(
-    `engine bundle ${relative(ROOT, bundle.path)}: ${mb(Bun.file(bundle.path).size)} gzipped, ` +
+    `engine bundle ${relative(ROOT, bundle.path)}${addon === undefined ? " (prebuilt addon)" : ""}: ${mb(Bun.file(bundle.path).size)} gzipped, ` +
       `${mb(bundle.uncompressedBytes)} in ${bundle.files} files from ${bundle.packages} packages ` +
       `(${mb(bundle.excludedBytes)} excluded), sha256 ${bundle.sha256}, ${bundleSeconds.toFixed(1)} s`,
   );

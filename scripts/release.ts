@@ -6,7 +6,8 @@
 //   bun run release -- --engine-only [--node-llama-cpp 3.22.1] --out release/ [--targets …] --signing-key … --public-key …
 //
 // For every target it packs the engine bundle (node-llama-cpp + that platform's prebuilt package
-// from npm), compiles `lmx` with Bun's runtime for that platform (from npm, passed with
+// from npm; for the machine's own target, with LMX's addon compiled against that package, see
+// scripts/lib/llama-addon.ts), compiles `lmx` with Bun's runtime for that platform (from npm, passed with
 // --compile-executable-path, so nothing is downloaded by the compiler), checks macOS code
 // signatures page by page, and packs lmx-<os>-<arch>.tar.gz. Then it writes SHA256SUMS, signs it,
 // merges the release into manifest.json, signs that, and writes install.sh with the public keys
@@ -19,13 +20,15 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { llamaPlatform, SUPPORTED_LLAMA_TARGETS } from "../src/engines/llama/platform.ts";
+import { hostTarget, llamaPlatform, SUPPORTED_LLAMA_TARGETS } from "../src/engines/llama/platform.ts";
 import { compareVersions } from "../src/engines/llama/selection.ts";
 import { type AppRelease, type Artifact, emptyManifest, ENGINE_FAMILY, type EngineRelease, type Manifest, MANIFEST_FILE, parseManifest } from "../src/update/manifest.ts";
 import { type PublicKeyInfo, parsePrivateKey, parsePublicKey, signDetached, verifyDetached } from "../src/update/signing.ts";
 import { packTarGz, readTarGz } from "../src/util/tar.ts";
 import { buildEngineBundle, type BundleFile, compileExecutable, type EngineBundle } from "./build.ts";
+import { buildLlamaAddon } from "./lib/llama-addon.ts";
 import { llamaArchitectures } from "./lib/llama-archs.ts";
+import { engineLibs } from "./lib/llama-source.ts";
 import { ensureSigned, isMachO, verifyMachOSignature } from "./lib/macho.ts";
 import { npmInstallTree, npmPackage, npmVersionExists } from "./lib/npm.ts";
 
@@ -203,11 +206,18 @@ async function buildTarget(options: Options, engineRoot: string, staging: string
   const prebuiltDir = await npmPackage(platform.packageName, nlcVersion, NPM_CACHE);
   const darwin = target.startsWith("darwin-");
   const resigned: string[] = [];
-  const engine = await buildEngineBundle(engineRoot, staging, platform, { prebuiltDir, transform: darwin ? signingTransform(resigned) : undefined });
-  let note = "";
+  // LMX's addon (runs of tokens) is compiled for the host's target, and only for the node-llama-cpp
+  // LMX patches; the other targets ship node-llama-cpp's prebuilt addon until a release runs there.
+  const addon = engineRoot === ROOT && target === hostTarget()
+    ? (await buildLlamaAddon(ROOT, engineLibs(ROOT, prebuiltDir, target), say).catch((err: unknown) => {
+      throw new ReleaseError(`cannot compile node-llama-cpp's addon for ${target}: ${err instanceof Error ? err.message : String(err)}`);
+    })).path
+    : undefined;
+  const engine = await buildEngineBundle(engineRoot, staging, platform, { prebuiltDir, addon, transform: darwin ? signingTransform(resigned) : undefined });
+  let note = addon === undefined ? ", node-llama-cpp's prebuilt addon" : ", LMX's addon";
   if (darwin) {
     const checked = await verifyBundleSignatures(engine.path);
-    note = `, ${checked} Mach-O signatures verified${resigned.length > 0 ? ` (${resigned.length} ad-hoc signed here)` : ""}`;
+    note += `, ${checked} Mach-O signatures verified${resigned.length > 0 ? ` (${resigned.length} ad-hoc signed here)` : ""}`;
   }
   say(`  ${target}: engine bundle ${basename(engine.path)} ${mb(Bun.file(engine.path).size)}${note}`);
   if (options.engineOnly) return { target, engine, engineArtifact: engine.path };

@@ -7,7 +7,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { engineDir } from "../src/engines/llama/bundle.ts";
-import { hostTarget } from "../src/engines/llama/platform.ts";
+import { hostTarget, llamaPlatform } from "../src/engines/llama/platform.ts";
+import { ADDON_FILE, hasPatchMethods, PREBUILT_ADDON_FILE } from "../scripts/lib/llama-addon.ts";
 import { ensureFixtures } from "./fixtures/models.ts";
 
 const REPO = resolve(import.meta.dir, "..");
@@ -86,7 +87,15 @@ test("serves a chat completion from a fresh LMX_HOME and exits 0 on SIGTERM", as
     expect(typeof content).toBe("string");
     expect((content as string).length).toBeGreaterThan(0);
 
-    expect(existsSync(engineDir(home, NLC_VERSION, hostTarget()))).toBe(true);
+    const engine = engineDir(home, NLC_VERSION, hostTarget());
+    expect(existsSync(engine)).toBe(true);
+    if (!useExternal) {
+      // The engine carries LMX's addon (runs of tokens), not node-llama-cpp's prebuilt one, which
+      // stays out of the bundle.
+      const bins = join(engine, "node_modules", llamaPlatform().packageName, "bins", hostTarget());
+      expect(hasPatchMethods(join(bins, ADDON_FILE))).toBe(true);
+      expect(existsSync(join(bins, PREBUILT_ADDON_FILE))).toBe(false);
+    }
 
     // The API reference's script is embedded: the server runs outside the repository.
     const script = await fetch(`${base}/docs/scalar.js`);

@@ -5,7 +5,7 @@
 // engine, stories260K, one thread.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Llama, LlamaContext, LlamaModel, Token } from "node-llama-cpp";
-import { type AddonContextInternals, generate, loadStories, override, unloadStories, watch as watchAll } from "./helpers/llama-internals.ts";
+import { type AddonContextInternals, generate, loadStories, override, requireNative, unloadStories, watch as watchAll } from "./helpers/llama-internals.ts";
 
 let llama: Llama;
 let model: LlamaModel;
@@ -119,19 +119,18 @@ describe("a lone generation decodes without the batch dispatcher", () => {
     expect(context.disposed).toBe(true);
   });
 
-  // Prebuilt binaries lack decodeBatchAndSampleToken (the patch's C++ half; engines built with
-  // `lmx engine build` have it), so here it is the two calls it replaces, to check the wiring.
-  function combine(addon: AddonContextInternals): { calls: number; decodes: number } {
+  /** Counts the native one-call decodes and the decodes made on their own. */
+  function countCalls(addon: AddonContextInternals): { calls: number; decodes: number } {
     const counts = { calls: 0, decodes: 0 };
     const decodeBatch = addon.decodeBatch;
+    const decodeAndSample = requireNative(addon, "decodeBatchAndSampleToken");
     override(addon, "decodeBatch", function (this: AddonContextInternals) {
       counts.decodes++;
       return decodeBatch.call(this);
     });
-    override(addon, "decodeBatchAndSampleToken", async function (this: AddonContextInternals, ...args: unknown[]) {
+    override(addon, "decodeBatchAndSampleToken", function (this: AddonContextInternals, ...args: unknown[]) {
       counts.calls++;
-      await decodeBatch.call(this);
-      return this.sampleToken(...args);
+      return decodeAndSample.apply(this, args);
     });
     return counts;
   }
@@ -151,7 +150,7 @@ describe("a lone generation decodes without the batch dispatcher", () => {
   test("an addon that decodes and samples in one call gets one call per token, and the same tokens", async () => {
     const { context, ctx, seq, prompt, plain, state } = await afterPlainRun(64);
     try {
-      const counts = combine(ctx._ctx);
+      const counts = countCalls(ctx._ctx);
       expect(await generate(seq, prompt, 64)).toEqual(plain);
       expect(counts.calls).toBe(63);
       // Only the prompt's batch is decoded on its own.
@@ -163,18 +162,22 @@ describe("a lone generation decodes without the batch dispatcher", () => {
   });
 
   for (const combined of [false, true]) {
-    test(`a direct decode that fails leaves the sequence as it was, and it can go on${combined ? " (one call)" : ""}`, async () => {
+    test(`a direct decode that fails leaves the sequence as it was, and it can go on${combined ? " (one call)" : " (two calls)"}`, async () => {
       const { context, ctx, seq, prompt, plain } = await afterPlainRun(20);
       try {
-        const decodeBatch = ctx._ctx.decodeBatch;
+        // The one call fails as when its decode half does; without it (an addon that lacks it),
+        // the decode that precedes sampling fails.
         let fail = false;
-        override(ctx._ctx, "decodeBatch", function (this: AddonContextInternals) {
-          if (!fail) return decodeBatch.call(this);
+        const once = <A extends unknown[], R>(real: (...a: A) => Promise<R>) => function (this: AddonContextInternals, ...args: A): Promise<R> {
+          if (!fail) return real.apply(this, args);
           fail = false;
           return Promise.reject(new Error("injected decode failure"));
-        });
-        // Installed after the failure, so that the one call decodes through it.
-        if (combined) combine(ctx._ctx);
+        };
+        if (combined) override(ctx._ctx, "decodeBatchAndSampleToken", once(requireNative(ctx._ctx, "decodeBatchAndSampleToken")));
+        else {
+          override(ctx._ctx, "decodeBatchAndSampleToken", undefined);
+          override(ctx._ctx, "decodeBatch", once(ctx._ctx.decodeBatch));
+        }
         const got: Token[] = [];
         const run = (async () => {
           for await (const token of seq.evaluate(prompt, { temperature: 0, yieldEogToken: true })) {

@@ -6,12 +6,12 @@
 // the generation early leaves the sequence, in JavaScript and in the KV cache, where that path
 // would have left it.
 //
-// Prebuilt binaries lack generateTokens (engines built with `lmx engine build` compile it), so
-// where the loaded addon has none, it is put together here from the addon's own calls, to check
-// the wiring; with a built engine the native method is tested. Real engine, stories260K, 1 thread.
+// generateTokens is the patch's C++ (node-llama-cpp's prebuilt addon lacks it): the addon in
+// node_modules is the one `npm ci` compiles (scripts/llama-addon.ts), as the compiled lmx ships it.
+// Real engine, stories260K, 1 thread.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type Llama, type LlamaContext, LlamaGrammar, LlamaGrammarEvaluationState, type LlamaModel, type Token } from "node-llama-cpp";
-import { type AddonContextInternals, type ContextInternals, generate, loadStories, override, unloadStories, watch } from "./helpers/llama-internals.ts";
+import { type AddonContextInternals, type ContextInternals, generate, loadStories, override, requireNative, unloadStories, watch } from "./helpers/llama-internals.ts";
 
 let llama: Llama;
 let model: LlamaModel;
@@ -20,48 +20,13 @@ afterAll(() => unloadStories({ llama, model }));
 
 const RUN = 8;
 
-/**
- * generateTokens as the addon's C++ does it, from initBatch/addToBatch/decodeBatch/sampleToken:
- * the batch's last token is decoded and the sampled token fed back at the next position until
- * maxTokens are sampled or an end-of-generation one is; a decode failing after the first token
- * ends the run with the tokens so far.
- */
-function emulateGenerateTokens(addon: AddonContextInternals): void {
-  let last = { sequenceId: 0, position: 0 };
-  const addToBatch = addon.addToBatch;
-  override(addon, "addToBatch", function (this: AddonContextInternals, sequenceId, firstTokenIndex, tokens, logitIndexes) {
-    last = { sequenceId, position: firstTokenIndex + tokens.length - 1 };
-    return addToBatch.call(this, sequenceId, firstTokenIndex, tokens, logitIndexes);
-  });
-  override(addon, "generateTokens", async function (this: AddonContextInternals, batchLogitIndex, sampler, maxTokens) {
-    const { sequenceId, position } = last;
-    await this.decodeBatch();
-    let token = (await this.sampleToken(batchLogitIndex, sampler)) as number;
-    if (token === -1) return -1;
-    const tokens = [token];
-    while (tokens.length < maxTokens && !model.isEogToken(token as Token)) {
-      this.initBatch(1);
-      addToBatch.call(this, sequenceId, position + tokens.length, Uint32Array.of(token), Uint32Array.of(0));
-      try {
-        await this.decodeBatch();
-      } catch {
-        break;
-      }
-      token = (await this.sampleToken(0, sampler)) as number;
-      tokens.push(token);
-    }
-    return Uint32Array.from(tokens);
-  });
-}
-
 /** A context with runs of RUN tokens (or none), counting the addon's generateTokens calls. */
 async function contextWith(runs: boolean, sequences = 1): Promise<{ context: LlamaContext; ctx: ContextInternals; counts: { runs: number; direct: number; queued: number } }> {
   const context = await model.createContext({ contextSize: 512, sequences, threads: 1, flashAttention: false });
   const { ctx, counts } = watch(context);
   ctx._tokenRuns = runs ? { maxTokenMs: Infinity, targetMs: Infinity, maxTokens: RUN } : { maxTokenMs: 0, targetMs: 0, maxTokens: 0 };
   const all = Object.assign(counts, { runs: 0 });
-  if (typeof ctx._ctx.generateTokens !== "function") emulateGenerateTokens(ctx._ctx);
-  const generateTokens = ctx._ctx.generateTokens!;
+  const generateTokens = requireNative(ctx._ctx, "generateTokens");
   override(ctx._ctx, "generateTokens", function (this: AddonContextInternals, ...args) {
     all.runs++;
     return generateTokens.apply(this, args);
@@ -181,7 +146,7 @@ describe("runs of tokens generated in one addon call", () => {
       const expected = await generate(plain.context.getSequence(), prompt(), 40);
       const seq = runs.context.getSequence();
       const addon = runs.ctx._ctx;
-      const generateTokens = addon.generateTokens!;
+      const generateTokens = requireNative(addon, "generateTokens");
       let calls = 0;
       // The third run fails before anything is decoded, as when its first decode fails.
       override(addon, "generateTokens", function (this: AddonContextInternals, ...args) {

@@ -3,7 +3,7 @@
 import { getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
 import { ensureFixtures } from "../fixtures/models.ts";
 
-/** stories260K on the CPU, through the addon node_modules holds (the prebuilt one on CI). */
+/** stories260K on the CPU, through the addon node_modules holds (LMX's, see scripts/llama-addon.ts). */
 export async function loadStories(): Promise<{ llama: Llama; model: LlamaModel }> {
   const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" as never });
   return { llama, model: await llama.loadModel({ modelPath: ensureFixtures().stories260K, gpuLayers: 0 }) };
@@ -25,7 +25,7 @@ export interface ContextInternals {
   _ctx: AddonContextInternals;
 }
 
-/** The addon context's methods the tests wrap, and the two an engine built from source adds. */
+/** The addon context's methods the tests wrap, and the two LMX's patch adds (node-llama-cpp's prebuilt addon lacks them). */
 export interface AddonContextInternals {
   initBatch(size: number): void;
   addToBatch(sequenceId: number, firstTokenIndex: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
@@ -72,4 +72,13 @@ export async function generate(
 /** The addon's methods are read-only properties of its prototype: an own property shadows them. */
 export function override<K extends keyof AddonContextInternals>(addon: AddonContextInternals, key: K, value: AddonContextInternals[K]): void {
   Object.defineProperty(addon, key, { value, configurable: true, writable: true });
+}
+
+/** One of the patch's native methods, or a failure that says how to get the addon that has it. */
+export function requireNative<K extends "decodeBatchAndSampleToken" | "generateTokens">(addon: AddonContextInternals, key: K): NonNullable<AddonContextInternals[K]> {
+  const method = addon[key];
+  if (typeof method !== "function") {
+    throw new Error(`the loaded addon has no ${key}: node_modules holds node-llama-cpp's prebuilt addon; run \`bun scripts/llama-addon.ts install\``);
+  }
+  return method as NonNullable<AddonContextInternals[K]>;
 }
