@@ -217,7 +217,7 @@ export async function buildEngineBundle(root: string, outDir: string, platform: 
     throw new Error(`${platform.packageName} ${prebuilt.version} does not match node-llama-cpp ${nlc.version}; reinstall dependencies`);
   }
   const { files, excludedBytes } = collectBundleFiles(root, packages);
-  if (options.addon !== undefined) replaceAddon(files, prebuilt, options.addon);
+  replaceAddon(files, prebuilt, options.addon);
   const archive = await packTarGz(tarEntries(files, options.transform), 9);
   const path = join(outDir, engineBundleFileName(nlc.version, platform.target));
   await mkdir(outDir, { recursive: true });
@@ -236,12 +236,19 @@ export async function buildEngineBundle(root: string, outDir: string, platform: 
   };
 }
 
-/** Points the prebuilt package's llama-addon.node entry at `addon`. */
-function replaceAddon(files: BundleFile[], prebuilt: BundlePackage, addon: string): void {
+/**
+ * Points the prebuilt package's llama-addon.node entry at `addon`; without one, at the prebuilt
+ * addon that scripts/llama-addon.ts keeps beside ours in node_modules, if it installed ours there.
+ */
+function replaceAddon(files: BundleFile[], prebuilt: BundlePackage, addon: string | undefined): void {
   const entries = files.filter((f) => f.archivePath.startsWith(`${prebuilt.archiveDir}/bins/`) && basename(f.archivePath) === ADDON_FILE);
-  if (entries.length !== 1 || entries[0]?.kind !== "file") throw new Error(`${prebuilt.name} should hold one ${ADDON_FILE}, found ${entries.length}`);
-  entries[0].absPath = addon;
-  entries[0].size = statSync(addon).size;
+  const entry = entries[0];
+  if (entries.length !== 1 || entry?.kind !== "file") throw new Error(`${prebuilt.name} should hold one ${ADDON_FILE}, found ${entries.length}`);
+  const kept = join(dirname(entry.absPath), PREBUILT_ADDON_FILE);
+  const source = addon ?? (existsSync(kept) ? kept : undefined);
+  if (source === undefined) return;
+  entry.absPath = source;
+  entry.size = statSync(source).size;
 }
 
 function readLlamaCppRelease(nodeLlamaCppDir: string): string {

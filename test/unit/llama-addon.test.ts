@@ -3,10 +3,12 @@
 // one (and back) in a package's bins folder. The compile itself is tested by `npm ci` and by every
 // test that loads the engine (test/token-runs.test.ts needs the addon's generateTokens).
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { isExcludedFromBundle } from "../../scripts/build.ts";
+import { basename, dirname, join } from "node:path";
+import { buildEngineBundle, isExcludedFromBundle } from "../../scripts/build.ts";
+import { llamaPlatform } from "../../src/engines/llama/platform.ts";
+import { readTarGz } from "../../src/util/tar.ts";
 import { ADDON_FILE, addonKind, installLlamaAddon, newerRuntimeNeeds, PREBUILT_ADDON_FILE, restoreLlamaAddon, runtimeVersions } from "../../scripts/lib/llama-addon.ts";
 
 /** Bytes shaped like an ELF's dynamic strings: names NUL-separated among other data. */
@@ -74,5 +76,41 @@ describe("the addon in a package's bins folder", () => {
   test("the kept prebuilt addon stays out of the engine bundle", () => {
     expect(isExcludedFromBundle("@node-llama-cpp/linux-x64", `bins/linux-x64/${PREBUILT_ADDON_FILE}`)).toBe(true);
     expect(isExcludedFromBundle("@node-llama-cpp/linux-x64", `bins/linux-x64/${ADDON_FILE}`)).toBe(false);
+  });
+
+  /** A node_modules tree holding node-llama-cpp and its linux-x64 package, with our addon installed when `installed`. */
+  function tree(installed: boolean): { root: string; ours: string } {
+    const root = mkdtempSync(join(tmpdir(), "lmx-addon-tree-"));
+    dirs.push(root);
+    const write = (path: string, text: string) => {
+      mkdirSync(dirname(join(root, path)), { recursive: true });
+      writeFileSync(join(root, path), text);
+    };
+    write("node_modules/node-llama-cpp/package.json", JSON.stringify({ name: "node-llama-cpp", version: "3.21.1", optionalDependencies: { "@node-llama-cpp/linux-x64": "3.21.1" } }));
+    write("node_modules/node-llama-cpp/llama/llama.cpp.info.json", JSON.stringify({ tag: "b1" }));
+    write("node_modules/@node-llama-cpp/linux-x64/package.json", JSON.stringify({ name: "@node-llama-cpp/linux-x64", version: "3.21.1" }));
+    const bins = "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64";
+    write(`${bins}/${ADDON_FILE}`, installed ? "installed compile" : "prebuilt");
+    if (installed) write(`${bins}/${PREBUILT_ADDON_FILE}`, "prebuilt");
+    write("compiled.node", "fresh compile");
+    return { root, ours: join(root, "compiled.node") };
+  }
+  async function bundledAddon(root: string, addon?: string): Promise<string[]> {
+    const bundle = await buildEngineBundle(root, join(root, "out"), llamaPlatform("linux-x64"), { addon });
+    const found: string[] = [];
+    for await (const entry of readTarGz(Bun.file(bundle.path))) {
+      if (entry.type === "file" && entry.path.includes("/bins/")) found.push(`${basename(entry.path)}: ${new TextDecoder().decode(entry.data)}`);
+    }
+    return found;
+  }
+
+  test("the bundle carries the addon it is given, else the prebuilt one, never both", async () => {
+    const installed = tree(true);
+    expect(await bundledAddon(installed.root, installed.ours)).toEqual([`${ADDON_FILE}: fresh compile`]);
+    // --prebuilt-addon after npm ci put ours in node_modules: the kept prebuilt one ships.
+    expect(await bundledAddon(installed.root)).toEqual([`${ADDON_FILE}: prebuilt`]);
+    const pristine = tree(false);
+    expect(await bundledAddon(pristine.root)).toEqual([`${ADDON_FILE}: prebuilt`]);
+    expect(await bundledAddon(pristine.root, pristine.ours)).toEqual([`${ADDON_FILE}: fresh compile`]);
   });
 });
