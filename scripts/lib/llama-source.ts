@@ -16,7 +16,7 @@ export interface EngineLibs {
   packageVersion: string;
   /** Folder holding llama-addon.node, libllama, libggml* and the libggml-cpu-* variants. */
   dir: string;
-  /** node-llama-cpp renames libllama and libggml with the release ("libllama.v0.4.0.so"). */
+  /** node-llama-cpp renames libllama and libggml with the release ("libllama.v0.4.0.so", "libllama.metal.v0.4.0.dylib"). */
   llamaLib: string;
   ggmlLib: string;
 }
@@ -80,8 +80,8 @@ export function engineLibs(root: string, packageDir?: string, target?: string): 
     packageName: platform.packageName,
     packageVersion: pkg.version,
     dir,
-    llamaLib: pick(/^libllama(\.v[\w.-]+)?\.(so|dylib)$/, "libllama"),
-    ggmlLib: pick(/^libggml(\.v[\w.-]+)?\.(so|dylib)$/, "libggml"),
+    llamaLib: pick(/^libllama(\.[\w.-]+)?\.(so|dylib)$/, "libllama"),
+    ggmlLib: pick(/^libggml(\.[\w.-]+)?\.(so|dylib)$/, "libggml"),
   };
 }
 

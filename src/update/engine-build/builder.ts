@@ -19,6 +19,7 @@ import { verifyBuiltEngine, type VerifyReport } from "../../engines/llama/build-
 import { llamaPlatform } from "../../engines/llama/platform.ts";
 import { enginesRoot, installedEngine } from "../../engines/llama/selection.ts";
 import { BUILD_INFO_FILE, type BuildInfo } from "./built.ts";
+import { type CompilerProbe, compilerWorkarounds, hostCompilerProbe, withFlags } from "./compiler-workarounds.ts";
 import { hostProbe, missingPrerequisites, type PrerequisiteProbe, prerequisitesMessage } from "./prereqs.ts";
 import { EngineBuildCancelled, EngineBuildError } from "./errors.ts";
 import { fetchSource } from "./fetch.ts";
@@ -42,6 +43,8 @@ export interface EngineBuildOptions {
   /** Called once the log file is open, before any work starts. */
   onLog?: (path: string) => void;
   probe?: PrerequisiteProbe;
+  /** The compiler the build will run, for its known bugs (compiler-workarounds.ts); the host's when absent. */
+  compiler?: CompilerProbe;
 }
 
 export interface BuiltEngine {
@@ -115,7 +118,7 @@ export async function buildEngine(options: EngineBuildOptions): Promise<BuiltEng
     await ensureCmakeJsBin(temp);
 
     progress({ phase: "configure", percent: null });
-    await compile({ nlcDir, cpu: options.cpu, target: options.target, log, signal, onProgress: progress });
+    await compile({ nlcDir, cpu: options.cpu, target: options.target, compiler: options.compiler, log, signal, onProgress: progress });
     const binsDir = await installCompiledBinaries(temp, nlcDir, options.target);
     // The source and build tree are not part of the engine.
     await rm(sourceDir, { recursive: true, force: true });
@@ -210,14 +213,16 @@ async function ensureCmakeJsBin(bundleDir: string): Promise<void> {
 }
 
 /** node-llama-cpp's documented source build, with the backend choices of its prebuilt binaries. */
-async function compile(o: { nlcDir: string; cpu: "all" | "native"; target: string; log: WriteStream; signal?: AbortSignal; onProgress: (p: PhaseProgress) => void }): Promise<void> {
+async function compile(o: { nlcDir: string; cpu: "all" | "native"; target: string; compiler?: CompilerProbe; log: WriteStream; signal?: AbortSignal; onProgress: (p: PhaseProgress) => void }): Promise<void> {
   const parser = new BuildOutputParser("configure", o.onProgress);
   const gpu = o.target === "darwin-arm64" ? "metal" : "false";
   // --ciMode (honoured only with CI=true) is how node-llama-cpp builds its prebuilt binaries: every
   // CPU variant as a loadable backend, no -march=native. Without it the build targets this CPU.
   const all = o.cpu === "all";
   const args = [join(o.nlcDir, "dist", "cli", "cli.js"), "source", "build", "--gpu", gpu, "--noUsageExample", ...(all ? ["--ciMode", "--noCustomCmakeBuildOptionsInBinaryFolderName"] : [])];
-  const env: NodeJS.ProcessEnv = { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true", ...(all ? { CI: "true" } : {}) };
+  const workarounds = compilerWorkarounds(o.target, o.compiler ?? hostCompilerProbe());
+  for (const w of workarounds) o.log.write(`[${new Date().toISOString()}] adding ${w.flag}: ${w.reason}\n`);
+  const env = withFlags({ ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true", ...(all ? { CI: "true" } : {}) }, workarounds.map((w) => w.flag));
   if (!all) delete env.CI;
   try {
     await runLogged("node", args, { cwd: o.nlcDir, env, log: o.log, signal: o.signal, parser });
