@@ -44,7 +44,9 @@ export function addonBuildBlocker(root: string, target: string = hostTarget()): 
 
 function addonSourceIsPatched(root: string): boolean {
   const file = join(nodeLlamaCppDir(root), "llama", "addon", "AddonContext.cpp");
-  return existsSync(file) && ADDON_METHODS.every((m) => readFileSync(file, "utf8").includes(`"${m}"`));
+  if (!existsSync(file)) return false;
+  const source = readFileSync(file, "utf8");
+  return ADDON_METHODS.every((m) => source.includes(`"${m}"`));
 }
 
 function addonSources(root: string): string[] {
