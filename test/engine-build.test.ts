@@ -203,7 +203,7 @@ describe.skipIf(!ENABLED)("lmx engine build", () => {
     const addon = join(enginesDir, `${version}-linux-x64`, "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64", "llama-addon.node");
     const binary = readFileSync(addon);
     expect(binary.includes("decodeBatchAndSampleToken")).toBe(true);
-    expect(binary.includes("generateTokens")).toBe(true);
+    expect(binary.includes("generateTokenRuns")).toBe(true);
     // Built, not selected: the running engine stays what it was until `engine use`.
     expect(existsSync(join(enginesDir, "current.json"))).toBe(false);
 

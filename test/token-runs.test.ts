@@ -1,12 +1,12 @@
-// patches/node-llama-cpp+3.21.1.patch, runs of tokens: a sequence that generates alone on its
-// context, with sampling that does not change from token to token, has the addon generate several
-// tokens in one call (generateTokens: decode, sample, feed back, in the worker thread) and starts
-// the next run before the consumer has the tokens of this one (docs/performance.md, "Runs of
-// tokens in one addon call"). The tokens are those of the token-by-token path, and whatever ends
-// the generation early leaves the sequence, in JavaScript and in the KV cache, where that path
-// would have left it.
+// patches/node-llama-cpp+3.21.1.patch, runs of tokens: while every generation on a context has
+// sampling that does not change from token to token, the addon generates several tokens for each
+// in one call (generateTokenRuns: decode one batch for all, sample each, feed back, in the worker
+// thread), and each starts its next run before its consumer has the tokens of this one
+// (docs/performance.md, "Runs of tokens in one addon call"). The tokens are those of the
+// token-by-token path, and whatever ends a generation early leaves its sequence, in JavaScript and
+// in the KV cache, where that path would have left it.
 //
-// generateTokens is the patch's C++ (node-llama-cpp's prebuilt addon lacks it): the addon in
+// generateTokenRuns is the patch's C++ (node-llama-cpp's prebuilt addon lacks it): the addon in
 // node_modules is the one `npm ci` compiles (scripts/llama-addon.ts), as the compiled lmx ships it.
 // Real engine, stories260K, 1 thread.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -20,16 +20,17 @@ afterAll(() => unloadStories({ llama, model }));
 
 const RUN = 8;
 
-/** A context with runs of RUN tokens (or none), counting the addon's generateTokens calls. */
-async function contextWith(runs: boolean, sequences = 1): Promise<{ context: LlamaContext; ctx: ContextInternals; counts: { runs: number; direct: number; queued: number } }> {
+/** A context with runs of RUN tokens (or none), counting the addon's generateTokenRuns calls and the sequences in each. */
+async function contextWith(runs: boolean, sequences = 1): Promise<{ context: LlamaContext; ctx: ContextInternals; counts: { runs: number; direct: number; queued: number; widths: number[] } }> {
   const context = await model.createContext({ contextSize: 512, sequences, threads: 1, flashAttention: false });
   const { ctx, counts } = watch(context);
   ctx._tokenRuns = runs ? { maxTokenMs: Infinity, targetMs: Infinity, maxTokens: RUN } : { maxTokenMs: 0, targetMs: 0, maxTokens: 0 };
-  const all = Object.assign(counts, { runs: 0 });
-  const generateTokens = requireNative(ctx._ctx, "generateTokens");
-  override(ctx._ctx, "generateTokens", function (this: AddonContextInternals, ...args) {
+  const all = Object.assign(counts, { runs: 0, widths: [] as number[] });
+  const generateTokenRuns = requireNative(ctx._ctx, "generateTokenRuns");
+  override(ctx._ctx, "generateTokenRuns", function (this: AddonContextInternals, ...args) {
     all.runs++;
-    return generateTokens.apply(this, args);
+    all.widths.push(args[1].length);
+    return generateTokenRuns.apply(this, args);
   });
   return { context, ctx, counts: all };
 }
@@ -112,7 +113,37 @@ describe("runs of tokens generated in one addon call", () => {
     }
   });
 
-  test("a second generation on the context stops the runs; both go through the dispatcher", async () => {
+  test("generations side by side run together, one batch a step, each with the tokens it has alone", async () => {
+    const plain = await contextWith(false, 3);
+    const { context, counts } = await contextWith(true, 3);
+    try {
+      const prompts = ["Tom had a dog", "Sue saw a cat", "The sun was"].map((text) => model.tokenize(text));
+      const lengths = [90, 60, 75];
+      const expected: Token[][] = [];
+      for (const [i, p] of prompts.entries()) expected.push(await generate(plain.context.getSequence(), p, lengths[i]!));
+      const seqs = prompts.map(() => context.getSequence());
+      const got = await Promise.all(seqs.map((seq, i) => generate(seq, prompts[i]!, lengths[i]!)));
+      expect(got).toEqual(expected);
+      // Calls with all three, then two, then one, as the shorter ones end.
+      expect(Math.max(...counts.widths)).toBe(3);
+      expect(counts.widths.filter((w) => w === 3).length).toBeGreaterThan(3);
+      expect(counts.widths).toContain(1);
+      // What each was left holding is the token-by-token path's, in the KV cache too.
+      for (const [i, seq] of seqs.entries()) {
+        expect(seq.contextTokens).toEqual([...prompts[i]!, ...expected[i]!.slice(0, -1)]);
+        const kv = (context as unknown as ContextInternals)._ctx as unknown as { getSequenceKvCacheMaxPosition(id: number): number };
+        expect(kv.getSequenceKvCacheMaxPosition((seq as unknown as { _sequenceId: number })._sequenceId)).toBe(seq.nextTokenIndex - 1);
+      }
+      const internals = context as unknown as ContextInternals;
+      expect(internals._activeEvaluations).toBe(0);
+      expect(internals._runEligible.size).toBe(0);
+    } finally {
+      await plain.context.dispose();
+      await context.dispose();
+    }
+  });
+
+  test("a generation whose sampling changes from token to token stops the runs of the others while it goes on", async () => {
     const { context, counts } = await contextWith(true, 2);
     try {
       const [a, b] = [context.getSequence(), context.getSequence()];
@@ -124,9 +155,10 @@ describe("runs of tokens generated in one addon call", () => {
       });
       while (counts.runs < 3) await Bun.sleep(1);
       const queued = counts.queued;
+      // A repeat penalty looks at the tokens so far: it cannot run.
       const second = generate(b, model.tokenize("Sue saw a cat"), 48, async () => {
         runsAtB ??= counts.runs;
-      });
+      }, { temperature: 0, repeatPenalty: { penalty: 1.3 } });
       const [x, y] = await Promise.all([first, second.finally(() => (both = false))]);
       expect(x).toHaveLength(120);
       expect(y).toHaveLength(48);
@@ -134,7 +166,32 @@ describe("runs of tokens generated in one addon call", () => {
       expect(runsAtB).toBeDefined();
       expect(runsAfterB).toBe(0);
       expect(counts.queued - queued).toBeGreaterThan(40);
+      // Alone again, the first one runs.
+      expect(counts.runs).toBeGreaterThan(runsAtB! + 1);
     } finally {
+      await context.dispose();
+    }
+  });
+
+  test("one of two running generations stopped by its consumer: both sequences as token by token, the other goes on", async () => {
+    const plain = await contextWith(false, 3);
+    const { context, counts } = await contextWith(true, 2);
+    try {
+      const [pa, pb] = [model.tokenize("Tom had a dog"), model.tokenize("Sue saw a cat")];
+      const expectedA = await generate(plain.context.getSequence(), pa, 100);
+      const expectedB = await generate(plain.context.getSequence(), pb, 21);
+      const [a, b] = [context.getSequence(), context.getSequence()];
+      const [gotA, gotB] = await Promise.all([generate(a, pa, 100), generate(b, pb, 21)]);
+      expect(gotA).toEqual(expectedA);
+      expect(gotB).toEqual(expectedB);
+      expect(counts.widths).toContain(2);
+      expect(b.contextTokens).toEqual([...pb, ...expectedB.slice(0, -1)]);
+      const kv = (context as unknown as ContextInternals)._ctx as unknown as { getSequenceKvCacheMaxPosition(id: number): number };
+      expect(kv.getSequenceKvCacheMaxPosition((b as unknown as { _sequenceId: number })._sequenceId)).toBe(b.nextTokenIndex - 1);
+      const last = expectedB.at(-1)!;
+      expect(await generate(b, [last], 10)).toEqual(await generate(plain.context.getSequence(), [...pb, ...expectedB], 10));
+    } finally {
+      await plain.context.dispose();
       await context.dispose();
     }
   });
@@ -146,12 +203,12 @@ describe("runs of tokens generated in one addon call", () => {
       const expected = await generate(plain.context.getSequence(), prompt(), 40);
       const seq = runs.context.getSequence();
       const addon = runs.ctx._ctx;
-      const generateTokens = requireNative(addon, "generateTokens");
+      const generateTokenRuns = requireNative(addon, "generateTokenRuns");
       let calls = 0;
       // The third run fails before anything is decoded, as when its first decode fails.
-      override(addon, "generateTokens", function (this: AddonContextInternals, ...args) {
+      override(addon, "generateTokenRuns", function (this: AddonContextInternals, ...args) {
         if (++calls === 3) return Promise.reject(new Error("injected decode failure"));
-        return generateTokens.apply(this, args);
+        return generateTokenRuns.apply(this, args);
       });
       const got: Token[] = [];
       const run = (async () => {

@@ -1,7 +1,7 @@
 // node-llama-cpp's addon (llama-addon.node) compiled from its patched source
 // (patches/node-llama-cpp+3.21.1.patch) against the shared libraries of the prebuilt engine
 // package. The patch's C++ half (a lone stream's token decoded and sampled in one call; runs of
-// tokens generated without returning to JavaScript) lives in the addon alone, so this is the only
+// tokens for every stream of a context generated without returning to JavaScript) lives in the addon alone, so this is the only
 // file that has to be compiled for LMX to have it: llama.cpp's libraries and kernels stay the
 // prebuilt package's. About 20 s on two cores; cached under .cache/llama-addon/ by its inputs.
 //
@@ -19,7 +19,7 @@ export const ADDON_FILE = "llama-addon.node";
 /** The prebuilt addon, kept beside ours in node_modules so that `restore` can put it back. */
 export const PREBUILT_ADDON_FILE = "llama-addon.prebuilt.node";
 /** Methods the patch adds to the addon's context; their names are in a compiled addon's strings. */
-export const ADDON_METHODS = ["decodeBatchAndSampleToken", "generateTokens"] as const;
+export const ADDON_METHODS = ["decodeBatchAndSampleToken", "generateTokenRuns"] as const;
 
 const OVERLAY = resolve(import.meta.dir, "..", "..", "native", "llama-addon");
 

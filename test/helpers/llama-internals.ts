@@ -19,6 +19,7 @@ export interface ContextInternals {
   _canDecodeDirectly(): boolean;
   _decodeTokens(...args: unknown[]): Promise<unknown>;
   _activeEvaluations: number;
+  _runEligible: Set<unknown>;
   _threadSplitterConsumer: unknown;
   /** Replaces the defaults for runs of tokens generated in one addon call. */
   _tokenRuns?: { maxTokenMs: number; targetMs: number; maxTokens: number };
@@ -32,7 +33,7 @@ export interface AddonContextInternals {
   decodeBatch(): Promise<void>;
   sampleToken(...args: unknown[]): Promise<unknown>;
   decodeBatchAndSampleToken?: (...args: unknown[]) => Promise<unknown>;
-  generateTokens?: (batchLogitIndex: number, sampler: unknown, maxTokens: number) => Promise<Uint32Array | number>;
+  generateTokenRuns?: (logitIndexes: Uint32Array, samplers: unknown[], maxTokens: number) => Promise<Uint32Array[]>;
 }
 
 /** Counts the decodes that went straight through the addon and those queued for the dispatcher. */
@@ -75,7 +76,7 @@ export function override<K extends keyof AddonContextInternals>(addon: AddonCont
 }
 
 /** One of the patch's native methods, or a failure that says how to get the addon that has it. */
-export function requireNative<K extends "decodeBatchAndSampleToken" | "generateTokens">(addon: AddonContextInternals, key: K): NonNullable<AddonContextInternals[K]> {
+export function requireNative<K extends "decodeBatchAndSampleToken" | "generateTokenRuns">(addon: AddonContextInternals, key: K): NonNullable<AddonContextInternals[K]> {
   const method = addon[key];
   if (typeof method !== "function") {
     throw new Error(`the loaded addon has no ${key}: node_modules holds node-llama-cpp's prebuilt addon; run \`bun scripts/llama-addon.ts install\``);

@@ -1,7 +1,7 @@
 // scripts/lib/llama-addon.ts without a compiler: the runtime-version check that keeps a compiled
 // addon loadable wherever the prebuilt one loads, and putting the addon in place of the prebuilt
 // one (and back) in a package's bins folder. The compile itself is tested by `npm ci` and by every
-// test that loads the engine (test/token-runs.test.ts needs the addon's generateTokens).
+// test that loads the engine (test/token-runs.test.ts needs the addon's generateTokenRuns).
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -41,7 +41,7 @@ describe("the addon in a package's bins folder", () => {
     dirs.push(dir);
     writeFileSync(join(dir, ADDON_FILE), "prebuilt addon: decodeBatch sampleToken");
     const ours = join(dir, "compiled.node");
-    writeFileSync(ours, "compiled addon: decodeBatchAndSampleToken generateTokens");
+    writeFileSync(ours, "compiled addon: decodeBatchAndSampleToken generateTokenRuns");
     return { dir, ours };
   }
   const read = (file: string) => readFileSync(file, "utf8");
@@ -55,7 +55,7 @@ describe("the addon in a package's bins folder", () => {
     expect(installLlamaAddon(ours, dir)).toBe(false);
 
     // A newer compile replaces ours; the kept file stays the prebuilt one.
-    writeFileSync(ours, "compiled addon v2: decodeBatchAndSampleToken generateTokens");
+    writeFileSync(ours, "compiled addon v2: decodeBatchAndSampleToken generateTokenRuns");
     expect(installLlamaAddon(ours, dir)).toBe(true);
     expect(read(join(dir, ADDON_FILE))).toStartWith("compiled addon v2");
     expect(read(join(dir, PREBUILT_ADDON_FILE))).toStartWith("prebuilt addon");
@@ -68,7 +68,7 @@ describe("the addon in a package's bins folder", () => {
 
   test("ours with no prebuilt kept is refused rather than kept as the prebuilt one", () => {
     const { dir, ours } = bins();
-    writeFileSync(join(dir, ADDON_FILE), "an older compile: decodeBatchAndSampleToken generateTokens");
+    writeFileSync(join(dir, ADDON_FILE), "an older compile: decodeBatchAndSampleToken generateTokenRuns");
     expect(() => installLlamaAddon(ours, dir)).toThrow("is not node-llama-cpp's prebuilt addon");
     expect(existsSync(join(dir, PREBUILT_ADDON_FILE))).toBe(false);
   });
