@@ -107,6 +107,46 @@ describe("DecodeGate", () => {
     b.done();
   });
 
+  test("no hold while the context generates runs of tokens: the generating sequences are in them, not coming", () => {
+    const gate = new DecodeGate();
+    const context = { _runsDispatching: false, _decodeTokens: () => undefined };
+    gate.observe(context);
+    const streams = [gate.track(), gate.track(), gate.track()];
+    for (const s of streams) s.firstToken();
+    for (let i = 0; i < 3; i++) {
+      expect(gate.strategy({ items: [item(1), item(1), item(1)], size: 512 })).toHaveLength(3);
+      const until = performance.now() + 2;
+      while (performance.now() < until);
+    }
+    // A new request's prompt, queued alone beside three generations.
+    expect(gate.strategy({ items: [item(40)], size: 512 })).toEqual([]);
+    context._runsDispatching = true;
+    expect(gate.strategy({ items: [item(40)], size: 512 })).toHaveLength(1);
+    for (const s of streams) s.done();
+  });
+
+  test("a long gap between batches (a run of tokens, a stalled client) counts for at most what gives the longest hold", () => {
+    const gate = new DecodeGate();
+    const a = gate.track();
+    const b = gate.track();
+    a.firstToken();
+    b.firstToken();
+    const spin = (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until);
+    };
+    for (let i = 0; i < 6; i++) {
+      gate.strategy({ items: [item(1), item(1)], size: 512 });
+      spin(0.4);
+    }
+    spin(200);
+    gate.strategy({ items: [item(1), item(1)], size: 512 });
+    // 0.8 × ≈0.4 + 0.2 × 16 at most, a quarter of it: not the 4 ms a 200 ms gap would give.
+    expect(gate.holdBoundMs).toBeLessThan(1.5);
+    a.done();
+    b.done();
+  });
+
   test("a pause with nothing generating does not count as a batch interval", async () => {
     const gate = new DecodeGate();
     const spin = (ms: number) => {

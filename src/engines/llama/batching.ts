@@ -29,9 +29,16 @@ import type { BatchItem, CustomBatchingPrioritizationStrategy, PrioritizedBatchI
 // array as it is queued (node-llama-cpp's internal `_decodeTokens`, checked for and skipped if a
 // later version lacks it).
 
+// Runs of tokens (the patch's generateTokenRuns) take the generating sequences out of the
+// dispatcher: while they go, a batch holds a new request's prompt or first tokens, and nobody
+// else is coming, so the gate does not hold then. And the time a run took is not a batch
+// interval: a gap counts for at most what gives the longest hold.
+
 const MAX_HOLD_MS = 4;
 /** Share of the recent batch-to-batch interval a batch may wait for missing sequences. */
 const HOLD_FRACTION = 0.25;
+/** The longest gap counted in the batch interval: more would not lengthen the hold, only its recovery. */
+const MAX_GAP_MS = MAX_HOLD_MS / HOLD_FRACTION;
 
 export class DecodeGate {
   /** Sequences that have produced a token and not finished: each queues one token per batch. */
@@ -46,13 +53,16 @@ export class DecodeGate {
   readonly stats = { batches: 0, items: 0, holds: 0 };
   /** The sequence that queued each token array (see `observe`). */
   private readonly owners = new WeakMap<object, number>();
+  /** Whether the observed context is generating runs of tokens now (see `observe`). */
+  private runsActive: () => boolean = () => false;
 
   /**
    * Notes the sequence of every decode `context` queues, so batches go out in sequence order.
    * False when this node-llama-cpp queues decodes some other way (batches then keep queue order).
    */
   observe(context: object): boolean {
-    const target = context as { _decodeTokens?: (this: unknown, args: { sequenceId?: unknown; tokens?: unknown }, ...rest: unknown[]) => unknown };
+    const target = context as { _runsDispatching?: unknown; _decodeTokens?: (this: unknown, args: { sequenceId?: unknown; tokens?: unknown }, ...rest: unknown[]) => unknown };
+    this.runsActive = () => target._runsDispatching === true;
     const original = target._decodeTokens;
     if (typeof original !== "function") return false;
     const owners = this.owners;
@@ -99,7 +109,7 @@ export class DecodeGate {
   readonly strategy: CustomBatchingPrioritizationStrategy = ({ items, size }) => {
     const now = performance.now();
     const bound = this.holdBoundMs;
-    if (items.length < this.generating && bound > 0) {
+    if (items.length < this.generating && bound > 0 && !this.runsActive()) {
       this.holdStart ??= now;
       if (now - this.holdStart < bound) {
         this.stats.holds++;
@@ -110,7 +120,7 @@ export class DecodeGate {
     // A pause with nothing generating is not a batch interval: it would make the next burst's
     // first batches wait the longest hold however quick the model is.
     if (this.lastBatchAt !== undefined && this.generating > 0) {
-      const gap = now - this.lastBatchAt;
+      const gap = Math.min(now - this.lastBatchAt, MAX_GAP_MS);
       this.interval = this.interval === 0 ? gap : this.interval * 0.8 + gap * 0.2;
     }
     this.lastBatchAt = now;
