@@ -158,7 +158,7 @@ describe("runs of tokens generated in one addon call", () => {
       // A repeat penalty looks at the tokens so far: it cannot run.
       const second = generate(b, model.tokenize("Sue saw a cat"), 48, async () => {
         runsAtB ??= counts.runs;
-      }, { temperature: 0, repeatPenalty: { penalty: 1.3 } });
+      }, { temperature: 0, repeatPenalty: { penalty: 1.3, punishTokens: () => [] } });
       const [x, y] = await Promise.all([first, second.finally(() => (both = false))]);
       expect(x).toHaveLength(120);
       expect(y).toHaveLength(48);
