@@ -7,6 +7,22 @@ import { startTestServer } from "./helpers/server.ts";
 
 const fx = ensureFixtures();
 
+/** Busy-waits: the gate reads performance.now(), and a timer would not be as exact. */
+const spin = (ms: number) => {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+};
+
+type Stream = ReturnType<DecodeGate["track"]>;
+
+/** n generations past their first token, as the gate counts them. */
+const generating = (gate: DecodeGate, n: number): Stream[] =>
+  Array.from({ length: n }, () => {
+    const stream = gate.track();
+    stream.firstToken();
+    return stream;
+  });
+
 const item = (tokens: number): BatchItem => ({ tokens: Array.from({ length: tokens }, (_, i) => i) as unknown as BatchItem["tokens"], logits: [], evaluationPriority: 5 });
 
 describe("shareBatch", () => {
@@ -57,10 +73,7 @@ describe("DecodeGate", () => {
 
   test("holds a batch while a generating sequence is missing, then gives up after the bound", async () => {
     const gate = new DecodeGate();
-    const a = gate.track();
-    const b = gate.track();
-    a.firstToken();
-    b.firstToken();
+    const [a, b] = generating(gate, 2) as [Stream, Stream];
     // Batches ~20 ms apart (a model big enough for holding to pay off).
     for (let i = 0; i < 3; i++) {
       expect(gate.strategy({ items: [item(1), item(1)], size: 512 })).toHaveLength(2);
@@ -86,14 +99,7 @@ describe("DecodeGate", () => {
 
   test("holds for a tiny model too, for a quarter of its sub-millisecond batch interval", () => {
     const gate = new DecodeGate();
-    const a = gate.track();
-    const b = gate.track();
-    a.firstToken();
-    b.firstToken();
-    const spin = (ms: number) => {
-      const until = performance.now() + ms;
-      while (performance.now() < until);
-    };
+    const [a, b] = generating(gate, 2) as [Stream, Stream];
     for (let i = 0; i < 4; i++) {
       expect(gate.strategy({ items: [item(1), item(1)], size: 512 })).toHaveLength(2);
       spin(0.4);
@@ -111,12 +117,10 @@ describe("DecodeGate", () => {
     const gate = new DecodeGate();
     const context = { _runsDispatching: false, _decodeTokens: () => undefined };
     gate.observe(context);
-    const streams = [gate.track(), gate.track(), gate.track()];
-    for (const s of streams) s.firstToken();
+    const streams = generating(gate, 3);
     for (let i = 0; i < 3; i++) {
       expect(gate.strategy({ items: [item(1), item(1), item(1)], size: 512 })).toHaveLength(3);
-      const until = performance.now() + 2;
-      while (performance.now() < until);
+      spin(2);
     }
     // A new request's prompt, queued alone beside three generations.
     expect(gate.strategy({ items: [item(40)], size: 512 })).toEqual([]);
@@ -127,14 +131,7 @@ describe("DecodeGate", () => {
 
   test("a long gap between batches (a run of tokens, a stalled client) counts for at most what gives the longest hold", () => {
     const gate = new DecodeGate();
-    const a = gate.track();
-    const b = gate.track();
-    a.firstToken();
-    b.firstToken();
-    const spin = (ms: number) => {
-      const until = performance.now() + ms;
-      while (performance.now() < until);
-    };
+    const [a, b] = generating(gate, 2) as [Stream, Stream];
     for (let i = 0; i < 6; i++) {
       gate.strategy({ items: [item(1), item(1)], size: 512 });
       spin(0.4);
@@ -149,10 +146,6 @@ describe("DecodeGate", () => {
 
   test("a pause with nothing generating does not count as a batch interval", async () => {
     const gate = new DecodeGate();
-    const spin = (ms: number) => {
-      const until = performance.now() + ms;
-      while (performance.now() < until);
-    };
     const burst = () => {
       const a = gate.track();
       const b = gate.track();
