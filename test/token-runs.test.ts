@@ -196,6 +196,35 @@ describe("runs of tokens generated in one addon call", () => {
     }
   });
 
+  test("the sequence changed from outside while its generation is open (LlamaChat at a thought budget): runs ahead are erased first", async () => {
+    const plain = await contextWith(false);
+    const { context, counts } = await contextWith(true);
+    try {
+      const expected = await generate(plain.context.getSequence(), prompt(), 18);
+      const seq = context.getSequence();
+      const it = seq.evaluate(prompt(), { temperature: 0, yieldEogToken: true })[Symbol.asyncIterator]();
+      const got: Token[] = [];
+      while (got.length < 12) got.push((await it.next()).value as Token);
+      // A run is in flight or waiting for its call: what LlamaChat's alignment does next, with the
+      // generation still open, as it does when a thought budget runs out.
+      expect(counts.runs).toBeGreaterThan(0);
+      const keep = [...prompt(), ...got.slice(0, 9)];
+      await seq.adaptStateToTokens(keep, false);
+      const kv = (context as unknown as ContextInternals)._ctx as unknown as { getSequenceKvCacheMaxPosition(id: number): number };
+      const id = (seq as unknown as { _sequenceId: number })._sequenceId;
+      expect(seq.contextTokens).toEqual(keep);
+      expect(kv.getSequenceKvCacheMaxPosition(id)).toBe(keep.length - 1);
+      await it.return(undefined);
+      expect(kv.getSequenceKvCacheMaxPosition(id)).toBe(keep.length - 1);
+      // And it goes on from there as token by token.
+      expect(got).toEqual(expected.slice(0, 12));
+      expect(await generate(seq, [got[9]!], 8)).toEqual(expected.slice(10, 18));
+    } finally {
+      await plain.context.dispose();
+      await context.dispose();
+    }
+  });
+
   test("a run that fails leaves the sequence where the tokens handed out put it, and it can go on", async () => {
     const plain = await contextWith(false);
     const runs = await contextWith(true);
