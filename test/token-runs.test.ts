@@ -11,7 +11,7 @@
 // Real engine, stories260K, 1 thread.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type Llama, type LlamaContext, LlamaGrammar, LlamaGrammarEvaluationState, type LlamaModel, type Token } from "node-llama-cpp";
-import { type AddonContextInternals, type ContextInternals, generate, loadStories, override, requireNative, unloadStories, watch } from "./helpers/llama-internals.ts";
+import { type AddonContextInternals, type ContextInternals, generate, lastKvPosition, loadStories, override, requireNative, unloadStories, watch } from "./helpers/llama-internals.ts";
 
 let llama: Llama;
 let model: LlamaModel;
@@ -54,8 +54,7 @@ describe("runs of tokens generated in one addon call", () => {
         expect(b.contextTokens).toEqual(a.contextTokens);
         expect(b.nextTokenIndex).toBe(prompt().length + n - 1);
         // The tokens decoded ahead are gone from the KV cache too, so the text goes on as it would.
-        const kv = (runs.ctx._ctx as unknown as { getSequenceKvCacheMaxPosition(id: number): number }).getSequenceKvCacheMaxPosition((b as unknown as { _sequenceId: number })._sequenceId);
-        expect(kv).toBe(b.nextTokenIndex - 1);
+        expect(lastKvPosition(runs.context, b)).toBe(b.nextTokenIndex - 1);
         const last = expected.at(-1)!;
         expect(await generate(b, [last], 10)).toEqual(await generate(a, [last], 10));
       }
@@ -131,8 +130,7 @@ describe("runs of tokens generated in one addon call", () => {
       // What each was left holding is the token-by-token path's, in the KV cache too.
       for (const [i, seq] of seqs.entries()) {
         expect(seq.contextTokens).toEqual([...prompts[i]!, ...expected[i]!.slice(0, -1)]);
-        const kv = (context as unknown as ContextInternals)._ctx as unknown as { getSequenceKvCacheMaxPosition(id: number): number };
-        expect(kv.getSequenceKvCacheMaxPosition((seq as unknown as { _sequenceId: number })._sequenceId)).toBe(seq.nextTokenIndex - 1);
+        expect(lastKvPosition(context, seq)).toBe(seq.nextTokenIndex - 1);
       }
       const internals = context as unknown as ContextInternals;
       expect(internals._activeEvaluations).toBe(0);
@@ -186,8 +184,7 @@ describe("runs of tokens generated in one addon call", () => {
       expect(gotB).toEqual(expectedB);
       expect(counts.widths).toContain(2);
       expect(b.contextTokens).toEqual([...pb, ...expectedB.slice(0, -1)]);
-      const kv = (context as unknown as ContextInternals)._ctx as unknown as { getSequenceKvCacheMaxPosition(id: number): number };
-      expect(kv.getSequenceKvCacheMaxPosition((b as unknown as { _sequenceId: number })._sequenceId)).toBe(b.nextTokenIndex - 1);
+      expect(lastKvPosition(context, b)).toBe(b.nextTokenIndex - 1);
       const last = expectedB.at(-1)!;
       expect(await generate(b, [last], 10)).toEqual(await generate(plain.context.getSequence(), [...pb, ...expectedB], 10));
     } finally {
@@ -210,12 +207,10 @@ describe("runs of tokens generated in one addon call", () => {
       expect(counts.runs).toBeGreaterThan(0);
       const keep = [...prompt(), ...got.slice(0, 9)];
       await seq.adaptStateToTokens(keep, false);
-      const kv = (context as unknown as ContextInternals)._ctx as unknown as { getSequenceKvCacheMaxPosition(id: number): number };
-      const id = (seq as unknown as { _sequenceId: number })._sequenceId;
       expect(seq.contextTokens).toEqual(keep);
-      expect(kv.getSequenceKvCacheMaxPosition(id)).toBe(keep.length - 1);
+      expect(lastKvPosition(context, seq)).toBe(keep.length - 1);
       await it.return(undefined);
-      expect(kv.getSequenceKvCacheMaxPosition(id)).toBe(keep.length - 1);
+      expect(lastKvPosition(context, seq)).toBe(keep.length - 1);
       // And it goes on from there as token by token.
       expect(got).toEqual(expected.slice(0, 12));
       expect(await generate(seq, [got[9]!], 8)).toEqual(expected.slice(10, 18));

@@ -3,7 +3,8 @@
 // package. The patch's C++ half (a lone stream's token decoded and sampled in one call; runs of
 // tokens for every stream of a context generated without returning to JavaScript) lives in the
 // addon alone, so this is the only file that has to be compiled for LMX to have it: llama.cpp's
-// libraries and kernels stay the prebuilt package's. About 20 s on two cores; cached under .cache/llama-addon/ by its inputs.
+// libraries and kernels stay the prebuilt package's. About 20 s on two cores; cached under
+// .cache/llama-addon/ by its inputs.
 //
 // The addon replaces the prebuilt one in the engine bundle (scripts/build.ts) and, for runs from
 // source and the tests, in node_modules (scripts/llama-addon.ts install; the prebuilt one is kept

@@ -70,6 +70,12 @@ export async function generate(
   return out;
 }
 
+/** The last position the sequence holds in the KV cache (-1 when empty). */
+export function lastKvPosition(context: LlamaContext, seq: LlamaContextSequence): number {
+  const addon = (context as unknown as ContextInternals)._ctx as unknown as { getSequenceKvCacheMaxPosition(id: number): number };
+  return addon.getSequenceKvCacheMaxPosition((seq as unknown as { _sequenceId: number })._sequenceId);
+}
+
 /** The addon's methods are read-only properties of its prototype: an own property shadows them. */
 export function override<K extends keyof AddonContextInternals>(addon: AddonContextInternals, key: K, value: AddonContextInternals[K]): void {
   Object.defineProperty(addon, key, { value, configurable: true, writable: true });
