@@ -12,7 +12,7 @@ import { percentile, spread } from "../src/throughput/stats.ts";
 import { compareKernels, type KernelCheck, mappedEngine, type MappedEngine, serverSystemInfo } from "./kernels.ts";
 import type { ReferenceServer } from "./llama-build.ts";
 import type { BenchModel } from "./models.ts";
-import { medianRow, pairedRow, type Row } from "./report.ts";
+import { meanCached, medianRow, pairedRow, type Row } from "./report.ts";
 import { type RunningServer, rssMb, type ServerConfig, startLlamaServer, startLmx, withPeakRss } from "./servers.ts";
 
 export interface GgufOptions {
@@ -110,6 +110,8 @@ export interface GgufResult {
   kernels: KernelCheck;
   commands: { lmx: string[]; llama_server: string[] };
   prefill_tokens: { p256: number; p2048: number };
+  /** Mean prompt tokens a request of the prefill and TTFT rows took from the server's cache. */
+  cached_prompt_tokens: { lmx: number; llama: number };
 }
 
 export async function benchGguf(model: BenchModel, o: GgufOptions, ref: ReferenceServer, nlcSystemInfo: string | undefined): Promise<GgufResult> {
@@ -182,8 +184,8 @@ export async function benchGguf(model: BenchModel, o: GgufOptions, ref: Referenc
       pairedRow("decode", tps(dec.lmx), tps(dec.llama)),
       pairedRow("prefill256", tps(pf256.lmx), tps(pf256.llama)),
       pairedRow("prefill2048", tps(pf2048.lmx), tps(pf2048.llama)),
-      medianRow("ttft_p50", spread(tt.lmx), spread(tt.llama)),
-      medianRow("ttft_p95", percentile(tt.lmx, 95), percentile(tt.llama, 95)),
+      medianRow("ttft_p50", spread(tt.lmx.map((t) => t.ms)), spread(tt.llama.map((t) => t.ms))),
+      medianRow("ttft_p95", percentile(tt.lmx.map((t) => t.ms), 95), percentile(tt.llama.map((t) => t.ms), 95)),
       ...[1, 2, 4, 8].map((n) => pairedRow(`aggregate${n}` as FigureId, conc[n]!.lmx, conc[n]!.llama)),
       pairedRow("cold_load", life.lmx.load, life.llama.load),
       pairedRow("ready", life.lmx.ready, life.llama.ready),
@@ -198,6 +200,7 @@ export async function benchGguf(model: BenchModel, o: GgufOptions, ref: Referenc
       kernels,
       commands: { lmx: lmx.command, llama_server: llama.command },
       prefill_tokens: { p256: spread(pf256.lmx.map((x) => x.promptTokens)).median, p2048: spread(pf2048.lmx.map((x) => x.promptTokens)).median },
+      cached_prompt_tokens: { lmx: meanCached([...pf256.lmx, ...pf2048.lmx, ...tt.lmx]), llama: meanCached([...pf256.llama, ...pf2048.llama, ...tt.llama]) },
     };
   } finally {
     await lmx.stop();

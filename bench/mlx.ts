@@ -18,7 +18,7 @@ import { median, spread } from "../src/throughput/stats.ts";
 import { MLX_FIXTURE_DIR } from "../test/fixtures/mlx-model.ts";
 import { mlxTestEnv } from "../test/helpers/mlx.ts";
 import { startTestServer } from "../test/helpers/server.ts";
-import { MLX_GOALS, medianRow, pairedRow, renderTable, type Row } from "./report.ts";
+import { meanCached, MLX_GOALS, medianRow, pairedRow, renderTable, type Row } from "./report.ts";
 import { REPO_ROOT } from "./llama-build.ts";
 import { freePort } from "./servers.ts";
 
@@ -27,6 +27,8 @@ export interface MlxResult {
   rows: Row[];
   /** mlx_lm.generate's own "Generation: N tokens, X tokens-per-sec", median of the runs. */
   mlx_lm_generate_decode_tps: number;
+  /** Mean prompt tokens a request of the TTFT row took from the server's cache. */
+  cached_prompt_tokens: { lmx: number; ref: number };
   versions: { mlx?: string; mlx_lm?: string };
 }
 
@@ -92,7 +94,7 @@ export async function benchMlx(opts: { model: string; python: string; quick: boo
     const tt = await paired(ttftReps, (ep, rep) => probe.ttft(ep, 3000 + rep, words));
     const rows: Row[] = [
       pairedRow("decode", dec.lmx.map((d) => d.tokensPerSecond), dec.ref.map((d) => d.tokensPerSecond)),
-      medianRow("ttft_p50", spread(tt.lmx), spread(tt.ref)),
+      medianRow("ttft_p50", spread(tt.lmx.map((t) => t.ms)), spread(tt.ref.map((t) => t.ms))),
     ];
     for (const n of [1, 4]) {
       const c = await paired(Math.max(2, Math.round(reps / 2)), (ep, rep) => probe.concurrent(ep, 4000 + rep * 10 + n, n, words, tokens / 2));
@@ -102,6 +104,7 @@ export async function benchMlx(opts: { model: string; python: string; quick: boo
       model: { id, shape: mlxShape(opts.model), size_bytes: folderSize(opts.model) },
       rows,
       mlx_lm_generate_decode_tps: generateTps,
+      cached_prompt_tokens: { lmx: meanCached(tt.lmx), ref: meanCached(tt.ref) },
       versions: { mlx: pythonPackageVersion(opts.python, "mlx"), mlx_lm: pythonPackageVersion(opts.python, "mlx-lm") },
     };
   } finally {

@@ -125,6 +125,14 @@ export function modelRecord(model: { id: string; shape: string; size_bytes: numb
 
 export type ModelRecord = ReturnType<typeof modelRecord>;
 
+/**
+ * Mean prompt tokens the requests took from the server's prompt cache: a prefill or TTFT figure
+ * compares servers only while both evaluate (nearly) the whole prompt.
+ */
+export function meanCached(requests: readonly { cachedTokens: number }[]): number {
+  return requests.length === 0 ? 0 : round(requests.reduce((a, r) => a + r.cachedTokens, 0) / requests.length, 1);
+}
+
 export interface HistoryRecord {
   schema: 2;
   at: string;

@@ -125,7 +125,8 @@ async function main(): Promise<void> {
       `kernels: LMX libggml-cpu-${k.cpu_variant.lmx ?? "?"}, llama-server libggml-cpu-${k.cpu_variant.llama_server ?? "?"}; ` +
       `${k.identical ? "same library files (by content) and system_info in both" : `NOT identical: ${[...k.differing_files, k.system_info.equal ? "" : "system_info differs"].filter(Boolean).join("; ")}`}`,
       "llama-server", res.rows, GGUF_GOALS)}`);
-    records.push({ ...modelRecord(res.model, "llama-server (same kernels)", res.rows, GGUF_GOALS), flash_attention: res.flash_attention });
+    console.log(`prompt tokens taken from a cache, mean per request of the prefill and TTFT rows: LMX ${res.cached_prompt_tokens.lmx}, llama-server ${res.cached_prompt_tokens.llama}`);
+    records.push({ ...modelRecord(res.model, "llama-server (same kernels)", res.rows, GGUF_GOALS), flash_attention: res.flash_attention, cached_prompt_tokens: res.cached_prompt_tokens });
   }
 
   let mlxVersions: { mlx?: string; mlx_lm?: string } = {};
@@ -136,7 +137,8 @@ async function main(): Promise<void> {
     mlxVersions = res.versions;
     console.log(`\n${renderTable(`${res.model.id} (${res.model.shape}); mlx ${res.versions.mlx ?? "?"}, mlx-lm ${res.versions.mlx_lm ?? "?"}; ` +
       `mlx_lm.generate's own decode figure: ${res.mlx_lm_generate_decode_tps.toFixed(1)} tok/s`, "mlx_lm.server", res.rows, MLX_GOALS)}`);
-    records.push({ ...modelRecord(res.model, "mlx_lm.server", res.rows, MLX_GOALS), mlx_lm_generate_decode_tps: round(res.mlx_lm_generate_decode_tps) });
+    console.log(`prompt tokens taken from a cache, mean per request of the TTFT row: LMX ${res.cached_prompt_tokens.lmx}, mlx_lm.server ${res.cached_prompt_tokens.ref}`);
+    records.push({ ...modelRecord(res.model, "mlx_lm.server", res.rows, MLX_GOALS), mlx_lm_generate_decode_tps: round(res.mlx_lm_generate_decode_tps), cached_prompt_tokens: res.cached_prompt_tokens });
   }
 
   const info = cpuInfo();

@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { compareKernels, normalizeSystemInfo, serverSystemInfo } from "../../bench/kernels.ts";
 import { appendHistory, evaluateGoal, GGUF_GOALS, type HistoryRecord, medianRow, modelRecord, pairedRow, recordProblems, renderTable } from "../../bench/report.ts";
 import { FIGURES, figuresMarkdown, generationRate, prefillRate } from "../../src/throughput/figures.ts";
+import { prompt } from "../../src/throughput/probes.ts";
 
 const run = (completionTokens: number, firstAt: number, endAt: number) => ({ completionTokens, firstAt, endAt });
 
@@ -35,9 +36,38 @@ describe("figure definitions", () => {
     expect(generationRate([run(1, 5, 5)])).toBeNaN();
   });
 
-  test("prefill rate is prompt tokens over time to first token", () => {
-    expect(prefillRate({ promptTokens: 256, ttftMs: 500 })).toBeCloseTo(512, 6);
-    expect(prefillRate({ promptTokens: 256, ttftMs: 0 })).toBeNaN();
+  test("prefill rate is the prompt tokens evaluated over time to first token", () => {
+    expect(prefillRate({ promptTokens: 256, cachedTokens: 0, ttftMs: 500 })).toBeCloseTo(512, 6);
+    // Tokens a server took from its prompt cache are not prefill work.
+    expect(prefillRate({ promptTokens: 256, cachedTokens: 6, ttftMs: 500 })).toBeCloseTo(500, 6);
+    expect(prefillRate({ promptTokens: 256, cachedTokens: 0, ttftMs: 0 })).toBeNaN();
+  });
+});
+
+describe("probe prompts", () => {
+  // A server reuses the longest prefix a new prompt shares with one it holds, so prompts that
+  // share a prefix are not the same work for a server with a prompt cache and one without.
+  const sharedPrefix = (a: string, b: string) => {
+    let i = 0;
+    while (i < a.length && a[i] === b[i]) i++;
+    return i;
+  };
+
+  test("prompts of different nonces differ from the first character unless the nonces are 26 apart", () => {
+    const nonces = [0, 1, 2, 25, 999, 1000, 1001, 1300, 1309, 140_001, 140_002, 900_000, 900_001];
+    for (const a of nonces) {
+      for (const b of nonces) {
+        if (a === b || (a - b) % 26 === 0) continue;
+        expect(sharedPrefix(prompt(a, 8), prompt(b, 8))).toBe(0);
+      }
+    }
+    // 26 apart: the first letter only, then the next one differs.
+    expect(sharedPrefix(prompt(1000, 8), prompt(1026, 8))).toBe(1);
+  });
+
+  test("the same nonce and length give the same prompt, of about the asked number of words", () => {
+    expect(prompt(1234, 32)).toBe(prompt(1234, 32));
+    expect(prompt(1234, 32).split(" ").length).toBe(33);
   });
 });
 

@@ -89,7 +89,7 @@ export const bench = clientCommand({
     const ttftReps = Math.max(5, reps * 3);
     say(`time to first token: ${ttftReps}×`);
     const ttfts: number[] = [];
-    for (let i = 0; i < ttftReps; i++) ttfts.push(await probe.ttft(ep, nonce++, shortWords));
+    for (let i = 0; i < ttftReps; i++) ttfts.push((await probe.ttft(ep, nonce++, shortWords)).ms);
 
     const conc: Record<string, Spread> = {};
     const concTokens = Math.max(2, Math.min(genTokens, 64));
