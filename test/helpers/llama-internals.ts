@@ -15,7 +15,7 @@ export async function unloadStories(loaded: { llama?: Llama; model?: LlamaModel 
 }
 
 export interface ContextInternals {
-  _decodeOneToken(...args: unknown[]): Promise<unknown>;
+  _decodeTokensDirectly(...args: unknown[]): Promise<unknown>;
   _canDecodeDirectly(): boolean;
   _decodeTokens(...args: unknown[]): Promise<unknown>;
   _activeEvaluations: number;
@@ -40,9 +40,9 @@ export interface AddonContextInternals {
 export function watch(context: LlamaContext) {
   const ctx = context as unknown as ContextInternals;
   const counts = { direct: 0, queued: 0 };
-  const direct = ctx._decodeOneToken;
+  const direct = ctx._decodeTokensDirectly;
   const queued = ctx._decodeTokens;
-  ctx._decodeOneToken = function (this: unknown, ...args) {
+  ctx._decodeTokensDirectly = function (this: unknown, ...args) {
     counts.direct++;
     return direct.apply(this, args);
   };
