@@ -86,21 +86,22 @@ interface Usage { prompt_tokens?: number; completion_tokens?: number; prompt_tok
 interface Chunk { choices?: { text?: string }[]; usage?: Usage; timings?: { prompt_n?: number; predicted_n?: number } }
 
 /**
- * llama-server runs its chat-output parser on /v1/completions too, and fails the finished request
- * when the text is not valid UTF-8 (random-weight models end mid-character): the tokens were all
- * generated and streamed, so such a final error ends the stream like a normal finish.
+ * llama-server runs its chat-output parser on /v1/completions too, and fails a request whose text
+ * does not parse (random-weight models end mid-character, or write something it takes for markup).
+ * After the last asked-for token such an error ends the stream like a normal finish; before it, the
+ * request was cut short, and is repeated (see streamCompletion).
  */
 const PARSER_ERROR = /does not match the expected .* format/;
 
 class ParserRejectedError extends BenchHttpError {}
 
-/** Requests llama-server's output parser rejected before any token was counted (see PARSER_ERROR). */
+/** Requests llama-server's output parser cut short (see PARSER_ERROR). */
 export const parserRetries: Record<string, number> = {};
 
 /**
  * One streamed completion, timed from the request to the first text and to the end of the stream.
- * When llama-server's output parser kills a request before it streamed anything, the same request
- * is repeated with a marked prompt of the same length (counted in `parserRetries`).
+ * When llama-server's output parser kills a request before its last token, the same request is
+ * repeated with a marked prompt of the same length (counted in `parserRetries`).
  */
 export async function streamCompletion(ep: Endpoint, prompt: string, maxTokens: number): Promise<StreamTiming> {
   for (let attempt = 0; ; attempt++) {
@@ -140,8 +141,8 @@ async function streamOnce(ep: Endpoint, prompt: string, maxTokens: number): Prom
         const chunk = JSON.parse(data) as Chunk & { error?: { message?: string } };
         if (chunk.error) {
           if (PARSER_ERROR.test(chunk.error.message ?? "")) {
-            if (streamedTokens > 0) continue;
-            throw new ParserRejectedError(`${ep.label}: ${chunk.error.message}`);
+            if (streamedTokens >= maxTokens) continue;
+            throw new ParserRejectedError(`${ep.label}: ${chunk.error.message} (after ${streamedTokens} of ${maxTokens} tokens)`);
           }
           throw new BenchHttpError(`${ep.label}: stream error: ${chunk.error.message ?? data}`);
         }
