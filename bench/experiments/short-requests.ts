@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { ensureReferenceServer } from "../llama-build.ts";
 import { type RunningServer, startLlamaServer, startLmx } from "../servers.ts";
 import * as probe from "../../src/throughput/probes.ts";
+import { median, percentile } from "../../src/throughput/stats.ts";
 
 const { values, positionals } = parseArgs({
   args: Bun.argv.slice(2),
@@ -47,7 +48,6 @@ try {
       samples.get(label)!.push(await probe.prefill(server.endpoint, 10_000 + rep, words));
     }
   }
-  const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor(q * (xs.length - 1))]!;
   const ref = samples.get("llama-server")!;
   console.log(`${positionals[0]}: ${reps} streamed requests per server of ≈${tokens} prompt tokens (${words} words), alternating`);
   console.log(`${"server".padEnd(24)} ${"TTFT p25".padStart(9)} ${"p50".padStart(7)} ${"prefill tok/s p50".padStart(18)} ${"p50 of ratios".padStart(14)} ${"cached/request".padStart(15)}`);
@@ -57,8 +57,8 @@ try {
     // 256 tokens cost twice as much past it (the KV cells attention reads are padded to 256).
     const ratios = s.map((x, i) => x.tokensPerSecond / ref[i]!.tokensPerSecond);
     const cached = s.reduce((a, x) => a + x.cachedTokens, 0) / s.length;
-    console.log(`${label.padEnd(24)} ${quantile(ttft, 0.25).toFixed(2).padStart(9)} ${quantile(ttft, 0.5).toFixed(2).padStart(7)} ` +
-      `${quantile(s.map((x) => x.tokensPerSecond), 0.5).toFixed(0).padStart(18)} ${quantile(ratios, 0.5).toFixed(3).padStart(14)} ${cached.toFixed(1).padStart(15)}`);
+    console.log(`${label.padEnd(24)} ${percentile(ttft, 25).toFixed(2).padStart(9)} ${median(ttft).toFixed(2).padStart(7)} ` +
+      `${median(s.map((x) => x.tokensPerSecond)).toFixed(0).padStart(18)} ${median(ratios).toFixed(3).padStart(14)} ${cached.toFixed(1).padStart(15)}`);
   }
 } finally {
   for (const { server } of servers) await server.stop();
