@@ -26,7 +26,7 @@ export interface ContextInternals {
   _ctx: AddonContextInternals;
 }
 
-/** The addon context's methods the tests wrap, and the two LMX's patch adds (node-llama-cpp's prebuilt addon lacks them). */
+/** The addon context's methods the tests wrap, and those LMX's patch adds (node-llama-cpp's prebuilt addon lacks them). */
 export interface AddonContextInternals {
   initBatch(size: number): void;
   addToBatch(sequenceId: number, firstTokenIndex: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
@@ -34,6 +34,7 @@ export interface AddonContextInternals {
   sampleToken(...args: unknown[]): Promise<unknown>;
   decodeBatchAndSampleToken?: (...args: unknown[]) => Promise<unknown>;
   generateTokenRuns?: (logitIndexes: Uint32Array, samplers: unknown[], maxTokens: number) => Promise<Uint32Array[]>;
+  saveSequenceStateToFileLater?: (filePath: string, sequenceId: number, tokens: Uint32Array, maxBytes: number) => [number, Promise<void>] | null;
 }
 
 /** Counts the decodes that went straight through the addon and those queued for the dispatcher. */
@@ -82,7 +83,7 @@ export function override<K extends keyof AddonContextInternals>(addon: AddonCont
 }
 
 /** One of the patch's native methods, or a failure that says how to get the addon that has it. */
-export function requireNative<K extends "decodeBatchAndSampleToken" | "generateTokenRuns">(addon: AddonContextInternals, key: K): NonNullable<AddonContextInternals[K]> {
+export function requireNative<K extends "decodeBatchAndSampleToken" | "generateTokenRuns" | "saveSequenceStateToFileLater">(addon: AddonContextInternals, key: K): NonNullable<AddonContextInternals[K]> {
   const method = addon[key];
   if (typeof method !== "function") {
     throw new Error(`the loaded addon has no ${key}: node_modules holds node-llama-cpp's prebuilt addon; run \`bun scripts/llama-addon.ts install\``);

@@ -27,6 +27,28 @@ class FakeSequence implements StatefulSequence {
   }
 }
 
+/**
+ * A sequence whose engine copies its state to memory and writes the file afterwards (LMX's
+ * addon): each write waits until the test lets it go, or fails it.
+ */
+class CopyingSequence extends FakeSequence {
+  /** The bound each copy was asked under. */
+  readonly maxBytes: number[] = [];
+  readonly writes: { path: string; go: () => void; fail: (err: Error) => void }[] = [];
+  async saveStateToFileLater(path: string, maxBytes: number): Promise<{ fileSize: number; written: Promise<void> } | undefined> {
+    this.maxBytes.push(maxBytes);
+    const text = JSON.stringify(this.contextTokens).padEnd(this.contextTokens.length * BYTES_PER_TOKEN);
+    if (text.length > maxBytes) return undefined;
+    const written = new Promise<void>((resolve, reject) => {
+      this.writes.push({ path, go: () => { writeFileSync(path, text); resolve(); }, fail: reject });
+    });
+    return { fileSize: text.length, written };
+  }
+}
+
+/** Lets pending callbacks (and the store's background work) run. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 5));
+
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
 /** A conversation: a shared template start, then its own tokens. */
 const conv = (id: number, n: number) => [1, 2, 3, ...range(id * 10_000, n)];
@@ -43,7 +65,7 @@ afterEach(() => {
 });
 
 /** Runs a "generation": the sequence ends up holding the prompt and a reply. */
-async function run(pool: SequencePool<FakeSequence>, prompt: number[], reply: number[] = []): Promise<FakeSequence> {
+async function run<S extends FakeSequence>(pool: SequencePool<S>, prompt: number[], reply: number[] = []): Promise<S> {
   const seq = (await pool.acquire(prompt))!;
   seq.contextTokens = [...prompt, ...reply];
   pool.release(seq);
@@ -222,5 +244,93 @@ describe("SequencePool with saved states", () => {
     expect(dirs).toEqual([expect.stringMatching(new RegExp(`^${process.pid}-[0-9a-f]+$`))]);
     await store.dispose();
     expect(existsSync(join(root, dirs[0]!))).toBe(false);
+  });
+});
+
+describe("saved states copied to memory and written in the background", () => {
+  test("the request that displaces a conversation does not wait for its file; the next turn does", async () => {
+    const store = new SavedStates(tempRoot(), 1_000_000);
+    const only = new CopyingSequence("only");
+    const pool = new SequencePool([only], store.space());
+    await run(pool, conv(1, 200));
+    // conv 2 takes the sequence while conv 1's file is still unwritten.
+    await run(pool, conv(2, 50));
+    expect(only.writes).toHaveLength(1);
+    expect(only.saves).toBe(0);
+    expect(store.count).toBe(1);
+    expect(existsSync(only.writes[0]!.path)).toBe(false);
+
+    let back: CopyingSequence | undefined;
+    const acquiring = pool.acquire(conv(1, 200)).then((seq) => (back = seq));
+    await settle();
+    expect(back).toBeUndefined();
+    only.writes[0]!.go();
+    await acquiring;
+    expect(back!.contextTokens).toEqual(conv(1, 200));
+    pool.release(back!);
+    await pool.close();
+    await store.dispose();
+  });
+
+  test("a write that fails forgets the state; its next turn is evaluated on the sequence as it is", async () => {
+    const store = new SavedStates(tempRoot(), 1_000_000);
+    const only = new CopyingSequence("only");
+    const pool = new SequencePool([only], store.space());
+    await run(pool, conv(1, 200));
+    await run(pool, conv(2, 100));
+    expect(store.count).toBe(1);
+    const acquiring = pool.acquire(conv(1, 200));
+    await settle();
+    only.writes[0]!.fail(new Error("disk full"));
+    const seq = (await acquiring)!;
+    // Only conv 2 is left: it was copied when conv 1 came back for its sequence, which still holds it.
+    expect(store.count).toBe(1);
+    expect(store.totalBytes).toBe(103 * BYTES_PER_TOKEN);
+    expect(seq.contextTokens).toEqual(conv(2, 100));
+    expect(only.writes).toHaveLength(2);
+    only.writes[1]!.go();
+    await store.dispose();
+  });
+
+  test("states not yet written are bounded: over the bound, the state is saved on the request's path", async () => {
+    const bytes = (n: number) => (n + 3) * BYTES_PER_TOKEN;
+    const store = new SavedStates(tempRoot(), 1_000_000, bytes(200) + bytes(100));
+    const only = new CopyingSequence("only");
+    const pool = new SequencePool([only], store.space());
+    await run(pool, conv(1, 200));
+    await run(pool, conv(2, 100));
+    await run(pool, conv(3, 100));
+    // conv 1's copy takes 2030 of the 3060 bytes; conv 2's 1030 fit; conv 3's would not.
+    await run(pool, conv(4, 10));
+    expect(only.maxBytes).toEqual([bytes(200) + bytes(100), bytes(100)]);
+    expect(only.writes).toHaveLength(2);
+    expect(only.saves).toBe(1);
+    expect(store.count).toBe(3);
+    // Written, the room is back.
+    for (const w of only.writes) w.go();
+    await settle();
+    only.contextTokens = conv(5, 100);
+    await run(pool, conv(6, 10));
+    expect(only.writes).toHaveLength(3);
+    expect(only.maxBytes.at(-1)).toBe(bytes(200) + bytes(100));
+    only.writes[2]!.go();
+    await store.dispose();
+  });
+
+  test("dispose waits for the writes in progress, then removes every file and the folder", async () => {
+    const root = tempRoot();
+    const store = new SavedStates(root, 1_000_000);
+    const only = new CopyingSequence("only");
+    const pool = new SequencePool([only], store.space());
+    await run(pool, conv(1, 200));
+    await run(pool, conv(2, 10));
+    const folder = join(root, readdirSync(root)[0]!);
+    let disposed = false;
+    const disposing = store.dispose().then(() => (disposed = true));
+    await settle();
+    expect(disposed).toBe(false);
+    only.writes[0]!.go();
+    await disposing;
+    expect(existsSync(folder)).toBe(false);
   });
 });

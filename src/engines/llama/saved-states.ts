@@ -3,6 +3,11 @@
 // store per engine holds every loaded model's states in one folder under the LMX home, bounded
 // in total bytes, least recently used first out. A state only ever goes back into the very
 // context it came from: llama.cpp crashes on a state from another model or context layout.
+//
+// Saving happens on the path of the request that takes the sequence, so where the engine can
+// (LMX's addon), the state is copied to memory and its file written after that request has
+// started. A 256-token state then costs the request 0.09 instead of 0.33 ms on stories260K, 0.4
+// instead of 1.7 ms on a Qwen2-0.5B, and a 2048-token one there 3 instead of 8 ms.
 
 import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
@@ -14,11 +19,22 @@ import { removeStaleFolders } from "../../util/stale-folders.ts";
 /** A leftover of a crashed process must be this old before it goes (see src/util/stale-folders.ts). */
 const STALE_AFTER_MS = 10 * 60 * 1000;
 const FOLDER_PATTERN = /^(\d+)-[0-9a-f]+$/;
+/**
+ * States copied to memory and not yet on disk, at most: a larger one is written on the request's
+ * path as before, which also holds back a server that displaces conversations faster than the
+ * disk takes them.
+ */
+export const MAX_UNWRITTEN_BYTES = 64 * 1024 * 1024;
 
 /** The part of node-llama-cpp's LlamaContextSequence a saved state needs. */
 export interface StatefulSequence {
   readonly contextTokens: readonly number[];
   saveStateToFile(path: string): Promise<{ fileSize: number }>;
+  /**
+   * saveStateToFile, with the file written after the sequence is free again; undefined, with
+   * nothing written, over maxBytes or where the engine cannot.
+   */
+  saveStateToFileLater?(path: string, maxBytes: number): Promise<{ fileSize: number; written: Promise<void> } | undefined>;
   loadStateFromFile(path: string, risk: { acceptRisk: true }): Promise<void>;
   clearHistory(): Promise<void>;
 }
@@ -30,6 +46,8 @@ export interface SavedState {
   readonly owner: StateSpace;
   /** Loads in progress: the file stays until they finish. */
   pins: number;
+  /** Whether the file is on disk, once its write ends; a state whose write failed is gone from the store. */
+  written: Promise<boolean>;
 }
 
 /** Length of the common prefix of a sequence's tokens and a prompt. */
@@ -52,9 +70,16 @@ export class SavedStates {
   private folder: Promise<string> | undefined;
   private nextFile = 0;
   private readonly swept: Promise<void>;
+  /** Bytes of the states copied to memory whose files are still being written. */
+  private unwritten = 0;
+  /** File writes and deletions in progress, which dispose waits for. */
+  private readonly pending = new Set<Promise<unknown>>();
 
-  /** `root`: the parent of this process's folder, swept of crashed processes' folders at once. */
-  constructor(private readonly root: string, readonly limitBytes: number) {
+  /**
+   * `root`: the parent of this process's folder, swept of crashed processes' folders at once.
+   * `maxUnwrittenBytes`: see MAX_UNWRITTEN_BYTES (a seam for tests).
+   */
+  constructor(private readonly root: string, readonly limitBytes: number, private readonly maxUnwrittenBytes = MAX_UNWRITTEN_BYTES) {
     this.swept = removeSavedStateLeftovers(root);
   }
 
@@ -97,43 +122,74 @@ export class SavedStates {
   async save(owner: StateSpace, seq: StatefulSequence): Promise<{ saved: SavedState | undefined; bytes: number }> {
     const tokens = Uint32Array.from(seq.contextTokens);
     const path = join(await this.dir(), `${this.nextFile++}.state`);
+    const room = Math.min(this.limitBytes, this.maxUnwrittenBytes - this.unwritten);
+    let later: { fileSize: number; written: Promise<void> } | undefined;
     let bytes: number;
     try {
-      bytes = (await seq.saveStateToFile(path)).fileSize;
+      later = room > 0 ? await seq.saveStateToFileLater?.(path, room) : undefined;
+      bytes = later ? later.fileSize : (await seq.saveStateToFile(path)).fileSize;
     } catch (err) {
       await rm(path, { force: true });
       throw err;
     }
-    const entry: SavedState = { tokens, path, bytes, owner, pins: 0 };
-    if (bytes > this.limitBytes) {
+    const entry: SavedState = { tokens, path, bytes, owner, pins: 0, written: Promise.resolve(true) };
+    if (later) entry.written = this.written(entry, later.written);
+    else if (bytes > this.limitBytes) {
       // Alone over the bound: it goes, not every other state before it.
       await rm(path, { force: true });
       return { saved: undefined, bytes };
     }
     this.entries.add(entry);
     this.bytes += bytes;
-    await this.trim();
+    this.trim();
     return { saved: this.entries.has(entry) ? entry : undefined, bytes };
   }
 
-  /** @internal Deletes least recently used states until the total fits (a pinned one waits for its load). */
-  async trim(): Promise<void> {
+  /** Follows a write in progress; a state whose write fails is forgotten and its file deleted. */
+  private written(entry: SavedState, write: Promise<void>): Promise<boolean> {
+    this.unwritten += entry.bytes;
+    return this.track(write.then(
+      () => true,
+      async (err: unknown) => {
+        log.warn("cannot write a prompt state; that conversation's next turn evaluates its prompt again", { path: entry.path, error: errorMessage(err) });
+        this.forget(entry);
+        await rm(entry.path, { force: true }).catch(() => undefined);
+        return false;
+      },
+    ).finally(() => { this.unwritten -= entry.bytes; }));
+  }
+
+  /** Settles with `work`, which must not reject; dispose waits for it. */
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.pending.add(work);
+    void work.finally(() => this.pending.delete(work));
+    return work;
+  }
+
+  /** @internal Drops least recently used states until the total fits (a pinned one waits for its load); their files go in the background. */
+  trim(): void {
     for (const entry of [...this.entries]) {
       if (this.bytes <= this.limitBytes) return;
-      if (entry.pins === 0) await this.remove(entry);
+      if (entry.pins === 0) void this.remove(entry);
     }
   }
 
-  /** @internal */
-  async remove(entry: SavedState): Promise<void> {
-    if (!this.entries.delete(entry)) return;
+  private forget(entry: SavedState): boolean {
+    if (!this.entries.delete(entry)) return false;
     this.bytes -= entry.bytes;
-    await rm(entry.path, { force: true }).catch((err: unknown) => log.warn("cannot delete a saved prompt state", { path: entry.path, error: errorMessage(err) }));
+    return true;
+  }
+
+  /** @internal Drops the state at once; the promise settles when its file is gone (after its write, if that is in progress). */
+  remove(entry: SavedState): Promise<void> {
+    if (!this.forget(entry)) return Promise.resolve();
+    return this.track(entry.written.then(() => rm(entry.path, { force: true })).catch((err: unknown) => log.warn("cannot delete a saved prompt state", { path: entry.path, error: errorMessage(err) })));
   }
 
   /** Deletes every state and this process's folder (engine shutdown). */
   async dispose(): Promise<void> {
-    for (const entry of [...this.entries]) await this.remove(entry);
+    for (const entry of [...this.entries]) void this.remove(entry);
+    await Promise.all(this.pending);
     const dir = await this.folder?.catch(() => undefined);
     this.folder = undefined;
     if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -179,7 +235,7 @@ export class StateSpace {
       if (!saved) return;
       // Unloaded while saving: nothing will ever load it.
       if (this.closed) return await this.store.remove(saved);
-      for (const e of entries) if (e.pins === 0 && commonPrefix(e.tokens, tokens) === e.tokens.length) await this.store.remove(e);
+      for (const e of entries) if (e.pins === 0 && commonPrefix(e.tokens, tokens) === e.tokens.length) void this.store.remove(e);
     } catch (err) {
       log.warn("cannot save a prompt state; that conversation's next turn evaluates its prompt again", { error: errorMessage(err) });
     }
@@ -189,6 +245,8 @@ export class StateSpace {
   async load(seq: StatefulSequence, entry: SavedState): Promise<boolean> {
     entry.pins++;
     try {
+      // A failed write leaves the sequence as it was, which is consistent.
+      if (!(await entry.written)) return false;
       await seq.loadStateFromFile(entry.path, { acceptRisk: true });
       this.store.touch(entry);
       return true;
@@ -199,13 +257,13 @@ export class StateSpace {
       return false;
     } finally {
       entry.pins--;
-      await this.store.trim();
+      this.store.trim();
     }
   }
 
   /** Deletes this context's states (model unload). */
   async close(): Promise<void> {
     this.closed = true;
-    for (const entry of this.store.entriesOf(this)) await this.store.remove(entry);
+    await Promise.all(this.store.entriesOf(this).map((entry) => this.store.remove(entry)));
   }
 }
