@@ -22,7 +22,7 @@ export interface ContextInternals {
   _runEligible: Set<unknown>;
   _threadSplitterConsumer: unknown;
   /** Replaces the defaults for runs of tokens generated in one addon call. */
-  _tokenRuns?: { maxTokenMs: number; targetMs: number; maxTokens: number };
+  _tokenRuns?: { maxTokenMs: number; targetMs: number; streamMs?: number; maxTokens: number };
   _ctx: AddonContextInternals;
 }
 
@@ -33,7 +33,7 @@ export interface AddonContextInternals {
   decodeBatch(): Promise<void>;
   sampleToken(...args: unknown[]): Promise<unknown>;
   decodeBatchAndSampleToken?: (...args: unknown[]) => Promise<unknown>;
-  generateTokenRuns?: (logitIndexes: Uint32Array, samplers: unknown[], maxTokens: number) => Promise<Uint32Array[]>;
+  generateTokenRuns?: (logitIndexes: Uint32Array, samplers: unknown[], maxTokens: number, onStep?: (step: number, tokens: Uint32Array) => void, control?: Int32Array) => Promise<Uint32Array[]>;
   saveSequenceStateToFileLater?: (filePath: string, sequenceId: number, tokens: Uint32Array, maxBytes: number) => [number, Promise<void>] | null;
 }
 
