@@ -127,7 +127,7 @@ for (const streaming of [false, true]) describe(streaming ? "streaming runs of t
     }
   });
 
-  test("generations side by side run together, one batch a step, each with the tokens it has alone", async () => {
+  test(streaming ? "generations side by side: none streams until it is alone, each with the tokens it has alone" : "generations side by side run together, one batch a step, each with the tokens it has alone", async () => {
     const plain = await contextWith(false, 3);
     const { context, counts } = await contextWith(true, 3);
     try {
@@ -138,10 +138,16 @@ for (const streaming of [false, true]) describe(streaming ? "streaming runs of t
       const seqs = prompts.map(() => context.getSequence());
       const got = await Promise.all(seqs.map((seq, i) => generate(seq, prompts[i]!, lengths[i]!)));
       expect(got).toEqual(expected);
-      // Calls with all three, then two, then one, as the shorter ones end.
-      expect(Math.max(...counts.widths)).toBe(3);
-      expect(counts.widths.filter((w) => w === 3).length).toBeGreaterThan(3);
-      expect(counts.widths).toContain(1);
+      if (streaming) {
+        // A slow model's runs are for a generation alone on its context: the last one, here.
+        expect(counts.widths.length).toBeGreaterThan(0);
+        expect(Math.max(...counts.widths)).toBe(1);
+      } else {
+        // Calls with all three, then two, then one, as the shorter ones end.
+        expect(Math.max(...counts.widths)).toBe(3);
+        expect(counts.widths.filter((w) => w === 3).length).toBeGreaterThan(3);
+        expect(counts.widths).toContain(1);
+      }
       // What each was left holding is the token-by-token path's, in the KV cache too.
       for (const [i, seq] of seqs.entries()) {
         expect(seq.contextTokens).toEqual([...prompts[i]!, ...expected[i]!.slice(0, -1)]);
@@ -186,7 +192,7 @@ for (const streaming of [false, true]) describe(streaming ? "streaming runs of t
     }
   });
 
-  test("one of two running generations stopped by its consumer: both sequences as token by token, the other goes on", async () => {
+  test(`one of two ${streaming ? "" : "running "}generations stopped by its consumer: both sequences as token by token, the other goes on`, async () => {
     const plain = await contextWith(false, 3);
     const { context, counts } = await contextWith(true, 2);
     try {
@@ -197,7 +203,9 @@ for (const streaming of [false, true]) describe(streaming ? "streaming runs of t
       const [gotA, gotB] = await Promise.all([generate(a, pa, 100), generate(b, pb, 21)]);
       expect(gotA).toEqual(expectedA);
       expect(gotB).toEqual(expectedB);
-      expect(counts.widths).toContain(2);
+      // Streaming, the first one runs once it is alone.
+      expect(counts.widths).toContain(streaming ? 1 : 2);
+      if (streaming) expect(Math.max(...counts.widths)).toBe(1);
       expect(b.contextTokens).toEqual([...pb, ...expectedB.slice(0, -1)]);
       expect(lastKvPosition(context, b)).toBe(b.nextTokenIndex - 1);
       const last = expectedB.at(-1)!;
