@@ -14,20 +14,23 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getLlama, type Llama, type LlamaContext, type LlamaModel, type Token } from "node-llama-cpp";
+import OpenAI from "openai";
 import { ensureFixtures } from "./fixtures/models.ts";
 import { buildModel } from "./fixtures/synth.ts";
 import { readGgufFile, writeGgufFile } from "./fixtures/gguf.ts";
 import { type AddonContextInternals, type ContextInternals, generate, lastKvPosition, override, requireNative } from "./helpers/llama-internals.ts";
+import { startTestServer } from "./helpers/server.ts";
 
 let llama: Llama;
 let stories: LlamaModel;
 let wide: LlamaModel;
 let dir: string;
+let widePath: string;
 const logged: string[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "lmx-streaming-runs-"));
-  const path = join(dir, "wide.gguf");
+  const path = (widePath = join(dir, "wide.gguf"));
   const storiesPath = ensureFixtures().stories260K;
   writeGgufFile(path, buildModel(readGgufFile(storiesPath).metadata, { arch: "llama", layers: 2, embd: 2048, ff: 5632, heads: 16, kvHeads: 16, ctx: 1024, type: "q8_0", seed: 3, name: "wide" }));
   llama = await getLlama({ gpu: false, build: "never", logLevel: "error" as never, logger: (_level, message) => void logged.push(message) });
@@ -197,5 +200,39 @@ describe("streaming runs of tokens", () => {
     } finally {
       await dispose(plain.context, streamed.context);
     }
+  });
+});
+
+describe("streaming runs through LMX's server (the openai client)", () => {
+  test("a reply cut by a stop string or by the client leaves the conversation where the next request reuses it", async () => {
+    await using srv = await startTestServer(["--model", widePath]);
+    const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    const base = { model: "wide", prompt: "Once upon a time", max_tokens: 40, temperature: 0 } as const;
+    const pieces = async (params: Record<string, unknown>, cut?: number) => {
+      const stream = await client.completions.create({ ...base, ...params, stream: true });
+      const got: string[] = [];
+      for await (const chunk of stream) {
+        got.push(chunk.choices[0]?.text ?? "");
+        if (got.length === cut) break;
+      }
+      return got;
+    };
+    const full = await pieces({});
+    const text = full.join("");
+    expect(full.length).toBeGreaterThan(30);
+    // A stop string well into the reply, where tokens come from streaming runs.
+    const at = full.slice(0, 20).join("").length;
+    const stop = text.slice(at, at + 4);
+    const expected = text.slice(0, text.indexOf(stop));
+    expect(expected.length).toBeGreaterThan(full.slice(0, 3).join("").length);
+    const stopped = await client.completions.create({ ...base, stop });
+    expect(stopped.choices[0]!.text).toBe(expected);
+    expect(stopped.choices[0]!.finish_reason).toBe("stop");
+    // The same prompt again takes its prefix from that sequence: what the stop left in the KV
+    // cache is what the text says, or this one would go on differently.
+    expect((await pieces({})).join("")).toBe(text);
+    // A client that goes away in the middle of a streamed reply.
+    expect(await pieces({}, 15)).toEqual(full.slice(0, 15));
+    expect((await pieces({})).join("")).toBe(text);
   });
 });
