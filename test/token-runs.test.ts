@@ -243,6 +243,33 @@ for (const streaming of [false, true]) describe(streaming ? "streaming runs of t
     }
   });
 
+  test("the sequence changed from outside while the consumer waits for its next token: no failure, and the sequence stays whole", async () => {
+    const plain = await contextWith(false);
+    const { context, counts } = await contextWith(true);
+    try {
+      const expected = await generate(plain.context.getSequence(), prompt(), 18);
+      const seq = context.getSequence();
+      const it = seq.evaluate(prompt(), { temperature: 0, yieldEogToken: true })[Symbol.asyncIterator]();
+      const got: Token[] = [];
+      while (got.length < 12) got.push((await it.next()).value as Token);
+      expect(counts.runs).toBeGreaterThan(0);
+      // The consumer asks for its next token, and before it has it, the sequence is cut back.
+      const pending = it.next();
+      const keep = [...prompt(), ...got.slice(0, 9)];
+      await seq.adaptStateToTokens(keep, false);
+      const next = await pending;
+      expect(next.done).toBe(false);
+      await it.return(undefined);
+      expect(lastKvPosition(context, seq)).toBe(seq.nextTokenIndex - 1);
+      expect(seq.contextTokens).toHaveLength(seq.nextTokenIndex);
+      await seq.adaptStateToTokens(keep, false);
+      expect(await generate(seq, [got[9]!], 8)).toEqual(expected.slice(10, 18));
+    } finally {
+      await plain.context.dispose();
+      await context.dispose();
+    }
+  });
+
   test("a run that fails leaves the sequence where the tokens handed out put it, and it can go on", async () => {
     const plain = await contextWith(false);
     const runs = await contextWith(true);
