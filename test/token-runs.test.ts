@@ -216,19 +216,27 @@ for (const streaming of [false, true]) describe(streaming ? "streaming runs of t
     }
   });
 
+  /**
+   * A greedy generation on `context` left open after its first 12 tokens, the token-by-token
+   * path's first 18 on `plain`, and the state to cut the sequence back to (the prompt and 9 tokens).
+   */
+  const openAfter12 = async (plain: LlamaContext, context: LlamaContext) => {
+    const expected = await generate(plain.getSequence(), prompt(), 18);
+    const seq = context.getSequence();
+    const it = seq.evaluate(prompt(), { temperature: 0, yieldEogToken: true })[Symbol.asyncIterator]();
+    const got: Token[] = [];
+    while (got.length < 12) got.push((await it.next()).value as Token);
+    return { expected, seq, it, got, keep: [...prompt(), ...got.slice(0, 9)] };
+  };
+
   test("the sequence changed from outside while its generation is open (LlamaChat at a thought budget): runs ahead are erased first", async () => {
     const plain = await contextWith(false);
     const { context, counts } = await contextWith(true);
     try {
-      const expected = await generate(plain.context.getSequence(), prompt(), 18);
-      const seq = context.getSequence();
-      const it = seq.evaluate(prompt(), { temperature: 0, yieldEogToken: true })[Symbol.asyncIterator]();
-      const got: Token[] = [];
-      while (got.length < 12) got.push((await it.next()).value as Token);
+      const { expected, seq, it, got, keep } = await openAfter12(plain.context, context);
       // A run is in flight or waiting for its call: what LlamaChat's alignment does next, with the
       // generation still open, as it does when a thought budget runs out.
       expect(counts.runs).toBeGreaterThan(0);
-      const keep = [...prompt(), ...got.slice(0, 9)];
       await seq.adaptStateToTokens(keep, false);
       expect(seq.contextTokens).toEqual(keep);
       expect(lastKvPosition(context, seq)).toBe(keep.length - 1);
@@ -247,15 +255,10 @@ for (const streaming of [false, true]) describe(streaming ? "streaming runs of t
     const plain = await contextWith(false);
     const { context, counts } = await contextWith(true);
     try {
-      const expected = await generate(plain.context.getSequence(), prompt(), 18);
-      const seq = context.getSequence();
-      const it = seq.evaluate(prompt(), { temperature: 0, yieldEogToken: true })[Symbol.asyncIterator]();
-      const got: Token[] = [];
-      while (got.length < 12) got.push((await it.next()).value as Token);
+      const { expected, seq, it, got, keep } = await openAfter12(plain.context, context);
       expect(counts.runs).toBeGreaterThan(0);
       // The consumer asks for its next token, and before it has it, the sequence is cut back.
       const pending = it.next();
-      const keep = [...prompt(), ...got.slice(0, 9)];
       await seq.adaptStateToTokens(keep, false);
       const next = await pending;
       expect(next.done).toBe(false);
