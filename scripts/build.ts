@@ -10,7 +10,7 @@
 // (scripts/lib/llama-addon.ts).
 
 import { copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { copyFile, link, mkdir, rm } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 import { buildDashboardBundle, DASHBOARD_BUNDLE_FILE } from "../src/dashboard/bundle.ts";
@@ -285,6 +285,32 @@ export function embeddedWorkerPath(entrypoints: string[], worker: string): strin
 }
 
 /**
+ * Copies (or hard-links) the files to embed into a folder inside the repository. Bun lays out the
+ * executable's files from a root it derives from where the entrypoints are; with files outside the
+ * repository (an --outfile or a release --out in /tmp) that root is not the folder
+ * embeddedWorkerPath computes, the worker is not found at run time, and every model with a chat
+ * template fails to load. Inside the repository the two agree wherever the executable is written.
+ */
+async function stageEmbeds(files: string[]): Promise<{ paths: string[]; dir: string }> {
+  const dir = join(ROOT, ".cache", "compile", `embed-${process.pid}-${Date.now()}`);
+  await mkdir(dir, { recursive: true });
+  const paths: string[] = [];
+  for (const file of files) {
+    const staged = join(dir, basename(file));
+    if (paths.includes(staged)) throw new Error(`two files to embed are both named ${basename(file)}`);
+    await link(file, staged).catch(() => copyFile(file, staged));
+    paths.push(staged);
+  }
+  return { paths, dir };
+}
+
+/** The compiled executable's file table names the worker where LMX_TEMPLATE_WORKER points. */
+export function workerIsEmbeddedAt(executable: Uint8Array, workerPath: string): boolean {
+  const built = workerPath.replace(/^\.\//, "").replace(/\.ts$/, ".js");
+  return Buffer.from(executable.buffer, executable.byteOffset, executable.byteLength).includes(`/root/${built}`);
+}
+
+/**
  * The web dashboard's script, built now and written next to the executable for `bun build
  * --compile` to embed (src/dashboard/bundle.ts explains why it is a file of its own).
  */
@@ -298,7 +324,18 @@ export async function writeDashboardBundle(outDir: string): Promise<string> {
 /** Runs `bun build --compile`, embedding the engine bundle and the dashboard and telling the code where to find them. */
 export async function compileExecutable(options: CompileOptions): Promise<void> {
   const { bundle } = options;
-  const dashboard = await writeDashboardBundle(dirname(options.outfile));
+  const staged = await stageEmbeds([bundle.path, await writeDashboardBundle(dirname(options.outfile)), ...(options.embed ?? [])]);
+  try {
+    await compileStaged(options, staged.paths);
+  } finally {
+    await rm(staged.dir, { recursive: true, force: true });
+  }
+}
+
+async function compileStaged(options: CompileOptions, embeds: string[]): Promise<void> {
+  const { bundle } = options;
+  const dashboard = embeds[1]!;
+  const workerPath = embeddedWorkerPath([options.entry, ...embeds], TEMPLATE_WORKER);
   const define = (name: string, value: string): string[] => ["--define", `${name}=${JSON.stringify(value)}`];
   const args = [
     process.execPath,
@@ -312,7 +349,7 @@ export async function compileExecutable(options: CompileOptions): Promise<void> 
     "--external",
     "node-llama-cpp",
     ...define("LMX_BUILD_VERSION", options.version),
-    ...define("LMX_TEMPLATE_WORKER", embeddedWorkerPath([options.entry, bundle.path, dashboard, ...(options.embed ?? [])], TEMPLATE_WORKER)),
+    ...define("LMX_TEMPLATE_WORKER", workerPath),
     ...define("LMX_DASHBOARD_BUNDLE", basename(dashboard)),
     ...define("LMX_ENGINE_LLAMA_ARCHIVE", basename(bundle.path)),
     ...define("LMX_ENGINE_LLAMA_SHA256", bundle.sha256),
@@ -326,15 +363,16 @@ export async function compileExecutable(options: CompileOptions): Promise<void> 
     // Workers are separate entrypoints in a compiled executable (chat templates render in one).
     TEMPLATE_WORKER,
     // An extra entrypoint that is not code is embedded as-is and shows up in Bun.embeddedFiles.
-    bundle.path,
-    dashboard,
-    ...(options.embed ?? []),
+    ...embeds,
     "--outfile",
     options.outfile,
   ];
   const proc = Bun.spawn(args, { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
   const code = await proc.exited;
   if (code !== 0) throw new Error(`bun build --compile failed with exit code ${code}`);
+  if (!workerIsEmbeddedAt(await Bun.file(options.outfile).bytes(), workerPath)) {
+    throw new Error(`${options.outfile} does not hold the chat template worker at ${workerPath}, where the executable looks for it`);
+  }
 }
 
 // ---- uv for the MLX runtime (owned with src/runtimes/; keep this block self-contained) ----

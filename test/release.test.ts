@@ -15,9 +15,12 @@ import { isMachO, MachOSignatureError, verifyMachOSignature } from "../scripts/l
 import { generateKeyPair, parsePrivateKey, signDetached, verifyDetached, parsePublicKey } from "../src/update/signing.ts";
 import { packTarGz, readTarGz } from "../src/util/tar.ts";
 import { kv, readGgufFile, writeGgufFile, type GgufValue } from "./fixtures/gguf.ts";
+import { ensureFixtures } from "./fixtures/models.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 const MODEL = resolve(REPO, "../shared/models/stories260K.gguf");
+/** Has a Jinja chat template (ChatML). */
+const TEMPLATED_MODEL = ensureFixtures().qwen2Tiny;
 const root = mkdtempSync(join(tmpdir(), "lmx-release-test-"));
 const relDir = join(root, "release");
 const trusted = generateKeyPair();
@@ -417,9 +420,12 @@ describe("engine bundles", () => {
   const engineCmd = (args: string[]): Promise<Result> => run([lmx, "engine", ...args], { env: userEnv(homeDash) });
 
   test(`engine update installs ${NEXT_ENGINE} side by side and a running server switches at its next load`, async () => {
-    const serve = await startServe(lmx, homeDash, ["--model", `a=${MODEL}`, "--model", `b=${MODEL}`]);
+    const serve = await startServe(lmx, homeDash, ["--model", `a=${MODEL}`, "--model", `b=${MODEL}`, "--model", `templated=${TEMPLATED_MODEL}`]);
     try {
       expect((await chat(serve.url, "a")).status).toBe(200);
+      // A chat template renders in the executable's embedded worker, which a release built outside
+      // the repository once looked for at the wrong path: every templated model failed to load.
+      expect(await chat(serve.url, "templated")).toMatchObject({ status: 200 });
       const updated = await engineCmd(["update"]);
       expect(updated.code).toBe(0);
       expect(updated.stdout).toContain(`Installed and selected llama.cpp engine ${NEXT_ENGINE}`);
