@@ -1,10 +1,11 @@
 // Crash isolation for model loads. llama.cpp answers some malformed models with GGML_ASSERT, i.e.
 // abort() of the whole process, and src/gguf/ cannot know every such case in every architecture.
 // So the first load of each file runs in a short-lived child process (this executable again)
-// that loads the model with the server's settings and evaluates one token: if that child dies,
-// only the request that asked for the model fails, and the server keeps serving. A file that
-// passed or crashed is remembered by its identity (path, size, mtime, inode) for the life of the
-// process; a pass is also kept across restarts, per engine version (load-records.ts).
+// that loads the model with the server's settings, evaluates a short prompt and generates one
+// token: if that child dies, only the request that asked for the model fails, and the server keeps
+// serving. A file that passed or crashed is remembered by its identity (path, size, mtime, inode)
+// for the life of the process; a pass is also kept across restarts, per engine version
+// (load-records.ts).
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { statSync } from "node:fs";
@@ -18,6 +19,7 @@ import { currentEngineVersion, loadNodeLlamaCpp, type NodeLlamaCpp } from "./loa
 /** The hidden argument that makes the executable run a trial load (see src/cli/main.ts). */
 export const TRIAL_LOAD_ARG = "__lmx-trial-load";
 const STDERR_LINES = 12;
+const TRIAL_PROMPT_TOKENS = 8;
 /** The child's exit code when llama.cpp refused the model with an ordinary error. */
 const CLEAN_FAILURE = 3;
 
@@ -160,7 +162,7 @@ export function childLlamaOptions(nlc: NodeLlamaCpp): LlamaOptions {
   };
 }
 
-/** The child's side: load, evaluate one token, exit 0. A native abort ends the process before that. */
+/** The child's side: load, evaluate a short prompt and one token, exit 0. A native abort ends the process before that. */
 async function runTrialLoad(req: TrialLoadRequest): Promise<void> {
   const nlc = await loadNodeLlamaCpp(req.lmxHome);
   const llama = await nlc.getLlama(childLlamaOptions(nlc));
@@ -174,8 +176,13 @@ async function runTrialLoad(req: TrialLoadRequest): Promise<void> {
   const ctx = await model.createContext({ contextSize: req.contextLength, sequences: 1, threads });
   const tokens = model.tokenize("Hello");
   const bos = model.tokens.bos;
-  const input = tokens.length > 0 ? tokens : bos !== null ? [bos] : [];
-  if (input.length === 0) throw new Error("the model's vocabulary cannot encode any text");
+  const word = tokens.length > 0 ? tokens : bos !== null ? [bos] : [];
+  if (word.length === 0) throw new Error("the model's vocabulary cannot encode any text");
+  // A prompt of several tokens, then one generated: ggml multiplies a batch of rows with other
+  // kernels than a single row (AMX tiles, repacked GEMM), and a kernel that faults on this CPU
+  // must fault here, not in the server at the first real prompt.
+  const length = Math.max(1, Math.min(TRIAL_PROMPT_TOKENS, req.contextLength - 2));
+  const input = Array.from({ length }, (_, i) => word[i % word.length]!);
   for await (const token of ctx.getSequence().evaluate(input)) {
     void token;
     break;
