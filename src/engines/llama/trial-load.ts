@@ -83,26 +83,52 @@ export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions =
       clearTimeout(timer);
       const ms = Math.round(performance.now() - started);
       const tail = stderr.trim().split("\n").slice(-STDERR_LINES).join("\n");
-      if (code === 0 || code === CLEAN_FAILURE) {
-        // A clean failure (an exception, not an abort) is left to the real load, which reports it
-        // in full (e.g. an unknown architecture) and cannot take the process down with it.
-        log.info(code === 0 ? "trial load passed" : "trial load failed cleanly", { path: req.path, ms });
-        resolve(code === 0);
-      } else if (timedOut) {
-        reject(new ModelLoadError(`loading ${req.path} took longer than ${Math.round(timeoutMs / 1000)} s in the trial process and was stopped${tail ? `; its last output:\n${tail}` : ""}`, "model_load_timeout"));
-      } else if (signal === "SIGKILL") {
-        // The kernel's OOM killer, or someone else: not evidence against the file, so not remembered.
-        reject(new ModelLoadError(`the trial load of ${req.path} was killed by SIGKILL (out of memory?)${tail ? `; its last output:\n${tail}` : ""}`));
-      } else if (signal !== null || (code ?? 0) >= 128) {
-        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        log.warn("trial load crashed", { path: req.path, how, ms });
-        reject(new InvalidModelFileError(`loading ${req.path} crashed llama.cpp (the trial process ${how}); the model file is broken or not supported${tail ? `. Last output:\n${tail}` : ""}`));
+      const outcome = trialOutcome(req.path, { code, signal, timedOut, timeoutMs, tail });
+      if (typeof outcome === "boolean") {
+        log.info(outcome ? "trial load passed" : "trial load failed cleanly", { path: req.path, ms });
+        resolve(outcome);
       } else {
-        // Not the file's fault as far as we can tell (the trial itself could not run).
-        reject(new ModelLoadError(`the trial load of ${req.path} exited with code ${code}${tail ? `: ${tail}` : ""}`));
+        if (outcome instanceof InvalidModelFileError || outcome.code === ENGINE_CRASHED) log.warn("trial load crashed", { path: req.path, how: signal ?? `code ${code}`, ms });
+        reject(outcome);
       }
     });
   });
+}
+
+/** A trial child that died of SIGILL: the engine's code, not the file (see trialOutcome). */
+export const ENGINE_CRASHED = "engine_crashed";
+
+/**
+ * What a finished trial child means: true (passed), false (failed cleanly, left to the real load),
+ * or the error the load fails with.
+ */
+export function trialOutcome(
+  path: string,
+  end: { code: number | null; signal: NodeJS.Signals | null; timedOut: boolean; timeoutMs: number; tail: string },
+): boolean | ModelLoadError {
+  const { code, signal, tail } = end;
+  // A clean failure (an exception, not an abort) is left to the real load, which reports it in
+  // full (e.g. an unknown architecture) and cannot take the process down with it.
+  if (code === 0 || code === CLEAN_FAILURE) return code === 0;
+  if (end.timedOut) {
+    return new ModelLoadError(`loading ${path} took longer than ${Math.round(end.timeoutMs / 1000)} s in the trial process and was stopped${tail ? `; its last output:\n${tail}` : ""}`, "model_load_timeout");
+  }
+  // The kernel's OOM killer, or someone else: not evidence against the file, so not remembered.
+  if (signal === "SIGKILL") return new ModelLoadError(`the trial load of ${path} was killed by SIGKILL (out of memory?)${tail ? `; its last output:\n${tail}` : ""}`);
+  if (signal === "SIGILL") {
+    // A file cannot choose which instructions run: the engine holds code this CPU cannot execute
+    // (a build for another CPU, or a miscompiled kernel such as AMX's under GCC 12 without -fno-dse).
+    return new ModelLoadError(
+      `loading ${path} crashed the llama.cpp engine with an illegal instruction (SIGILL): the engine in use has code this CPU cannot run for this model's weights, which is not the file's fault. "lmx engine list" shows the installed engines and "lmx engine use VERSION" switches to another${tail ? `. Last output:\n${tail}` : ""}`,
+      ENGINE_CRASHED,
+    );
+  }
+  if (signal !== null || (code ?? 0) >= 128) {
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    return new InvalidModelFileError(`loading ${path} crashed llama.cpp (the trial process ${how}); the model file is broken or not supported${tail ? `. Last output:\n${tail}` : ""}`);
+  }
+  // Not the file's fault as far as we can tell (the trial itself could not run).
+  return new ModelLoadError(`the trial load of ${path} exited with code ${code}${tail ? `: ${tail}` : ""}`);
 }
 
 /** Whether the records say the file passed; records that cannot be read only cost a trial. */
@@ -139,7 +165,8 @@ export function ensureTrialLoaded(req: TrialLoadRequest, opts: TrialLoadOptions 
           log.warn("cannot record a passed trial load", { path: req.path, error: errorMessage(err) });
         }
       }, (err: unknown) => {
-        if (!(err instanceof InvalidModelFileError)) results.delete(key);
+        // A crash is remembered (the same engine would crash again); anything else gets a retry.
+        if (!(err instanceof InvalidModelFileError) && !(err instanceof ModelLoadError && err.code === ENGINE_CRASHED)) results.delete(key);
       });
       hit = trial.then(() => undefined);
     }
