@@ -87,6 +87,16 @@ export class InvalidModelFileError extends ModelLoadError {
   }
 }
 
+/**
+ * The engine died of an illegal instruction while trying a model: code this CPU cannot run (an
+ * engine built for another CPU, or a miscompiled kernel). The server's fault, not the file's.
+ */
+export class EngineCrashedError extends ModelLoadError {
+  constructor(message: string) {
+    super(message, "engine_crashed", 500, "server_error");
+  }
+}
+
 /** The client went away; 499 is what proxies log for that, and nobody is left to read the body. */
 export class GenerationAbortedError extends LmxError {
   constructor() {

@@ -1,5 +1,5 @@
 import {
-  errorMessage, InsufficientMemoryError, InvalidModelFileError, InvalidRequestError, LmxError, ModelEndedError, ModelLoadError, ModelNotFoundError, OverloadedError,
+  EngineCrashedError, errorMessage, InsufficientMemoryError, InvalidModelFileError, InvalidRequestError, LmxError, ModelEndedError, ModelLoadError, ModelNotFoundError, OverloadedError,
 } from "../errors.ts";
 import type { LoadSettings, Placement } from "../config/load-settings.ts";
 import type { Engine, LoadedModel, ModelDescriptor, ModelFormat, ModelInfo, ResolvedLoadSettings } from "../engines/types.ts";
@@ -163,8 +163,9 @@ export class Scheduler {
       estimate = await engine.estimateMemory(descriptor, options);
     } catch (err) {
       // The estimate is the first thing to hand the file to the engine (llama.cpp's trial load
-      // runs there): a broken file fails the model, not just this request.
-      if (err instanceof InvalidModelFileError) {
+      // runs there): a broken file, or an engine that crashes on it, fails the model, not just
+      // this request.
+      if (err instanceof InvalidModelFileError || err instanceof EngineCrashedError) {
         e.lifecycle.transition("loading");
         failed(err);
       }

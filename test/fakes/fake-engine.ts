@@ -55,6 +55,8 @@ export interface FakeModelSpec {
   estimateMs?: number;
   /** The estimate fails with this plain (untyped) error, as a trial process stopped under it would. */
   estimateError?: string;
+  /** The estimate throws this typed error, as a trial load that crashed does. */
+  estimateThrows?: Error;
   /** Milliseconds between two scripted steps (tokens). */
   stepMs?: number;
   /** The chat template's text the model reports (none by default). */
@@ -255,6 +257,7 @@ export class FakeEngine implements Engine {
     const s = this.spec(d);
     if (s.estimateMs) await Bun.sleep(s.estimateMs);
     if (s.estimateError) throw new Error(s.estimateError);
+    if (s.estimateThrows) throw s.estimateThrows;
     return { modelBytes: s.modelBytes ?? 1000, contextBytes: (s.bytesPerContextToken ?? 0) * options.contextLength * options.parallel, gpuBytes: 0 };
   }
 

@@ -1,6 +1,6 @@
 // Scheduler behaviour on the FakeEngine: loading, sharing, memory, eviction, TTL, queueing.
 import { describe, expect, test } from "bun:test";
-import { InsufficientMemoryError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../../src/errors.ts";
+import { EngineCrashedError, InsufficientMemoryError, InvalidModelFileError, ModelLoadError, ModelNotFoundError, OverloadedError } from "../../src/errors.ts";
 import { fakeApp } from "../fakes/fake-app.ts";
 
 const MB = 1024 * 1024;
@@ -40,6 +40,18 @@ describe("scheduler on the fake engine", () => {
     (await f.scheduler.acquire("a")).release();
     expect(f.engine.loads).toEqual(["a", "a"]);
     expect((await f.scheduler.get("a")).state).toBe("ready");
+  });
+
+  test("a trial load that crashed, on the file or on the engine, fails the model with its own error", async () => {
+    await using f = fakeApp([
+      { id: "broken", estimateThrows: new InvalidModelFileError("loading broken crashed llama.cpp") },
+      { id: "sigill", estimateThrows: new EngineCrashedError("loading sigill crashed the llama.cpp engine with an illegal instruction (SIGILL)") },
+    ]);
+    await expect(f.scheduler.acquire("broken")).rejects.toMatchObject({ code: "invalid_model_file", status: 422 });
+    await expect(f.scheduler.acquire("sigill")).rejects.toMatchObject({ code: "engine_crashed", status: 500 });
+    expect((await f.scheduler.get("broken")).state).toBe("failed");
+    expect((await f.scheduler.get("sigill")).state).toBe("failed");
+    expect(f.engine.loads).toEqual([]);
   });
 
   test("memory budget: idle models are evicted least recently used first; busy ones never", async () => {

@@ -2,8 +2,8 @@
 // against the model file, which against the engine, and which prove nothing.
 
 import { describe, expect, test } from "bun:test";
-import { ENGINE_CRASHED, trialOutcome } from "../../src/engines/llama/trial-load.ts";
-import { InvalidModelFileError, ModelLoadError } from "../../src/errors.ts";
+import { trialOutcome } from "../../src/engines/llama/trial-load.ts";
+import { EngineCrashedError, InvalidModelFileError } from "../../src/errors.ts";
 
 const end = (over: Partial<Parameters<typeof trialOutcome>[1]>): Parameters<typeof trialOutcome>[1] => ({
   code: null, signal: null, timedOut: false, timeoutMs: 60_000, tail: "", ...over,
@@ -25,9 +25,9 @@ describe("trial outcome", () => {
 
   test("an illegal instruction is the engine's: engine_crashed, naming the way to another engine", () => {
     const err = trialOutcome("/m.gguf", end({ signal: "SIGILL", tail: "Illegal instruction" }));
-    expect(err).toBeInstanceOf(ModelLoadError);
+    expect(err).toBeInstanceOf(EngineCrashedError);
     expect(err).not.toBeInstanceOf(InvalidModelFileError);
-    expect(err).toMatchObject({ code: ENGINE_CRASHED, status: 500, type: "server_error" });
+    expect(err).toMatchObject({ code: "engine_crashed", status: 500, type: "server_error" });
     expect((err as Error).message).toContain("illegal instruction (SIGILL)");
     expect((err as Error).message).toContain("lmx engine use");
     expect((err as Error).message).toContain("Illegal instruction");

@@ -10,7 +10,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { errorMessage, InvalidModelFileError, ModelLoadError } from "../../errors.ts";
+import { EngineCrashedError, errorMessage, InvalidModelFileError, ModelLoadError } from "../../errors.ts";
 import { log } from "../../log.ts";
 import type { LlamaOptions } from "node-llama-cpp";
 import { type FileVersion, fileVersion, type LoadRecords } from "./load-records.ts";
@@ -88,15 +88,12 @@ export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions =
         log.info(outcome ? "trial load passed" : "trial load failed cleanly", { path: req.path, ms });
         resolve(outcome);
       } else {
-        if (outcome instanceof InvalidModelFileError || outcome.code === ENGINE_CRASHED) log.warn("trial load crashed", { path: req.path, how: signal ?? `code ${code}`, ms });
+        if (outcome instanceof InvalidModelFileError || outcome instanceof EngineCrashedError) log.warn("trial load crashed", { path: req.path, how: signal ?? `code ${code}`, ms });
         reject(outcome);
       }
     });
   });
 }
-
-/** A trial child that died of SIGILL: the engine's code, not the file (see trialOutcome). */
-export const ENGINE_CRASHED = "engine_crashed";
 
 /**
  * What a finished trial child means: true (passed), false (failed cleanly, left to the real load),
@@ -118,9 +115,8 @@ export function trialOutcome(
   if (signal === "SIGILL") {
     // A file cannot choose which instructions run: the engine holds code this CPU cannot execute
     // (a build for another CPU, or a miscompiled kernel such as AMX's under GCC 12 without -fno-dse).
-    return new ModelLoadError(
+    return new EngineCrashedError(
       `loading ${path} crashed the llama.cpp engine with an illegal instruction (SIGILL): the engine in use has code this CPU cannot run for this model's weights, which is not the file's fault. "lmx engine list" shows the installed engines and "lmx engine use VERSION" switches to another${tail ? `. Last output:\n${tail}` : ""}`,
-      ENGINE_CRASHED,
     );
   }
   if (signal !== null || (code ?? 0) >= 128) {
@@ -166,7 +162,7 @@ export function ensureTrialLoaded(req: TrialLoadRequest, opts: TrialLoadOptions 
         }
       }, (err: unknown) => {
         // A crash is remembered (the same engine would crash again); anything else gets a retry.
-        if (!(err instanceof InvalidModelFileError) && !(err instanceof ModelLoadError && err.code === ENGINE_CRASHED)) results.delete(key);
+        if (!(err instanceof InvalidModelFileError) && !(err instanceof EngineCrashedError)) results.delete(key);
       });
       hit = trial.then(() => undefined);
     }
