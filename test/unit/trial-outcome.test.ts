@@ -2,11 +2,11 @@
 // against the model file, which against the engine, and which prove nothing.
 
 import { describe, expect, test } from "bun:test";
-import { trialOutcome } from "../../src/engines/llama/trial-load.ts";
+import { trialOutcome, withoutBunCrashReport } from "../../src/engines/llama/trial-load.ts";
 import { EngineCrashedError, InvalidModelFileError } from "../../src/errors.ts";
 
 const end = (over: Partial<Parameters<typeof trialOutcome>[1]>): Parameters<typeof trialOutcome>[1] => ({
-  code: null, signal: null, timedOut: false, timeoutMs: 60_000, tail: "", ...over,
+  code: null, signal: null, timedOut: false, timeoutMs: 60_000, stderr: "", ...over,
 });
 
 describe("trial outcome", () => {
@@ -16,7 +16,7 @@ describe("trial outcome", () => {
   });
 
   test("an abort in llama.cpp is the file's fault: 422 with the child's last output", () => {
-    const err = trialOutcome("/m.gguf", end({ signal: "SIGABRT", tail: "GGML_ASSERT(n_head > 0) failed" }));
+    const err = trialOutcome("/m.gguf", end({ signal: "SIGABRT", stderr: "llama_model_load: loading\nGGML_ASSERT(n_head > 0) failed\n" }));
     expect(err).toBeInstanceOf(InvalidModelFileError);
     expect((err as InvalidModelFileError).status).toBe(422);
     expect((err as Error).message).toContain("killed by SIGABRT");
@@ -24,13 +24,37 @@ describe("trial outcome", () => {
   });
 
   test("an illegal instruction is the engine's: engine_crashed, naming the way to another engine", () => {
-    const err = trialOutcome("/m.gguf", end({ signal: "SIGILL", tail: "Illegal instruction" }));
+    // What Bun prints when native code in it hits an illegal instruction (ud2 in a dlopen'ed
+    // library gives the same), after the engine's own last line.
+    const stderr = [
+      "load_tensors: CPU_Mapped model buffer size = 1.25 MiB",
+      "=".repeat(60),
+      "Bun v1.4.5 (a7733435c) Linux x64",
+      "CPU: sse42 popcnt avx avx2 avx512",
+      'Args: "/usr/local/bin/lmx" "__lmx-trial-load" "{}"',
+      "Elapsed: 1250ms | User: 1087ms | Sys: 144ms",
+      "",
+      "panic: Illegal instruction at address 0x7F5F780F3781",
+      "oh no: Bun has crashed. This indicates a bug in Bun, not your code.",
+      "",
+      "please file a GitHub issue using the link below:",
+      "",
+      " https://bun.report/1.4.5/l_1a773343mhEqgggCg47a050c0/ge8tkUohgoEA3",
+      "",
+    ].join("\n");
+    const err = trialOutcome("/m.gguf", end({ signal: "SIGILL", stderr }));
     expect(err).toBeInstanceOf(EngineCrashedError);
     expect(err).not.toBeInstanceOf(InvalidModelFileError);
     expect(err).toMatchObject({ code: "engine_crashed", status: 500, type: "server_error" });
     expect((err as Error).message).toContain("illegal instruction (SIGILL)");
     expect((err as Error).message).toContain("lmx engine use");
-    expect((err as Error).message).toContain("Illegal instruction");
+    // The engine's last line and Bun's one line on what happened; not Bun's request for a bug report.
+    expect((err as Error).message).toEndWith("Last output:\nload_tensors: CPU_Mapped model buffer size = 1.25 MiB\npanic: Illegal instruction at address 0x7F5F780F3781");
+  });
+
+  test("output without a crash report is kept as it is", () => {
+    const text = "a\n====\npanic is not a line start here\nb";
+    expect(withoutBunCrashReport(text)).toBe(text);
   });
 
   test("a timeout and a SIGKILL say nothing about the file", () => {

@@ -82,8 +82,7 @@ export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions =
     child.on("close", (code, signal) => {
       clearTimeout(timer);
       const ms = Math.round(performance.now() - started);
-      const tail = stderr.trim().split("\n").slice(-STDERR_LINES).join("\n");
-      const outcome = trialOutcome(req.path, { code, signal, timedOut, timeoutMs, tail });
+      const outcome = trialOutcome(req.path, { code, signal, timedOut, timeoutMs, stderr });
       if (typeof outcome === "boolean") {
         log.info(outcome ? "trial load passed" : "trial load failed cleanly", { path: req.path, ms });
         resolve(outcome);
@@ -101,9 +100,10 @@ export function trialLoadInChild(req: TrialLoadRequest, opts: TrialLoadOptions =
  */
 export function trialOutcome(
   path: string,
-  end: { code: number | null; signal: NodeJS.Signals | null; timedOut: boolean; timeoutMs: number; tail: string },
+  end: { code: number | null; signal: NodeJS.Signals | null; timedOut: boolean; timeoutMs: number; stderr: string },
 ): boolean | ModelLoadError {
-  const { code, signal, tail } = end;
+  const { code, signal } = end;
+  const tail = withoutBunCrashReport(end.stderr).trim().split("\n").slice(-STDERR_LINES).join("\n");
   // A clean failure (an exception, not an abort) is left to the real load, which reports it in
   // full (e.g. an unknown architecture) and cannot take the process down with it.
   if (code === 0 || code === CLEAN_FAILURE) return code === 0;
@@ -125,6 +125,20 @@ export function trialOutcome(
   }
   // Not the file's fault as far as we can tell (the trial itself could not run).
   return new ModelLoadError(`the trial load of ${path} exited with code ${code}${tail ? `: ${tail}` : ""}`);
+}
+
+/**
+ * The child's output without Bun's crash report, which would fill the error's last lines with the
+ * process's vitals and a request to report a bug in Bun; its one line that says what happened
+ * ("panic: Illegal instruction at address …") is kept.
+ */
+export function withoutBunCrashReport(text: string): string {
+  const lines = text.split("\n");
+  const start = lines.findIndex((line) => /^={20,}$/.test(line));
+  const panic = lines.findIndex((line, i) => i > start && /^panic\b/.test(line));
+  if (start < 0 || panic < 0) return text;
+  const link = lines.findIndex((line, i) => i > panic && line.includes("bun.report/"));
+  return [...lines.slice(0, start), lines[panic]!, ...lines.slice(link < 0 ? lines.length : link + 1)].join("\n");
 }
 
 /** Whether the records say the file passed; records that cannot be read only cost a trial. */
