@@ -12,7 +12,8 @@
 //
 // The built engine also serves a q8_0 model. On a CPU with AMX that reaches ggml's AMX kernel, which
 // GCC 12 miscompiles unless the build adds -fno-dse (compiler-workarounds.ts): the engine then dies
-// with SIGILL at the model's first decode.
+// with SIGILL on the model's first prompt, in its trial load, and the request fails with
+// engine_crashed.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
