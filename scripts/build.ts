@@ -324,17 +324,18 @@ export async function writeDashboardBundle(outDir: string): Promise<string> {
 /** Runs `bun build --compile`, embedding the engine bundle and the dashboard and telling the code where to find them. */
 export async function compileExecutable(options: CompileOptions): Promise<void> {
   const { bundle } = options;
-  const staged = await stageEmbeds([bundle.path, await writeDashboardBundle(dirname(options.outfile)), ...(options.embed ?? [])]);
+  const dashboard = await writeDashboardBundle(dirname(options.outfile));
+  const staged = await stageEmbeds([bundle.path, dashboard, ...(options.embed ?? [])]);
   try {
-    await compileStaged(options, staged.paths);
+    await compileStaged(options, staged.paths, basename(dashboard));
   } finally {
     await rm(staged.dir, { recursive: true, force: true });
   }
 }
 
-async function compileStaged(options: CompileOptions, embeds: string[]): Promise<void> {
+/** The compile itself, with every file to embed staged (same base names as the originals). */
+async function compileStaged(options: CompileOptions, embeds: string[], dashboardName: string): Promise<void> {
   const { bundle } = options;
-  const dashboard = embeds[1]!;
   const workerPath = embeddedWorkerPath([options.entry, ...embeds], TEMPLATE_WORKER);
   const define = (name: string, value: string): string[] => ["--define", `${name}=${JSON.stringify(value)}`];
   const args = [
@@ -350,7 +351,7 @@ async function compileStaged(options: CompileOptions, embeds: string[]): Promise
     "node-llama-cpp",
     ...define("LMX_BUILD_VERSION", options.version),
     ...define("LMX_TEMPLATE_WORKER", workerPath),
-    ...define("LMX_DASHBOARD_BUNDLE", basename(dashboard)),
+    ...define("LMX_DASHBOARD_BUNDLE", dashboardName),
     ...define("LMX_ENGINE_LLAMA_ARCHIVE", basename(bundle.path)),
     ...define("LMX_ENGINE_LLAMA_SHA256", bundle.sha256),
     ...define("LMX_ENGINE_LLAMA_VERSION", bundle.nodeLlamaCppVersion),
