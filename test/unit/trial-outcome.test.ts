@@ -2,7 +2,7 @@
 // against the model file, which against the engine, and which prove nothing.
 
 import { describe, expect, test } from "bun:test";
-import { trialOutcome, withoutBunCrashReport } from "../../src/engines/llama/trial-load.ts";
+import { trialOutcome, trialPrompt, withoutBunCrashReport } from "../../src/engines/llama/trial-load.ts";
 import { EngineCrashedError, InvalidModelFileError } from "../../src/errors.ts";
 
 const end = (over: Partial<Parameters<typeof trialOutcome>[1]>): Parameters<typeof trialOutcome>[1] => ({
@@ -64,5 +64,17 @@ describe("trial outcome", () => {
     const killed = trialOutcome("/m.gguf", end({ signal: "SIGKILL" }));
     expect(killed).not.toBeInstanceOf(InvalidModelFileError);
     expect((killed as Error).message).toContain("out of memory?");
+  });
+});
+
+describe("trial prompt", () => {
+  test("a batch of eight rows, not one: ggml's AMX path skips a single row, so a faulting kernel would pass the trial", () => {
+    expect(trialPrompt([15043], 4096)).toEqual(Array(8).fill(15043));
+    expect(trialPrompt([1, 2, 3], 4096)).toEqual([1, 2, 3, 1, 2, 3, 1, 2]);
+  });
+
+  test("a tiny context keeps room for the generated token", () => {
+    expect(trialPrompt([7], 6)).toEqual([7, 7, 7, 7]);
+    expect(trialPrompt([7], 2)).toEqual([7]);
   });
 });

@@ -199,6 +199,17 @@ export function childLlamaOptions(nlc: NodeLlamaCpp): LlamaOptions {
   };
 }
 
+/**
+ * The trial's prompt: `word` repeated to several tokens, within the context with room for the one
+ * generated. ggml multiplies a batch of rows with other kernels than a single row (AMX tiles,
+ * repacked GEMM: `M == 1` skips AMX), and a kernel that faults on this CPU must fault in the
+ * trial, not in the server at the first real prompt.
+ */
+export function trialPrompt<T>(word: readonly T[], contextLength: number): T[] {
+  const length = Math.max(1, Math.min(TRIAL_PROMPT_TOKENS, contextLength - 2));
+  return Array.from({ length }, (_, i) => word[i % word.length]!);
+}
+
 /** The child's side: load, evaluate a short prompt and one token, exit 0. A native abort ends the process before that. */
 async function runTrialLoad(req: TrialLoadRequest): Promise<void> {
   const nlc = await loadNodeLlamaCpp(req.lmxHome);
@@ -215,12 +226,7 @@ async function runTrialLoad(req: TrialLoadRequest): Promise<void> {
   const bos = model.tokens.bos;
   const word = tokens.length > 0 ? tokens : bos !== null ? [bos] : [];
   if (word.length === 0) throw new Error("the model's vocabulary cannot encode any text");
-  // A prompt of several tokens, then one generated: ggml multiplies a batch of rows with other
-  // kernels than a single row (AMX tiles, repacked GEMM), and a kernel that faults on this CPU
-  // must fault here, not in the server at the first real prompt.
-  const length = Math.max(1, Math.min(TRIAL_PROMPT_TOKENS, req.contextLength - 2));
-  const input = Array.from({ length }, (_, i) => word[i % word.length]!);
-  for await (const token of ctx.getSequence().evaluate(input)) {
+  for await (const token of ctx.getSequence().evaluate(trialPrompt(word, req.contextLength))) {
     void token;
     break;
   }
