@@ -3,6 +3,7 @@
 // which moved consecutive tokens between CPUs. Real engine, stories260K, one thread; Linux, where
 // the threads are named and their CPU time is in /proc/self/task/TID/schedstat.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import type { Llama, LlamaModel } from "node-llama-cpp";
 import { type AddonContextInternals, type ContextInternals, generate, loadStories, override, requireNative, unloadStories } from "./helpers/llama-internals.ts";
@@ -85,6 +86,30 @@ describe.skipIf(process.platform !== "linux")("a context's compute thread", () =
     } finally {
       await context.dispose();
     }
+  });
+
+  test("with two threads, a token starts no thread: the context keeps ggml's workers, and they end with it", async () => {
+    // Without a pool attached, ggml's CPU backend starts n_threads - 1 workers for every graph and
+    // joins them at its end; on a machine whose cores were all busy that made LMX decode stories260K
+    // at 0.3x llama-server with two threads. Linux hands out process and thread ids in order, so
+    // the id of a process started after the tokens counts the threads started meanwhile.
+    const nextId = () => spawnSync("true").pid!;
+    const before = new Set(threads().map((t) => t.tid));
+    const context = await model.createContext({ contextSize: 512, sequences: 1, threads: 2, flashAttention: false });
+    const workers = threads().filter((t) => !before.has(t.tid)).map((t) => t.tid);
+    try {
+      const sequence = context.getSequence();
+      await generate(sequence, model.tokenize("Once upon a time there was a little girl called Lily. She"), 8);
+      const from = nextId();
+      const tokens = await generate(sequence, model.tokenize(" and"), 128);
+      const started = nextId() - from - 1;
+      expect(tokens.length).toBe(128);
+      expect({ threadsStartedFor128Tokens: started < 32 }).toEqual({ threadsStartedFor128Tokens: true });
+    } finally {
+      await context.dispose();
+    }
+    const alive = new Set(threads().map((t) => t.tid));
+    expect(workers.filter((tid) => alive.has(tid))).toEqual([]);
   });
 
   test("ends when its context is disposed", async () => {
