@@ -5,7 +5,7 @@
 // check that all of them evaluated the same prompts.
 //
 //   bun bench/experiments/short-requests.ts MODEL.gguf --lmx-bin FILE [--lmx-bin FILE:nocache ...]
-//                                           [--tokens 32] [--reps 300] [--fa off]
+//                                           [--tokens 32] [--reps 300] [--fa off] [--threads 1]
 //
 // `FILE:nocache` serves that binary with `--prompt-cache-size 0` (no saved prompt states).
 
@@ -24,11 +24,12 @@ const { values, positionals } = parseArgs({
     tokens: { type: "string", default: "32" },
     reps: { type: "string", default: "300" },
     fa: { type: "string", default: "off" },
+    threads: { type: "string", default: "1" },
   },
 });
 const modelPath = positionals[0];
 if (!modelPath || values["lmx-bin"].length === 0) throw new Error("usage: bun bench/experiments/short-requests.ts MODEL.gguf --lmx-bin FILE [--lmx-bin FILE ...] [--tokens N] [--reps N]");
-const cfg = { modelId: "m", modelPath: resolve(modelPath), threads: 1, parallel: 8, ctx: 4096, flashAttention: values.fa === "on" ? ("on" as const) : ("off" as const) };
+const cfg = { modelId: "m", modelPath: resolve(modelPath), threads: Number(values.threads), parallel: 8, ctx: 4096, flashAttention: values.fa === "on" ? ("on" as const) : ("off" as const) };
 const tokens = Number(values.tokens);
 const reps = Number(values.reps);
 
